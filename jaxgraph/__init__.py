@@ -1,0 +1,25 @@
+"""jaxgraph: TensorFlow 1's training semantics on JAX."""
+
+from jaxgraph import nn as nn
+from jaxgraph import summary as summary
+from jaxgraph import train as train
+from jaxgraph.collections import all_variables as all_variables
+from jaxgraph.collections import freeze as freeze
+from jaxgraph.collections import get_collection as get_collection
+from jaxgraph.collections import get_global_step as get_global_step
+from jaxgraph.collections import global_variables as global_variables
+from jaxgraph.collections import local_variables as local_variables
+from jaxgraph.collections import map_variables as map_variables
+from jaxgraph.collections import model_variables as model_variables
+from jaxgraph.collections import named_variables as named_variables
+from jaxgraph.collections import replace_values as replace_values
+from jaxgraph.collections import trainable_variables as trainable_variables
+from jaxgraph.collections import unfreeze as unfreeze
+from jaxgraph.module import Module as Module
+from jaxgraph.sparse import IndexedSlices as IndexedSlices
+from jaxgraph.variables import GraphKeys as GraphKeys
+from jaxgraph.variables import Variable as Variable
+from jaxgraph.variables import create_global_step as create_global_step
+from jaxgraph.variables import name_scope as name_scope
+
+__version__ = "0.1.0"

@@ -1,0 +1,123 @@
+"""``IndexedSlices``: TF1's sparse gradient, a set of rows of a dense tensor.
+
+``IndexedSlices(values, indices, dense_shape)`` stands for the dense array that is zero everywhere
+except rows ``indices[i]``, which hold ``values[i]``; repeated indices add up. It is a pytree (values
+and indices are children, ``dense_shape`` is static), so it passes through ``jit``.
+
+>>> import jax.numpy as jnp
+>>> g = IndexedSlices(jnp.array([[1.0], [1.0], [2.0]]), jnp.array([0, 0, 2]), (3, 1))
+>>> g.to_dense().ravel().tolist()
+[2.0, 0.0, 2.0]
+>>> c = g.coalesce()
+>>> c.to_dense().ravel().tolist()
+[2.0, 0.0, 2.0]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@jax.tree_util.register_pytree_with_keys_class
+class IndexedSlices:
+    """Rows ``indices`` of a dense tensor of shape ``dense_shape``, holding ``values``.
+
+    Args:
+      values: ``[n, *dense_shape[1:]]``.
+      indices: integer ``[n]``; may repeat (repeats add up) and, after :meth:`coalesce`, may hold the
+        padding index ``dense_shape[0]`` for unused slots, which every consumer drops.
+      dense_shape: the shape of the dense tensor (a tuple of ints).
+    """
+
+    __slots__ = ("values", "indices", "dense_shape")
+
+    def __init__(self, values: Any, indices: Any, dense_shape: Any) -> None:
+        self.values = values
+        self.indices = indices
+        self.dense_shape = tuple(int(d) for d in dense_shape)
+        vshape = getattr(values, "shape", None)
+        ishape = getattr(indices, "shape", None)
+        if vshape is not None and ishape is not None:
+            if len(ishape) != 1:
+                raise ValueError(f"IndexedSlices indices must be one-dimensional, got shape {tuple(ishape)}")
+            if tuple(vshape[:1]) != tuple(ishape) or tuple(vshape[1:]) != self.dense_shape[1:]:
+                raise ValueError(
+                    f"IndexedSlices values of shape {tuple(vshape)} do not match indices of shape "
+                    f"{tuple(ishape)} and dense_shape {self.dense_shape}"
+                )
+
+    # -- pytree protocol -------------------------------------------------------------------------
+    def tree_flatten_with_keys(self):
+        keys = jax.tree_util.GetAttrKey
+        return ((keys("values"), self.values), (keys("indices"), self.indices)), self.dense_shape
+
+    def tree_flatten(self):
+        return (self.values, self.indices), self.dense_shape
+
+    @classmethod
+    def tree_unflatten(cls, dense_shape, children):
+        obj = object.__new__(cls)
+        obj.values, obj.indices = children
+        obj.dense_shape = dense_shape
+        return obj
+
+    # -- properties --------------------------------------------------------------------------------
+    @property
+    def dtype(self) -> Any:
+        return self.values.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The dense shape (TF's ``IndexedSlices.shape``)."""
+        return self.dense_shape
+
+    # -- conversions -------------------------------------------------------------------------------
+    def to_dense(self) -> jax.Array:
+        """The dense array these slices stand for (repeats summed, padding dropped)."""
+        zeros = jnp.zeros(self.dense_shape, dtype=self.values.dtype)
+        return zeros.at[self.indices].add(self.values, mode="drop")
+
+    def coalesce(self) -> IndexedSlices:
+        """Sum the values of repeated indices (TF's ``_deduplicate_indexed_slices``).
+
+        Static shapes are kept for ``jit``: the result has as many slots as the input; unique indices
+        come first (sorted), and the remaining slots hold index ``dense_shape[0]`` with zero values.
+        """
+        n = self.indices.shape[0]
+        pad = self.dense_shape[0]
+        unique, inverse = jnp.unique(self.indices, size=n, fill_value=pad, return_inverse=True)
+        summed = jax.ops.segment_sum(self.values, inverse.reshape(-1), num_segments=n)
+        return IndexedSlices(summed, unique.astype(self.indices.dtype), self.dense_shape)
+
+    def scale(self, factor: Any) -> IndexedSlices:
+        """These slices times a scalar (what gradient clipping or averaging does to a sparse grad)."""
+        return IndexedSlices(self.values * factor, self.indices, self.dense_shape)
+
+    def __mul__(self, factor: Any) -> IndexedSlices:
+        if np.ndim(factor) != 0:
+            return NotImplemented
+        return self.scale(factor)
+
+    __rmul__ = __mul__
+
+    def __repr__(self) -> str:
+        vshape = getattr(self.values, "shape", None)
+        return f"IndexedSlices(values.shape={vshape}, dense_shape={self.dense_shape})"
+
+
+def convert_to_tensor_or_indexed_slices(value: Any) -> jax.Array | IndexedSlices:
+    """An IndexedSlices passes through; anything else becomes an array (TypeError if it cannot)."""
+    if isinstance(value, IndexedSlices):
+        return value
+    from jaxgraph.variables import Variable
+
+    if isinstance(value, Variable):
+        return value.value
+    try:
+        return jnp.asarray(value)
+    except TypeError as exc:
+        raise TypeError(f"Gradient must be convertible to a Tensor or IndexedSlices, or None: {value}") from exc

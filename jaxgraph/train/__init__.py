@@ -1,0 +1,1 @@
+"""TF1's ``tf.train``: optimizers, global step, Saver."""

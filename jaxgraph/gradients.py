@@ -1,15 +1,286 @@
-"""Gradient machinery (work in progress)."""
+"""The machinery behind ``Optimizer.compute_gradients``: var_list, ``None`` detection, sparse capture.
+
+How one call works (all of it happens while tracing; under ``jit`` it costs nothing per step):
+
+1. **Discover** (``jax.eval_shape``): run the loss once abstractly with a tape that records every
+   :func:`gather_rows` (what ``embedding_lookup`` uses) on a differentiated Variable: which variable,
+   the ids' shape, the rows' shape.
+2. **Connect** (``jax.make_jaxpr`` of the JVP): every differentiated variable's value is a tangent
+   input, and every recorded lookup gets a zero "perturbation" added to its gathered rows, also a
+   tangent input; the lookup itself reads the table through ``stop_gradient``. A backward liveness walk
+   over the JVP program tells, structurally, whether the loss depends on a variable densely (its value
+   tangent is live), only through lookups (a perturbation is live), or not at all (``None``, as TF).
+3. **Differentiate** (``jax.value_and_grad``, once, returning the loss too): densely used variables are
+   differentiated through their values; lookup-only variables are closed over and only their
+   perturbations are differentiated, so the gradient is the gathered rows' gradient, returned with the
+   ids as an :class:`~jaxgraph.IndexedSlices`. No array of the table's size is made for it.
+
+A variable read both through lookups and densely gets one dense gradient, as TF converts.
+"""
+
 from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Sequence
 from typing import Any
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.extend import core as jex_core
+
+from jaxgraph import summary as _summary
+from jaxgraph.collections import named_variables, replace_values, trainable_variables
+from jaxgraph.sparse import IndexedSlices
 from jaxgraph.variables import Variable
+
+_VALID_DTYPES = (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64)
+_VALID_DTYPE_NAMES = "[tf.float16, tf.bfloat16, tf.float32, tf.float64]"
+
+
+class _Tape:
+    """Per-pass record of the lookups made on differentiated variables."""
+
+    def __init__(self, watched: dict[int, str], mode: str, plan: dict[str, str] | None = None,
+                 perturbations: Sequence[Any] | None = None) -> None:
+        self.watched = watched  # id(Variable object handed to the loss) -> name
+        self.mode = mode  # "discover", "connect" or "differentiate"
+        self.plan = plan or {}  # name -> "dense" | "sparse" | "none" (differentiate pass)
+        self.perturbations = perturbations
+        self.lookups: list[tuple[str, tuple[int, ...], Any, tuple[int, ...], Any]] = []
+        self.ids: list[jax.Array] = []
+        self.count = 0
+
+    def lookup(self, name: str, table: jax.Array, ids: jax.Array) -> jax.Array:
+        k = self.count
+        self.count += 1
+        if self.mode == "discover":
+            self.lookups.append((name, tuple(ids.shape), ids.dtype, tuple(table.shape[1:]), table.dtype))
+            return _take(table, ids)
+        if k >= len(self.perturbations or ()):
+            raise RuntimeError(
+                "The loss function made more embedding lookups than when it was first traced; "
+                "compute_gradients needs a loss whose structure does not change between traces."
+            )
+        if self.mode == "connect":
+            return _take(jax.lax.stop_gradient(table), ids) + self.perturbations[k]
+        kind = self.plan[name]
+        if kind == "sparse":
+            self.ids.append(ids)
+            return _take(table, ids) + self.perturbations[k]
+        return _take(table, ids)
+
+
+_tape: contextvars.ContextVar[_Tape | None] = contextvars.ContextVar("jaxgraph_tape", default=None)
 
 
 def read_variable(var: Variable) -> jax.Array:
+    """What ``Variable.value`` returns. (Dense use is detected structurally, not recorded here.)"""
     return var._value
 
 
-def gather_rows(params: Any, ids: Any) -> jax.Array:
-    table = params._value if isinstance(params, Variable) else jnp.asarray(params)
+def _take(table: jax.Array, ids: jax.Array) -> jax.Array:
     return jnp.take(table, ids, axis=0)
+
+
+def _check_ids(table_rows: int, ids: Any) -> jax.Array:
+    ids = jnp.asarray(ids) if not isinstance(ids, jax.Array) else ids
+    if not jnp.issubdtype(ids.dtype, jnp.integer):
+        raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
+    if not isinstance(ids, jax.core.Tracer) and ids.size:
+        flat = np.asarray(ids).reshape(-1)
+        bad = np.flatnonzero((flat < 0) | (flat >= table_rows))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"indices[{i}] = {int(flat[i])} is not in [0, {table_rows})")
+    return ids
+
+
+def gather_rows(params: Variable | jax.Array, ids: Any) -> jax.Array:
+    """Rows ``ids`` of one table: ``params[ids]``, shaped ``ids.shape + params.shape[1:]``.
+
+    This is the one place where a lookup of a differentiated Variable is seen by
+    ``compute_gradients``, which turns its gradient into an ``IndexedSlices``. Concrete ids out of range
+    raise TF's ``indices[i] = v is not in [0, n)``; under ``jit`` ids cannot be checked, and rows out
+    of range read as NaN (``jnp.take``'s fill mode) rather than a silently clamped row.
+
+    >>> import jax.numpy as jnp
+    >>> gather_rows(jnp.arange(6.0).reshape(3, 2), jnp.array([2, 0])).tolist()
+    [[4.0, 5.0], [0.0, 1.0]]
+    """
+    if isinstance(params, Variable):
+        table = params._value
+        ids = _check_ids(table.shape[0], ids)
+        tape = _tape.get()
+        name = tape.watched.get(id(params)) if tape is not None else None
+        if name is not None:
+            return tape.lookup(name, table, ids)
+    else:
+        table = jnp.asarray(params)
+        ids = _check_ids(table.shape[0], ids)
+    return _take(table, ids)
+
+
+def resolve_var_list(params: Any, var_list: Sequence[Variable | str] | None) -> list[Variable]:
+    """The named Variables of ``params`` that ``var_list`` designates (default: the trainable ones)."""
+    if var_list is None:
+        selected = trainable_variables(params)
+    else:
+        if isinstance(var_list, (Variable, str)):
+            var_list = [var_list]
+        by_name = {v.name: v for v in named_variables(params)}
+        selected, seen = [], set()
+        for entry in var_list:
+            if isinstance(entry, Variable):
+                if entry.name is None:
+                    raise ValueError(
+                        f"var_list entry {entry!r} has no name: take var_list entries from the tree "
+                        "(e.g. jaxgraph.trainable_variables(params)) or give names."
+                    )
+                name = entry.name
+            elif isinstance(entry, str):
+                name = entry
+            else:
+                raise TypeError(f"var_list entries must be Variables or names, got {entry!r}")
+            if name not in by_name:
+                raise ValueError(f"var_list entry {name!r} is not a variable of the parameter tree")
+            if name not in seen:
+                seen.add(name)
+                selected.append(by_name[name])
+    if not selected:
+        raise ValueError("No variables to optimize.")
+    for var in selected:
+        if var.dtype not in _VALID_DTYPES:
+            raise ValueError(f"Invalid type {var.dtype} for {var.name}, expected: {_VALID_DTYPE_NAMES}.")
+    return selected
+
+
+def _live_inputs(closed_jaxpr: Any) -> list[bool]:
+    """Which inputs of a program can influence its outputs (backward liveness over its equations)."""
+    jaxpr = closed_jaxpr.jaxpr
+    live = {v for v in jaxpr.outvars if isinstance(v, jex_core.Var)}
+    for eqn in reversed(jaxpr.eqns):
+        if any(isinstance(o, jex_core.Var) and o in live for o in eqn.outvars):
+            live.update(v for v in eqn.invars if isinstance(v, jex_core.Var))
+    return [v in live for v in jaxpr.invars]
+
+
+def _loss_dtype_check(loss: Any) -> None:
+    if loss.dtype not in _VALID_DTYPES:
+        raise ValueError(f"Invalid type {loss.dtype} for loss, expected: {_VALID_DTYPE_NAMES}.")
+
+
+def value_and_gradients(
+    loss_fn: Callable[..., Any],
+    params: Any,
+    variables: Sequence[Variable],
+    grad_loss: Any = None,
+    has_aux: bool = False,
+) -> tuple[Any, list[jax.Array | IndexedSlices | None]]:
+    """Loss value and one gradient per variable (dense array, ``IndexedSlices`` or ``None``).
+
+    ``variables`` are named Variables of ``params`` (see :func:`resolve_var_list`). A non-scalar loss
+    is differentiated as its sum, or as ``sum(loss * grad_loss)`` when ``grad_loss`` is given (TF's
+    ``grad_ys``). With ``has_aux`` the loss function returns ``(loss, aux)`` and so does this.
+    """
+    names = [v.name for v in variables]
+    originals = {v.name: v._value for v in variables}
+
+    def run(values: dict[str, Any], tape: _Tape):
+        tree = replace_values(params, values)
+        watched: dict[int, str] = {}
+
+        # Identify the Variable objects the loss will see, so lookups on them can be recorded.
+        leaves = jax.tree_util.tree_leaves(tree, is_leaf=lambda x: isinstance(x, Variable))
+        named = named_variables(tree)
+        for leaf, nv in zip((x for x in leaves if isinstance(x, Variable)), named, strict=True):
+            if nv.name in values:
+                watched[id(leaf)] = nv.name
+        tape.watched = watched
+        token = _tape.set(tape)
+        try:
+            with _summary.record_summaries() as summaries:
+                out = loss_fn(tree)
+        finally:
+            _tape.reset(token)
+        loss, aux = out if has_aux else (out, None)
+        loss = jnp.asarray(loss)
+        return loss, aux, summaries
+
+    def objective(loss: jax.Array) -> jax.Array:
+        _loss_dtype_check(loss)
+        if grad_loss is None:
+            return jnp.sum(loss)
+        gl = jnp.asarray(grad_loss, dtype=loss.dtype)
+        if gl.shape != loss.shape:
+            raise ValueError(f"grad_loss has shape {gl.shape}, but the loss has shape {loss.shape}")
+        return jnp.sum(loss * gl)
+
+    # 1. Discover the lookups.
+    discover = _Tape({}, "discover")
+    loss_shape = jax.eval_shape(lambda vals: objective(run(vals, discover)[0]), originals)
+    del loss_shape
+    lookups = discover.lookups
+    pert_shapes = [jax.ShapeDtypeStruct(ids_shape + row_shape, dtype)
+                   for (_, ids_shape, _, row_shape, dtype) in lookups]
+
+    # 2. Which inputs is the loss connected to, densely or through lookups?
+    def connected_loss(values, perts):
+        return objective(run(values, _Tape({}, "connect", perturbations=perts))[0])
+
+    def tangent_out(primals, tangents):
+        return jax.jvp(lambda p: connected_loss(*p), (primals,), (tangents,))[1]
+
+    value_specs = {n: jax.ShapeDtypeStruct(jnp.shape(originals[n]), originals[n].dtype) for n in names}
+    specs = (value_specs, pert_shapes)
+    closed = jax.make_jaxpr(tangent_out)(specs, specs)
+    live = _live_inputs(closed)
+    n_primal = len(jax.tree_util.tree_leaves(specs))
+    tangent_live = live[n_primal:]
+    # tree_leaves of a dict orders by sorted key.
+    sorted_names = sorted(names)
+    dense_live = {n for n, is_live in zip(sorted_names, tangent_live[: len(names)], strict=True) if is_live}
+    pert_live = tangent_live[len(names):]
+    sparse_live = {lookups[k][0] for k, is_live in enumerate(pert_live) if is_live}
+
+    plan = {n: "dense" if n in dense_live else "sparse" if n in sparse_live else "none" for n in names}
+    sparse_slots = [k for k, (n, *_) in enumerate(lookups) if plan[n] == "sparse"]
+
+    # 3. Differentiate once, returning the loss and the ids of every sparse lookup.
+    def final(dense_values, perts):
+        full_perts: list[Any] = [None] * len(lookups)
+        for k, p in zip(sparse_slots, perts, strict=True):
+            full_perts[k] = p
+        tape = _Tape({}, "differentiate", plan=plan, perturbations=full_perts)
+        values = dict(originals)
+        values.update(dense_values)
+        loss, aux, summaries = run(values, tape)
+        return objective(loss), (loss, aux, tape.ids, summaries)
+
+    dense_in = {n: originals[n] for n in names if plan[n] == "dense"}
+    perts_in = [jnp.zeros(pert_shapes[k].shape, pert_shapes[k].dtype) for k in sparse_slots]
+    (_, (loss, aux, ids_list, summaries)), (dense_grads, pert_grads) = jax.value_and_grad(
+        final, argnums=(0, 1), has_aux=True
+    )(dense_in, perts_in)
+
+    for tag, value in summaries.items():
+        _summary._emit(tag, jax.lax.stop_gradient(value))
+
+    rows: dict[str, list[tuple[jax.Array, jax.Array]]] = {}
+    for k, g, ids in zip(sparse_slots, pert_grads, ids_list, strict=True):
+        name, _, _, row_shape, _ = lookups[k]
+        rows.setdefault(name, []).append((g.reshape((-1,) + row_shape), ids.reshape(-1).astype(jnp.int32)))
+
+    grads: list[jax.Array | IndexedSlices | None] = []
+    for v in variables:
+        kind = plan[v.name]
+        if kind == "dense":
+            grads.append(dense_grads[v.name])
+        elif kind == "sparse":
+            parts = rows[v.name]
+            values = parts[0][0] if len(parts) == 1 else jnp.concatenate([p[0] for p in parts])
+            indices = parts[0][1] if len(parts) == 1 else jnp.concatenate([p[1] for p in parts])
+            grads.append(IndexedSlices(values, indices, v.shape))
+        else:
+            grads.append(None)
+    return ((loss, aux) if has_aux else loss), grads

@@ -1,0 +1,44 @@
+"""``MomentumOptimizer``: ``accum = accum * mu + grad; var -= lr * accum`` (Nesterov: the new accum).
+
+Sparse updates are lazy, as in TF: only the rows in the gradient move, and only their accumulators decay.
+
+>>> import jax.numpy as jnp, jaxgraph as jg
+>>> params = {"v": jg.Variable(jnp.array([1.0, 2.0]))}
+>>> opt = MomentumOptimizer(2.0, 0.9)
+>>> params, state = opt.apply_gradients([(jnp.array([0.1, 0.1]), "v")], params)
+>>> [round(float(x), 4) for x in params["v"].value], opt.get_slot(state, "v", [round(float(x), 4) for x in "momentum").value]
+([0.8, 1.8], [0.1, 0.1])
+"""
+
+from __future__ import annotations
+
+from jaxgraph.train.optimizer import Hyper, Optimizer, _take_rows, cast_hyper
+
+
+class MomentumOptimizer(Optimizer):
+    """TF1's momentum. ``momentum`` has no default, as in TF. Slot: ``"momentum"`` (zeros)."""
+
+    _slot_names = ("momentum",)
+
+    def __init__(self, learning_rate: Hyper, momentum: Hyper, use_locking: bool = False,
+                 name: str = "Momentum", use_nesterov: bool = False) -> None:
+        super().__init__(use_locking, name)
+        self._hyper = {"learning_rate": learning_rate, "momentum": momentum}
+        self._use_nesterov = use_nesterov
+
+    def _step(self, grad, accum, hyper, dtype):
+        h = cast_hyper(hyper, dtype)
+        lr, mu = h["learning_rate"], h["momentum"]
+        accum = accum * mu + grad
+        delta = grad * lr + accum * mu * lr if self._use_nesterov else accum * lr
+        return accum, delta
+
+    def _apply_dense(self, grad, var, slots, hyper, non_slots):
+        accum, delta = self._step(grad, slots["momentum"], hyper, var.dtype)
+        return var - delta, {"momentum": accum}
+
+    def _apply_sparse(self, grad, var, slots, hyper, non_slots):
+        idx = grad.indices
+        accum_rows, delta = self._step(grad.values, _take_rows(slots["momentum"], idx), hyper, var.dtype)
+        accum = slots["momentum"].at[idx].set(accum_rows, mode="drop")
+        return var.at[idx].add(-delta, mode="drop"), {"momentum": accum}

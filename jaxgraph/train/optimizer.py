@@ -1,0 +1,326 @@
+"""The TF1 ``Optimizer`` contract on explicit state: ``compute_gradients`` → ``apply_gradients``.
+
+State goes in and comes out: ``apply_gradients`` takes the parameter tree and an
+:class:`OptimizerState` and returns new ones, so a training step is a pure function that runs under
+``jax.jit`` with both donated. Names and semantics are TF1's (see ``tensorflow/python/training/
+optimizer.py``): ``None`` gradients are skipped, slots exist only for updated variables, duplicate
+sparse indices are summed before a nonlinear update, and the global step moves by one after the updates.
+
+>>> import jax, jax.numpy as jnp
+>>> import jaxgraph as jg
+>>> params = {"w": jg.Variable(jnp.array([1.0, 2.0])), "step": jg.create_global_step()}
+>>> opt = jg.train.GradientDescentOptimizer(0.5)
+>>> @jax.jit
+... def step(params, opt_state):
+...     return opt.minimize(lambda p: jnp.sum(p["w"].value ** 2), params, opt_state,
+...                         global_step=params["step"])
+>>> params, opt_state, loss = step(params, opt.init(params))
+>>> params["w"].value.tolist(), int(params["step"].value), float(loss)
+([0.0, 0.0], 1, 5.0)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxgraph.collections import named_variables, replace_values
+from jaxgraph.gradients import resolve_var_list, value_and_gradients
+from jaxgraph.sparse import IndexedSlices, convert_to_tensor_or_indexed_slices
+from jaxgraph.variables import Variable
+
+Hyper = float | jax.Array | Callable[..., Any]
+GradsAndVars = list[tuple[jax.Array | IndexedSlices | None, Variable]]
+
+
+class OptimizerState(NamedTuple):
+    """An optimizer's state: a pytree, to be donated with the parameters.
+
+    Attributes:
+      iterations: int32 count of ``apply_gradients`` calls made with this state; schedules read it.
+      slots: ``{slot_name: {variable_name: array}}`` (e.g. Adam's ``"m"`` and ``"v"``).
+      non_slots: state shared by all variables (e.g. Adam's ``"beta1_power"``).
+    """
+
+    iterations: jax.Array
+    slots: dict[str, dict[str, jax.Array]]
+    non_slots: dict[str, Any]
+
+
+def _take_rows(x: jax.Array, indices: jax.Array) -> jax.Array:
+    # Coalesced indices are padded with dense_shape[0]; clipping reads a real row, whose update the
+    # scatter then drops.
+    return jnp.take(x, indices, axis=0, mode="clip")
+
+
+class Optimizer:
+    """Base class of the TF1 optimizers. Subclasses define their slots and update rules.
+
+    Subclass hooks (each returns new arrays; nothing is mutated):
+
+    - ``_slot_names``: slot names in creation order; ``_slot_initial_value(slot, value)``.
+    - ``_create_non_slots()``: shared state such as Adam's beta powers.
+    - ``_apply_dense(grad, var, slots, hyper, non_slots) -> (var, slots)``.
+    - ``_apply_sparse(grad, var, slots, hyper, non_slots) -> (var, slots)``: ``grad`` is a coalesced
+      :class:`IndexedSlices` (unique indices, padding index ``dense_shape[0]``). Scatter with
+      ``mode="drop"`` so padding is ignored, and scatter into each buffer once.
+    - ``_finish(non_slots, hyper) -> non_slots``: runs once per ``apply_gradients``, after the updates.
+    """
+
+    GATE_NONE = 0
+    GATE_OP = 1
+    GATE_GRAPH = 2
+
+    _slot_names: tuple[str, ...] = ()
+
+    def __init__(self, use_locking: bool, name: str) -> None:
+        if not name:
+            raise ValueError("Must specify the optimizer name")
+        self._use_locking = use_locking
+        self._name = name
+        self._hyper: dict[str, Hyper] = {}
+
+    def get_name(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._hyper.items())
+        return f"{type(self).__name__}({args}, name={self._name!r})"
+
+    # -- state ------------------------------------------------------------------------------------
+    def _slot_initial_value(self, slot_name: str, value: jax.Array) -> jax.Array:
+        return jnp.zeros_like(value)
+
+    def _create_non_slots(self) -> dict[str, Any]:
+        return {}
+
+    def init(self, params: Any, var_list: Sequence[Variable | str] | None = None) -> OptimizerState:
+        """A fresh state with slots for ``var_list`` (default: the tree's trainable variables)."""
+        variables = resolve_var_list(params, var_list)
+        slots = {s: {v.name: self._slot_initial_value(s, v._value) for v in variables} for s in self._slot_names}
+        return OptimizerState(jnp.zeros((), jnp.int32), slots, self._create_non_slots())
+
+    def get_slot_names(self) -> list[str]:
+        """TF's ``get_slot_names``: the sorted slot names."""
+        return sorted(self._slot_names)
+
+    def _slot_variable_name(self, var_name: str, slot_name: str) -> str:
+        i = self._slot_names.index(slot_name)
+        return f"{var_name}/{self._name}" + (f"_{i}" if i else "")
+
+    def get_slot(self, opt_state: OptimizerState, var: Variable | str, name: str) -> Variable | None:
+        """The slot ``name`` of ``var`` as a non-trainable Variable named like TF's
+        (``"<var>/Adam"``, ``"<var>/Adam_1"``), or ``None`` when there is no such slot."""
+        var_name = var.name if isinstance(var, Variable) else var
+        value = opt_state.slots.get(name, {}).get(var_name)
+        if value is None:
+            return None
+        return Variable._make(value, self._slot_variable_name(var_name, name), False, ("variables",))
+
+    def variables(self, opt_state: OptimizerState) -> list[Variable]:
+        """TF's ``Optimizer.variables()``: non-slot and slot variables, sorted by name."""
+        result = [Variable._make(v, k, False, ("variables",)) for k, v in opt_state.non_slots.items()]
+        for slot, per_var in opt_state.slots.items():
+            for var_name, value in per_var.items():
+                result.append(Variable._make(value, self._slot_variable_name(var_name, slot), False,
+                                             ("variables",)))
+        return sorted(result, key=lambda v: v.name)
+
+    # -- hyper-parameters -------------------------------------------------------------------------
+    def _prepare(self, step: jax.Array) -> dict[str, jax.Array]:
+        """Evaluate hyper-parameters: numbers, arrays, ``lambda: x`` or schedules ``lambda step: x``."""
+        out = {}
+        for key, value in self._hyper.items():
+            if callable(value):
+                try:
+                    n_args = len(inspect.signature(value).parameters)
+                except (TypeError, ValueError):
+                    n_args = 1
+                value = value() if n_args == 0 else value(step)
+            out[key] = jnp.asarray(value)
+        return out
+
+    # -- update rules -----------------------------------------------------------------------------
+    def _apply_dense(self, grad, var, slots, hyper, non_slots):
+        raise NotImplementedError
+
+    def _apply_sparse(self, grad, var, slots, hyper, non_slots):
+        raise NotImplementedError
+
+    def _apply_sparse_duplicate_indices(self, grad, var, slots, hyper, non_slots):
+        """Sum repeated indices, then apply the sparse rule (TF's default)."""
+        return self._apply_sparse(grad.coalesce(), var, slots, hyper, non_slots)
+
+    def _finish(self, non_slots: dict[str, Any], hyper: dict[str, jax.Array]) -> dict[str, Any]:
+        return non_slots
+
+    # -- the TF1 API ------------------------------------------------------------------------------
+    def compute_gradients(
+        self,
+        loss: Callable[[Any], Any],
+        params: Any,
+        var_list: Sequence[Variable | str] | None = None,
+        gate_gradients: int = GATE_OP,
+        aggregation_method: Any = None,
+        colocate_gradients_with_ops: bool = False,
+        grad_loss: Any = None,
+    ) -> tuple[jax.Array, GradsAndVars]:
+        """``(loss_value, [(gradient, variable), ...])`` in ``var_list`` order.
+
+        ``loss`` is a callable of the parameter tree (TF's eager rule). Only ``var_list`` (default:
+        the trainable variables) is differentiated. A gradient is an array, an ``IndexedSlices`` (for a
+        variable read only through ``embedding_lookup``), or ``None`` when the loss does not depend on
+        the variable. ``gate_gradients``, ``aggregation_method`` and ``colocate_gradients_with_ops``
+        are accepted for TF compatibility; XLA schedules the computation, so they change nothing.
+        """
+        if gate_gradients not in (Optimizer.GATE_NONE, Optimizer.GATE_OP, Optimizer.GATE_GRAPH):
+            raise ValueError(
+                "gate_gradients must be one of: Optimizer.GATE_NONE, Optimizer.GATE_OP, "
+                f"Optimizer.GATE_GRAPH.  Not {gate_gradients}"
+            )
+        if not callable(loss):
+            raise TypeError(
+                "`loss` passed to Optimizer.compute_gradients must be a callable of the parameter tree, "
+                f"got {type(loss).__name__}"
+            )
+        variables = resolve_var_list(params, var_list)
+        loss_value, grads = value_and_gradients(loss, params, variables, grad_loss=grad_loss)
+        return loss_value, list(zip(grads, variables, strict=True))
+
+    def _check_grads_and_vars(self, grads_and_vars: Any, params: Any):
+        grads_and_vars = tuple(grads_and_vars)
+        if not grads_and_vars:
+            raise ValueError("No variables provided.")
+        by_name = {v.name: v for v in named_variables(params)}
+        checked: list[tuple[Any, str]] = []
+        for pair in grads_and_vars:
+            try:
+                grad, var = pair
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"grads_and_vars must hold (gradient, variable) pairs, got {pair!r}") from exc
+            if isinstance(var, Variable):
+                name = var.name
+            elif isinstance(var, str):
+                name = var
+            else:
+                raise NotImplementedError("Trying to update a Tensor ", var)
+            if name not in by_name:
+                raise ValueError(f"Variable {name!r} is not a variable of the parameter tree")
+            if grad is not None:
+                grad = convert_to_tensor_or_indexed_slices(grad)
+                self._check_gradient(grad, by_name[name])
+            checked.append((grad, name))
+        if all(g is None for g, _ in checked):
+            raise ValueError(f"No gradients provided for any variable: {[n for _, n in checked]}.")
+        return checked, by_name
+
+    @staticmethod
+    def _check_gradient(grad: Any, var: Variable) -> None:
+        if isinstance(grad, IndexedSlices):
+            shape, dtype = grad.dense_shape, grad.values.dtype
+        else:
+            shape, dtype = tuple(grad.shape), grad.dtype
+        if shape != var.shape:
+            raise ValueError(
+                f"Gradient for variable {var.name!r} has shape {shape}, but the variable has shape {var.shape}"
+            )
+        if dtype != var.dtype:
+            raise ValueError(
+                f"Gradient for variable {var.name!r} has dtype {dtype}, but the variable has dtype {var.dtype}"
+            )
+
+    def _increment_global_step(self, global_step: Any, by_name: dict[str, Variable], new_values: dict) -> None:
+        if global_step is None:
+            return
+        name = global_step.name if isinstance(global_step, Variable) else global_step
+        if not isinstance(name, str) or name not in by_name:
+            raise ValueError(
+                "global_step must be a Variable of the parameter tree (or its name), e.g. "
+                f"jaxgraph.create_global_step(); got {global_step!r}"
+            )
+        step = by_name[name]
+        if not jnp.issubdtype(step.dtype, jnp.integer):
+            raise ValueError(f"global_step {name!r} must be an integer variable, got dtype {step.dtype}")
+        new_values[name] = step._value + jnp.ones((), step.dtype)
+
+    def apply_gradients(
+        self,
+        grads_and_vars: Any,
+        params: Any,
+        opt_state: OptimizerState | None = None,
+        global_step: Variable | str | None = None,
+        name: str | None = None,
+    ) -> tuple[Any, OptimizerState]:
+        """Apply the gradients; returns ``(params, opt_state)``.
+
+        ``None`` gradients are skipped. Missing slots are created (get-or-create, only for variables
+        with a gradient); pass ``opt.init(params)`` to create them up front, which keeps the state's
+        structure fixed across jitted steps. ``global_step`` (a Variable of ``params``, or its name)
+        is incremented by one after the updates.
+        """
+        checked, by_name = self._check_grads_and_vars(grads_and_vars, params)
+        if opt_state is None:
+            opt_state = self.init(params, [n for g, n in checked if g is not None])
+        slots = {s: dict(opt_state.slots.get(s, {})) for s in self._slot_names}
+        hyper = self._prepare(opt_state.iterations)
+        non_slots = dict(opt_state.non_slots)
+        new_values: dict[str, Any] = {}
+        for grad, var_name in checked:
+            if grad is None:
+                continue
+            value = new_values.get(var_name, by_name[var_name]._value)
+            var_slots = {}
+            for s in self._slot_names:
+                if var_name not in slots[s]:
+                    slots[s][var_name] = self._slot_initial_value(s, value)
+                var_slots[s] = slots[s][var_name]
+            if isinstance(grad, IndexedSlices):
+                value, var_slots = self._apply_sparse_duplicate_indices(grad, value, var_slots, hyper, non_slots)
+            else:
+                value, var_slots = self._apply_dense(grad, value, var_slots, hyper, non_slots)
+            new_values[var_name] = value
+            for s, v in var_slots.items():
+                slots[s][var_name] = v
+        non_slots = self._finish(non_slots, hyper)
+        self._increment_global_step(global_step, by_name, new_values)
+        params = replace_values(params, new_values)
+        return params, OptimizerState(opt_state.iterations + 1, slots, non_slots)
+
+    def minimize(
+        self,
+        loss: Callable[[Any], Any],
+        params: Any,
+        opt_state: OptimizerState | None = None,
+        global_step: Variable | str | None = None,
+        var_list: Sequence[Variable | str] | None = None,
+        gate_gradients: int = GATE_OP,
+        aggregation_method: Any = None,
+        colocate_gradients_with_ops: bool = False,
+        name: str | None = None,
+        grad_loss: Any = None,
+    ) -> tuple[Any, OptimizerState, jax.Array]:
+        """``compute_gradients`` then ``apply_gradients``; returns ``(params, opt_state, loss_value)``."""
+        loss_value, grads_and_vars = self.compute_gradients(
+            loss, params, var_list=var_list, gate_gradients=gate_gradients,
+            aggregation_method=aggregation_method,
+            colocate_gradients_with_ops=colocate_gradients_with_ops, grad_loss=grad_loss,
+        )
+        if all(g is None for g, _ in grads_and_vars):
+            raise ValueError(
+                "No gradients provided for any variable, check your graph for ops that do not support "
+                f"gradients, between variables {[v.name for _, v in grads_and_vars]} and loss {loss}."
+            )
+        params, opt_state = self.apply_gradients(grads_and_vars, params, opt_state, global_step, name)
+        return params, opt_state, loss_value
+
+
+def cast_hyper(hyper: dict[str, jax.Array], dtype: Any) -> dict[str, jax.Array]:
+    """Hyper-parameters cast to a variable's dtype, as TF's ``math_ops.cast(self._lr_t, var.dtype)``."""
+    return {k: jnp.asarray(v, dtype) for k, v in hyper.items()}
+
+
+__all__ = ["Optimizer", "OptimizerState", "cast_hyper", "_take_rows"]

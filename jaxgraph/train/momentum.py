@@ -6,7 +6,8 @@ Sparse updates are lazy, as in TF: only the rows in the gradient move, and only 
 >>> params = {"v": jg.Variable(jnp.array([1.0, 2.0]))}
 >>> opt = MomentumOptimizer(2.0, 0.9)
 >>> params, state = opt.apply_gradients([(jnp.array([0.1, 0.1]), "v")], params)
->>> [round(float(x), 4) for x in params["v"].value], opt.get_slot(state, "v", [round(float(x), 4) for x in "momentum").value]
+>>> slot = opt.get_slot(state, "v", "momentum")
+>>> [round(float(x), 4) for x in params["v"].value], [round(float(x), 4) for x in slot.value]
 ([0.8, 1.8], [0.1, 0.1])
 """
 

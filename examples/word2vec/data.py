@@ -1,0 +1,549 @@
+"""Corpora, vocabulary and skip-gram batches for the word2vec example.
+
+TF1's ``word2vec_basic.py`` semantics, kept exact where they are observable:
+
+* :func:`read_words` reads text8 (or any UTF-8 text, plain or ``.gz`` / ``.bz2`` / ``.zip``) into tokens.
+* :func:`build_dataset` is the tutorial's vocabulary: UNK is id 0, then ``Counter.most_common``.
+* :func:`generate_batch` is the tutorial's batch generator, with its ``data_index`` backtrack, and
+  :func:`skipgram_batches` is a vectorised equivalent (same centres, different random stream).
+* :func:`subsample_keep_prob` and :func:`unigram_table` come from ``models/embedding/word2vec.py``.
+
+Tokenisation
+------------
+* **text8-style input** (only the bytes ``a-z``, space and newline, as in text8 itself): split on
+  whitespace, exactly TF's ``read_data`` (``f.read(...).split()``).
+* **Any other text**: decoded as UTF-8 (a BOM is dropped), lowercased, and split into maximal runs of
+  Unicode letters and digits (regex ``[^\\W_]+``). Punctuation, apostrophes and underscores separate
+  tokens (``"Don't stop_now"`` -> ``don t stop now``), the same way text8 was made from Wikipedia.
+
+Every bad-input problem raises :class:`CorpusError` with a one-line message naming the file and the
+problem, so a command-line front end can print it and exit non-zero without a traceback.
+"""
+
+from __future__ import annotations
+
+import bz2
+import collections
+import dataclasses
+import gzip
+import hashlib
+import itertools
+import os
+import random
+import re
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "TEXT8_SHA256",
+    "TEXT8_SIZE",
+    "TEXT8_URL",
+    "BatchGenerator",
+    "BatchState",
+    "CorpusError",
+    "Dataset",
+    "build_dataset",
+    "default_corpus",
+    "download_text8",
+    "generate_batch",
+    "read_words",
+    "skipgram_batches",
+    "subsample_keep_prob",
+    "tokenize",
+    "unigram_table",
+]
+
+TEXT8_URL = "http://mattmahoney.net/dc/text8.zip"
+TEXT8_SIZE = 31344016
+TEXT8_SHA256 = "a6640522afe85d1963ad56c05b0ede0a0c000dddc9671758a6cc09b7a38e5232"
+
+# gensim's test data: the files the offline default corpus is made of.
+WIKI_EXCERPT = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+LEE_BACKGROUND = "lee_background.cor"
+
+_TOKEN_RE = re.compile(r"[^\W_]+")
+_TEXT8_BYTES = b"abcdefghijklmnopqrstuvwxyz \n"
+# A text file is mostly letters and digits; binary data that happens to be valid UTF-8 is not.
+_MIN_WORD_CHAR_FRACTION = 0.5
+_SNIFF_CHARS = 1 << 20
+
+
+class CorpusError(Exception):
+    """A corpus cannot be used; the message is one line naming the file and the problem."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercase ``text`` and split it into runs of letters and digits.
+
+    >>> tokenize("Anarchism (from Greek: anarkhia) isn't 42_000")
+    ['anarchism', 'from', 'greek', 'anarkhia', 'isn', 't', '42', '000']
+    """
+    return _TOKEN_RE.findall(text.lower())
+
+
+def _read_bytes(path: str) -> bytes:
+    """Return the (decompressed) bytes of ``path``; the format is sniffed from magic bytes."""
+    if not os.path.exists(path):
+        raise CorpusError(f"corpus file {path} does not exist")
+    if os.path.isdir(path):
+        raise CorpusError(f"corpus path {path} is a directory, not a file")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise CorpusError(f"corpus file {path} cannot be read: {e.strerror or e}") from None
+    # Magic bytes rather than the extension: a renamed text8.zip or an extension-less .gz still works.
+    if raw[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return _read_zip(path)
+    kind = "gzip" if raw[:2] == b"\x1f\x8b" else "bzip2" if raw[:3] == b"BZh" else None
+    if kind is not None:
+        try:
+            return gzip.decompress(raw) if kind == "gzip" else bz2.decompress(raw)
+        except (OSError, EOFError, zlib.error, ValueError) as e:
+            raise CorpusError(f"corpus file {path} is not a valid {kind} file: {e}") from None
+    if path.endswith((".gz", ".bz2", ".zip")):
+        raise CorpusError(f"corpus file {path} is not a valid {path.rsplit('.', 1)[1]} file (bad header)")
+    return raw
+
+
+def _read_zip(path: str) -> bytes:
+    # TF's read_data reads namelist()[0]; directory entries are skipped so a zipped folder works too.
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = [m for m in zf.infolist() if not m.is_dir()]
+            if not members:
+                raise CorpusError(f"corpus file {path} is a zip archive with no members")
+            return zf.read(members[0])
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as e:
+        raise CorpusError(f"corpus file {path} is not a valid zip file: {e}") from None
+
+
+def _decode(raw: bytes, path: str) -> str:
+    if b"\x00" in raw[:_SNIFF_CHARS]:
+        raise CorpusError(f"corpus file {path} looks binary (NUL bytes), not UTF-8 text")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        msg = f"corpus file {path} is not UTF-8 text (invalid byte at offset {e.start})"
+        raise CorpusError(msg) from None
+
+
+def read_words(path: str | os.PathLike[str]) -> list[str]:
+    """Read a corpus into a list of tokens (see the module docstring for the tokenisation).
+
+    Plain files, ``.gz``, ``.bz2`` and ``.zip`` (first member, as TF's ``read_data``) are accepted;
+    the compression is recognised from the file's magic bytes.
+
+    >>> words = read_words("text8.zip")          # doctest: +SKIP
+    >>> len(words), words[:3]                      # doctest: +SKIP
+    (17005207, ['anarchism', 'originated', 'as'])
+
+    Raises:
+        CorpusError: missing, unreadable, not text, corrupt archive, or no words at all.
+    """
+    path = os.fspath(path)
+    raw = _read_bytes(path)
+    if not raw.strip():
+        raise CorpusError(f"corpus file {path} is empty")
+    if not raw.translate(None, _TEXT8_BYTES):
+        # text8 format: TF's read_data is exactly str.split(), and it is several times faster than the regex.
+        words = raw.decode("ascii").split()
+    else:
+        text = _decode(raw, path)
+        sample = text[:_SNIFF_CHARS]
+        non_space = len(sample) - len(re.findall(r"\s", sample))
+        word_chars = sum(len(t) for t in _TOKEN_RE.findall(sample))
+        if non_space and word_chars < _MIN_WORD_CHAR_FRACTION * non_space:
+            raise CorpusError(
+                f"corpus file {path} does not look like text "
+                f"(only {word_chars / non_space:.0%} of its characters are letters or digits)"
+            )
+        words = tokenize(text)
+    if not words:
+        raise CorpusError(f"corpus file {path} contains no words")
+    return words
+
+
+def default_corpus() -> tuple[list[str], str]:
+    """The offline default corpus: real English text shipped with gensim's test data.
+
+    It is the English Wikipedia excerpt gensim ships (``enwiki-latest-pages-articles1.xml-p000000010-
+    p000030302-shortened.bz2``: 107 articles, 486,041 words), read with gensim's own reader
+    (``gensim.corpora.wikicorpus.extract_pages`` for the XML and ``filter_wiki`` for the markup; main
+    namespace, redirects skipped), followed by the Lee news corpus (``lee_background.cor``: 300
+    Australian news articles, 61,260 words): 547,301 words in all (gensim 4.4), tokenised with
+    :func:`tokenize`. Reading takes about 5 seconds and needs no network. (gensim's other large text,
+    ``head500.noblanks.cor``, is stemmed, so it is left out.)
+
+    >>> words, description = default_corpus()       # doctest: +SKIP
+    >>> len(words)                                    # doctest: +SKIP
+    547301
+
+    Raises:
+        CorpusError: gensim or its test data is not installed.
+    """
+    try:
+        from gensim.corpora.wikicorpus import extract_pages, filter_wiki
+        from gensim.test.utils import datapath
+    except ImportError:
+        raise CorpusError(
+            "the default corpus needs gensim's test data: pip install gensim (or pass --corpus PATH)"
+        ) from None
+    wiki_path, lee_path = datapath(WIKI_EXCERPT), datapath(LEE_BACKGROUND)
+    for p in (wiki_path, lee_path):
+        if not os.path.isfile(p):
+            raise CorpusError(f"gensim's test data file {p} is missing: reinstall gensim or pass --corpus")
+    wiki_words: list[str] = []
+    articles = 0
+    try:
+        with bz2.open(wiki_path, "rb") as f:
+            for _title, text, _pageid in extract_pages(f, filter_namespaces=("0",)):
+                if text.lstrip().lower().startswith("#redirect"):
+                    continue
+                articles += 1
+                wiki_words.extend(tokenize(filter_wiki(text)))
+    except (OSError, EOFError, ValueError) as e:
+        raise CorpusError(f"gensim's Wikipedia excerpt {wiki_path} cannot be read: {e}") from None
+    lee_words = read_words(lee_path)
+    with open(lee_path, encoding="utf-8") as f:
+        lee_docs = sum(1 for line in f if line.strip())
+    words = wiki_words + lee_words
+    description = (
+        f"gensim test data (offline default): English Wikipedia excerpt {WIKI_EXCERPT} "
+        f"({articles} articles, {len(wiki_words):,} words, read with gensim.corpora.wikicorpus) + "
+        f"Lee news corpus {LEE_BACKGROUND} ({lee_docs} articles, {len(lee_words):,} words) "
+        f"= {len(words):,} words"
+    )
+    return words, description
+
+
+def download_text8(
+    dest_dir: str | os.PathLike[str],
+    url: str = TEXT8_URL,
+    *,
+    expected_size: int = TEXT8_SIZE,
+    expected_sha256: str = TEXT8_SHA256,
+    timeout: float = 30.0,
+) -> str:
+    """Download ``text8.zip`` into ``dest_dir`` (only when called), verify it, and return its path.
+
+    An existing file that passes the checks is reused. The download goes to a temporary file in
+    ``dest_dir`` and is renamed into place only after the size and sha256 match, so an interrupted
+    or corrupted download never leaves a ``text8.zip`` behind.
+
+    >>> path = download_text8("/tmp/data")        # doctest: +SKIP
+    >>> words = read_words(path)                   # doctest: +SKIP
+
+    Raises:
+        CorpusError: offline / unreachable (``could not download text8 from URL: reason; ...``), or the
+            file does not match the expected size or sha256.
+    """
+    dest_dir = os.fspath(dest_dir)
+    os.makedirs(dest_dir, exist_ok=True)
+    dest = os.path.join(dest_dir, "text8.zip")
+    if os.path.isfile(dest) and _verify(dest, expected_size, expected_sha256) is None:
+        return dest
+    fd, tmp = tempfile.mkstemp(prefix=".text8.", suffix=".part", dir=dest_dir)
+    try:
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+                while chunk := resp.read(1 << 20):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise CorpusError(
+                f"could not download text8 from {url}: {reason}; check the network or pass --corpus PATH"
+            ) from None
+        problem = _mismatch(size, digest.hexdigest(), expected_size, expected_sha256)
+        if problem:
+            raise CorpusError(f"downloaded text8 from {url} failed verification: {problem}")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def _mismatch(size: int, sha256: str, expected_size: int, expected_sha256: str) -> str | None:
+    if size != expected_size:
+        return f"size {size} bytes, expected {expected_size}"
+    if sha256 != expected_sha256:
+        return f"sha256 {sha256}, expected {expected_sha256}"
+    return None
+
+
+def _verify(path: str, expected_size: int, expected_sha256: str) -> str | None:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return _mismatch(os.path.getsize(path), digest.hexdigest(), expected_size, expected_sha256)
+
+
+# --------------------------------------------------------------------------------------------------
+# Vocabulary
+
+
+class Dataset(NamedTuple):
+    """``build_dataset``'s result; unpacks as TF's ``data, count, dictionary, reversed_dictionary``."""
+
+    data: np.ndarray
+    count: list
+    dictionary: dict[str, int]
+    reversed_dictionary: dict[int, str]
+
+    @property
+    def vocabulary_size(self) -> int:
+        """The actual vocabulary size (``n_words`` unless the corpus had fewer distinct words)."""
+        return len(self.count)
+
+
+def build_dataset(words: Sequence[str], n_words: int) -> Dataset:
+    """TF's ``build_dataset``: UNK is id 0, the ``n_words - 1`` most common words follow.
+
+    ``count`` is ``[['UNK', n_unk], (word, n), ...]``; ties keep first-appearance order (Python 3.7+
+    ``Counter.most_common``). ``data`` is an int32 array of ids. When the corpus has fewer than
+    ``n_words - 1`` distinct words the vocabulary shrinks (a warning names both numbers; see
+    ``Dataset.vocabulary_size``).
+
+    >>> data, count, dictionary, rev = build_dataset("the cat the dog the end".split(), 3)
+    >>> data.tolist(), count
+    ([1, 2, 1, 0, 1, 0], [['UNK', 2], ('the', 3), ('cat', 1)])
+
+    Raises:
+        ValueError: ``n_words < 2`` (no room for a word besides UNK).
+        CorpusError: ``words`` is empty.
+    """
+    if n_words < 2:
+        raise ValueError(f"vocabulary size must be at least 2 (UNK and one word), got {n_words}")
+    if len(words) == 0:
+        raise CorpusError("the corpus contains no words")
+    counter = collections.Counter(words)
+    if len(counter) < n_words - 1:
+        warnings.warn(
+            f"the corpus has only {len(counter)} distinct words, fewer than the vocabulary size {n_words} "
+            f"minus UNK; using a vocabulary of {len(counter) + 1}",
+            stacklevel=2,
+        )
+    count: list = [["UNK", -1]]
+    count.extend(counter.most_common(n_words - 1))
+    dictionary = {word: index for index, (word, _) in enumerate(count)}
+    # One C-level pass instead of TF's Python loop: 17M text8 tokens map in about a second.
+    data = np.fromiter(map(dictionary.get, words, itertools.repeat(0)), dtype=np.int32, count=len(words))
+    count[0][1] = int(np.count_nonzero(data == 0))
+    reversed_dictionary = dict(zip(dictionary.values(), dictionary.keys(), strict=True))
+    return Dataset(data, count, dictionary, reversed_dictionary)
+
+
+# --------------------------------------------------------------------------------------------------
+# Batches (word2vec_basic)
+
+
+@dataclasses.dataclass
+class BatchState:
+    """What ``word2vec_basic.py`` kept in globals: ``data_index`` and Python's ``random`` module."""
+
+    data_index: int = 0
+    rng: random.Random = dataclasses.field(default_factory=random.Random)
+
+    @classmethod
+    def seeded(cls, seed: int | None, data_index: int = 0) -> BatchState:
+        return cls(data_index=data_index, rng=random.Random(seed))
+
+
+def _check_batch_args(n_data: int, batch_size: int, num_skips: int, skip_window: int) -> int:
+    if skip_window < 1:
+        raise ValueError(f"skip_window must be at least 1, got {skip_window}")
+    if num_skips < 1:
+        raise ValueError(f"num_skips must be at least 1, got {num_skips}")
+    if batch_size < 1 or batch_size % num_skips != 0:
+        raise ValueError(f"batch_size ({batch_size}) must be a positive multiple of num_skips ({num_skips})")
+    if num_skips > 2 * skip_window:
+        raise ValueError(
+            f"num_skips ({num_skips}) must not exceed 2 * skip_window ({2 * skip_window}): "
+            "each centre word has only that many context words"
+        )
+    span = 2 * skip_window + 1
+    if n_data < span:
+        raise ValueError(f"the data has {n_data} tokens, fewer than the window span {span}")
+    return span
+
+
+def generate_batch(
+    data: Sequence[int] | np.ndarray,
+    batch_size: int,
+    num_skips: int,
+    skip_window: int,
+    state: BatchState,
+) -> tuple[np.ndarray, np.ndarray]:
+    """TF's late-1.x ``generate_batch``, with ``data_index`` and the RNG held in ``state``.
+
+    Each of the ``batch_size // num_skips`` consecutive centre words appears ``num_skips`` times in a
+    row with distinct context words drawn by ``random.sample``; at the end ``data_index`` backtracks by
+    the span so the next batch continues with the next centre word.
+
+    >>> state = BatchState.seeded(0)
+    >>> batch, labels = generate_batch(list(range(10, 20)), 8, 2, 1, state)
+    >>> batch.tolist(), state.data_index
+    ([11, 11, 12, 12, 13, 13, 14, 14], 4)
+    """
+    span = _check_batch_args(len(data), batch_size, num_skips, skip_window)
+    batch = np.ndarray(shape=(batch_size,), dtype=np.int32)
+    labels = np.ndarray(shape=(batch_size, 1), dtype=np.int32)
+    buffer: collections.deque = collections.deque(maxlen=span)
+    if state.data_index + span > len(data):
+        state.data_index = 0
+    buffer.extend(data[state.data_index : state.data_index + span])
+    state.data_index += span
+    for i in range(batch_size // num_skips):
+        context_words = [w for w in range(span) if w != skip_window]
+        words_to_use = state.rng.sample(context_words, num_skips)
+        for j, context_word in enumerate(words_to_use):
+            batch[i * num_skips + j] = buffer[skip_window]
+            labels[i * num_skips + j, 0] = buffer[context_word]
+        if state.data_index == len(data):
+            buffer.extend(data[0:span])
+            state.data_index = span
+        else:
+            buffer.append(data[state.data_index])
+            state.data_index += 1
+    # Backtrack a little bit to avoid skipping words in the end of a batch (TF's comment).
+    state.data_index = (state.data_index + len(data) - span) % len(data)
+    return batch, labels
+
+
+class BatchGenerator:
+    """``generate_batch`` bound to its data and settings; iterate or call it for the next batch.
+
+    >>> gen = BatchGenerator(list(range(100)), batch_size=8, num_skips=2, skip_window=1, seed=0)
+    >>> batch, labels = gen()
+    >>> gen.data_index
+    4
+    """
+
+    def __init__(
+        self,
+        data: Sequence[int] | np.ndarray,
+        batch_size: int = 128,
+        num_skips: int = 2,
+        skip_window: int = 1,
+        seed: int | None = None,
+        data_index: int = 0,
+    ) -> None:
+        _check_batch_args(len(data), batch_size, num_skips, skip_window)
+        self.data = data
+        self.batch_size, self.num_skips, self.skip_window = batch_size, num_skips, skip_window
+        self.state = BatchState.seeded(seed, data_index)
+
+    @property
+    def data_index(self) -> int:
+        return self.state.data_index
+
+    def __call__(self) -> tuple[np.ndarray, np.ndarray]:
+        return generate_batch(self.data, self.batch_size, self.num_skips, self.skip_window, self.state)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        while True:
+            yield self()
+
+
+def skipgram_batches(
+    data: np.ndarray,
+    num_batches: int,
+    batch_size: int,
+    num_skips: int,
+    skip_window: int,
+    data_index: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Vectorised ``generate_batch``: ``num_batches`` batches at once, for the fast trainer.
+
+    Same semantics as calling :func:`generate_batch` ``num_batches`` times from ``data_index`` (same
+    centre words, each repeated ``num_skips`` times, distinct context words in random order, contiguous
+    batches, the same wrap-around), except that the context words come from ``rng`` (numpy) instead of
+    Python's ``random``. Returns ``(batches int32[num_batches, batch_size], labels int32[num_batches,
+    batch_size, 1], next_data_index)``.
+
+    >>> b, l, nxt = skipgram_batches(np.arange(100), 2, 8, 2, 1, 0, np.random.default_rng(0))
+    >>> b[1].tolist(), nxt
+    ([5, 5, 6, 6, 7, 7, 8, 8], 8)
+    """
+    data = np.asarray(data)
+    span = _check_batch_args(len(data), batch_size, num_skips, skip_window)
+    n_centres = len(data) - span + 1  # valid centre positions: skip_window .. len - 1 - skip_window
+    if data_index + span > len(data):
+        data_index = 0
+    per_batch = batch_size // num_skips
+    total = num_batches * per_batch
+    # generate_batch visits centres data_index+skip_window, +1, ... and wraps to the first valid centre.
+    centre_slot = (data_index + np.arange(total, dtype=np.int64)) % n_centres
+    centres = centre_slot + skip_window
+    # A random permutation's first num_skips entries: an ordered sample without replacement (random.sample).
+    order = np.argsort(rng.random((total, 2 * skip_window)), axis=1)[:, :num_skips]
+    offsets = order + (order >= skip_window) - skip_window  # context slot -> offset, skipping the centre
+    batch = np.repeat(data[centres], num_skips).astype(np.int32)
+    labels = data[centres[:, None] + offsets].astype(np.int32)
+    next_index = int((data_index + total) % n_centres)
+    return (
+        batch.reshape(num_batches, batch_size),
+        labels.reshape(num_batches, batch_size, 1),
+        next_index,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Sampling tables (models/embedding/word2vec.py)
+
+
+def subsample_keep_prob(counts: Sequence[int] | np.ndarray, total: int, t: float = 1e-3) -> np.ndarray:
+    """Probability of keeping each occurrence of a word, as in ``word2vec_kernels.cc``.
+
+    ``keep = (sqrt(f / (t·N)) + 1) · (t·N) / f`` clipped to 1, with ``f`` the word's count and ``N`` the
+    corpus size. ``t <= 0`` disables subsampling (all ones); words with count 0 are kept.
+
+    >>> subsample_keep_prob([1000, 10], total=10000, t=1e-3).round(3).tolist()
+    [0.11, 1.0]
+    """
+    f = np.asarray(counts, dtype=np.float64)
+    if t <= 0:
+        return np.ones_like(f)
+    tn = t * float(total)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keep = (np.sqrt(f / tn) + 1.0) * tn / f
+    return np.where(f > 0, np.minimum(keep, 1.0), 1.0)
+
+
+def unigram_table(counts: Sequence[int] | np.ndarray, distortion: float = 0.75) -> np.ndarray:
+    """Negative-sampling probabilities ``count**distortion / sum``, float64 summing to 1.
+
+    >>> unigram_table([16, 1, 0], distortion=0.5).round(3).tolist()
+    [0.8, 0.2, 0.0]
+
+    Raises:
+        ValueError: negative counts, or all counts zero.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    if np.any(c < 0):
+        raise ValueError("word counts must be non-negative")
+    p = c**distortion
+    p[c == 0] = 0.0  # 0**0 would be 1 with distortion 0
+    s = p.sum()
+    if s <= 0:
+        raise ValueError("all word counts are zero: nothing to sample")
+    return p / s

@@ -1,0 +1,330 @@
+"""Evaluation of word vectors: word similarity, analogies and nearest neighbours.
+
+The data sets are the copies gensim ships as test data (so they install offline from the package
+registry, via the ``examples`` extra), found where ``gensim.test.utils.datapath`` looks:
+
+* ``wordsim353.tsv``: WordSim-353, 353 pairs with human similarity scores;
+* ``simlex999.txt``: SimLex-999, 999 pairs;
+* ``questions-words.txt``: the Google analogy set (19,544 questions, the file TF's models/word2vec
+  evaluated on).
+
+Lookups are case-insensitive (the exact word first, then its lowercase form). Pairs or questions with a
+word outside the vocabulary are skipped and reported through ``coverage``, as TF's ``read_analogies``
+counted them as "Skipped".
+
+>>> import numpy as np
+>>> emb = np.eye(3, dtype=np.float32)
+>>> nearest_neighbours(emb, [0], k=2)
+[[1, 2]]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "AnalogyResult",
+    "EvaluationUnavailable",
+    "SimilarityResult",
+    "evaluate_all",
+    "evaluate_analogies",
+    "evaluate_similarity",
+    "format_evaluation",
+    "format_nearest",
+    "gensim_test_data_path",
+    "load_google_analogies",
+    "load_simlex999",
+    "load_wordsim353",
+    "nearest_neighbours",
+    "spearman",
+]
+
+WORDSIM353_FILE = "wordsim353.tsv"
+SIMLEX999_FILE = "simlex999.txt"
+ANALOGIES_FILE = "questions-words.txt"
+
+
+class EvaluationUnavailable(Exception):
+    """An evaluation data set cannot be found; the message says what to install."""
+
+
+class SimilarityResult(NamedTuple):
+    """Spearman correlation on the covered pairs, the fraction of pairs covered, and how many were used."""
+
+    spearman: float
+    coverage: float
+    n_pairs: int
+
+
+class AnalogyResult(NamedTuple):
+    """Precision@1 on the covered questions, the fraction of questions covered, and how many were used."""
+
+    accuracy: float
+    coverage: float
+    n_questions: int
+
+
+# --------------------------------------------------------------------------------------------------
+# Data sets
+
+
+def gensim_test_data_path(filename: str) -> str | None:
+    """Where ``gensim.test.utils.datapath(filename)`` points, or None when gensim is not installed.
+
+    Found without importing gensim, whose import (scipy and all) takes seconds.
+    """
+    spec = importlib.util.find_spec("gensim")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return os.path.join(list(spec.submodule_search_locations)[0], "test", "test_data", filename)
+
+
+def _datapath(filename: str, what: str) -> str:
+    path = gensim_test_data_path(filename)
+    if path is None:
+        raise EvaluationUnavailable(
+            f"{what} needs gensim's test data: pip install gensim (or the examples extra)"
+        )
+    if not os.path.isfile(path):
+        raise EvaluationUnavailable(
+            f"{what} file {path} is missing from gensim's test data: reinstall gensim"
+        )
+    return path
+
+
+def _load_pairs(filename: str, what: str) -> list[tuple[str, str, float]]:
+    pairs = []
+    with open(_datapath(filename, what), encoding="utf-8") as f:
+        for line in f:
+            if not line.strip() or line.startswith("#"):
+                continue
+            w1, w2, score = line.split("\t")[:3]
+            pairs.append((w1, w2, float(score)))
+    return pairs
+
+
+def load_wordsim353() -> list[tuple[str, str, float]]:
+    """WordSim-353 as ``(word1, word2, human_score)`` triples (353 of them)."""
+    return _load_pairs(WORDSIM353_FILE, "WordSim353")
+
+
+def load_simlex999() -> list[tuple[str, str, float]]:
+    """SimLex-999 as ``(word1, word2, human_score)`` triples (999 of them)."""
+    return _load_pairs(SIMLEX999_FILE, "SimLex-999")
+
+
+def load_google_analogies() -> list[tuple[str, str, str, str]]:
+    """The Google analogy questions ``a b c d`` ("a is to b as c is to d"), lowercased, as in TF."""
+    questions = []
+    with open(_datapath(ANALOGIES_FILE, "the Google analogy set"), encoding="utf-8") as f:
+        for line in f:
+            if line.startswith(":") or not line.strip():
+                continue
+            a, b, c, d = line.lower().split()
+            questions.append((a, b, c, d))
+    return questions
+
+
+# --------------------------------------------------------------------------------------------------
+# Metrics
+
+
+def _lookup(dictionary: Mapping[str, int], word: str) -> int | None:
+    idx = dictionary.get(word)
+    return dictionary.get(word.lower()) if idx is None else idx
+
+
+def _normalize(embeddings: Any) -> np.ndarray:
+    emb = np.asarray(embeddings, dtype=np.float32)
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    # A zero row (e.g. an untouched UNK) stays zero instead of becoming NaN.
+    return emb / np.maximum(norms, np.finfo(np.float32).tiny)
+
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties get their average rank (as scipy.stats.rankdata)."""
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    new_group = np.r_[True, xs[1:] != xs[:-1]]
+    starts = np.flatnonzero(new_group)
+    ends = np.r_[starts[1:], len(x)]
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = ((starts + ends - 1) / 2.0 + 1.0)[np.cumsum(new_group) - 1]
+    return ranks
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation (NaN when fewer than 2 points or a constant input).
+
+    >>> spearman([1, 2, 3, 4], [10, 20, 30, 25])
+    0.8
+    """
+    xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(xa) < 2:
+        return math.nan
+    rx, ry = _rank(xa) - (len(xa) + 1) / 2.0, _rank(ya) - (len(ya) + 1) / 2.0
+    denom = math.sqrt(float(rx @ rx) * float(ry @ ry))
+    return float(rx @ ry) / denom if denom > 0 else math.nan
+
+
+def evaluate_similarity(
+    embeddings: Any, dictionary: Mapping[str, int], pairs: Sequence[tuple[str, str, float]]
+) -> SimilarityResult:
+    """Spearman correlation between cosine similarities and human scores.
+
+    >>> emb = np.array([[1, 0], [1, 1], [0, 1]], dtype=np.float32)
+    >>> evaluate_similarity(emb, {"a": 0, "b": 1, "c": 2}, [("a", "b", 5), ("a", "c", 1), ("a", "z", 3)])
+    SimilarityResult(spearman=1.0, coverage=0.6666666666666666, n_pairs=2)
+    """
+    emb = _normalize(embeddings)
+    used_i, used_j, human = [], [], []
+    for w1, w2, score in pairs:
+        i, j = _lookup(dictionary, w1), _lookup(dictionary, w2)
+        if i is not None and j is not None:
+            used_i.append(i)
+            used_j.append(j)
+            human.append(score)
+    coverage = len(human) / len(pairs) if pairs else 0.0
+    if not human:
+        return SimilarityResult(math.nan, coverage, 0)
+    cosines = np.einsum("ij,ij->i", emb[used_i], emb[used_j])
+    return SimilarityResult(spearman(cosines, human), coverage, len(human))
+
+
+def evaluate_analogies(
+    embeddings: Any,
+    dictionary: Mapping[str, int],
+    questions: Sequence[tuple[str, str, str, str]],
+    restrict_vocab: int | None = None,
+    chunk: int = 2500,
+) -> AnalogyResult:
+    """Analogy accuracy as in TF's models/word2vec ``eval``.
+
+    Vectors are L2-normalised; ``target = c + (b - a)``; the 4 words nearest to it by dot product are
+    taken and the answer is the first of them that is not ``a``, ``b`` or ``c`` (precision@1).
+    ``restrict_vocab`` keeps only ids below it, both for the question words and as candidates (ids are
+    frequency ranks, so this is "the N most frequent words", as in gensim).
+
+    >>> emb = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 1, 1]], dtype=np.float32)
+    >>> vocab = {"man": 0, "king": 1, "woman": 2, "queen": 3}
+    >>> evaluate_analogies(emb, vocab, [("man", "king", "woman", "queen")])
+    AnalogyResult(accuracy=1.0, coverage=1.0, n_questions=1)
+    """
+    emb = _normalize(embeddings)
+    if restrict_vocab is not None:
+        emb = emb[:restrict_vocab]
+    n_vocab = emb.shape[0]
+    ids = []
+    for q in questions:
+        row = [_lookup(dictionary, w) for w in q]
+        if all(i is not None and i < n_vocab for i in row):
+            ids.append(row)
+    coverage = len(ids) / len(questions) if questions else 0.0
+    if not ids:
+        return AnalogyResult(math.nan, coverage, 0)
+    q_ids = np.asarray(ids, dtype=np.int64)
+    correct = 0
+    for start in range(0, len(q_ids), chunk):
+        a, b, c, d = q_ids[start : start + chunk].T
+        rows = np.arange(len(a))
+        dist = (emb[c] + (emb[b] - emb[a])) @ emb.T
+        # TF takes the top 4 and answers with the first that is d or not one of a, b, c. Hiding a, b and c
+        # (except d itself) and taking the argmax gives the same answer without a top-k over the vocabulary.
+        for x in (a, b, c):
+            dist[rows[x != d], x[x != d]] = -np.inf
+        correct += int(np.count_nonzero(np.argmax(dist, axis=1) == d))
+    return AnalogyResult(correct / len(q_ids), coverage, len(q_ids))
+
+
+def evaluate_all(
+    embeddings: Any, dictionary: Mapping[str, int], restrict_vocab: int | None = None
+) -> dict[str, float]:
+    """WordSim353 and SimLex-999 Spearman, Google analogy accuracy, each with coverage and count.
+
+    Keys: ``wordsim353_spearman``, ``wordsim353_coverage``, ``wordsim353_pairs``, the same three for
+    ``simlex999``, and ``analogy_accuracy``, ``analogy_coverage``, ``analogy_questions``.
+
+    >>> results = evaluate_all(final_embeddings, dictionary)   # doctest: +SKIP
+    >>> print("\\n".join(format_evaluation(results)))           # doctest: +SKIP
+
+    Raises:
+        EvaluationUnavailable: gensim (which ships the data sets) is not installed.
+    """
+    results: dict[str, float] = {}
+    for name, pairs in (("wordsim353", load_wordsim353()), ("simlex999", load_simlex999())):
+        sim = evaluate_similarity(embeddings, dictionary, pairs)
+        results[f"{name}_spearman"] = sim.spearman
+        results[f"{name}_coverage"] = sim.coverage
+        results[f"{name}_pairs"] = sim.n_pairs
+    ana = evaluate_analogies(embeddings, dictionary, load_google_analogies(), restrict_vocab=restrict_vocab)
+    results["analogy_accuracy"] = ana.accuracy
+    results["analogy_coverage"] = ana.coverage
+    results["analogy_questions"] = ana.n_questions
+    return results
+
+
+def format_evaluation(results: Mapping[str, float]) -> list[str]:
+    """Human-readable lines for :func:`evaluate_all`'s dictionary.
+
+    >>> format_evaluation({"analogy_accuracy": 0.25, "analogy_coverage": 0.5, "analogy_questions": 8})
+    ['Google analogies: accuracy 25.0% (8 questions, coverage 50.0%)']
+    """
+    lines = []
+    for key, label in (("wordsim353", "WordSim353"), ("simlex999", "SimLex-999")):
+        if f"{key}_spearman" in results:
+            lines.append(
+                f"{label}: Spearman {results[f'{key}_spearman']:.3f} "
+                f"({results[f'{key}_pairs']} pairs, coverage {results[f'{key}_coverage']:.1%})"
+            )
+    if "analogy_accuracy" in results:
+        lines.append(
+            f"Google analogies: accuracy {results['analogy_accuracy']:.1%} "
+            f"({results['analogy_questions']} questions, coverage {results['analogy_coverage']:.1%})"
+        )
+    return lines
+
+
+# --------------------------------------------------------------------------------------------------
+# Nearest neighbours (word2vec_basic's printout)
+
+
+def nearest_neighbours(normalized_embeddings: Any, ids: Sequence[int], k: int = 8) -> list[list[int]]:
+    """The ``k`` ids most cosine-similar to each of ``ids``, most similar first, the query excluded.
+
+    TF's tutorial took ``(-sim[i, :]).argsort()[1:k+1]``, assuming the query itself ranks first; that
+    fails for a zero or duplicated vector, so the query id is removed explicitly instead.
+
+    >>> emb = np.array([[1, 0], [0.9, 0.1], [0, 1]], dtype=np.float32)
+    >>> nearest_neighbours(emb, [2, 0], k=1)
+    [[1], [1]]
+    """
+    emb = np.asarray(normalized_embeddings, dtype=np.float32)
+    query = np.asarray(ids, dtype=np.int64)
+    k = min(k, emb.shape[0] - 1)
+    if k <= 0 or len(query) == 0:
+        return [[] for _ in query]
+    sim = emb[query] @ emb.T
+    sim[np.arange(len(query)), query] = -np.inf
+    top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(sim, top, axis=1), axis=1, kind="stable"), 1)
+    return top.tolist()
+
+
+def format_nearest(
+    ids: Sequence[int], neighbours: Sequence[Sequence[int]], reversed_dictionary: Mapping[int, str]
+) -> list[str]:
+    """``Nearest to the: a, its, ...`` lines, as word2vec_basic prints them.
+
+    >>> format_nearest([0], [[2, 1]], {0: "the", 1: "its", 2: "a"})
+    ['Nearest to the: a, its']
+    """
+    return [
+        f"Nearest to {reversed_dictionary[int(i)]}: " + ", ".join(reversed_dictionary[int(n)] for n in near)
+        for i, near in zip(ids, neighbours, strict=True)
+    ]

@@ -1,0 +1,87 @@
+"""nox sessions. CI (``.ci/run``) runs ``nox -s tests tests_multidevice parity``, the README's test command."""
+
+import os
+
+import nox
+
+nox.options.sessions = ["tests", "tests_multidevice", "parity", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+CORE_TESTS = ["tests", "--ignore=tests/parity", "--doctest-modules", "jaxgraph"]
+
+
+def _install(session: nox.Session, *extras: str) -> None:
+    session.install("-e", f".[{','.join(extras)}]" if extras else ".")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The core suite on CPU (one device), doctests included."""
+    _install(session, "test", "examples", "summary")
+    session.run("pytest", *CORE_TESTS, "-m", "not multidevice", *session.posargs,
+                env={"JAX_PLATFORMS": "cpu"})
+
+
+@nox.session
+def tests_multidevice(session: nox.Session) -> None:
+    """The whole core suite, multi-device tests included, on 8 virtual CPU devices."""
+    _install(session, "test", "examples", "summary")
+    session.run("pytest", *CORE_TESTS, *session.posargs,
+                env={"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+
+
+def _accelerator_session(session: nox.Session, jax_extra: str, platform: str) -> None:
+    _install(session, "test", "examples", "summary")
+    session.install(f"jax[{jax_extra}]")
+    probe = "import jax; print(','.join(sorted({d.platform for d in jax.devices()})))"
+    try:
+        platforms = session.run("python", "-c", probe, silent=True, success_codes=[0], env={"JAX_PLATFORMS": ""})
+    except nox.command.CommandFailed:
+        platforms = ""
+    if platform not in str(platforms):
+        session.skip(f"no {platform.upper()} visible to JAX on this machine (found: {str(platforms).strip()})")
+    session.run("pytest", *CORE_TESTS, *session.posargs, env={"JAX_PLATFORMS": platform})
+
+
+@nox.session
+def tests_gpu(session: nox.Session) -> None:
+    """The core suite on a CUDA GPU (installs jax[cuda12]); skips when no GPU is visible."""
+    _accelerator_session(session, "cuda12", "gpu")
+
+
+@nox.session
+def tests_tpu(session: nox.Session) -> None:
+    """The core suite on TPU (installs jax[tpu]); skips when no TPU is visible."""
+    _accelerator_session(session, "tpu", "tpu")
+
+
+@nox.session
+def parity(session: nox.Session) -> None:
+    """Compare against real TensorFlow 1 semantics (tf.compat.v1) from tensorflow-cpu."""
+    _install(session, "test", "parity")
+    session.run("pytest", "tests/parity", *session.posargs,
+                env={"JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff on everything, mypy on the library."""
+    _install(session, "lint")
+    session.run("ruff", "check", ".")
+    session.run("mypy", "jaxgraph")
+
+
+@nox.session
+def word2vec(session: nox.Session) -> None:
+    """The README's main job: TF's word2vec tutorial on jaxgraph, on the embedded offline corpus."""
+    _install(session, "examples", "summary")
+    out = os.environ.get("WORD2VEC_OUTPUT", "runs/word2vec_basic")
+    session.run("python", "-m", "examples.word2vec.word2vec_basic", "--output-dir", out, *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks (figures printed, ratios against baselines measured in the same run)."""
+    _install(session, "examples", "summary")
+    session.run("python", "benchmarks/optimizer_overhead.py")
+    session.run("python", "benchmarks/word2vec_step.py", "--vocabulary-size", "50000")

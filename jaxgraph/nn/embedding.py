@@ -1,0 +1,212 @@
+"""``embedding_lookup``: TF1's row gather over one table or a list of shards.
+
+Every row read goes through :func:`jaxgraph.gradients.gather_rows`, one call per table, so that
+``compute_gradients`` can see the lookup and return an ``IndexedSlices`` gradient for the table
+(TF1's ``_GatherGrad``) instead of a dense ``[V, D]`` one.
+
+>>> import jax.numpy as jnp
+>>> from jaxgraph.nn import embedding_lookup
+>>> shards = [jnp.array([[0.0], [2.0], [4.0]]), jnp.array([[1.0], [3.0], [5.0]])]  # ids 0,2,4 | 1,3,5
+>>> embedding_lookup(shards, jnp.array([5, 0, 2]), partition_strategy="mod")[:, 0].tolist()
+[5.0, 0.0, 2.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgraph import gradients
+from jaxgraph.variables import Variable
+
+__all__ = ["embedding_lookup", "embedding_lookup_v2"]
+
+_STRATEGIES = ("mod", "div")
+
+
+def _as_shard_list(params: Any) -> list[Any]:
+    if params is None:
+        raise ValueError("params must be specified")
+    if isinstance(params, (list, tuple)):
+        if not params:
+            raise ValueError("Need at least one param")
+        shards = list(params)
+    else:
+        shards = [params]
+    out = []
+    for shard in shards:
+        if shard is None:
+            raise ValueError("params must be specified")
+        # Variables stay Variables: gather_rows must see the Variable itself to record the lookup
+        # (reading `.value` here would count as a dense use of the whole table).
+        out.append(shard if isinstance(shard, Variable) else jnp.asarray(shard))
+    return out
+
+
+def _rows_and_tail(shard: Any) -> tuple[int, tuple[int, ...]]:
+    shape = tuple(shard.shape)
+    if len(shape) < 1:
+        raise ValueError(f"params must have rank >= 1 to be looked up by row, got shape {shape}")
+    return shape[0], shape[1:]
+
+
+def _as_ids(ids: Any) -> tuple[jax.Array, np.ndarray | None]:
+    """The ids as a JAX int array, plus a NumPy copy when they are concrete (for range checks)."""
+    if isinstance(ids, Variable):
+        raise TypeError("ids must be an integer array, not a Variable; pass `ids_var.value`.")
+    if isinstance(ids, jax.core.Tracer):
+        concrete = None
+    else:
+        # Keep the host copy before any int64 -> int32 narrowing, so a huge id is reported as given.
+        concrete = np.asarray(ids)
+        if concrete.dtype == object:
+            raise TypeError(f"ids must be an integer array, got {ids!r}")
+    dtype = concrete.dtype if concrete is not None else ids.dtype
+    if not np.issubdtype(dtype, np.integer):
+        raise TypeError(f"ids must be integers (int32 or int64), got dtype {dtype}")
+    return jnp.asarray(ids), concrete
+
+
+def _check_range(flat_ids: np.ndarray, valid: np.ndarray, total_rows: int) -> None:
+    bad = np.flatnonzero(~valid)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"indices[{i}] = {int(flat_ids[i])} is not in [0, {total_rows})")
+
+
+def _partition(flat_ids: Any, strategy: str, sizes: Sequence[int], xp: Any) -> tuple[Any, Any]:
+    """Shard index and shard-local row of each id, as TF's ``_embedding_lookup_and_transform``.
+
+    ``xp`` is ``np`` for the host-side range check and ``jnp`` inside the computation, so both use the
+    very same arithmetic.
+    """
+    num_shards = len(sizes)
+    if strategy == "mod":
+        return flat_ids % num_shards, flat_ids // num_shards
+    total = sum(sizes)
+    ids_per_partition, extras = divmod(total, num_shards)
+    if ids_per_partition == 0:
+        # TF would divide by zero here; fewer rows than shards only makes sense with one row each.
+        raise ValueError(f"'div' partitioning needs at least as many rows ({total}) as shards ({num_shards})")
+    assignments = xp.maximum(flat_ids // (ids_per_partition + 1), (flat_ids - extras) // ids_per_partition)
+    new_ids = xp.where(
+        assignments < extras,
+        flat_ids % (ids_per_partition + 1),
+        (flat_ids - extras) % ids_per_partition,
+    )
+    return assignments, new_ids
+
+
+def _clip_by_norm(x: jax.Array, clip_norm: Any, axes: tuple[int, ...]) -> jax.Array:
+    # The same algebraic form as tf.clip_by_norm (safe zero norm, max(norm, clip)), so values and
+    # gradients agree with TF's to rounding.
+    l2sum = jnp.sum(x * x, axis=axes, keepdims=True)
+    pred = l2sum > 0
+    l2sum_safe = jnp.where(pred, l2sum, jnp.ones_like(l2sum))
+    l2norm = jnp.where(pred, jnp.sqrt(l2sum_safe), l2sum)
+    clip_norm = jnp.asarray(clip_norm, dtype=x.dtype)
+    return x * clip_norm / jnp.maximum(l2norm, clip_norm)
+
+
+def embedding_lookup(
+    params: Any,
+    ids: Any,
+    partition_strategy: str = "mod",
+    name: str | None = None,
+    validate_indices: bool = True,
+    max_norm: float | None = None,
+) -> jax.Array:
+    """Look up rows ``ids`` of ``params``, as ``tf.compat.v1.nn.embedding_lookup``.
+
+    Args:
+      params: one table (a :class:`jaxgraph.Variable` or an array of shape ``[N, ...]``) or a list of
+        shards of it. Shards may hold different row counts; they must share the trailing shape.
+      ids: integer array of any shape (a Python list is accepted).
+      partition_strategy: how ids map to shards when there are several: ``"mod"`` (id ``i`` lives in
+        shard ``i % n`` at row ``i // n``) or ``"div"`` (contiguous blocks, the first ``N % n`` shards
+        holding one extra row). Unlike TF, a bad value is rejected even for a single table.
+      name: accepted for TF compatibility; unused.
+      validate_indices: deprecated in TF and unused there too.
+      max_norm: if set, every looked-up row is scaled down to L2 norm ``<= max_norm``
+        (``tf.clip_by_norm`` on the output; the table itself is not changed).
+
+    Returns:
+      An array of shape ``ids.shape + params.shape[1:]`` with the params' dtype.
+
+    Raises:
+      ValueError: ``params`` missing or empty (TF's messages), unknown strategy, or, when ``ids`` are
+        concrete, an id outside the table: ``"indices[i] = x is not in [0, N)"`` (``i`` indexes the
+        flattened ids, ``N`` counts all rows). Under ``jax.jit`` the ids are tracers and cannot be
+        checked: an out-of-range id then gives unspecified values (currently NaN fill), not an error.
+      TypeError: non-integer ``ids``.
+
+    >>> import jax.numpy as jnp
+    >>> table = jnp.arange(6.0).reshape(3, 2)
+    >>> embedding_lookup(table, jnp.array([[2], [0]])).shape
+    (2, 1, 2)
+    >>> embedding_lookup(jnp.array([[3.0, 4.0]]), jnp.array([0]), max_norm=1.0).tolist()
+    [[0.6000000238418579, 0.800000011920929]]
+    """
+    del name, validate_indices
+    shards = _as_shard_list(params)
+    if partition_strategy not in _STRATEGIES:
+        raise ValueError("Unrecognized partition strategy: " + str(partition_strategy))
+    ids, concrete = _as_ids(ids)
+    sizes = []
+    tail = None
+    for shard in shards:
+        rows, shard_tail = _rows_and_tail(shard)
+        if tail is not None and shard_tail != tail:
+            raise ValueError(f"All shards must have the same trailing shape, got {tail} and {shard_tail}")
+        tail = shard_tail
+        sizes.append(rows)
+
+    if len(shards) == 1:
+        if concrete is not None:
+            flat = concrete.reshape(-1)
+            _check_range(flat, (flat >= 0) & (flat < sizes[0]), sizes[0])
+        result = gradients.gather_rows(shards[0], ids)
+    else:
+        if concrete is not None:
+            flat = concrete.reshape(-1).astype(np.int64)
+            p, local = _partition(flat, partition_strategy, sizes, np)
+            size_of = np.asarray(sizes)[np.clip(p, 0, len(sizes) - 1)]
+            valid = (flat >= 0) & (p >= 0) & (p < len(sizes)) & (local >= 0) & (local < size_of)
+            _check_range(flat, valid, sum(sizes))
+        flat_ids = ids.reshape(-1)
+        assignments, new_ids = _partition(flat_ids, partition_strategy, sizes, jnp)
+        # Static shapes instead of TF's dynamic_partition/stitch: every shard gathers one row per id,
+        # with row 0 standing in where it does not own the id, then a select keeps the owner's row.
+        # The stand-in rows get a zero cotangent, so each shard's gradient stays correct.
+        result = None
+        for p, shard in enumerate(shards):
+            owned = assignments == p
+            rows = gradients.gather_rows(shard, jnp.where(owned, new_ids, 0))
+            if result is None:
+                result = rows
+            else:
+                mask = owned.reshape(owned.shape + (1,) * len(tail))
+                result = jnp.where(mask, rows, result)
+        result = result.reshape(ids.shape + tail)
+
+    if max_norm is not None:
+        axes = tuple(range(ids.ndim, result.ndim))
+        result = _clip_by_norm(result, max_norm, axes)
+    return result
+
+
+def embedding_lookup_v2(
+    params: Any, ids: Any, max_norm: float | None = None, name: str | None = None
+) -> jax.Array:
+    """TF2's ``tf.nn.embedding_lookup``: :func:`embedding_lookup` with ``partition_strategy="div"``.
+
+    >>> import jax.numpy as jnp
+    >>> shards = [jnp.array([[0.0], [1.0]]), jnp.array([[2.0]])]
+    >>> embedding_lookup_v2(shards, jnp.array([2, 1]))[:, 0].tolist()
+    [2.0, 1.0]
+    """
+    return embedding_lookup(params, ids, partition_strategy="div", name=name, max_norm=max_norm)

@@ -256,6 +256,16 @@ class Variable:
             "with `.value` (or use jaxgraph.nn.embedding_lookup for row lookups)."
         )
 
+    def _operator_guard(self, *args: Any) -> Any:
+        # Python operators do not go through __jax_array__; without this, `w * x` fails with a bare
+        # "unsupported operand type(s)" that does not say how to read the array.
+        self.__jax_array__()
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _operator_guard
+    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _operator_guard
+    __pow__ = __rpow__ = __matmul__ = __rmatmul__ = __neg__ = __pos__ = __abs__ = _operator_guard
+    __getitem__ = _operator_guard
+
     def __array__(self, dtype=None, copy=None):
         return np.asarray(self._value, dtype=dtype)
 

@@ -202,6 +202,18 @@ def test_variable_used_as_array_raises_type_error_mentioning_value(use):
         use(v)
 
 
+@pytest.mark.parametrize(
+    "use",
+    [lambda v: v + 1, lambda v: 2.0 * v, lambda v: v - v, lambda v: v / 2, lambda v: jnp.ones(2) @ v,
+     lambda v: v ** 2, lambda v: -v, lambda v: v[0]],
+    ids=["add", "rmul", "sub", "div", "rmatmul", "pow", "neg", "getitem"],
+)
+def test_python_operators_on_variable_mention_value(use):
+    v = Variable(jnp.ones(2), name="w")
+    with pytest.raises(TypeError, match=r"Variable 'w' was used where an array is expected.*`\.value`"):
+        use(v)
+
+
 def test_variable_used_as_array_under_jit_raises_too():
     v = Variable(jnp.ones(2), name="w")
     with pytest.raises(TypeError, match=r"Variable 'w' .*`\.value`"):

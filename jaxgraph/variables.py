@@ -104,7 +104,11 @@ def current_name_scope() -> str:
 def _default_collections(collections: Iterable[str] | None, trainable: bool) -> tuple[str, ...]:
     if collections is None:
         result = [GraphKeys.GLOBAL_VARIABLES]
-    elif isinstance(collections, (list, tuple, set, frozenset)):
+    elif isinstance(collections, (set, frozenset)):
+        # A set has no order of its own (it changes with PYTHONHASHSEED); sort it so the metadata,
+        # and with it the tree structure jit keys on, is the same in every run.
+        result = sorted(collections)
+    elif isinstance(collections, (list, tuple)):
         result = list(collections)
     else:
         raise ValueError(

@@ -1,5 +1,9 @@
 """Variable, GraphKeys, name_scope and create_global_step (TF1 reference sections 4.1, 4.2, 4.4)."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -87,6 +91,21 @@ def test_local_collection_keeps_variable_out_of_global_but_trainable():
 @pytest.mark.parametrize("collections", [(LOCAL,), {LOCAL}, frozenset([LOCAL]), [LOCAL, LOCAL]])
 def test_collections_accepts_list_tuple_set_and_drops_repeats(collections):
     assert Variable(1.0, collections=collections).collections == (LOCAL, TRAINABLE)
+
+
+def test_set_collections_have_a_fixed_order_in_every_run():
+    # A set's iteration order depends on PYTHONHASHSEED; the metadata (and so the treedef) must not.
+    code = (
+        "import jaxgraph as jg; "
+        "print(jg.Variable(1.0, collections={'local_variables', 'b', 'c', 'zz', 'q1', 'q2'}).collections)"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    outs = set()
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=root, JAX_PLATFORMS="cpu")
+        outs.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                check=True).stdout.strip())
+    assert outs == {"('b', 'c', 'local_variables', 'q1', 'q2', 'zz', 'trainable_variables')"}
 
 
 def test_trainable_collection_not_repeated():

@@ -155,6 +155,48 @@ def _sample_unique(
     return samples, tries
 
 
+def _draw_and_prob(kind: str, range_max: int, tables: tuple[jax.Array, ...]) -> tuple[_DrawFn, _ProbFn]:
+    if kind == "log_uniform":
+        return _log_uniform_draw(range_max), _log_uniform_prob(range_max)
+    if kind == "uniform":
+
+        def draw(key: jax.Array, n: int) -> jax.Array:
+            return jax.random.randint(key, (n,), 0, range_max, dtype=jnp.int32)
+
+        def prob(c: jax.Array) -> jax.Array:
+            return jnp.full(c.shape, 1.0 / range_max, jnp.float32)
+
+        return draw, prob
+    if kind == "fixed_unigram":
+        return _alias_draw(*tables[1:]), _table_prob(tables[0])
+    raise AssertionError(kind)
+
+
+# One compiled program per configuration, so eager calls do not re-trace the while_loop each time;
+# under an outer jit this simply inlines.
+@functools.partial(jax.jit, static_argnames=("kind", "num_sampled", "unique", "range_max", "chunk"))
+def _run_sampler(
+    classes: jax.Array,
+    key: jax.Array,
+    tables: tuple[jax.Array, ...],
+    *,
+    kind: str,
+    num_sampled: int,
+    unique: bool,
+    range_max: int,
+    chunk: int,
+) -> SamplerOutput:
+    draw, prob = _draw_and_prob(kind, range_max, tables)
+    if unique:
+        samples, num_tries = _sample_unique(draw, key, num_sampled, chunk)
+    else:
+        samples = draw(key, num_sampled)
+        num_tries = jnp.int32(num_sampled)
+    true_ec = _expected_count(prob(classes), num_sampled, num_tries)
+    sampled_ec = _expected_count(prob(samples), num_sampled, num_tries)
+    return samples, true_ec, sampled_ec
+
+
 def _candidate_sampler(
     true_classes: Any,
     num_true: int,
@@ -163,23 +205,20 @@ def _candidate_sampler(
     range_max: int,
     key: Any,
     seed: int | None,
-    draw: _DrawFn,
-    prob: _ProbFn,
+    kind: str,
+    tables: tuple[jax.Array, ...] = (),
     chunk: int | None = None,
 ) -> SamplerOutput:
     _check_common(num_true, num_sampled, unique, range_max, key)
     classes = _check_true_classes(true_classes, num_true, range_max)
+    # Two draws per wanted value finish in one pass for word2vec-like settings (range 50,000,
+    # 64 samples: 65-100 tries); the loop only runs again for small ranges.
+    chunk = chunk or max(2 * num_sampled, 8)
     key = _prepare_key(key, seed)
-    if unique:
-        # Two draws per wanted value finish in one pass for word2vec-like settings (range 50,000,
-        # 64 samples: about 70-100 tries); the loop only runs again for small ranges.
-        samples, num_tries = _sample_unique(draw, key, num_sampled, chunk or max(2 * num_sampled, 8))
-    else:
-        samples = draw(key, num_sampled)
-        num_tries = jnp.int32(num_sampled)
-    true_ec = _expected_count(prob(classes), num_sampled, num_tries)
-    sampled_ec = _expected_count(prob(samples), num_sampled, num_tries)
-    return samples, true_ec, sampled_ec
+    return _run_sampler(
+        classes, key, tables, kind=kind, num_sampled=num_sampled, unique=bool(unique),
+        range_max=int(range_max), chunk=chunk,
+    )  # fmt: skip
 
 
 # -- log-uniform -----------------------------------------------------------------------------------
@@ -255,8 +294,7 @@ def log_uniform_candidate_sampler(
         range_max,
         key,
         seed,
-        _log_uniform_draw(range_max),
-        _log_uniform_prob(range_max),
+        "log_uniform",
     )
 
 
@@ -281,14 +319,7 @@ def uniform_candidate_sampler(
     [0, 1, 2, 3, 4]
     """
     del name
-
-    def draw(key: jax.Array, n: int) -> jax.Array:
-        return jax.random.randint(key, (n,), 0, range_max, dtype=jnp.int32)
-
-    def prob(c: jax.Array) -> jax.Array:
-        return jnp.full(c.shape, 1.0 / range_max, jnp.float32)
-
-    return _candidate_sampler(true_classes, num_true, num_sampled, unique, range_max, key, seed, draw, prob)
+    return _candidate_sampler(true_classes, num_true, num_sampled, unique, range_max, key, seed, "uniform")
 
 
 # -- fixed unigram ---------------------------------------------------------------------------------
@@ -393,20 +424,29 @@ def fixed_unigram_candidate_sampler(
         )
     # TF accumulates total_weight_ in float, one weight at a time.
     total = np.cumsum(weights, dtype=np.float32)[-1]
-    probs = jnp.asarray(weights / total, dtype=jnp.float32)
-    accept, alias = _alias_table(weights)
-    accept_j, alias_j = jnp.asarray(accept), jnp.asarray(alias)
+    probs = (weights / total).astype(np.float32)
+    # Passed as arguments, not baked in as constants, so one compiled sampler serves every table.
+    tables = tuple(jnp.asarray(t) for t in (probs, *_alias_table(weights)))
+    return _candidate_sampler(
+        true_classes, num_true, num_sampled, unique, range_max, key, seed, "fixed_unigram", tables
+    )
 
+
+def _alias_draw(accept: jax.Array, alias: jax.Array) -> _DrawFn:
     def draw(key: jax.Array, n: int) -> jax.Array:
         k_col, k_acc = jax.random.split(key)
-        col = jax.random.randint(k_col, (n,), 0, range_max, dtype=jnp.int32)
+        col = jax.random.randint(k_col, (n,), 0, accept.shape[0], dtype=jnp.int32)
         u = jax.random.uniform(k_acc, (n,), jnp.float32)
-        return jnp.where(u < accept_j[col], col, alias_j[col])
+        return jnp.where(u < accept[col], col, alias[col])
 
+    return draw
+
+
+def _table_prob(probs: jax.Array) -> _ProbFn:
     def prob(c: jax.Array) -> jax.Array:
         return jnp.take(probs, c, mode="fill", fill_value=0.0)
 
-    return _candidate_sampler(true_classes, num_true, num_sampled, unique, range_max, key, seed, draw, prob)
+    return prob
 
 
 # -- accidental hits -------------------------------------------------------------------------------

@@ -80,6 +80,17 @@ def named_variables(tree: PyTree) -> list[Variable]:
     return result
 
 
+def names_by_id(tree: PyTree) -> dict[int, str]:
+    """``id(variable) -> resolved name`` for the Variable objects of ``tree`` itself.
+
+    Lets callers accept a Variable taken straight from the tree (``params["emb"]``), whose ``name`` may
+    be ``None`` (path-derived) or a clashing name that :func:`named_variables` suffixed.
+    """
+    leaves, _ = _flatten_variables(tree)
+    originals = [leaf for _, leaf in leaves if isinstance(leaf, Variable)]
+    return {id(leaf): nv.name for leaf, nv in zip(originals, named_variables(tree), strict=True)}
+
+
 def _filter(variables: Iterable[Variable], scope: str | None) -> list[Variable]:
     if scope is None:
         return list(variables)

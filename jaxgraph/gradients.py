@@ -30,7 +30,7 @@ import numpy as np
 from jax.extend import core as jex_core
 
 from jaxgraph import summary as _summary
-from jaxgraph.collections import named_variables, replace_values, trainable_variables
+from jaxgraph.collections import named_variables, names_by_id, replace_values, trainable_variables
 from jaxgraph.sparse import IndexedSlices
 from jaxgraph.variables import Variable
 
@@ -122,16 +122,24 @@ def gather_rows(params: Variable | jax.Array, ids: Any) -> jax.Array:
 
 
 def resolve_var_list(params: Any, var_list: Sequence[Variable | str] | None) -> list[Variable]:
-    """The named Variables of ``params`` that ``var_list`` designates (default: the trainable ones)."""
+    """The named Variables of ``params`` that ``var_list`` designates (default: the trainable ones).
+
+    The default skips trainable variables of non-float dtype (an int ``Variable([1, 2])`` is trainable
+    by TF's default), as TF never differentiates them: its dtype check only sees variables with a
+    gradient. Naming such a variable in ``var_list`` raises ``Invalid type``.
+    """
     if var_list is None:
-        selected = trainable_variables(params)
+        selected = [v for v in trainable_variables(params) if v.dtype in _VALID_DTYPES]
     else:
         if isinstance(var_list, (Variable, str)):
             var_list = [var_list]
         by_name = {v.name: v for v in named_variables(params)}
+        by_id = names_by_id(params)
         selected, seen = [], set()
         for entry in var_list:
-            if isinstance(entry, Variable):
+            if isinstance(entry, Variable) and id(entry) in by_id:
+                name = by_id[id(entry)]  # a leaf of the tree itself: its resolved name
+            elif isinstance(entry, Variable):
                 if entry.name is None:
                     raise ValueError(
                         f"var_list entry {entry!r} has no name: take var_list entries from the tree "

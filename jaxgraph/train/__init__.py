@@ -1,5 +1,6 @@
 """TF1's ``tf.train``: optimizers, the global step, the Saver."""
 
+from jaxgraph.collections import get_global_step as get_global_step
 from jaxgraph.train.adagrad import AdagradOptimizer as AdagradOptimizer
 from jaxgraph.train.adam import AdamOptimizer as AdamOptimizer
 from jaxgraph.train.adam import LazyAdamOptimizer as LazyAdamOptimizer
@@ -9,4 +10,3 @@ from jaxgraph.train.optax_optimizer import OptaxOptimizer as OptaxOptimizer
 from jaxgraph.train.optimizer import Optimizer as Optimizer
 from jaxgraph.train.optimizer import OptimizerState as OptimizerState
 from jaxgraph.variables import create_global_step as create_global_step
-from jaxgraph.collections import get_global_step as get_global_step

@@ -65,7 +65,7 @@ class OptaxOptimizer(Optimizer):
         updates, tx_state = self.tx.update(grads, tx_state, current)
         with_grad = {n for g, n in checked if g is not None}
         new_values = {n: current[n] + updates[n] for n in with_grad}
-        self._increment_global_step(global_step, by_name, new_values)
+        self._increment_global_step(global_step, by_name, new_values, params)
         params = replace_values(params, new_values)
         return params, OptimizerState(opt_state.iterations + 1, {}, {"optax": tx_state})
 

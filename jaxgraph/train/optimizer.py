@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxgraph.collections import named_variables, replace_values
+from jaxgraph.collections import named_variables, names_by_id, replace_values
 from jaxgraph.gradients import resolve_var_list, value_and_gradients
 from jaxgraph.sparse import IndexedSlices, convert_to_tensor_or_indexed_slices
 from jaxgraph.variables import Variable
@@ -196,6 +196,7 @@ class Optimizer:
         if not grads_and_vars:
             raise ValueError("No variables provided.")
         by_name = {v.name: v for v in named_variables(params)}
+        by_id = names_by_id(params)
         checked: list[tuple[Any, str]] = []
         for pair in grads_and_vars:
             try:
@@ -203,7 +204,7 @@ class Optimizer:
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"grads_and_vars must hold (gradient, variable) pairs, got {pair!r}") from exc
             if isinstance(var, Variable):
-                name = var.name
+                name = by_id.get(id(var), var.name)
             elif isinstance(var, str):
                 name = var
             else:
@@ -233,10 +234,15 @@ class Optimizer:
                 f"Gradient for variable {var.name!r} has dtype {dtype}, but the variable has dtype {var.dtype}"
             )
 
-    def _increment_global_step(self, global_step: Any, by_name: dict[str, Variable], new_values: dict) -> None:
+    def _increment_global_step(self, global_step: Any, by_name: dict[str, Variable], new_values: dict,
+                               params: Any = None) -> None:
         if global_step is None:
             return
-        name = global_step.name if isinstance(global_step, Variable) else global_step
+        by_id = names_by_id(params) if params is not None else {}
+        if isinstance(global_step, Variable):
+            name = by_id.get(id(global_step), global_step.name)
+        else:
+            name = global_step
         if not isinstance(name, str) or name not in by_name:
             raise ValueError(
                 "global_step must be a Variable of the parameter tree (or its name), e.g. "
@@ -286,7 +292,7 @@ class Optimizer:
             for s, v in var_slots.items():
                 slots[s][var_name] = v
         non_slots = self._finish(non_slots, hyper)
-        self._increment_global_step(global_step, by_name, new_values)
+        self._increment_global_step(global_step, by_name, new_values, params)
         params = replace_values(params, new_values)
         return params, OptimizerState(opt_state.iterations + 1, slots, non_slots)
 

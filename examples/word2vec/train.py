@@ -1,0 +1,791 @@
+"""A fast skip-gram word2vec trainer on jaxgraph, beyond the TF tutorial.
+
+Run it as ``python -m examples.word2vec.train [--corpus PATH] [--output-dir DIR] ...`` (``--help``
+lists every flag). It trains with jaxgraph's public API only: the two embedding tables are
+:class:`jaxgraph.Variable` s read through :func:`jaxgraph.nn.embedding_lookup`, so a jaxgraph
+optimizer's ``minimize`` gets ``IndexedSlices`` gradients and applies one in-place scatter per table.
+
+What it does, and the choices made
+----------------------------------
+* **Vocabulary**: words with at least ``--min-count`` occurrences, most frequent first (ties in
+  first-appearance order), at most ``--max-vocab``. Out-of-vocabulary tokens are *dropped* from the
+  training stream before windowing, as gensim and the original word2vec C tool do, instead of being
+  trained as an ``UNK`` vector (TF's tutorials): an ``UNK`` row soaks up a large share of the updates
+  and pollutes its neighbours' contexts. The exported vocabulary has no ``UNK``.
+* **Subsampling** (``--subsample t``) uses ``models/embedding/word2vec.py``'s keep probability
+  ``(sqrt(f/(tN)) + 1) tN/f``. Subsampled tokens are removed before windowing (so windows reach
+  further, as in word2vec). The keep decision for a token is a hash of ``(seed, epoch, position)``
+  computed on the device, so every epoch gets a fresh draw and any step can be recomputed exactly.
+* **Dynamic window**: each centre gets ``b ~ U{1..window}`` (hash of ``(seed, epoch, position)``)
+  and pairs with the ``b`` kept tokens on each side. Windows never cross an epoch boundary.
+* **Batches are built on the device** inside the jitted step: the corpus (int32 ids) lives on the
+  device; a step takes the raw span after the current position, subsamples and compacts it, then packs
+  whole centres (``2b`` pairs each) greedily into exactly ``--batch-size`` pair slots (the few slots
+  left after the last whole centre are masked). The position and epoch are Variables of the state,
+  negatives use a key folded from ``(seed, global_step)``, so there is no host work per step.
+  ``--steps-per-call`` K steps run per call with ``lax.scan``; parameters and optimizer state are
+  donated, and the K-step function is compiled once (ahead of time) per run.
+* **Losses**: ``--loss neg`` (default) is word2vec's negative sampling: ``--negatives`` (5) negatives
+  *per pair* from ``unigram**0.75`` (``jaxgraph.nn.fixed_unigram_candidate_sampler`` with
+  ``distortion=0.75``, an alias table on the device), a negative equal to the pair's context is
+  skipped, as word2vec does. Per-pair negatives were chosen over TF's one shared set per batch: with
+  large batches a shared set sends the summed gradient of thousands of pairs into the same few rows,
+  which makes plain SGD unstable at word2vec's learning rate and gives each pair far fewer distinct
+  negatives; per-pair sampling costs the same arithmetic as gensim's inner loop. ``--loss nce`` is
+  ``jaxgraph.nn.nce_loss`` with TF's shared, unique, log-uniform negatives (64 by default; ids are in
+  frequency order, as that sampler assumes).
+* **Loss scale and learning rate**: the loss is the *sum* over the batch's pairs, so plain SGD with
+  ``--learning-rate 0.025`` applies the same per-pair step as word2vec/gensim. The rate decays
+  linearly to ``lr * 1e-4`` over the run (a schedule ``lambda step: ...`` given to the optimizer).
+* **Length of a run**: ``--epochs`` is converted to a number of steps from the expected number of
+  pairs per epoch, rounded up to a multiple of K (``--steps`` sets it directly); metrics report the
+  epochs actually completed. ``--stop-at-step`` ends a run early (with a checkpoint) without
+  changing its schedule, so that ``--resume`` continues the same run.
+* **Checkpoints** (``<output-dir>/checkpoints``) are written atomically by
+  ``jaxgraph.train.saver.Saver`` every ``--checkpoint-every`` steps, at the end, and on Ctrl-C (then
+  the exit status is 130). They hold a fingerprint of the corpus, vocabulary and training
+  configuration; ``--resume`` refuses a checkpoint whose fingerprint differs. All randomness derives
+  from ``(seed, step, position)``, so an interrupted and resumed run ends with exactly the embeddings
+  of an uninterrupted one.
+* **Outputs** in ``--output-dir``: ``vectors.txt`` (word2vec text format, gensim's
+  ``KeyedVectors.load_word2vec_format`` reads it), ``vectors.tsv`` + ``metadata.tsv`` +
+  ``projector_config.pbtxt`` (TensorBoard projector; ``tensorboard --logdir <output-dir>``), TensorBoard
+  scalars (``jaxgraph.summary.FileWriter``, when tensorboardX is installed), and ``metrics.json``.
+
+Bad input (unreadable corpus, invalid flags, damaged or mismatched checkpoint, ...) prints one line
+``error: ...`` on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import itertools
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxgraph as jg
+from examples.word2vec import data as w2v_data
+from examples.word2vec import evaluation, export
+
+try:  # the Saver is new in jaxgraph; fall back to plain atomic .npz files without it
+    from jaxgraph.train.saver import CheckpointError, Saver, latest_checkpoint
+except ImportError:  # pragma: no cover - depends on the jaxgraph version
+    Saver = None  # type: ignore[assignment,misc]
+    CheckpointError = ValueError  # type: ignore[assignment,misc]
+    latest_checkpoint = None  # type: ignore[assignment]
+
+__all__ = ["main", "build_parser", "build_vocabulary", "TRACE_COUNTS"]
+
+#: How many times each run's K-step function was traced (a test guards it at 1).
+TRACE_COUNTS: list[int] = []
+
+_DEFAULT_LR = {"sgd": 0.025, "adagrad": 0.25, "lazyadam": 0.002}
+_TRAINING_KEYS = (
+    "min_count", "max_vocab", "subsample", "window", "loss", "negatives", "batch_size",
+    "embedding_size", "optimizer", "learning_rate", "total_steps", "seed",
+)
+_CKPT_NAME = "model.ckpt"
+_FINGERPRINT = "run_fingerprint"
+
+
+class UsageError(Exception):
+    """Bad flags or inputs: reported as ``error: ...`` with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m examples.word2vec.train",
+        description="Fast skip-gram word2vec on jaxgraph (device-side batches, sparse gradients).",
+    )
+    g = p.add_argument_group("corpus and vocabulary")
+    g.add_argument("--corpus", help="text file (plain, .gz, .bz2 or .zip); default: the embedded corpus")
+    g.add_argument("--download-text8", action="store_true", help="download text8 into --data-dir and use it")
+    g.add_argument("--data-dir", default="data", help="where --download-text8 stores text8.zip")
+    g.add_argument("--min-count", type=int, default=5, help="drop words rarer than this (default 5)")
+    g.add_argument("--max-vocab", type=int, default=None, help="keep at most this many words")
+    g = p.add_argument_group("model and training")
+    g.add_argument("--embedding-size", type=int, default=100)
+    g.add_argument("--window", type=int, default=5, help="maximum window; each centre draws b ~ U{1..window}")
+    g.add_argument("--subsample", type=float, default=1e-3, help="subsampling threshold t (0: off)")
+    g.add_argument("--loss", choices=("neg", "nce"), default="neg")
+    g.add_argument("--negatives", type=int, default=None, help="negatives (default 5 for neg, 64 for nce)")
+    g.add_argument("--batch-size", type=int, default=2048, help="skip-gram pairs per step")
+    g.add_argument("--epochs", type=float, default=5.0)
+    g.add_argument("--steps", type=int, default=None, help="total steps (overrides --epochs)")
+    g.add_argument("--optimizer", choices=("sgd", "adagrad", "lazyadam"), default="sgd")
+    g.add_argument("--learning-rate", type=float, default=None,
+                   help="initial rate, decayed linearly to lr*1e-4 (default: sgd 0.025, adagrad 0.25, "
+                        "lazyadam 0.002)")
+    g.add_argument("--steps-per-call", type=int, default=64, help="steps per jitted call (lax.scan)")
+    g.add_argument("--seed", type=int, default=1)
+    g.add_argument("--device", default=None, help="cpu, gpu, tpu, or a device such as gpu:1 (default: JAX's)")
+    g = p.add_argument_group("output, checkpoints, reporting")
+    g.add_argument("--output-dir", default="word2vec_out")
+    g.add_argument("--checkpoint-every", type=int, default=10000, help="steps between checkpoints (0: only "
+                   "at the end and on Ctrl-C)")
+    g.add_argument("--keep-checkpoints", type=int, default=3)
+    g.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
+    g.add_argument("--overwrite", action="store_true",
+                   help="start afresh even if --output-dir holds checkpoints (they are deleted)")
+    g.add_argument("--stop-at-step", type=int, default=None,
+                   help="stop (with a checkpoint) at this global step without changing the schedule")
+    g.add_argument("--eval-every", type=int, default=0, help="print nearest neighbours every N steps")
+    g.add_argument("--no-eval", action="store_true", help="skip the WordSim/SimLex/analogy evaluation")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--no-tensorboard", action="store_true")
+    g.add_argument("--quiet", action="store_true", help="only errors and the final summary")
+    return p
+
+
+def _validate(args: argparse.Namespace) -> None:
+    positive = ("min_count", "embedding_size", "window", "batch_size", "steps_per_call", "keep_checkpoints")
+    for name in positive:
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    for name in ("max_vocab", "steps", "negatives"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    for name in ("checkpoint_every", "eval_every"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if not (math.isfinite(args.epochs) and args.epochs > 0):
+        raise UsageError(f"--epochs must be positive, got {args.epochs}")
+    if not (math.isfinite(args.subsample) and args.subsample >= 0):
+        raise UsageError(f"--subsample must be >= 0, got {args.subsample}")
+    if args.learning_rate is not None and not (math.isfinite(args.learning_rate) and args.learning_rate > 0):
+        raise UsageError(f"--learning-rate must be positive, got {args.learning_rate}")
+    if args.batch_size < 2 * args.window:
+        raise UsageError(f"--batch-size ({args.batch_size}) must be at least 2 * --window ({2 * args.window})")
+    if args.corpus and args.download_text8:
+        raise UsageError("give either --corpus or --download-text8, not both")
+    if args.resume and args.overwrite:
+        raise UsageError("give either --resume or --overwrite, not both")
+    if args.stop_at_step is not None and args.stop_at_step < 0:
+        raise UsageError(f"--stop-at-step must be >= 0, got {args.stop_at_step}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Vocabulary and corpus
+
+
+def build_vocabulary(
+    words: Sequence[str], min_count: int, max_vocab: int | None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``(vocab, counts, ids)``: words with ``count >= min_count`` (most frequent first, at most
+    ``max_vocab``), their counts, and the corpus as int32 ids with out-of-vocabulary tokens dropped.
+
+    >>> build_vocabulary("a b a c a b".split(), 2, None)[0], build_vocabulary("a b a c a b".split(), 2, None)[2]
+    (['a', 'b'], array([0, 1, 0, 0, 1], dtype=int32))
+    """
+    counter = collections.Counter(words)
+    vocab = [(w, c) for w, c in counter.most_common(max_vocab) if c >= min_count]
+    if len(vocab) < 2:
+        raise UsageError(
+            f"the vocabulary has {len(vocab)} word(s) with at least --min-count {min_count} occurrences; "
+            "need at least 2 (lower --min-count or use a larger corpus)"
+        )
+    index = {w: i for i, (w, _) in enumerate(vocab)}
+    ids = np.fromiter(map(index.get, words, itertools.repeat(-1)), dtype=np.int32, count=len(words))
+    ids = ids[ids >= 0]
+    return [w for w, _ in vocab], np.array([c for _, c in vocab], dtype=np.int64), ids
+
+
+def _load_words(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[list[str], str]:
+    if args.download_text8:
+        path = w2v_data.download_text8(args.data_dir)
+        return w2v_data.read_words(path), f"text8 ({path})"
+    if args.corpus:
+        return w2v_data.read_words(args.corpus), os.path.abspath(args.corpus)
+    log("reading the embedded default corpus (gensim test data) ...")
+    return w2v_data.default_corpus()
+
+
+def _fingerprint(vocab: Sequence[str], ids: np.ndarray, config: dict[str, Any]) -> bytes:
+    h = hashlib.sha256()
+    h.update("\n".join(vocab).encode("utf-8"))
+    h.update(b"\0")
+    h.update(np.ascontiguousarray(ids, dtype="<i4").tobytes())
+    h.update(json.dumps({k: config[k] for k in _TRAINING_KEYS}, sort_keys=True).encode())
+    return h.digest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Device-side batches
+
+
+def _mix32(x: jax.Array) -> jax.Array:
+    """lowbias32 integer hash (uint32 in, uint32 out): identical on every backend."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def _position_hash(seed: int, salt: int, epoch: jax.Array, positions: jax.Array) -> jax.Array:
+    base = _mix32(jnp.uint32((seed * 0x9E3779B1 + salt * 0x85EBCA77) & 0xFFFFFFFF))
+    base = _mix32(base ^ epoch.astype(jnp.uint32))
+    return _mix32(base ^ positions.astype(jnp.uint32))
+
+
+class BatchMaker:
+    """Builds one step's skip-gram pairs on the device from ``(epoch, position)``.
+
+    The raw span ``[position - back, position + forward + ahead)`` of the (in-vocabulary) corpus is
+    subsampled (hash of seed, epoch, position) and compacted; kept centres from ``position`` on, each
+    with ``2b`` pairs, are packed greedily into ``batch_size`` slots; the next step starts at the first
+    centre that did not fit.
+    """
+
+    def __init__(self, n_tokens: int, window: int, batch_size: int, keep_mean: float, seed: int) -> None:
+        self.n = n_tokens
+        self.window = window
+        self.batch = batch_size
+        self.centres = batch_size // 2
+        # Raw tokens scanned for centres: enough for about twice the centres a batch holds, so a
+        # batch is full except where subsampling is extreme or an epoch ends.
+        need = 2.0 * batch_size / max(keep_mean * (window + 1), 1e-3)
+        self.forward = int(min(max(need, 2 * window + 2), 16 * batch_size))
+        self.back = 8 * window
+        self.ahead = 8 * window
+        self.span = self.back + self.forward + self.ahead
+        self.seed = seed
+
+    def pad(self, ids: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.zeros(self.back, np.int32), ids, np.zeros(self.forward + self.ahead, np.int32)])
+
+    def __call__(self, corpus: jax.Array, keep_prob: jax.Array, epoch: jax.Array, pos: jax.Array):
+        w, b_slots, n_c = self.window, self.batch, self.centres
+        tok = jax.lax.dynamic_slice(corpus, (pos,), (self.span,))
+        off = pos - self.back + jnp.arange(self.span, dtype=jnp.int32)
+        valid = (off >= 0) & (off < self.n)
+        u = (_position_hash(self.seed, 1, epoch, off) >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+        keep = valid & (u < keep_prob[tok])
+        rank = jnp.cumsum(keep.astype(jnp.int32)) - 1
+        total_kept = rank[-1] + 1
+        slot = jnp.where(keep, rank, self.span)
+        comp_tok = jnp.zeros(self.span, jnp.int32).at[slot].set(tok, mode="drop")
+        comp_off = jnp.full(self.span, self.n, jnp.int32).at[slot].set(off, mode="drop")
+        n_back = jnp.sum(keep[: self.back].astype(jnp.int32))
+        n_fwd = jnp.sum(keep[self.back: self.back + self.forward].astype(jnp.int32))
+
+        i = jnp.arange(n_c, dtype=jnp.int32)
+        cand = i < n_fwd
+        c_idx = jnp.minimum(n_back + i, self.span - 1)
+        b = 1 + (_position_hash(self.seed, 2, epoch, comp_off[c_idx]) % jnp.uint32(w)).astype(jnp.int32)
+        n_pairs = jnp.where(cand, 2 * b, 0)
+        cum = jnp.cumsum(n_pairs)
+        used = cand & (cum <= b_slots)
+        n_used = jnp.sum(used.astype(jnp.int32))
+        starts = cum - n_pairs
+        total_pairs = jnp.sum(jnp.where(used, n_pairs, 0))
+        marker = jnp.full(b_slots, -1, jnp.int32).at[jnp.where(used, starts, b_slots)].set(i, mode="drop")
+        ci = jnp.maximum(jax.lax.cummax(marker), 0)
+        j = jnp.arange(b_slots, dtype=jnp.int32)
+        r = j - starts[ci]
+        bb = b[ci]
+        d = jnp.where(r < bb, r - bb, r - bb + 1)
+        ctx = n_back + ci + d
+        mask = (j < total_pairs) & (ctx >= 0) & (ctx < total_kept)
+        centres = comp_tok[c_idx[ci]]
+        contexts = comp_tok[jnp.clip(ctx, 0, self.span - 1)]
+
+        next_pos = jnp.where(n_used >= n_fwd, pos + self.forward,
+                             comp_off[jnp.minimum(n_back + n_used, self.span - 1)])
+        wrap = next_pos >= self.n
+        next_epoch = epoch + wrap.astype(epoch.dtype)
+        next_pos = jnp.where(wrap, 0, next_pos)
+        return centres, contexts, mask, next_epoch, next_pos
+
+
+# --------------------------------------------------------------------------------------------------
+# Model and step
+
+
+def _init_params(vocab_size: int, dim: int, loss: str, seed: int) -> dict[str, Any]:
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), 0x1217)
+    params = {
+        "emb_in": jg.Variable(
+            jax.random.uniform(key, (vocab_size, dim), jnp.float32, -0.5 / dim, 0.5 / dim), name="emb_in"
+        ),
+        "emb_out": jg.Variable(jnp.zeros((vocab_size, dim), jnp.float32), name="emb_out"),
+        "global_step": jg.create_global_step(),
+        "epoch": jg.Variable(jnp.zeros((), jnp.int32), trainable=False, name="epoch"),
+        "position": jg.Variable(jnp.zeros((), jnp.int32), trainable=False, name="position"),
+    }
+    if loss == "nce":
+        params["nce_biases"] = jg.Variable(jnp.zeros((vocab_size,), jnp.float32), name="nce_biases")
+    return params
+
+
+def _make_optimizer(name: str, lr: float, total_steps: int) -> jg.train.Optimizer:
+    def schedule(step):
+        frac = jnp.asarray(step, jnp.float32) / jnp.float32(max(total_steps, 1))
+        return lr * jnp.maximum(jnp.float32(1e-4), 1.0 - frac)
+
+    if name == "sgd":
+        return jg.train.GradientDescentOptimizer(schedule)
+    if name == "adagrad":
+        return jg.train.AdagradOptimizer(schedule)
+    return jg.train.LazyAdamOptimizer(schedule)
+
+
+def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np.ndarray, trace_counter: list):
+    k_steps = args.steps_per_call
+    negatives = args.negatives
+    unigrams = [float(c) for c in counts]
+    base_key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 0x5EED)
+
+    def sample(contexts, key):
+        if args.loss == "neg":
+            negs, _, _ = jg.nn.fixed_unigram_candidate_sampler(
+                contexts[:, None], 1, contexts.shape[0] * negatives, False, vocab_size, key,
+                distortion=0.75, unigrams=unigrams,
+            )
+            return negs.reshape(contexts.shape[0], negatives)
+        return jg.nn.log_uniform_candidate_sampler(contexts[:, None], 1, negatives, True, vocab_size, key)
+
+    def loss_neg(p, centres, contexts, mask, negs):
+        out_ids = jnp.concatenate([contexts[:, None], negs], axis=1)
+        v = jg.nn.embedding_lookup(p["emb_in"], centres)
+        u = jg.nn.embedding_lookup(p["emb_out"], out_ids)
+        logits = jnp.einsum("bd,bkd->bk", v, u)
+        sign = jnp.concatenate([jnp.ones((1,), jnp.float32), -jnp.ones((negatives,), jnp.float32)])
+        weight = mask[:, None] & jnp.concatenate([jnp.ones_like(contexts[:, None], bool),
+                                                  negs != contexts[:, None]], axis=1)
+        return -jnp.sum(jax.nn.log_sigmoid(logits * sign) * weight)
+
+    def loss_nce(p, centres, contexts, mask, sampled):
+        v = jg.nn.embedding_lookup(p["emb_in"], centres)
+        per_pair = jg.nn.nce_loss(p["emb_out"], p["nce_biases"], contexts[:, None], v, negatives, vocab_size,
+                                  sampled_values=sampled)
+        return jnp.sum(per_pair * mask)
+
+    loss_impl = loss_neg if args.loss == "neg" else loss_nce
+
+    def multi_step(params, opt_state, corpus, keep_prob):
+        trace_counter[0] += 1
+
+        def one(carry, _):
+            params, opt_state = carry
+            step = params["global_step"].value
+            centres, contexts, mask, epoch, pos = batches(
+                corpus, keep_prob, params["epoch"].value, params["position"].value
+            )
+            noise = sample(contexts, jax.random.fold_in(base_key, step))
+            params, opt_state, loss = opt.minimize(
+                lambda p: loss_impl(p, centres, contexts, mask, noise), params, opt_state,
+                global_step=params["global_step"],
+            )
+            params = jg.replace_values(params, {"epoch": epoch, "position": pos})
+            return (params, opt_state), (loss, jnp.sum(mask.astype(jnp.int32)))
+
+        (params, opt_state), (losses, pairs) = jax.lax.scan(one, (params, opt_state), None, length=k_steps)
+        return params, opt_state, losses, pairs
+
+    return jax.jit(multi_step, donate_argnums=(0, 1))
+
+
+# --------------------------------------------------------------------------------------------------
+# Devices, checkpoints, reporting
+
+
+def _resolve_device(spec: str | None):
+    if spec is None:
+        return jax.devices()[0]
+    name, _, index = spec.partition(":")
+    name = {"cuda": "gpu", "rocm": "gpu"}.get(name.lower(), name.lower())
+    try:
+        idx = int(index) if index else 0
+    except ValueError:
+        raise UsageError(f"--device {spec!r}: the device index must be an integer") from None
+    try:
+        devices = jax.devices(name)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"--device {spec!r} is not available: {first}") from None
+    if not 0 <= idx < len(devices):
+        raise UsageError(f"--device {spec!r}: there are {len(devices)} {name} device(s)")
+    return devices[idx]
+
+
+class _Checkpointer:
+    """Atomic checkpoints with a run fingerprint (jaxgraph's Saver; plain .npz files without it)."""
+
+    def __init__(self, directory: str, keep: int, fingerprint: bytes) -> None:
+        self.dir = directory
+        self.fp = np.frombuffer(fingerprint, np.uint8).copy()
+        self.saver = Saver(max_to_keep=keep) if Saver is not None else None
+        self.keep = keep
+
+    def latest(self) -> str | None:
+        if not os.path.isdir(self.dir):
+            return None
+        if self.saver is not None:
+            return latest_checkpoint(self.dir)
+        files = sorted((f for f in os.listdir(self.dir) if f.startswith(_CKPT_NAME) and f.endswith(".npz")),
+                       key=lambda f: int(f.rsplit("-", 1)[1][:-4]))
+        return os.path.join(self.dir, files[-1]) if files else None
+
+    def save(self, params, opt_state) -> str:
+        tree = dict(params)
+        tree[_FINGERPRINT] = jg.Variable(self.fp, trainable=False, name=_FINGERPRINT)
+        step = int(params["global_step"].value)
+        if self.saver is not None:
+            return self.saver.save(tree, opt_state, os.path.join(self.dir, _CKPT_NAME), global_step=step)
+        os.makedirs(self.dir, exist_ok=True)  # pragma: no cover - fallback without jaxgraph's Saver
+        leaves = jax.tree_util.tree_leaves((tree, opt_state))
+        path = os.path.join(self.dir, f"{_CKPT_NAME}-{step}.npz")
+        fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, *[np.asarray(x) for x in leaves])
+        os.replace(tmp, path)
+        return path
+
+    def check_fingerprint(self, path: str) -> None:
+        if self.saver is None:  # pragma: no cover
+            with np.load(path) as z:
+                leaves = [z[f"arr_{i}"] for i in range(len(z.files))]
+            stored = next((x for x in leaves if x.dtype == np.uint8 and x.shape == self.fp.shape), None)
+        else:
+            template = {_FINGERPRINT: jg.Variable(np.zeros_like(self.fp), trainable=False, name=_FINGERPRINT)}
+            try:
+                restored, _ = Saver(var_list=[_FINGERPRINT]).restore(template, None, path)
+            except CheckpointError as e:
+                if _FINGERPRINT in str(e) and "not found" in str(e):
+                    raise UsageError(f"checkpoint {path} was not written by this trainer (no run fingerprint)")
+                raise
+            stored = np.asarray(restored[_FINGERPRINT].value)
+        if stored is None or not np.array_equal(stored, self.fp):
+            raise UsageError(
+                f"checkpoint {path} belongs to a different run (corpus, vocabulary or training flags differ); "
+                "use the same flags to resume, or --overwrite / another --output-dir to start afresh"
+            )
+
+    def restore(self, params, opt_state, path: str):
+        self.check_fingerprint(path)
+        if self.saver is not None:
+            tree = dict(params)
+            tree[_FINGERPRINT] = jg.Variable(self.fp, trainable=False, name=_FINGERPRINT)
+            tree, opt_state = self.saver.restore(tree, opt_state, path)
+            tree.pop(_FINGERPRINT)
+            return tree, opt_state
+        leaves, treedef = jax.tree_util.tree_flatten((dict(params, **{_FINGERPRINT: self.fp}), opt_state))  # pragma: no cover
+        with np.load(path) as z:  # pragma: no cover
+            new = [jnp.asarray(z[f"arr_{i}"]) for i in range(len(leaves))]
+        tree, opt_state = jax.tree_util.tree_unflatten(treedef, new)  # pragma: no cover
+        tree.pop(_FINGERPRINT)  # pragma: no cover
+        return tree, opt_state  # pragma: no cover
+
+
+class _Progress:
+    def __init__(self, total: int, initial: int, enabled: bool) -> None:
+        self.bar = None
+        self.enabled = enabled
+        self.total = total
+        if not enabled:
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return
+        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def update(self, step: int, n: int, loss: float, wps: float, epoch: float, lr: float) -> None:
+        if not self.enabled:
+            return
+        text = f"epoch {epoch:6.2f} loss {loss:7.4f} lr {lr:.5f} words/sec {wps:,.0f}"
+        if self.bar is not None:
+            self.bar.update(n)
+            self.bar.set_postfix_str(text, refresh=False)
+        else:
+            print(f"\rstep {step}/{self.total} {text}", end="", file=sys.stderr, flush=True)
+
+    def write(self, lines: Sequence[str]) -> None:
+        if self.bar is not None:
+            for line in lines:
+                self.bar.write(line, file=sys.stderr)
+        else:
+            if self.enabled:
+                print(file=sys.stderr)
+            print("\n".join(lines), flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            print(file=sys.stderr)
+
+
+def _atomic_json(path: str, obj: Any) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".metrics.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _probe_words(vocab_size: int) -> list[int]:
+    return [i for i in (3, 8, 15, 30, 60, 120) if i < vocab_size]
+
+
+def _neighbour_lines(emb: np.ndarray, vocab: Sequence[str]) -> list[str]:
+    norm = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    ids = _probe_words(len(vocab))
+    return evaluation.format_nearest(ids, evaluation.nearest_neighbours(norm, ids, k=8), dict(enumerate(vocab)))
+
+
+# --------------------------------------------------------------------------------------------------
+# main
+
+
+def main(argv: Sequence[str] | None = None, *, _after_call: Callable[[int], None] | None = None) -> int:
+    """Run the trainer; returns the exit status (0, 2 for bad input, 130 after Ctrl-C)."""
+    try:
+        args = build_parser().parse_args(argv)
+        _validate(args)
+        return _run(args, _after_call)
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    except (UsageError, w2v_data.CorpusError, CheckpointError, evaluation.EvaluationUnavailable) as e:
+        msg = " ".join(str(e).split())
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> int:
+    log = (lambda s: None) if args.quiet else print
+    if args.negatives is None:
+        args.negatives = 5 if args.loss == "neg" else 64
+    if args.learning_rate is None:
+        args.learning_rate = _DEFAULT_LR[args.optimizer]
+    device = _resolve_device(args.device)
+
+    t0 = time.perf_counter()
+    words, description = _load_words(args, log)
+    vocab, counts, ids = build_vocabulary(words, args.min_count, args.max_vocab)
+    n_raw = len(words)
+    del words
+    vocab_size = len(vocab)
+    if args.negatives >= vocab_size:
+        raise UsageError(f"--negatives ({args.negatives}) must be smaller than the vocabulary ({vocab_size} words)")
+    if len(ids) < 10 * args.window:
+        raise UsageError(
+            f"the corpus has only {len(ids)} in-vocabulary tokens; need at least 10 * --window = {10 * args.window}"
+        )
+    keep_prob = w2v_data.subsample_keep_prob(counts, int(counts.sum()), args.subsample).astype(np.float32)
+    keep_mean = float(np.mean(keep_prob[ids]))
+    batches = BatchMaker(len(ids), args.window, args.batch_size, keep_mean, args.seed)
+    pairs_per_epoch = keep_mean * len(ids) * (args.window + 1)
+    steps_per_epoch = pairs_per_epoch / max(args.batch_size - args.window, 1)
+    k = args.steps_per_call
+    total = args.steps if args.steps is not None else max(1, math.ceil(args.epochs * steps_per_epoch))
+    total = math.ceil(total / k) * k
+    config = {key: value for key, value in vars(args).items()}
+    config["total_steps"] = total
+    fingerprint = _fingerprint(vocab, ids, config)
+    log(f"corpus: {description}")
+    log(f"{n_raw:,} tokens, vocabulary {vocab_size:,} (min-count {args.min_count}), "
+        f"{len(ids):,} in-vocabulary tokens, {keep_mean:.1%} kept by subsampling on average; "
+        f"{total:,} steps of {args.batch_size} pairs (~{total / steps_per_epoch:.2f} epochs) on {device}")
+
+    os.makedirs(args.output_dir, exist_ok=True)
+    ckpt = _Checkpointer(os.path.join(args.output_dir, "checkpoints"), args.keep_checkpoints, fingerprint)
+    latest = ckpt.latest()
+    if latest is not None and not args.resume:
+        if not args.overwrite:
+            raise UsageError(
+                f"{ckpt.dir} already holds checkpoints (latest {latest}); pass --resume to continue that run "
+                "or --overwrite to start afresh"
+            )
+        shutil.rmtree(ckpt.dir)
+        latest = None
+
+    with jax.default_device(device):
+        params = _init_params(vocab_size, args.embedding_size, args.loss, args.seed)
+        opt = _make_optimizer(args.optimizer, args.learning_rate, total)
+        opt_state = opt.init(params)
+        if latest is not None:
+            params, opt_state = ckpt.restore(params, opt_state, latest)
+            log(f"resumed from {latest} at step {int(params['global_step'].value)}")
+        elif args.resume:
+            log("no checkpoint to resume from: starting afresh")
+        params, opt_state = jax.device_put((params, opt_state), device)
+        corpus = jax.device_put(batches.pad(ids), device)
+        keep_dev = jax.device_put(keep_prob, device)
+
+        trace_counter = [0]
+        fn = _make_multi_step(opt, batches, args, vocab_size, counts, trace_counter)
+        t_compile = time.perf_counter()
+        compiled = fn.lower(params, opt_state, corpus, keep_dev).compile()
+        TRACE_COUNTS.append(trace_counter[0])
+        log(f"compiled the {k}-step function in {time.perf_counter() - t_compile:.1f}s "
+            f"(setup {t_compile - t0:.1f}s)")
+
+        writer = None
+        if not args.no_tensorboard:
+            try:
+                writer = jg.summary.FileWriter(args.output_dir)
+            except Exception as e:  # tensorboardX missing: not fatal
+                log(f"TensorBoard summaries disabled: {e}")
+
+        stop = {"requested": False}
+
+        def on_sigint(signum, frame):
+            if stop["requested"]:
+                raise KeyboardInterrupt
+            stop["requested"] = True
+
+        old_handler = None
+        try:
+            old_handler = signal.signal(signal.SIGINT, on_sigint)
+        except ValueError:  # not the main thread
+            pass
+
+        step = int(params["global_step"].value)
+        start_step = step
+        end_step = total if args.stop_at_step is None else min(total, max(args.stop_at_step, step))
+        progress = _Progress(total, step, not (args.no_progress or args.quiet))
+        raw_per_token = n_raw / len(ids)
+        last_pos = int(params["epoch"].value) * len(ids) + int(params["position"].value)
+        recent: collections.deque = collections.deque(maxlen=max(1, 2000 // k))
+        train_time = 0.0
+        pairs_total = 0
+        tokens_total = 0
+        interrupted = False
+        try:
+            while step < end_step:
+                t_call = time.perf_counter()
+                params, opt_state, losses, pairs = compiled(params, opt_state, corpus, keep_dev)
+                losses, pairs, epoch_now, pos_now = jax.device_get(
+                    (losses, pairs, params["epoch"].value, params["position"].value))
+                dt = time.perf_counter() - t_call
+                train_time += dt
+                first = step
+                step += k
+                cur = int(epoch_now) * len(ids) + int(pos_now)
+                tokens_total += cur - last_pos
+                pairs_total += int(pairs.sum())
+                recent.append((float(losses.sum()), int(pairs.sum())))
+                avg = sum(x for x, _ in recent) / max(sum(n for _, n in recent), 1)
+                wps = (cur - last_pos) * raw_per_token / max(dt, 1e-9)
+                last_pos = cur
+                lr_now = args.learning_rate * max(1e-4, 1.0 - step / total)
+                progress.update(step, k, avg, wps, cur / len(ids), lr_now)
+                if writer is not None:
+                    per_step = losses / np.maximum(pairs, 1)
+                    writer.add_summary({"loss": per_step}, global_step=first + 1)
+                    writer.add_scalar("words_per_sec", wps, global_step=step)
+                    writer.add_scalar("learning_rate", lr_now, global_step=step)
+                if not np.all(np.isfinite(losses)):
+                    progress.close()
+                    raise UsageError(f"the loss diverged (non-finite) at step {step}; lower --learning-rate")
+                if after_call is not None:
+                    after_call(step)
+                if stop["requested"]:
+                    interrupted = True
+                    break
+                if args.eval_every and step // args.eval_every != first // args.eval_every and step < total:
+                    progress.write(_neighbour_lines(np.asarray(params["emb_in"].value), vocab))
+                if args.checkpoint_every and step // args.checkpoint_every != first // args.checkpoint_every:
+                    ckpt.save(params, opt_state)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            progress.close()
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+        if step > start_step or latest is None:
+            saved = ckpt.save(params, opt_state)
+        else:
+            saved = latest
+        if interrupted:
+            if writer is not None:
+                writer.close()
+            print(f"interrupted at step {step}: checkpoint {saved}; continue with --resume", file=sys.stderr)
+            return 130
+        if step < total:
+            if writer is not None:
+                writer.close()
+            log(f"stopped at step {step} of {total} (--stop-at-step): checkpoint {saved}")
+            return 0
+
+        emb = np.asarray(params["emb_in"].value)
+        epochs_done = (int(params["epoch"].value) * len(ids) + int(params["position"].value)) / len(ids)
+
+    words_per_sec = tokens_total * raw_per_token / train_time if train_time else None
+    examples_per_sec = pairs_total / train_time if train_time else None
+    if not args.quiet:
+        print("\n".join(_neighbour_lines(emb, vocab)))
+    results: dict[str, Any] = {}
+    if not args.no_eval:
+        try:
+            results = evaluation.evaluate_all(emb, {w: i for i, w in enumerate(vocab)})
+            for line in evaluation.format_evaluation(results):
+                print(line)
+        except evaluation.EvaluationUnavailable as e:
+            print(f"evaluation unavailable: {e}")
+            results = {"unavailable": str(e)}
+
+    vectors_path = export.save_word2vec_format(os.path.join(args.output_dir, "vectors.txt"), emb, vocab)
+    tsv, meta = export.save_projector_tsv(args.output_dir, emb, vocab)
+    export.save_projector_config(args.output_dir, "embeddings", os.path.basename(meta), os.path.basename(tsv))
+    if writer is not None:
+        writer.close()
+
+    final_loss = sum(x for x, _ in recent) / max(sum(n for _, n in recent), 1) if recent else None
+    metrics = {
+        "steps": step,
+        "total_steps": total,
+        "steps_this_run": step - start_step,
+        "epochs_completed": epochs_done,
+        "final_average_loss": final_loss,
+        "words_per_sec": words_per_sec,
+        "examples_per_sec": examples_per_sec,
+        "train_seconds": train_time,
+        "device": str(device),
+        "platform": device.platform,
+        "corpus": description,
+        "corpus_tokens": n_raw,
+        "in_vocabulary_tokens": int(len(ids)),
+        "vocabulary_size": vocab_size,
+        "evaluation": results,
+        "config": config,
+        "checkpoint": saved,
+        "vectors": vectors_path,
+        "traces": trace_counter[0],
+    }
+    _atomic_json(os.path.join(args.output_dir, "metrics.json"), metrics)
+    rate = f"{words_per_sec:,.0f} words/sec" if words_per_sec else "no training this run"
+    log(f"done: {step} steps, {epochs_done:.2f} epochs, final loss {final_loss}, {rate}; "
+        f"outputs in {os.path.abspath(args.output_dir)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

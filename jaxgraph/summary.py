@@ -51,6 +51,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgraph.variables import current_name_scope
+
 DEFAULT_BUCKET_COUNT = 30
 """Number of equal-width histogram buckets between the minimum and maximum (TF2's default)."""
 
@@ -139,8 +141,14 @@ def _emit(name: str, value: Any, step: Any = None) -> None:
     writer._write_one(name, np.asarray(jax.device_get(value)), _to_int(step), None)
 
 
+def _scoped(name: str) -> str:
+    # TF1 prefixes a summary's tag with the enclosing name scope.
+    scope = current_name_scope()
+    return f"{scope}/{name}" if scope else name
+
+
 def scalar(name: str, value: Any, step: Any = None) -> None:
-    """Record a scalar summary (``tf.summary.scalar``).
+    """Record a scalar summary (``tf.summary.scalar``); the tag is prefixed by the name scope.
 
     ``value`` must have shape ``()``. ``step`` is used only when writing directly to a default writer
     (outside any :func:`record_summaries` block, without ``jit``).
@@ -153,7 +161,7 @@ def scalar(name: str, value: Any, step: Any = None) -> None:
     value = jnp.asarray(value)
     if value.shape != ():
         raise ValueError(f"summary.scalar({name!r}) needs a scalar value, got shape {value.shape}")
-    _emit(name, value, step)
+    _emit(_scoped(name), value, step)
 
 
 def histogram(name: str, values: Any, step: Any = None, buckets: int = DEFAULT_BUCKET_COUNT) -> None:
@@ -170,7 +178,7 @@ def histogram(name: str, values: Any, step: Any = None, buckets: int = DEFAULT_B
     """
     if int(buckets) < 1:
         raise ValueError(f"summary.histogram({name!r}): buckets must be >= 1, got {buckets}")
-    _emit(name, _buckets(jnp.asarray(values), int(buckets)), step)
+    _emit(_scoped(name), _buckets(jnp.asarray(values), int(buckets)), step)
 
 
 # Compiled once per shape even when called eagerly (op-by-op it is ~20 dispatches); inlined under jit.

@@ -61,31 +61,25 @@ def test_sigmoid_cross_entropy_reference_values():
 
 
 @pytest.mark.parametrize("num_true", [1, 2])
-@pytest.mark.parametrize("remove_hits", [False, True])
-@pytest.mark.parametrize("loss_name", ["nce", "softmax"])
-def test_losses_match_numpy(maybe_jit, num_true, remove_hits, loss_name):
+def test_losses_match_numpy(maybe_jit, num_true):
     w, b, labels, inputs, sv = _problem(num_true)
-    fn = nce_loss if loss_name == "nce" else sampled_softmax_loss
-    f = maybe_jit(
-        lambda w, b, labels, inputs, sv: fn(
-            w,
-            b,
-            labels,
-            inputs,
-            5,
-            V,
-            num_true=num_true,
-            sampled_values=sv,
-            remove_accidental_hits=remove_hits,
+    variants = [(fn, hits) for fn in (nce_loss, sampled_softmax_loss) for hits in (False, True)]
+
+    # All four variants in one function: one compilation under jit instead of four.
+    def all_losses(w, b, labels, inputs, sv):
+        return [
+            fn(w, b, labels, inputs, 5, V, num_true=num_true, sampled_values=sv, remove_accidental_hits=hits)
+            for fn, hits in variants
+        ]
+
+    got = maybe_jit(all_losses)(w, b, labels, inputs, sv)
+    for (fn, hits), loss in zip(variants, got, strict=True):
+        logits, z = _np_logits(
+            w.astype(np.float64), b.astype(np.float64), labels, inputs.astype(np.float64), *sv, hits
         )
-    )
-    got = f(w, b, labels, inputs, sv)
-    logits, z = _np_logits(
-        w.astype(np.float64), b.astype(np.float64), labels, inputs.astype(np.float64), *sv, remove_hits
-    )
-    expected = _np_nce(logits, z) if loss_name == "nce" else _np_softmax_xent(logits, z)
-    assert got.shape == (B,)
-    np.testing.assert_allclose(got, expected, rtol=2e-5)
+        expected = _np_nce(logits, z) if fn is nce_loss else _np_softmax_xent(logits, z)
+        assert loss.shape == (B,)
+        np.testing.assert_allclose(loss, expected, rtol=2e-5, err_msg=f"{fn.__name__}, hits={hits}")
 
 
 def test_accidental_hits_change_the_loss():
@@ -107,13 +101,20 @@ def test_sharded_variable_weights_same_as_single_table_and_gradient_matches_nump
         )
 
     shards = [w[0::3], w[1::3], w[2::3]]  # "mod" over 3 shards
-    single = loss([w], b, inputs)
-    np.testing.assert_allclose(loss(shards, b, inputs), single, rtol=1e-6)
-    g_shards, g_b, g_in = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(shards, b, inputs)
-    g_single = jax.grad(loss)([w], b, inputs)[0]
-    np.testing.assert_allclose(
-        np.concatenate(g_shards)[np.argsort(np.r_[0:V:3, 1:V:3, 2:V:3])], g_single, rtol=1e-6
-    )
+
+    @jax.jit
+    def both(shards, w, b, inputs):
+        return (
+            loss(shards, b, inputs),
+            loss([w], b, inputs),
+            jax.grad(loss, argnums=(0, 1, 2))(shards, b, inputs),
+            jax.grad(loss)([w], b, inputs)[0],
+        )
+
+    sharded, single, (g_shards, g_b, g_in), g_single = both(shards, w, b, inputs)
+    np.testing.assert_allclose(sharded, single, rtol=1e-6)
+    order = np.argsort(np.r_[0:V:3, 1:V:3, 2:V:3])
+    np.testing.assert_allclose(np.concatenate(g_shards)[order], g_single, rtol=1e-6)
 
     # d loss / d inputs by finite differences of the NumPy reference (float64).
     def np_loss(x):

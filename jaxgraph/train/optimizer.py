@@ -116,6 +116,12 @@ class Optimizer:
         """The slot ``name`` of ``var`` as a non-trainable Variable named like TF's
         (``"<var>/Adam"``, ``"<var>/Adam_1"``), or ``None`` when there is no such slot."""
         var_name = var.name if isinstance(var, Variable) else var
+        if var_name is None:
+            # A path-named leaf taken straight from the tree: its name is only known with the tree.
+            raise ValueError(
+                f"get_slot needs the variable's name; {var!r} has none. Pass its name, or a Variable "
+                "from jaxgraph.trainable_variables(params)."
+            )
         value = opt_state.slots.get(name, {}).get(var_name)
         if value is None:
             return None

@@ -1,0 +1,630 @@
+"""TensorFlow's ``word2vec_basic.py`` (late 1.x tutorial), step for step, on jaxgraph.
+
+Run from the repository root::
+
+    python -m examples.word2vec.word2vec_basic --output-dir runs/word2vec_basic
+
+The five steps of TF's script, with the same printouts:
+
+1. **Data.** By default the offline corpus embedded with the package's test dependencies
+   (``data.default_corpus()``: a Wikipedia excerpt plus the Lee news corpus, about 547,000 words).
+   ``--corpus PATH`` reads any text file (plain, ``.gz``, ``.bz2``, ``.zip``, text8 included);
+   ``--download-text8`` fetches and verifies TF's ``text8.zip`` into ``--data-dir``.
+2. **Vocabulary.** TF's ``build_dataset``: UNK is id 0, then the most common words. Prints
+   ``Most common words (+UNK)`` and ``Sample data``.
+3. **Batches.** TF's ``generate_batch`` (Python, with its global ``data_index`` and Python's ``random``,
+   seeded from ``--seed``); the demo call ``generate_batch(8, 2, 1)`` prints ``id word -> id word``
+   lines before training and advances ``data_index`` to 4, as in TF.
+4. **Model.** ``embeddings/Variable`` ~ U(-1, 1), ``weights/Variable`` ~ truncated normal with stddev
+   ``1/sqrt(embedding_size)``, ``biases/Variable`` = 0; ``loss = mean(nce_loss(...))`` with the default
+   unique log-uniform sampler, ``summary.scalar("loss", loss)``, and
+   ``GradientDescentOptimizer(1.0).minimize(loss, global_step=...)`` over all trainable variables. The
+   gradients of the three tables are sparse (``IndexedSlices``) and are applied as scatters.
+5. **Training.** ``Average loss at step  2000 :  ...`` every ``--log-every`` steps (step 0 prints the
+   first batch's loss), ``Nearest to the: ...`` for 16 validation words every ``--eval-every`` steps and
+   at the end. Then ``metadata.tsv``, ``vectors.tsv`` and ``projector_config.pbtxt`` for TensorBoard's
+   projector, a checkpoint ``model.ckpt.npz`` (jaxgraph's ``Saver``), TensorBoard event files with the
+   loss of every step, a t-SNE plot ``tsne.png`` of the ``--plot-only`` most frequent words, and
+   ``metrics.json``, all in ``--output-dir``.
+
+Performance: each call to the compiled step runs ``--steps-per-call`` training steps with ``lax.scan``
+(parameters and optimizer state donated, so the tables are updated in place). The step's PRNG key is
+derived inside the compiled step from the global step. The batches come from TF's Python generator,
+which runs in a background thread while the previous steps compute.
+
+Defaults that differ with the corpus (``--help`` says the same):
+
+* ``--steps``: TF's 100001 with ``--corpus`` or ``--download-text8``; **40001** on the default corpus,
+  so that the README's quick start (``nox -s word2vec``) finishes in a few minutes on a 2-core CPU. TF's
+  Python batch generator costs about 0.5-1 ms per batch there and is the bottleneck; 40000 steps already
+  make about 9 passes over the default corpus' centre words.
+* ``--vocabulary-size``: TF's 50000 with ``--corpus``/text8; **10000** on the default corpus, which
+  has only about 38,000 distinct words, 23,000 of them seen once or twice. 10000 keeps the words that
+  occur at least 5 times (text8's 50000 cut off at 9 occurrences); with 50000 the vocabulary would
+  shrink to every distinct word and the nearest-neighbour lists fill with barely trained rare words.
+
+Bad input (a missing, empty or binary corpus, a failed download, impossible flag combinations, an
+unwritable output directory) prints one ``error: ...`` line to stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+import os
+import queue
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+TF_NUM_STEPS = 100001
+TF_VOCABULARY_SIZE = 50000
+DEFAULT_CORPUS_STEPS = 40001
+DEFAULT_CORPUS_VOCABULARY_SIZE = 10000
+TSNE_MISSING = "Please install sklearn, matplotlib, and scipy to show embeddings."
+EMBEDDINGS_TENSOR_NAME = "embeddings/Variable"
+
+
+class UsageError(Exception):
+    """A bad flag or flag combination; reported as one ``error:`` line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m examples.word2vec.word2vec_basic",
+        description="TensorFlow's word2vec_basic.py (skip-gram, NCE loss, SGD) on jaxgraph.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--corpus", metavar="PATH", help="a text corpus (plain, .gz, .bz2, .zip; text8 works). "
+                     "Default: the offline corpus from gensim's test data")
+    src.add_argument("--download-text8", action="store_true",
+                     help="download TF's text8.zip (31 MB, checked by size and sha256) into --data-dir")
+    p.add_argument("--data-dir", default=tempfile.gettempdir(), help="where --download-text8 puts text8.zip")
+    p.add_argument("--output-dir", default=os.path.join("runs", "word2vec_basic"),
+                   help="TensorBoard logs, projector files, checkpoint, tsne.png, metrics.json")
+    p.add_argument("--vocabulary-size", type=int, default=None,
+                   help=f"words kept, UNK included (default: {TF_VOCABULARY_SIZE} with --corpus/text8, "
+                   f"{DEFAULT_CORPUS_VOCABULARY_SIZE} on the default corpus)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"training steps (default: TF's {TF_NUM_STEPS} with --corpus/text8, "
+                   f"{DEFAULT_CORPUS_STEPS} on the default corpus, to keep the quick start short)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--embedding-size", type=int, default=128)
+    p.add_argument("--skip-window", type=int, default=1, help="context words on each side")
+    p.add_argument("--num-skips", type=int, default=2, help="times each centre word is used per batch")
+    p.add_argument("--num-sampled", type=int, default=64, help="negative samples per batch")
+    p.add_argument("--valid-size", type=int, default=16, help="words whose nearest neighbours are printed")
+    p.add_argument("--valid-window", type=int, default=100, help="validation words come from this many "
+                   "most frequent ids")
+    p.add_argument("--learning-rate", type=float, default=1.0)
+    p.add_argument("--steps-per-call", type=int, default=100,
+                   help="training steps per compiled call (lax.scan)")
+    p.add_argument("--log-every", type=int, default=2000, help="print the average loss every N steps")
+    p.add_argument("--eval-every", type=int, default=10000, help="print nearest words every N steps")
+    p.add_argument("--plot-only", type=int, default=500,
+                   help="t-SNE plot of this many most frequent words (0: no plot)")
+    p.add_argument("--tsne-iter", type=int, default=5000, help="t-SNE iterations (TF: 5000)")
+    p.add_argument("--exact-tsne", action="store_true",
+                   help="TF's method='exact' t-SNE (slow); default: Barnes-Hut")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the initialisation, the sampler, Python's random (batches) and the "
+                   "validation words (TF left them unseeded)")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    positive = ["batch_size", "embedding_size", "skip_window", "num_skips", "num_sampled", "steps_per_call",
+                "log_every", "eval_every"]
+    for name in positive:
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.tsne_iter < 250:
+        raise UsageError(f"--tsne-iter must be at least 250 (scikit-learn's minimum), got {args.tsne_iter}")
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    if args.vocabulary_size is not None and args.vocabulary_size < 2:
+        raise UsageError(
+            f"--vocabulary-size must be at least 2 (UNK and one word), got {args.vocabulary_size}"
+        )
+    for name in ("valid_size", "valid_window", "plot_only"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
+    if not args.learning_rate > 0 or not math.isfinite(args.learning_rate):
+        raise UsageError(f"--learning-rate must be a positive number, got {args.learning_rate}")
+    if args.num_skips > 2 * args.skip_window:
+        raise UsageError(f"--num-skips ({args.num_skips}) must not exceed 2 * --skip-window "
+                         f"({2 * args.skip_window}): each centre word has only that many context words")
+    if args.batch_size % args.num_skips:
+        raise UsageError(
+            f"--batch-size ({args.batch_size}) must be a multiple of --num-skips ({args.num_skips})"
+        )
+    default_corpus = args.corpus is None and not args.download_text8
+    if args.steps is None:
+        args.steps = DEFAULT_CORPUS_STEPS if default_corpus else TF_NUM_STEPS
+    if args.vocabulary_size is None:
+        args.vocabulary_size = DEFAULT_CORPUS_VOCABULARY_SIZE if default_corpus else TF_VOCABULARY_SIZE
+    return args
+
+
+def prepare_output_dir(path: str) -> str:
+    """Create ``path`` and check that files can be written there; raise ``OSError`` with a clear message."""
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OSError(f"output directory {path} exists and is not a directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise OSError(f"output directory {path} is not writable: {e.strerror or e}") from None
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Step 1 and 2: data and vocabulary
+
+
+def load_words(args: argparse.Namespace) -> tuple[list[str], str]:
+    from examples.word2vec import data
+
+    if args.corpus is not None:
+        words = data.read_words(args.corpus)
+        return words, f"{args.corpus} ({len(words):,} words)"
+    if args.download_text8:
+        path = data.download_text8(args.data_dir)
+        return data.read_words(path), path
+    return data.default_corpus()
+
+
+def build_vocabulary(words: list[str], vocabulary_size: int):
+    """``data.build_dataset``, with its shrink warning printed as one ``warning:`` line."""
+    from examples.word2vec import data
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = data.build_dataset(words, vocabulary_size)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    return dataset
+
+
+# --------------------------------------------------------------------------------------------------
+# Step 4: the model
+
+
+def build_model(vocabulary_size: int, embedding_size: int, key) -> dict[str, Any]:
+    """The three tables under TF's name scopes, plus the global step."""
+    import jax
+    import jax.numpy as jnp
+
+    import jaxgraph as jg
+
+    k_emb, k_nce = jax.random.split(key)
+    with jg.name_scope("embeddings"):
+        embeddings = jg.Variable(
+            jax.random.uniform(k_emb, (vocabulary_size, embedding_size), jnp.float32, -1.0, 1.0)
+        )
+    with jg.name_scope("weights"):
+        nce_weights = jg.Variable(
+            jax.random.truncated_normal(k_nce, -2.0, 2.0, (vocabulary_size, embedding_size), jnp.float32)
+            * (1.0 / math.sqrt(embedding_size))
+        )
+    with jg.name_scope("biases"):
+        nce_biases = jg.Variable(jnp.zeros((vocabulary_size,), jnp.float32))
+    return {
+        "embeddings": embeddings,
+        "nce_weights": nce_weights,
+        "nce_biases": nce_biases,
+        "global_step": jg.create_global_step(),
+    }
+
+
+def make_train_fn(optimizer, num_sampled: int, vocabulary_size: int):
+    """A jitted ``(params, opt_state, base_key, inputs[K, B], labels[K, B, 1]) -> (params, opt_state,
+    losses[K], summaries)`` running K steps with ``lax.scan``; params and state are donated."""
+    import jax
+    import jax.numpy as jnp
+
+    import jaxgraph as jg
+
+    def loss_fn(params, train_inputs, train_labels, key):
+        embed = jg.nn.embedding_lookup(params["embeddings"], train_inputs)
+        loss = jnp.mean(
+            jg.nn.nce_loss(
+                weights=params["nce_weights"],
+                biases=params["nce_biases"],
+                labels=train_labels,
+                inputs=embed,
+                num_sampled=num_sampled,
+                num_classes=vocabulary_size,
+                key=key,
+            )
+        )
+        jg.summary.scalar("loss", loss)
+        return loss
+
+    def one_step(carry, batch):
+        params, opt_state, base_key = carry
+        train_inputs, train_labels = batch
+        # The sampler's key comes from the global step, inside the compiled step: no host work per step.
+        key = jax.random.fold_in(base_key, params["global_step"].value)
+        with jg.summary.record_summaries() as summaries:
+            params, opt_state, loss = optimizer.minimize(
+                lambda p: loss_fn(p, train_inputs, train_labels, key),
+                params,
+                opt_state,
+                global_step=params["global_step"],
+            )
+        return (params, opt_state, base_key), (loss, dict(summaries))
+
+    def train_steps(params, opt_state, base_key, inputs, labels):
+        (params, opt_state, _), (losses, summaries) = jax.lax.scan(
+            one_step, (params, opt_state, base_key), (inputs, labels)
+        )
+        return params, opt_state, losses, summaries
+
+    return jax.jit(train_steps, donate_argnums=(0, 1))
+
+
+def _normalize(embeddings):
+    import jax.numpy as jnp
+
+    norm = jnp.sqrt(jnp.sum(jnp.square(embeddings), 1, keepdims=True))
+    return embeddings / norm
+
+
+# --------------------------------------------------------------------------------------------------
+# Step 5: training schedule and batches
+
+
+class Chunk(NamedTuple):
+    start: int  # first step of the chunk
+    length: int  # steps in it (one compiled call)
+    evaluate: bool  # print nearest words after its last step
+
+
+def chunk_plan(num_steps: int, steps_per_call: int, eval_every: int) -> list[Chunk]:
+    """Cut ``0 .. num_steps-1`` into compiled calls, each evaluation step (``step % eval_every == 0``,
+    and the last step) ending a call, so nearest words are printed after exactly that step's update,
+    as in TF.
+
+    Calls run ``steps_per_call`` steps, or a single step where fewer are left before the next
+    evaluation, so that only two programs are ever compiled (choose ``eval_every`` a multiple of
+    ``steps_per_call``: TF's ``step % 10000 == 0`` then gives calls of 1 step (step 0) and of 100).
+
+    >>> [(c.start, c.length, c.evaluate) for c in chunk_plan(6, 2, 3)]
+    [(0, 1, True), (1, 2, False), (3, 1, True), (4, 2, False)]
+    >>> [(c.start, c.length, c.evaluate) for c in chunk_plan(7, 2, 3)][-2:]
+    [(4, 2, False), (6, 1, True)]
+    """
+    ends = sorted(set(range(0, num_steps, eval_every)) | {num_steps - 1})
+    plan, start = [], 0
+    for end in ends:
+        while start <= end:
+            length = steps_per_call if end - start + 1 >= steps_per_call else 1
+            plan.append(Chunk(start, length, start + length - 1 == end))
+            start += length
+    return plan
+
+
+def _batch_producer(plan, data, args, state, out: queue.Queue, stop: threading.Event) -> None:
+    from examples.word2vec.data import generate_batch
+
+    try:
+        for chunk in plan:
+            inputs = np.empty((chunk.length, args.batch_size), np.int32)
+            labels = np.empty((chunk.length, args.batch_size, 1), np.int32)
+            for i in range(chunk.length):
+                inputs[i], labels[i] = generate_batch(
+                    data, args.batch_size, args.num_skips, args.skip_window, state
+                )
+            while not stop.is_set():
+                try:
+                    out.put((inputs, labels), timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                return
+    except BaseException as e:  # handed to the consumer, which re-raises it
+        out.put(e)
+
+
+class BatchPrefetcher:
+    """The plan's stacked batches from TF's generator, made in a background thread a few calls ahead.
+
+    The thread starts at construction, so batches are being made while the steps compile. Iterate once.
+    """
+
+    def __init__(self, plan, data, args, state, depth: int = 4) -> None:
+        self._plan = plan
+        self._out: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=_batch_producer, args=(plan, data, args, state, self._out, self._stop), daemon=True
+        )
+        self._thread.start()
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        try:
+            for _ in self._plan:
+                item = self._out.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# --------------------------------------------------------------------------------------------------
+# Output
+
+
+def plot_with_labels(low_dim_embs, labels, filename: str) -> None:
+    """TF's ``plot_with_labels``: an 18x18 inch scatter with each point annotated."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    assert low_dim_embs.shape[0] >= len(labels), "More labels than embeddings"
+    fig = plt.figure(figsize=(18, 18))  # in inches
+    for i, label in enumerate(labels):
+        x, y = low_dim_embs[i, :]
+        plt.scatter(x, y)
+        plt.annotate(label, xy=(x, y), xytext=(5, 2), textcoords="offset points", ha="right", va="bottom")
+    plt.savefig(filename)
+    plt.close(fig)
+
+
+def tsne_plot(final_embeddings: np.ndarray, reverse_dictionary, args, filename: str) -> str | None:
+    """t-SNE of the ``--plot-only`` most frequent words to ``filename``; None when skipped."""
+    plot_only = min(args.plot_only, final_embeddings.shape[0])
+    if plot_only < 2:
+        return None
+    try:
+        import matplotlib  # noqa: F401
+        from sklearn.manifold import TSNE
+    except ImportError as ex:
+        print(TSNE_MISSING)
+        print(ex)
+        return None
+    # sklearn >= 1.5 renamed n_iter to max_iter; perplexity must stay below the number of points.
+    iter_arg = "max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter"
+    tsne = TSNE(
+        perplexity=min(30.0, plot_only - 1.0),
+        n_components=2,
+        init="pca",
+        method="exact" if args.exact_tsne else "barnes_hut",
+        random_state=args.seed,
+        **{iter_arg: args.tsne_iter},
+    )
+    try:  # One OpenMP thread: on a busy 2-core machine more threads make Barnes-Hut ~7x slower.
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - sklearn depends on threadpoolctl
+        low_dim_embs = tsne.fit_transform(final_embeddings[:plot_only].astype(np.float64))
+    else:
+        with threadpool_limits(limits=1):
+            low_dim_embs = tsne.fit_transform(final_embeddings[:plot_only].astype(np.float64))
+    labels = [reverse_dictionary[i] for i in range(plot_only)]
+    plot_with_labels(low_dim_embs, labels, filename)
+    return filename
+
+
+def _device_name() -> str:
+    import jax
+
+    d = jax.devices()[0]
+    return f"{d.platform}:{d.device_kind}"
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from examples.word2vec import data as w2v_data
+    from examples.word2vec import evaluation, export
+
+    t_start = time.perf_counter()
+    output_dir = prepare_output_dir(args.output_dir)
+
+    # Step 1: the data.
+    vocabulary, description = load_words(args)
+    print("Corpus:", description)
+    print("Data size", len(vocabulary))
+
+    # Step 2: the dictionary; rare words become UNK.
+    dataset = build_vocabulary(vocabulary, args.vocabulary_size)
+    del vocabulary  # Hint to reduce memory (TF's comment).
+    data, count, _dictionary, reverse_dictionary = dataset
+    vocabulary_size = dataset.vocabulary_size
+    if args.num_sampled >= vocabulary_size:
+        shrunk = " after shrinking" if vocabulary_size < args.vocabulary_size else ""
+        raise UsageError(f"--num-sampled ({args.num_sampled}) must be smaller than the vocabulary size "
+                         f"({vocabulary_size}{shrunk})")
+    span = max(2 * args.skip_window + 1, 3)  # 3: the demo generate_batch(8, 2, 1)
+    if len(data) < span:
+        raise w2v_data.CorpusError(f"the corpus has {len(data)} words, fewer than the window span {span}")
+    print("Most common words (+UNK)", count[:5])
+    print("Sample data", data[:10].tolist(), [reverse_dictionary[i] for i in data[:10].tolist()])
+
+    # Step 3: the batch generator. TF's data_index and Python random, in one state object.
+    data_list = data.tolist()  # TF's generator indexes a Python list; faster than numpy scalars
+    state = w2v_data.BatchState.seeded(args.seed)
+    batch, labels = w2v_data.generate_batch(data_list, batch_size=8, num_skips=2, skip_window=1, state=state)
+    for i in range(8):
+        b, lab = int(batch[i]), int(labels[i, 0])
+        print(b, reverse_dictionary[b], "->", lab, reverse_dictionary[lab])
+
+    # Step 4: the skip-gram model.
+    import jax
+
+    import jaxgraph as jg
+
+    valid_window = min(args.valid_window, vocabulary_size)
+    valid_size = min(args.valid_size, valid_window)
+    valid_examples = np.random.RandomState(args.seed).choice(valid_window, valid_size, replace=False)
+
+    init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
+    params = build_model(vocabulary_size, args.embedding_size, init_key)
+    names = [v.name for v in jg.trainable_variables(params)]
+    print("Trainable variables:", ", ".join(names))
+    optimizer = jg.train.GradientDescentOptimizer(args.learning_rate)
+    opt_state = optimizer.init(params)
+    train_steps = make_train_fn(optimizer, args.num_sampled, vocabulary_size)
+    normalize = jax.jit(_normalize)
+
+    def print_nearest() -> None:
+        normalized = np.asarray(normalize(params["embeddings"].value))
+        near = evaluation.nearest_neighbours(normalized, valid_examples.tolist(), k=8)
+        for line in evaluation.format_nearest(valid_examples.tolist(), near, reverse_dictionary):
+            print(line)
+
+    writer = None
+    try:  # TensorBoard: the loss of every step
+        writer = jg.summary.FileWriter(output_dir)
+    except ImportError as e:
+        print(f"warning: no TensorBoard event file: {e}", file=sys.stderr)
+
+    # Step 5: training. The batches for the whole run start coming while the steps compile.
+    plan = chunk_plan(args.steps, args.steps_per_call, args.eval_every)
+    batches = BatchPrefetcher(plan, data_list, args, state)
+    t_compile = time.perf_counter()
+    compiled = {}
+    for length in sorted({c.length for c in plan}, reverse=True):
+        shapes = (jax.ShapeDtypeStruct((length, args.batch_size), np.int32),
+                  jax.ShapeDtypeStruct((length, args.batch_size, 1), np.int32))
+        compiled[length] = train_steps.lower(params, opt_state, sample_key, *shapes).compile()
+    compile_seconds = time.perf_counter() - t_compile
+    print("Initialized")
+
+    average_loss = 0.0
+    averages: list[list[float]] = []
+    recent: list[np.ndarray] = []  # every step's loss, for the final average
+
+    def finish(chunk: Chunk, losses, summaries) -> None:
+        nonlocal average_loss
+        host_losses = np.asarray(losses, dtype=np.float64)
+        if writer is not None:
+            writer.add_summary(summaries, global_step=chunk.start)
+        recent.append(host_losses)
+        for i, loss_val in enumerate(host_losses.tolist()):
+            step = chunk.start + i
+            average_loss += loss_val
+            if step % args.log_every == 0:
+                if step > 0:
+                    average_loss /= args.log_every
+                # The average loss is an estimate of the loss over the last log_every batches.
+                print("Average loss at step ", step, ": ", average_loss)
+                averages.append([step, average_loss])
+                average_loss = 0.0
+
+    t_train = time.perf_counter()
+    pending = None  # (chunk, losses, summaries) of the call in flight
+    for chunk, (inputs, batch_labels) in zip(plan, batches, strict=True):
+        params, opt_state, losses, summaries = compiled[chunk.length](
+            params, opt_state, sample_key, inputs, batch_labels
+        )
+        if pending is not None:  # the host handles the previous call while this one computes
+            finish(*pending)
+        pending = (chunk, losses, summaries)
+        if chunk.evaluate:
+            finish(*pending)
+            pending = None
+            print_nearest()
+            sys.stdout.flush()
+    if pending is not None:
+        finish(*pending)
+    jax.block_until_ready(params)
+    train_seconds = time.perf_counter() - t_train
+    final_embeddings = np.asarray(normalize(params["embeddings"].value))
+
+    # Outputs: projector files, checkpoint, event file, t-SNE, metrics.
+    words = [reverse_dictionary[i] for i in range(vocabulary_size)]
+    export.save_projector_tsv(output_dir, final_embeddings, words)
+    export.save_projector_config(
+        output_dir, EMBEDDINGS_TENSOR_NAME, "metadata.tsv", tensor_path="vectors.tsv"
+    )
+    checkpoint = None
+    try:
+        from jaxgraph.train.saver import Saver
+    except ImportError:
+        Saver = None
+    if Saver is not None:
+        checkpoint = Saver().save(params, opt_state, os.path.join(output_dir, "model.ckpt"))
+    if writer is not None:
+        writer.close()
+
+    last = np.concatenate(recent)[-min(args.log_every, args.steps):]
+    metrics = {
+        "steps": args.steps,
+        "final_average_loss": float(np.mean(last)),
+        "final_average_loss_steps": int(len(last)),
+        "average_losses": averages,
+        "examples_per_sec": args.steps * args.batch_size / train_seconds,
+        "train_seconds": train_seconds,
+        "compile_seconds": compile_seconds,
+        "device": _device_name(),
+        "vocabulary_size": vocabulary_size,
+        "corpus_words": int(len(data)),
+        "corpus": description,
+        "checkpoint": checkpoint,
+        "tensorboard_logdir": output_dir if writer is not None else None,
+    }
+    print(f"Trained {args.steps} steps in {train_seconds:.1f} s "
+          f"({metrics['examples_per_sec']:,.0f} examples/s on {metrics['device']})")
+
+    # Step 6: visualise the embeddings.
+    t_plot = time.perf_counter()
+    plot = tsne_plot(final_embeddings, reverse_dictionary, args, os.path.join(output_dir, "tsne.png"))
+    metrics["tsne_png"] = plot
+    metrics["tsne_seconds"] = time.perf_counter() - t_plot
+    metrics["total_seconds"] = time.perf_counter() - t_start
+    with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=2)
+        f.write("\n")
+    print(f"Wrote {output_dir} (metadata.tsv, vectors.tsv, projector_config.pbtxt"
+          f"{', model.ckpt.npz' if checkpoint else ''}{', events' if writer is not None else ''}"
+          f"{', tsne.png' if plot else ''}, metrics.json)")
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from examples.word2vec.data import CorpusError
+
+    try:
+        args = parse_args(argv)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    try:
+        run(args)
+    except (UsageError, CorpusError, OSError) as e:
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

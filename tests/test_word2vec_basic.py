@@ -1,0 +1,206 @@
+"""End-to-end tests of ``examples/word2vec/word2vec_basic.py`` (TF's tutorial program on jaxgraph).
+
+Short runs through ``main(argv)`` in-process (one on a synthetic corpus with strong structure, one on the
+offline default corpus), bad inputs that must exit 2 with one ``error:`` line, and one subprocess run
+for the real exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+
+import pytest
+
+from examples.word2vec import word2vec_basic as w2v
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+AVERAGE_RE = re.compile(r"^Average loss at step  (\d+) :  (\S+)$")
+NEAREST_RE = re.compile(r"^Nearest to (\S+): (\S+(?:, \S+)*)$")
+DEMO_RE = re.compile(r"^\d+ \S+ -> \d+ \S+$")
+
+TOPICS = [
+    ["red", "green", "blue", "yellow", "purple", "orange"],
+    ["one", "two", "three", "four", "five", "six"],
+    ["cat", "dog", "horse", "cow", "sheep", "goat"],
+    ["paris", "london", "berlin", "rome", "madrid", "vienna"],
+    ["run", "walk", "jump", "swim", "climb", "crawl"],
+    ["oak", "pine", "birch", "maple", "elm", "willow"],
+]
+
+
+def _synthetic_corpus(path) -> int:
+    """Sentences that each use the words of one topic only: a word's contexts are its topic's words."""
+    rng = random.Random(0)
+    words = []
+    for _ in range(3000):
+        topic = rng.choice(TOPICS)
+        words.extend(rng.choice(topic) for _ in range(8))
+    path.write_text(" ".join(words) + "\n", encoding="utf-8")
+    return len({w for t in TOPICS for w in t}) + 1  # + UNK
+
+
+def _run(argv, capsys):
+    rc = w2v.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out.splitlines(), err
+
+
+def _averages(lines):
+    return [(int(m[1]), float(m[2])) for m in map(AVERAGE_RE.match, lines) if m]
+
+
+def test_synthetic_corpus_end_to_end(tmp_path, capsys):
+    corpus = tmp_path / "topics.txt"
+    vocabulary_size = _synthetic_corpus(corpus)
+    out_dir = tmp_path / "run"
+    rc, lines, err = _run(
+        ["--corpus", corpus, "--output-dir", out_dir, "--vocabulary-size", 1000, "--steps", 401,
+         "--steps-per-call", 50, "--log-every", 100, "--eval-every", 200, "--embedding-size", 32,
+         "--num-sampled", 8, "--valid-size", 4, "--valid-window", 20, "--plot-only", 20,
+         "--tsne-iter", 250, "--seed", 1],
+        capsys,
+    )
+    assert rc == 0, err
+    assert "Traceback" not in err
+    # The vocabulary shrank from 1000 to the corpus' words: one warning line, not a Python warning dump.
+    assert [line for line in err.splitlines() if line] == [
+        f"warning: the corpus has only {vocabulary_size - 1} distinct words, fewer than the vocabulary size "
+        f"1000 minus UNK; using a vocabulary of {vocabulary_size}"
+    ]
+
+    # Steps 1-3 printouts, in TF's order, the demo batch before training.
+    assert any(line.startswith("Most common words (+UNK) [['UNK', 0], ") for line in lines)
+    assert any(line.startswith("Sample data [") for line in lines)
+    init = lines.index("Initialized")
+    demo = [line for line in lines[:init] if DEMO_RE.match(line)]
+    assert len(demo) == 8
+
+    averages = _averages(lines)
+    assert [s for s, _ in averages] == [0, 100, 200, 300, 400]
+    assert averages[-1][1] < averages[0][1] / 2, averages
+    assert averages[-1][1] < averages[1][1], averages
+
+    nearest = [NEAREST_RE.match(line) for line in lines if line.startswith("Nearest to ")]
+    assert all(nearest) and len(nearest) == 4 * 3  # steps 0, 200, 400 (the last step)
+    assert all(len(m[2].split(", ")) == 8 for m in nearest)
+    # The last printout comes after everything else was logged: it reflects the trained embeddings.
+    assert lines.index(f"Average loss at step  400 :  {averages[-1][1]}") < lines.index(
+        "Nearest to " + nearest[-4][1] + ": " + nearest[-4][2]
+    )
+    # Strong structure: after training, a topic word's nearest word is from its topic.
+    topic_of = {w: i for i, t in enumerate(TOPICS) for w in t}
+    final = [(m[1], m[2].split(", ")) for m in nearest[-4:] if m[1] in topic_of]
+    hits = sum(topic_of.get(near[0]) == topic_of[word] for word, near in final)
+    assert hits >= len(final) - 1, final
+
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    for key in ("steps", "final_average_loss", "examples_per_sec", "device", "vocabulary_size"):
+        assert key in metrics
+    assert metrics["steps"] == 401 and metrics["vocabulary_size"] == vocabulary_size
+    assert metrics["examples_per_sec"] > 0 and metrics["final_average_loss"] < averages[0][1]
+    metadata = (out_dir / "metadata.tsv").read_text().splitlines()
+    assert len(metadata) == vocabulary_size and metadata[0] == "UNK"
+    assert len((out_dir / "vectors.tsv").read_text().splitlines()) == vocabulary_size
+    assert 'tensor_name: "embeddings/Variable"' in (out_dir / "projector_config.pbtxt").read_text()
+    assert (out_dir / "model.ckpt.npz").is_file()
+    assert (out_dir / "tsne.png").stat().st_size > 0
+    events = [p for p in os.listdir(out_dir) if p.startswith("events.out.tfevents")]
+    assert events
+
+
+def test_default_corpus_few_steps(tmp_path, capsys):
+    pytest.importorskip("gensim")
+    out_dir = tmp_path / "run"
+    rc, lines, err = _run(["--output-dir", out_dir, "--steps", 1, "--plot-only", 0], capsys)
+    assert rc == 0, err
+    assert "Traceback" not in err and "warning" not in err
+    assert lines[0].startswith("Corpus: gensim test data (offline default)")
+    assert any(line.startswith("Most common words (+UNK) [['UNK', ") for line in lines)
+    assert len([line for line in lines if DEMO_RE.match(line)]) == 8
+    averages = _averages(lines)
+    assert [s for s, _ in averages] == [0] and averages[0][1] > 10  # TF: in the hundreds at step 0
+    nearest = [line for line in lines if line.startswith("Nearest to ")]
+    assert len(nearest) == 16 and all(NEAREST_RE.match(line) for line in nearest)
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["vocabulary_size"] == w2v.DEFAULT_CORPUS_VOCABULARY_SIZE
+    assert len((out_dir / "metadata.tsv").read_text().splitlines()) == w2v.DEFAULT_CORPUS_VOCABULARY_SIZE
+    assert not (out_dir / "tsne.png").exists()
+
+
+def test_defaults_depend_on_the_corpus():
+    args = w2v.parse_args([])
+    assert (args.steps, args.vocabulary_size) == (w2v.DEFAULT_CORPUS_STEPS, w2v.DEFAULT_CORPUS_VOCABULARY_SIZE)
+    args = w2v.parse_args(["--corpus", "text8.zip"])
+    assert (args.steps, args.vocabulary_size) == (100001, 50000)
+    assert (args.batch_size, args.embedding_size, args.skip_window, args.num_skips, args.num_sampled) == (
+        128, 128, 1, 2, 64
+    )
+
+
+def test_chunk_plan_ends_calls_at_evaluation_steps():
+    plan = w2v.chunk_plan(100001, 100, 10000)
+    assert {c.length for c in plan} == {1, 100}
+    assert sum(c.length for c in plan) == 100001
+    assert [c.start + c.length - 1 for c in plan if c.evaluate] == list(range(0, 100001, 10000))
+    plan = w2v.chunk_plan(250, 100, 10000)  # the last step is evaluated too
+    assert [(c.start, c.length) for c in plan if c.evaluate] == [(0, 1), (249, 1)]
+    assert sum(c.length for c in plan) == 250
+
+
+def _bad_inputs(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(bytes(random.Random(0).randrange(256) for _ in range(4096)))
+    small = tmp_path / "small.txt"
+    small.write_text("the cat sat on the mat " * 20)  # 5 distinct words: vocabulary 6
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    return {
+        "missing corpus": (["--corpus", tmp_path / "nope.txt"], "does not exist"),
+        "empty corpus": (["--corpus", empty], "empty"),
+        "binary corpus": (["--corpus", garbage], str(garbage)),
+        "num_sampled >= shrunk vocabulary": (["--corpus", small, "--num-sampled", 6], "--num-sampled (6)"),
+        "num_skips > 2 * skip_window": (["--num-skips", 4, "--skip-window", 1], "--num-skips (4)"),
+        "batch_size % num_skips": (["--batch-size", 127], "--batch-size (127)"),
+        "unwritable output dir": (["--corpus", small, "--output-dir", not_a_dir / "sub"], "output directory"),
+        "bad flag value": (["--steps", "many"], "--steps"),
+        "tsne iterations": (["--tsne-iter", 10], "--tsne-iter"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing corpus", "empty corpus", "binary corpus", "num_sampled >= shrunk vocabulary",
+     "num_skips > 2 * skip_window", "batch_size % num_skips", "unwritable output dir", "bad flag value",
+     "tsne iterations"],
+)
+def test_bad_input_exits_2_with_one_error_line(tmp_path, capsys, case):
+    argv, needle = _bad_inputs(tmp_path)[case]
+    if "--output-dir" not in argv:
+        argv = [*argv, "--output-dir", tmp_path / "out"]
+    rc, _, err = _run(argv, capsys)
+    err_lines = [line for line in err.splitlines() if line and not line.startswith("warning: ")]
+    assert rc == 2
+    assert len(err_lines) == 1 and err_lines[0].startswith("error: "), err
+    assert needle in err_lines[0]
+    assert "Traceback" not in err
+
+
+def test_subprocess_exit_status(tmp_path):
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"\x00\x01\x02\xff" * 1000)
+    proc = subprocess.run(
+        [sys.executable, "-m", "examples.word2vec.word2vec_basic", "--corpus", str(garbage),
+         "--output-dir", str(tmp_path / "out")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: corpus file") and "\n" not in proc.stderr.strip()
+    assert "Traceback" not in proc.stderr

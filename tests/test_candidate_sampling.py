@@ -149,9 +149,7 @@ def test_fixed_unigram_shards_and_vocab_file(tmp_path):
     np.testing.assert_allclose(true_ec, [[0.1, 0.2, 0.7]], rtol=1e-6)
     vocab = tmp_path / "vocab.csv"
     vocab.write_text("the,6\nof,3\nzebra,1\n")
-    _, true_ec, _ = fixed_unigram_candidate_sampler(
-        jnp.array([[0], [2]]), 1, 2, False, 3, KEY, vocab_file=str(vocab)
-    )
+    _, true_ec, _ = fixed_unigram_candidate_sampler(jnp.array([[0], [2]]), 1, 2, False, 3, KEY, vocab_file=str(vocab))
     np.testing.assert_allclose(true_ec[:, 0], [0.6 * 2, 0.1 * 2], rtol=1e-6)
     with pytest.raises(ValueError, match="Wrong vocabulary format at line: bad,x"):
         vocab.write_text("bad,x\n")

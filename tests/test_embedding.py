@@ -16,9 +16,7 @@ DIV_LAYOUT = [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10], [11, 12]]
 
 def _shards_for(layout, dim=2):
     """Shards whose row for global id i holds [i, 100 + i, ...]: the output names the id it came from."""
-    return [
-        jnp.asarray([[float(i) + 100.0 * k for k in range(dim)] for i in ids], jnp.float32) for ids in layout
-    ]
+    return [jnp.asarray([[float(i) + 100.0 * k for k in range(dim)] for i in ids], jnp.float32) for ids in layout]
 
 
 @pytest.mark.parametrize("strategy,layout", [("mod", MOD_LAYOUT), ("div", DIV_LAYOUT)])

@@ -74,9 +74,7 @@ def test_losses_match_numpy(maybe_jit, num_true):
 
     got = maybe_jit(all_losses)(w, b, labels, inputs, sv)
     for (fn, hits), loss in zip(variants, got, strict=True):
-        logits, z = _np_logits(
-            w.astype(np.float64), b.astype(np.float64), labels, inputs.astype(np.float64), *sv, hits
-        )
+        logits, z = _np_logits(w.astype(np.float64), b.astype(np.float64), labels, inputs.astype(np.float64), *sv, hits)
         expected = _np_nce(logits, z) if fn is nce_loss else _np_softmax_xent(logits, z)
         assert loss.shape == (B,)
         np.testing.assert_allclose(loss, expected, rtol=2e-5, err_msg=f"{fn.__name__}, hits={hits}")
@@ -96,9 +94,7 @@ def test_sharded_variable_weights_same_as_single_table_and_gradient_matches_nump
     w, b, labels, inputs, sv = _problem(2)
 
     def loss(w_shards, b, inputs):
-        return jnp.mean(
-            sampled_softmax_loss(w_shards, b, labels, inputs, 5, V, num_true=2, sampled_values=sv)
-        )
+        return jnp.mean(sampled_softmax_loss(w_shards, b, labels, inputs, 5, V, num_true=2, sampled_values=sv))
 
     shards = [w[0::3], w[1::3], w[2::3]]  # "mod" over 3 shards
 

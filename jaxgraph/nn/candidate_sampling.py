@@ -78,9 +78,7 @@ def _check_true_classes(true_classes: Any, num_true: int, range_max: int | None)
     if classes.ndim != 2:
         raise ValueError("true_classes must be a matrix")
     if classes.shape[1] != num_true:
-        raise ValueError(
-            f"true_classes must have num_true columns, expected: {classes.shape[1]} was: {num_true}"
-        )
+        raise ValueError(f"true_classes must have num_true columns, expected: {classes.shape[1]} was: {num_true}")
     if range_max is not None and _is_concrete(raw):
         # Checked on the caller's values before the int32 cast, as TF's kernel does on int64.
         host = np.asarray(raw).reshape(-1)
@@ -122,9 +120,7 @@ def _expected_count(p: jax.Array, num_sampled: int, num_tries: jax.Array) -> jax
     return jnp.where(num_tries == num_sampled, with_replacement, without)
 
 
-def _sample_unique(
-    draw: _DrawFn, key: jax.Array, num_sampled: int, chunk: int
-) -> tuple[jax.Array, jax.Array]:
+def _sample_unique(draw: _DrawFn, key: jax.Array, num_sampled: int, chunk: int) -> tuple[jax.Array, jax.Array]:
     """Distinct values in first-seen order, and the number of draws that took."""
     tri_lower = jnp.tril(jnp.ones((chunk, chunk), dtype=bool), k=-1)
 
@@ -151,7 +147,9 @@ def _sample_unique(
         return key, samples, jnp.minimum(total[-1], num_sampled), tries
 
     init = (key, jnp.full((num_sampled,), -1, jnp.int32), jnp.int32(0), jnp.int32(0))
-    _, samples, _, tries = lax.while_loop(cond, body, init)
+    # The first chunk nearly always completes the set: running it outside the loop lets XLA fuse it
+    # with its neighbours (about 2x faster on CPU); the loop only mops up the rare remainder.
+    _, samples, _, tries = lax.while_loop(cond, body, body(init))
     return samples, tries
 
 
@@ -478,9 +476,7 @@ def compute_accidental_hits(
     classes = _check_true_classes(true_classes, num_true, None)
     sampled = _int_array(sampled_candidates, "sampled_candidates")
     if sampled.ndim != 1:
-        raise ValueError(
-            "sampled_candidates must be a vector, which is typically an output from CandidateSampler"
-        )
+        raise ValueError("sampled_candidates must be a vector, which is typically an output from CandidateSampler")
     batch, num_sampled = classes.shape[0], sampled.shape[0]
     if num_sampled == 0:
         hit = jnp.zeros((batch, num_true), bool)

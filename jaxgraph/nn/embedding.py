@@ -199,9 +199,7 @@ def embedding_lookup(
     return result
 
 
-def embedding_lookup_v2(
-    params: Any, ids: Any, max_norm: float | None = None, name: str | None = None
-) -> jax.Array:
+def embedding_lookup_v2(params: Any, ids: Any, max_norm: float | None = None, name: str | None = None) -> jax.Array:
     """TF2's ``tf.nn.embedding_lookup``: :func:`embedding_lookup` with ``partition_strategy="div"``.
 
     >>> import jax.numpy as jnp

@@ -64,9 +64,7 @@ def _compute_sampled_logits(
     if len(label_shape) != 2 or label_shape[1] != num_true:
         raise ValueError(f"labels must be [batch, num_true={num_true}], got shape {label_shape}")
     if label_shape[0] != inputs.shape[0]:
-        raise ValueError(
-            f"labels and inputs disagree on the batch size: {label_shape[0]} vs {inputs.shape[0]}"
-        )
+        raise ValueError(f"labels and inputs disagree on the batch size: {label_shape[0]} vs {inputs.shape[0]}")
 
     if sampled_values is None:
         if key is None:
@@ -75,13 +73,9 @@ def _compute_sampled_logits(
                 "sampled_values=(sampled, true_expected_count, sampled_expected_count)"
             )
         # The sampler validates the concrete labels (range) before they are narrowed to int32.
-        sampled_values = log_uniform_candidate_sampler(
-            labels, num_true, num_sampled, True, num_classes, key, seed=seed
-        )
+        sampled_values = log_uniform_candidate_sampler(labels, num_true, num_sampled, True, num_classes, key, seed=seed)
     if len(sampled_values) != 3:
-        raise ValueError(
-            "sampled_values must be (sampled_candidates, true_expected_count, sampled_expected_count)"
-        )
+        raise ValueError("sampled_values must be (sampled_candidates, true_expected_count, sampled_expected_count)")
     sampled, true_expected_count, sampled_expected_count = (
         jax.lax.stop_gradient(jnp.asarray(v)) for v in sampled_values
     )
@@ -124,9 +118,7 @@ def _compute_sampled_logits(
         sampled_logits = sampled_logits - jnp.log(sampled_expected_count).astype(inputs.dtype)
 
     out_logits = jnp.concatenate([true_logits, sampled_logits], axis=1)
-    out_labels = jnp.concatenate(
-        [jnp.ones_like(true_logits) / num_true, jnp.zeros_like(sampled_logits)], axis=1
-    )
+    out_labels = jnp.concatenate([jnp.ones_like(true_logits) / num_true, jnp.zeros_like(sampled_logits)], axis=1)
     return out_logits, out_labels
 
 

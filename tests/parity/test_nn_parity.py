@@ -43,9 +43,7 @@ def test_embedding_lookup(strategy, num_shards, max_norm):
     want = tf.compat.v1.nn.embedding_lookup(
         [tf.constant(s) for s in shards], tf.constant(ids), partition_strategy=strategy, max_norm=max_norm
     )
-    got = embedding_lookup(
-        [jnp.asarray(s) for s in shards], ids, partition_strategy=strategy, max_norm=max_norm
-    )
+    got = embedding_lookup([jnp.asarray(s) for s in shards], ids, partition_strategy=strategy, max_norm=max_norm)
     np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-6, atol=1e-7)
     # and the gradient w.r.t. each shard (TF's IndexedSlices made dense)
     cot = rng.normal(size=want.shape).astype(np.float32)

@@ -19,19 +19,23 @@ What it does, and the choices made
 * **Dynamic window**: each centre gets ``b ~ U{1..window}`` (hash of ``(seed, epoch, position)``)
   and pairs with the ``b`` kept tokens on each side. Windows never cross an epoch boundary.
 * **Batches are built on the device** inside the jitted step: the corpus (int32 ids) lives on the
-  device; a step takes the raw span after the current position, subsamples and compacts it, then packs
-  whole centres (``2b`` pairs each) greedily into exactly ``--batch-size`` pair slots (the few slots
-  left after the last whole centre are masked). The position and epoch are Variables of the state,
-  negatives use a key folded from ``(seed, global_step)``, so there is no host work per step.
-  ``--steps-per-call`` K steps run per call with ``lax.scan``; parameters and optimizer state are
-  donated, and the K-step function is compiled once (ahead of time) per run.
-* **Losses**: ``--loss neg`` (default) is word2vec's negative sampling: ``--negatives`` (5) negatives
-  *per pair* from ``unigram**0.75`` (``jaxgraph.nn.fixed_unigram_candidate_sampler`` with
-  ``distortion=0.75``, an alias table on the device), a negative equal to the pair's context is
-  skipped, as word2vec does. Per-pair negatives were chosen over TF's one shared set per batch: with
-  large batches a shared set sends the summed gradient of thousands of pairs into the same few rows,
-  which makes plain SGD unstable at word2vec's learning rate and gives each pair far fewer distinct
-  negatives; per-pair sampling costs the same arithmetic as gensim's inner loop. ``--loss nce`` is
+  device; a step takes the raw span after the current position, subsamples and compacts it, and takes
+  the next ``C = batch_size / (window + 1)`` kept tokens as centres, each with ``2 * window`` context
+  slots of which the ``2b`` nearest kept tokens are active (so about ``--batch-size`` pairs per step).
+  The position and epoch are Variables of the state, negatives use a key folded from
+  ``(seed, global_step)``, so there is no host work per step. ``--steps-per-call`` K steps run per
+  call with ``lax.scan``; parameters and optimizer state are donated, and the K-step function is
+  compiled once (ahead of time) per run.
+* **Losses**: ``--loss neg`` (default) is word2vec's negative sampling in gensim's orientation (a
+  context word's input vector predicts the centre's output vector): ``--negatives`` (5) negatives
+  *per centre*, shared by its ``2b`` context words, from ``unigram**0.75``
+  (``jaxgraph.nn.fixed_unigram_candidate_sampler`` with ``distortion=0.75``, an alias table on the
+  device); a negative equal to the centre is skipped, as word2vec does. This sits between TF's one
+  shared set per batch and word2vec's fresh set per pair: a per-batch set sends the summed gradient
+  of thousands of pairs into the same few rows (unstable for plain SGD at word2vec's rate, and few
+  distinct negatives), while per-pair sets gather ``(1 + K)`` output rows per *pair*; per-centre sets
+  gather them once per centre, about 2.5x fewer row gathers and scatters, which is what bounds a
+  step on CPU, for the same quality in our runs. ``--loss nce`` is
   ``jaxgraph.nn.nce_loss`` with TF's shared, unique, log-uniform negatives (64 by default; ids are in
   frequency order, as that sampler assumes).
 * **Loss scale and learning rate**: the loss is the *sum* over the batch's pairs, so plain SGD with
@@ -128,14 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--subsample", type=float, default=1e-3, help="subsampling threshold t (0: off)")
     g.add_argument("--loss", choices=("neg", "nce"), default="neg")
     g.add_argument("--negatives", type=int, default=None, help="negatives (default 5 for neg, 64 for nce)")
-    g.add_argument("--batch-size", type=int, default=2048, help="skip-gram pairs per step")
+    g.add_argument("--batch-size", type=int, default=1024,
+                   help="skip-gram pairs per step, on average (centres per step: batch / (window + 1))")
     g.add_argument("--epochs", type=float, default=5.0)
     g.add_argument("--steps", type=int, default=None, help="total steps (overrides --epochs)")
     g.add_argument("--optimizer", choices=("sgd", "adagrad", "lazyadam"), default="sgd")
     g.add_argument("--learning-rate", type=float, default=None,
                    help="initial rate, decayed linearly to lr*1e-4 (default: sgd 0.025, adagrad 0.25, "
                         "lazyadam 0.002)")
-    g.add_argument("--steps-per-call", type=int, default=64, help="steps per jitted call (lax.scan)")
+    g.add_argument("--steps-per-call", type=int, default=128, help="steps per jitted call (lax.scan)")
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--device", default=None, help="cpu, gpu, tpu, or a device such as gpu:1 (default: JAX's)")
     g = p.add_argument_group("output, checkpoints, reporting")
@@ -143,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint-every", type=int, default=10000, help="steps between checkpoints (0: only "
                    "at the end and on Ctrl-C)")
     g.add_argument("--keep-checkpoints", type=int, default=3)
-    g.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
+    g.add_argument("--resume", action="store_true",
+                   help="continue from the latest checkpoint in --output-dir")
     g.add_argument("--overwrite", action="store_true",
                    help="start afresh even if --output-dir holds checkpoints (they are deleted)")
     g.add_argument("--stop-at-step", type=int, default=None,
@@ -174,8 +180,6 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError(f"--subsample must be >= 0, got {args.subsample}")
     if args.learning_rate is not None and not (math.isfinite(args.learning_rate) and args.learning_rate > 0):
         raise UsageError(f"--learning-rate must be positive, got {args.learning_rate}")
-    if args.batch_size < 2 * args.window:
-        raise UsageError(f"--batch-size ({args.batch_size}) must be at least 2 * --window ({2 * args.window})")
     if args.corpus and args.download_text8:
         raise UsageError("give either --corpus or --download-text8, not both")
     if args.resume and args.overwrite:
@@ -194,8 +198,9 @@ def build_vocabulary(
     """``(vocab, counts, ids)``: words with ``count >= min_count`` (most frequent first, at most
     ``max_vocab``), their counts, and the corpus as int32 ids with out-of-vocabulary tokens dropped.
 
-    >>> build_vocabulary("a b a c a b".split(), 2, None)[0], build_vocabulary("a b a c a b".split(), 2, None)[2]
-    (['a', 'b'], array([0, 1, 0, 0, 1], dtype=int32))
+    >>> vocab, counts, ids = build_vocabulary("a b a c a b".split(), 2, None)
+    >>> vocab, counts.tolist(), ids.tolist()
+    (['a', 'b'], [3, 2], [0, 1, 0, 0, 1])
     """
     counter = collections.Counter(words)
     vocab = [(w, c) for w, c in counter.most_common(max_vocab) if c >= min_count]
@@ -249,33 +254,36 @@ def _position_hash(seed: int, salt: int, epoch: jax.Array, positions: jax.Array)
 
 
 class BatchMaker:
-    """Builds one step's skip-gram pairs on the device from ``(epoch, position)``.
+    """Builds one step's skip-gram windows on the device from ``(epoch, position)``.
 
     The raw span ``[position - back, position + forward + ahead)`` of the (in-vocabulary) corpus is
-    subsampled (hash of seed, epoch, position) and compacted; kept centres from ``position`` on, each
-    with ``2b`` pairs, are packed greedily into ``batch_size`` slots; the next step starts at the first
-    centre that did not fit.
+    subsampled (hash of seed, epoch, position) and compacted; the first ``centres`` kept tokens from
+    ``position`` on are the step's centres, each with ``2 * window`` context slots of which the
+    ``b`` nearest kept tokens on each side are active. The next step starts at the first kept token
+    not used as a centre.
     """
 
     def __init__(self, n_tokens: int, window: int, batch_size: int, keep_mean: float, seed: int) -> None:
         self.n = n_tokens
         self.window = window
-        self.batch = batch_size
-        self.centres = batch_size // 2
-        # Raw tokens scanned for centres: enough for about twice the centres a batch holds, so a
-        # batch is full except where subsampling is extreme or an epoch ends.
-        need = 2.0 * batch_size / max(keep_mean * (window + 1), 1e-3)
-        self.forward = int(min(max(need, 2 * window + 2), 16 * batch_size))
+        # batch_size counts pairs: a centre has window + 1 active pairs on average.
+        self.centres = max(1, -(-batch_size // (window + 1)))
+        # Raw tokens scanned for centres: about twice what `centres` kept tokens need, so a batch is
+        # full except where subsampling is extreme or an epoch ends.
+        need = 2.0 * self.centres / max(keep_mean, 1e-3)
+        self.forward = int(min(max(need, 2 * self.centres), 64 * self.centres))
         self.back = 8 * window
         self.ahead = 8 * window
         self.span = self.back + self.forward + self.ahead
         self.seed = seed
 
     def pad(self, ids: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.zeros(self.back, np.int32), ids, np.zeros(self.forward + self.ahead, np.int32)])
+        tail = np.zeros(self.forward + self.ahead, np.int32)
+        return np.concatenate([np.zeros(self.back, np.int32), ids, tail])
 
     def __call__(self, corpus: jax.Array, keep_prob: jax.Array, epoch: jax.Array, pos: jax.Array):
-        w, b_slots, n_c = self.window, self.batch, self.centres
+        """``(centres [C], contexts [C, 2W], mask [C, 2W], next_epoch, next_position)``."""
+        w, n_c = self.window, self.centres
         tok = jax.lax.dynamic_slice(corpus, (pos,), (self.span,))
         off = pos - self.back + jnp.arange(self.span, dtype=jnp.int32)
         valid = (off >= 0) & (off < self.n)
@@ -290,28 +298,17 @@ class BatchMaker:
         n_fwd = jnp.sum(keep[self.back: self.back + self.forward].astype(jnp.int32))
 
         i = jnp.arange(n_c, dtype=jnp.int32)
-        cand = i < n_fwd
+        is_centre = i < n_fwd
         c_idx = jnp.minimum(n_back + i, self.span - 1)
         b = 1 + (_position_hash(self.seed, 2, epoch, comp_off[c_idx]) % jnp.uint32(w)).astype(jnp.int32)
-        n_pairs = jnp.where(cand, 2 * b, 0)
-        cum = jnp.cumsum(n_pairs)
-        used = cand & (cum <= b_slots)
-        n_used = jnp.sum(used.astype(jnp.int32))
-        starts = cum - n_pairs
-        total_pairs = jnp.sum(jnp.where(used, n_pairs, 0))
-        marker = jnp.full(b_slots, -1, jnp.int32).at[jnp.where(used, starts, b_slots)].set(i, mode="drop")
-        ci = jnp.maximum(jax.lax.cummax(marker), 0)
-        j = jnp.arange(b_slots, dtype=jnp.int32)
-        r = j - starts[ci]
-        bb = b[ci]
-        d = jnp.where(r < bb, r - bb, r - bb + 1)
-        ctx = n_back + ci + d
-        mask = (j < total_pairs) & (ctx >= 0) & (ctx < total_kept)
-        centres = comp_tok[c_idx[ci]]
+        d = jnp.concatenate([jnp.arange(-w, 0, dtype=jnp.int32), jnp.arange(1, w + 1, dtype=jnp.int32)])
+        ctx = c_idx[:, None] + d[None, :]
+        mask = (is_centre[:, None] & (jnp.abs(d)[None, :] <= b[:, None]) & (ctx >= 0) & (ctx < total_kept))
+        centres = comp_tok[c_idx]
         contexts = comp_tok[jnp.clip(ctx, 0, self.span - 1)]
 
-        next_pos = jnp.where(n_used >= n_fwd, pos + self.forward,
-                             comp_off[jnp.minimum(n_back + n_used, self.span - 1)])
+        first_unused = comp_off[jnp.minimum(n_back + n_c, self.span - 1)]
+        next_pos = jnp.where(n_fwd <= n_c, pos + self.forward, first_unused)
         wrap = next_pos >= self.n
         next_epoch = epoch + wrap.astype(epoch.dtype)
         next_pos = jnp.where(wrap, 0, next_pos)
@@ -350,36 +347,40 @@ def _make_optimizer(name: str, lr: float, total_steps: int) -> jg.train.Optimize
     return jg.train.LazyAdamOptimizer(schedule)
 
 
-def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np.ndarray, trace_counter: list):
+def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np.ndarray,
+                     trace_counter: list):
     k_steps = args.steps_per_call
     negatives = args.negatives
     unigrams = [float(c) for c in counts]
     base_key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 0x5EED)
 
-    def sample(contexts, key):
+    def sample(centres, key):
         if args.loss == "neg":
             negs, _, _ = jg.nn.fixed_unigram_candidate_sampler(
-                contexts[:, None], 1, contexts.shape[0] * negatives, False, vocab_size, key,
+                centres[:, None], 1, centres.shape[0] * negatives, False, vocab_size, key,
                 distortion=0.75, unigrams=unigrams,
             )
-            return negs.reshape(contexts.shape[0], negatives)
-        return jg.nn.log_uniform_candidate_sampler(contexts[:, None], 1, negatives, True, vocab_size, key)
+            return negs.reshape(centres.shape[0], negatives)
+        return jg.nn.log_uniform_candidate_sampler(centres[:, None], 1, negatives, True, vocab_size, key)
 
     def loss_neg(p, centres, contexts, mask, negs):
-        out_ids = jnp.concatenate([contexts[:, None], negs], axis=1)
-        v = jg.nn.embedding_lookup(p["emb_in"], centres)
-        u = jg.nn.embedding_lookup(p["emb_out"], out_ids)
-        logits = jnp.einsum("bd,bkd->bk", v, u)
+        # gensim's orientation: the context's input vector predicts the centre (output side), and
+        # the centre's negatives are shared by its 2b context words.
+        out_ids = jnp.concatenate([centres[:, None], negs], axis=1)
+        v = jg.nn.embedding_lookup(p["emb_in"], contexts)  # [C, 2W, D]
+        u = jg.nn.embedding_lookup(p["emb_out"], out_ids)  # [C, 1+K, D]
+        logits = jnp.einsum("csd,ckd->csk", v, u)
         sign = jnp.concatenate([jnp.ones((1,), jnp.float32), -jnp.ones((negatives,), jnp.float32)])
-        weight = mask[:, None] & jnp.concatenate([jnp.ones_like(contexts[:, None], bool),
-                                                  negs != contexts[:, None]], axis=1)
+        out_ok = jnp.concatenate([jnp.ones_like(centres[:, None], bool), negs != centres[:, None]], axis=1)
+        weight = mask[:, :, None] & out_ok[:, None, :]
         return -jnp.sum(jax.nn.log_sigmoid(logits * sign) * weight)
 
     def loss_nce(p, centres, contexts, mask, sampled):
-        v = jg.nn.embedding_lookup(p["emb_in"], centres)
-        per_pair = jg.nn.nce_loss(p["emb_out"], p["nce_biases"], contexts[:, None], v, negatives, vocab_size,
+        v = jg.nn.embedding_lookup(p["emb_in"], contexts.reshape(-1))
+        labels = jnp.repeat(centres, contexts.shape[1])[:, None]
+        per_pair = jg.nn.nce_loss(p["emb_out"], p["nce_biases"], labels, v, negatives, vocab_size,
                                   sampled_values=sampled)
-        return jnp.sum(per_pair * mask)
+        return jnp.sum(per_pair * mask.reshape(-1))
 
     loss_impl = loss_neg if args.loss == "neg" else loss_nce
 
@@ -392,7 +393,7 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
             centres, contexts, mask, epoch, pos = batches(
                 corpus, keep_prob, params["epoch"].value, params["position"].value
             )
-            noise = sample(contexts, jax.random.fold_in(base_key, step))
+            noise = sample(centres, jax.random.fold_in(base_key, step))
             params, opt_state, loss = opt.minimize(
                 lambda p: loss_impl(p, centres, contexts, mask, noise), params, opt_state,
                 global_step=params["global_step"],
@@ -430,72 +431,78 @@ def _resolve_device(spec: str | None):
 
 
 class _Checkpointer:
-    """Atomic checkpoints with a run fingerprint (jaxgraph's Saver; plain .npz files without it)."""
+    """Atomic checkpoints carrying a run fingerprint.
+
+    Uses ``jaxgraph.train.saver.Saver`` (one atomic ``.npz`` per checkpoint and a TF-style index);
+    without it, a plain ``np.savez`` to a temporary file and ``os.replace``.
+    """
 
     def __init__(self, directory: str, keep: int, fingerprint: bytes) -> None:
         self.dir = directory
         self.fp = np.frombuffer(fingerprint, np.uint8).copy()
         self.saver = Saver(max_to_keep=keep) if Saver is not None else None
-        self.keep = keep
+
+    def _with_fp(self, params: dict[str, Any], fp: np.ndarray) -> dict[str, Any]:
+        tree = dict(params)
+        tree[_FINGERPRINT] = jg.Variable(fp, trainable=False, name=_FINGERPRINT)
+        return tree
 
     def latest(self) -> str | None:
         if not os.path.isdir(self.dir):
             return None
         if self.saver is not None:
             return latest_checkpoint(self.dir)
-        files = sorted((f for f in os.listdir(self.dir) if f.startswith(_CKPT_NAME) and f.endswith(".npz")),
-                       key=lambda f: int(f.rsplit("-", 1)[1][:-4]))
-        return os.path.join(self.dir, files[-1]) if files else None
+        steps = [int(f[len(_CKPT_NAME) + 1: -4]) for f in os.listdir(self.dir)
+                 if f.startswith(_CKPT_NAME + "-") and f.endswith(".npz")]
+        return os.path.join(self.dir, f"{_CKPT_NAME}-{max(steps)}.npz") if steps else None
 
-    def save(self, params, opt_state) -> str:
-        tree = dict(params)
-        tree[_FINGERPRINT] = jg.Variable(self.fp, trainable=False, name=_FINGERPRINT)
+    def save(self, params: dict[str, Any], opt_state: Any) -> str:
+        tree = self._with_fp(params, self.fp)
         step = int(params["global_step"].value)
         if self.saver is not None:
             return self.saver.save(tree, opt_state, os.path.join(self.dir, _CKPT_NAME), global_step=step)
-        os.makedirs(self.dir, exist_ok=True)  # pragma: no cover - fallback without jaxgraph's Saver
-        leaves = jax.tree_util.tree_leaves((tree, opt_state))
+        os.makedirs(self.dir, exist_ok=True)
         path = os.path.join(self.dir, f"{_CKPT_NAME}-{step}.npz")
         fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, *[np.asarray(x) for x in leaves])
+            np.savez(f, *[np.asarray(x) for x in jax.tree_util.tree_leaves((tree, opt_state))])
         os.replace(tmp, path)
         return path
 
-    def check_fingerprint(self, path: str) -> None:
-        if self.saver is None:  # pragma: no cover
-            with np.load(path) as z:
-                leaves = [z[f"arr_{i}"] for i in range(len(z.files))]
-            stored = next((x for x in leaves if x.dtype == np.uint8 and x.shape == self.fp.shape), None)
-        else:
-            template = {_FINGERPRINT: jg.Variable(np.zeros_like(self.fp), trainable=False, name=_FINGERPRINT)}
+    def _read_fp(self, path: str) -> np.ndarray | None:
+        if self.saver is None:
             try:
-                restored, _ = Saver(var_list=[_FINGERPRINT]).restore(template, None, path)
-            except CheckpointError as e:
-                if _FINGERPRINT in str(e) and "not found" in str(e):
-                    raise UsageError(f"checkpoint {path} was not written by this trainer (no run fingerprint)")
-                raise
-            stored = np.asarray(restored[_FINGERPRINT].value)
+                with np.load(path) as z:
+                    return next((z[k] for k in z.files if z[k].dtype == np.uint8), None)
+            except (OSError, ValueError) as e:
+                raise UsageError(f"checkpoint {path} cannot be read: {e}") from None
+        template = self._with_fp({}, np.zeros_like(self.fp))
+        try:
+            restored, _ = Saver(var_list=[_FINGERPRINT]).restore(template, None, path)
+        except CheckpointError as e:
+            if _FINGERPRINT in str(e) and "not found" in str(e):
+                return None
+            raise
+        return np.asarray(restored[_FINGERPRINT].value)
+
+    def restore(self, params: dict[str, Any], opt_state: Any, path: str) -> tuple[dict[str, Any], Any]:
+        stored = self._read_fp(path)
         if stored is None or not np.array_equal(stored, self.fp):
             raise UsageError(
-                f"checkpoint {path} belongs to a different run (corpus, vocabulary or training flags differ); "
-                "use the same flags to resume, or --overwrite / another --output-dir to start afresh"
+                f"checkpoint {path} belongs to a different run (corpus, vocabulary or training flags "
+                "differ); resume with the same flags, or use --overwrite or another --output-dir to "
+                "start afresh"
             )
-
-    def restore(self, params, opt_state, path: str):
-        self.check_fingerprint(path)
+        tree = self._with_fp(params, self.fp)
         if self.saver is not None:
-            tree = dict(params)
-            tree[_FINGERPRINT] = jg.Variable(self.fp, trainable=False, name=_FINGERPRINT)
             tree, opt_state = self.saver.restore(tree, opt_state, path)
-            tree.pop(_FINGERPRINT)
-            return tree, opt_state
-        leaves, treedef = jax.tree_util.tree_flatten((dict(params, **{_FINGERPRINT: self.fp}), opt_state))  # pragma: no cover
-        with np.load(path) as z:  # pragma: no cover
-            new = [jnp.asarray(z[f"arr_{i}"]) for i in range(len(leaves))]
-        tree, opt_state = jax.tree_util.tree_unflatten(treedef, new)  # pragma: no cover
-        tree.pop(_FINGERPRINT)  # pragma: no cover
-        return tree, opt_state  # pragma: no cover
+        else:
+            leaves, treedef = jax.tree_util.tree_flatten((tree, opt_state))
+            with np.load(path) as z:
+                new = [jnp.asarray(z[f"arr_{i}"]) for i in range(len(leaves))]
+            tree, opt_state = jax.tree_util.tree_unflatten(treedef, new)
+        tree.pop(_FINGERPRINT)
+        return tree, opt_state
 
 
 class _Progress:
@@ -537,12 +544,25 @@ class _Progress:
             print(file=sys.stderr)
 
 
+def _json_safe(obj: Any) -> Any:
+    """NaN/inf (e.g. a Spearman over zero covered pairs) become null: metrics.json stays strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
 def _atomic_json(path: str, obj: Any) -> None:
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".metrics.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
+            json.dump(_json_safe(obj), f, indent=2, sort_keys=True, allow_nan=False)
             f.write("\n")
         os.replace(tmp, path)
     finally:
@@ -557,7 +577,8 @@ def _probe_words(vocab_size: int) -> list[int]:
 def _neighbour_lines(emb: np.ndarray, vocab: Sequence[str]) -> list[str]:
     norm = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     ids = _probe_words(len(vocab))
-    return evaluation.format_nearest(ids, evaluation.nearest_neighbours(norm, ids, k=8), dict(enumerate(vocab)))
+    near = evaluation.nearest_neighbours(norm, ids, k=8)
+    return evaluation.format_nearest(ids, near, dict(enumerate(vocab)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -593,16 +614,18 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
     del words
     vocab_size = len(vocab)
     if args.negatives >= vocab_size:
-        raise UsageError(f"--negatives ({args.negatives}) must be smaller than the vocabulary ({vocab_size} words)")
+        raise UsageError(
+            f"--negatives ({args.negatives}) must be smaller than the vocabulary ({vocab_size} words)"
+        )
     if len(ids) < 10 * args.window:
         raise UsageError(
-            f"the corpus has only {len(ids)} in-vocabulary tokens; need at least 10 * --window = {10 * args.window}"
+            f"the corpus has only {len(ids)} in-vocabulary tokens; need at least "
+            f"10 * --window = {10 * args.window}"
         )
     keep_prob = w2v_data.subsample_keep_prob(counts, int(counts.sum()), args.subsample).astype(np.float32)
     keep_mean = float(np.mean(keep_prob[ids]))
     batches = BatchMaker(len(ids), args.window, args.batch_size, keep_mean, args.seed)
-    pairs_per_epoch = keep_mean * len(ids) * (args.window + 1)
-    steps_per_epoch = pairs_per_epoch / max(args.batch_size - args.window, 1)
+    steps_per_epoch = keep_mean * len(ids) / batches.centres
     k = args.steps_per_call
     total = args.steps if args.steps is not None else max(1, math.ceil(args.epochs * steps_per_epoch))
     total = math.ceil(total / k) * k
@@ -612,7 +635,8 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
     log(f"corpus: {description}")
     log(f"{n_raw:,} tokens, vocabulary {vocab_size:,} (min-count {args.min_count}), "
         f"{len(ids):,} in-vocabulary tokens, {keep_mean:.1%} kept by subsampling on average; "
-        f"{total:,} steps of {args.batch_size} pairs (~{total / steps_per_epoch:.2f} epochs) on {device}")
+        f"{total:,} steps of {batches.centres} centres (~{batches.centres * (args.window + 1)} pairs), "
+        f"~{total / steps_per_epoch:.2f} epochs, on {device}")
 
     os.makedirs(args.output_dir, exist_ok=True)
     ckpt = _Checkpointer(os.path.join(args.output_dir, "checkpoints"), args.keep_checkpoints, fingerprint)

@@ -477,12 +477,12 @@ def test_optax_adam_matches_hand_written_optax(maybe_jit):
 
     ref = {"a": p["a"].value, "b": p["b"].value, "c": p["c"].value}
     ref_state = tx.init(ref)
-    for _ in range(3):
+    for _ in range(2):
         p, state, _ = jstep(p, state)
         ref, ref_state = ref_step(ref, ref_state)
     np.testing.assert_allclose(np.asarray(p["a"].value), np.asarray(ref["a"]), rtol=1e-5)
     np.testing.assert_allclose(np.asarray(p["b"].value), np.asarray(ref["b"]), rtol=1e-5)
-    assert int(p["global_step"].value) == 3
+    assert int(p["global_step"].value) == 2
     # c has a None gradient: its value is kept exactly (adam with zero grads would leave it anyway;
     # the next test uses a transform that moves it)
     assert float(p["c"].value) == 3.0

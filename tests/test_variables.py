@@ -1,9 +1,5 @@
 """Variable, GraphKeys, name_scope and create_global_step (TF1 reference sections 4.1, 4.2, 4.4)."""
 
-import os
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -93,19 +89,23 @@ def test_collections_accepts_list_tuple_set_and_drops_repeats(collections):
     assert Variable(1.0, collections=collections).collections == (LOCAL, TRAINABLE)
 
 
+class _OrderedSet(set):
+    """A set whose iteration order is chosen, standing in for PYTHONHASHSEED changing it between runs."""
+
+    def __init__(self, items):
+        super().__init__(items)
+        self._order = list(items)
+
+    def __iter__(self):
+        return iter(self._order)
+
+
 def test_set_collections_have_a_fixed_order_in_every_run():
     # A set's iteration order depends on PYTHONHASHSEED; the metadata (and so the treedef) must not.
-    code = (
-        "import jaxgraph as jg; "
-        "print(jg.Variable(1.0, collections={'local_variables', 'b', 'c', 'zz', 'q1', 'q2'}).collections)"
-    )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    outs = set()
-    for seed in ("1", "2"):
-        env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=root, JAX_PLATFORMS="cpu")
-        outs.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                check=True).stdout.strip())
-    assert outs == {"('b', 'c', 'local_variables', 'q1', 'q2', 'zz', 'trainable_variables')"}
+    one = Variable(1.0, collections=_OrderedSet(["zz", LOCAL, "b"]))
+    two = Variable(1.0, collections=_OrderedSet(["b", "zz", LOCAL]))
+    assert one.collections == two.collections == ("b", LOCAL, "zz", TRAINABLE)
+    assert jax.tree_util.tree_structure(one) == jax.tree_util.tree_structure(two)
 
 
 def test_trainable_collection_not_repeated():

@@ -161,7 +161,10 @@ class Variable:
             initial_value = initial_value()
         if isinstance(initial_value, Variable):
             initial_value = initial_value.value
-        self._value = jnp.asarray(initial_value, dtype=dtype)
+        value = jnp.asarray(initial_value, dtype=dtype)
+        # A Python scalar gives a weakly-typed array; the first update makes it strongly typed, and jit
+        # would then trace the step a second time. A variable's dtype is definite, as in TF.
+        self._value = jnp.asarray(value, dtype=value.dtype) if getattr(value, "weak_type", False) else value
         scope = current_name_scope()
         if name is None:
             name = f"{scope}/Variable" if scope else None

@@ -399,6 +399,21 @@ def test_jitted_minimize_traces_once_and_donates():
     assert int(state.iterations) == 5
 
 
+def test_python_scalar_variable_does_not_retrace():
+    opt = GradientDescentOptimizer(0.1)
+    p = {"c": V(3.0), "w": V(jnp.ones(2))}  # V(3.0) must not be weakly typed
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def step(p, s):
+        return opt.minimize(lambda q: q["c"].value ** 2 + q["w"].value.sum(), p, s)
+
+    s = opt.init(p)
+    for _ in range(3):
+        p, s, _ = step(p, s)
+    np.testing.assert_allclose(float(p["c"].value), 3.0 * 0.8**3, rtol=1e-6)
+
+
 # -- pytree structures -----------------------------------------------------------------------------
 class Lin(jg.Module):
     def __init__(self):

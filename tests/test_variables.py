@@ -49,6 +49,13 @@ def test_dtype_converts_initial_value():
     assert w.dtype == jnp.float32
 
 
+def test_python_scalar_gives_a_strongly_typed_value():
+    # a weakly-typed value would turn strong after the first update and make jit trace twice
+    assert Variable(3.0).value.weak_type is False
+    assert Variable(3.0).dtype == jnp.float32
+    assert Variable(0).value.weak_type is False
+
+
 def test_variable_as_initial_value_copies_its_value():
     a = Variable(jnp.array([3.0]), name="a")
     b = Variable(a, name="b")

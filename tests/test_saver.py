@@ -104,6 +104,17 @@ def test_restores_by_name_whatever_holds_the_variables(tmp_path):
     np.testing.assert_array_equal(restored[1]["b"].value, tree["proj"]["b"].value)
 
 
+def test_restore_into_an_abstract_template(tmp_path):
+    # jax.eval_shape builds the model without allocating it; restore fills in real arrays.
+    tree = build_model(seed=10)
+    prefix = Saver().save(tree, None, str(tmp_path / "c"))
+    abstract = jax.eval_shape(build_model)
+    assert isinstance(abstract["emb"].value, jax.ShapeDtypeStruct)
+    restored, _ = Saver().restore(abstract, None, prefix)
+    np.testing.assert_array_equal(restored["emb"].value, tree["emb"].value)
+    assert restored["proj"]["w"].value.dtype == jnp.bfloat16
+
+
 def test_var_list_subset(tmp_path):
     tree = build_model(seed=4)
     emb = next(v for v in named_variables(tree) if v.name == "embeddings/emb")

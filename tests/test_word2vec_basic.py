@@ -7,6 +7,7 @@ for the real exit status.
 
 from __future__ import annotations
 
+import doctest
 import json
 import os
 import random
@@ -63,7 +64,7 @@ def test_synthetic_corpus_end_to_end(tmp_path, capsys):
         ["--corpus", corpus, "--output-dir", out_dir, "--vocabulary-size", 1000, "--steps", 401,
          "--steps-per-call", 50, "--log-every", 100, "--eval-every", 200, "--embedding-size", 32,
          "--num-sampled", 8, "--valid-size", 4, "--valid-window", 20, "--plot-only", 20,
-         "--tsne-iter", 250, "--seed", 1],
+         "--tsne-iter", 250, "--seed", 1, "--device", "/cpu:0"],
         capsys,
     )
     assert rc == 0, err
@@ -102,6 +103,7 @@ def test_synthetic_corpus_end_to_end(tmp_path, capsys):
     metrics = json.loads((out_dir / "metrics.json").read_text())
     for key in ("steps", "final_average_loss", "examples_per_sec", "device", "vocabulary_size"):
         assert key in metrics
+    assert metrics["device"].startswith("cpu:")
     assert metrics["steps"] == 401 and metrics["vocabulary_size"] == vocabulary_size
     assert metrics["examples_per_sec"] > 0 and metrics["final_average_loss"] < averages[0][1]
     metadata = (out_dir / "metadata.tsv").read_text().splitlines()
@@ -135,7 +137,8 @@ def test_default_corpus_few_steps(tmp_path, capsys):
 
 def test_defaults_depend_on_the_corpus():
     args = w2v.parse_args([])
-    assert (args.steps, args.vocabulary_size) == (w2v.DEFAULT_CORPUS_STEPS, w2v.DEFAULT_CORPUS_VOCABULARY_SIZE)
+    defaults = (w2v.DEFAULT_CORPUS_STEPS, w2v.DEFAULT_CORPUS_VOCABULARY_SIZE)
+    assert (args.steps, args.vocabulary_size) == defaults
     args = w2v.parse_args(["--corpus", "text8.zip"])
     assert (args.steps, args.vocabulary_size) == (100001, 50000)
     assert (args.batch_size, args.embedding_size, args.skip_window, args.num_skips, args.num_sampled) == (
@@ -151,6 +154,10 @@ def test_chunk_plan_ends_calls_at_evaluation_steps():
     plan = w2v.chunk_plan(250, 100, 10000)  # the last step is evaluated too
     assert [(c.start, c.length) for c in plan if c.evaluate] == [(0, 1), (249, 1)]
     assert sum(c.length for c in plan) == 250
+
+
+def test_doctests():
+    assert doctest.testmod(w2v).failed == 0
 
 
 def _bad_inputs(tmp_path):
@@ -172,6 +179,8 @@ def _bad_inputs(tmp_path):
         "unwritable output dir": (["--corpus", small, "--output-dir", not_a_dir / "sub"], "output directory"),
         "bad flag value": (["--steps", "many"], "--steps"),
         "tsne iterations": (["--tsne-iter", 10], "--tsne-iter"),
+        "absent device": (["--device", "/tpu:7"], "--device"),
+        "malformed device": (["--device", "/gpu:x"], "--device"),
     }
 
 
@@ -179,7 +188,7 @@ def _bad_inputs(tmp_path):
     "case",
     ["missing corpus", "empty corpus", "binary corpus", "num_sampled >= shrunk vocabulary",
      "num_skips > 2 * skip_window", "batch_size % num_skips", "unwritable output dir", "bad flag value",
-     "tsne iterations"],
+     "tsne iterations", "absent device", "malformed device"],
 )
 def test_bad_input_exits_2_with_one_error_line(tmp_path, capsys, case):
     argv, needle = _bad_inputs(tmp_path)[case]

@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tsne-iter", type=int, default=5000, help="t-SNE iterations (TF: 5000)")
     p.add_argument("--exact-tsne", action="store_true",
                    help="TF's method='exact' t-SNE (slow); default: Barnes-Hut")
+    p.add_argument("--device", default=None, metavar="SPEC",
+                   help="a TF device string for the tables and the steps, e.g. /cpu:0 (TF's tutorial pinned "
+                   "them there) or /gpu:0. Default: JAX's default device")
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the initialisation, the sampler, Python's random (batches) and the "
                    "validation words (TF left them unseeded)")
@@ -308,7 +311,7 @@ def chunk_plan(num_steps: int, steps_per_call: int, eval_every: int) -> list[Chu
     ``steps_per_call``: TF's ``step % 10000 == 0`` then gives calls of 1 step (step 0) and of 100).
 
     >>> [(c.start, c.length, c.evaluate) for c in chunk_plan(6, 2, 3)]
-    [(0, 1, True), (1, 2, False), (3, 1, True), (4, 2, False)]
+    [(0, 1, True), (1, 2, False), (3, 1, True), (4, 2, True)]
     >>> [(c.start, c.length, c.evaluate) for c in chunk_plan(7, 2, 3)][-2:]
     [(4, 2, False), (6, 1, True)]
     """
@@ -430,11 +433,24 @@ def tsne_plot(final_embeddings: np.ndarray, reverse_dictionary, args, filename: 
     return filename
 
 
-def _device_name() -> str:
-    import jax
+def _device_name(array) -> str:
+    d = next(iter(array.devices()))
+    return f"{d.platform}:{d.device_kind} ({d})"
 
-    d = jax.devices()[0]
-    return f"{d.platform}:{d.device_kind}"
+
+def _device_scope(spec: str | None):
+    """``jaxgraph.device(spec)`` (TF's ``tf.device``), or no scope; a bad spec is a usage error."""
+    import contextlib
+
+    if spec is None:
+        return contextlib.nullcontext()
+    from jaxgraph.device import device, parse_device_spec
+
+    try:
+        parse_device_spec(spec)
+    except ValueError as e:
+        raise UsageError(f"--device {spec!r}: {e}") from None
+    return device(spec)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -442,9 +458,9 @@ def _device_name() -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from examples.word2vec import data as w2v_data
-    from examples.word2vec import evaluation, export
 
     t_start = time.perf_counter()
+    placement = _device_scope(args.device)  # a bad --device fails before the corpus is read
     output_dir = prepare_output_dir(args.output_dir)
 
     # Step 1: the data.
@@ -475,11 +491,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         b, lab = int(batch[i]), int(labels[i, 0])
         print(b, reverse_dictionary[b], "->", lab, reverse_dictionary[lab])
 
-    # Step 4: the skip-gram model.
+    # Steps 4 and 5, under --device's scope when given (TF pinned the tables to /cpu:0).
+    with placement:
+        return _train_and_export(args, output_dir, dataset, data_list, state, description, t_start)
+
+
+def _train_and_export(args, output_dir, dataset, data_list, state, description, t_start) -> dict[str, Any]:
     import jax
 
     import jaxgraph as jg
+    from examples.word2vec import evaluation, export
 
+    data, _count, _dictionary, reverse_dictionary = dataset
+    vocabulary_size = dataset.vocabulary_size
+
+    # Step 4: the skip-gram model.
     valid_window = min(args.valid_window, vocabulary_size)
     valid_size = min(args.valid_size, valid_window)
     valid_examples = np.random.RandomState(args.seed).choice(valid_window, valid_size, replace=False)
@@ -583,7 +609,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "examples_per_sec": args.steps * args.batch_size / train_seconds,
         "train_seconds": train_seconds,
         "compile_seconds": compile_seconds,
-        "device": _device_name(),
+        "device": _device_name(params["embeddings"].value),
         "vocabulary_size": vocabulary_size,
         "corpus_words": int(len(data)),
         "corpus": description,

@@ -114,6 +114,12 @@ def test_synthetic_corpus_end_to_end(tmp_path, capsys):
     assert (out_dir / "tsne.png").stat().st_size > 0
     events = [p for p in os.listdir(out_dir) if p.startswith("events.out.tfevents")]
     assert events
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    acc = event_accumulator.EventAccumulator(str(out_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    scalars = acc.Scalars("loss")  # the summary.scalar("loss", loss) of every step, from the scan
+    assert [e.step for e in scalars] == list(range(401))
+    assert scalars[0].value == pytest.approx(averages[0][1], rel=1e-5)
 
 
 def test_default_corpus_few_steps(tmp_path, capsys):

@@ -597,6 +597,9 @@ def main(argv: Sequence[str] | None = None, *, _after_call: Callable[[int], None
         msg = " ".join(str(e).split())
         print(f"error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted (no checkpoint written by this run; earlier ones are kept)", file=sys.stderr)
+        return 130
 
 
 def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> int:
@@ -739,7 +742,13 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
                 if args.checkpoint_every and step // args.checkpoint_every != first // args.checkpoint_every:
                     ckpt.save(params, opt_state)
         except KeyboardInterrupt:
-            interrupted = True
+            # A second Ctrl-C, possibly in the middle of a call whose donated inputs are gone: no save.
+            progress.close()
+            if writer is not None:
+                writer.close()
+            print(f"interrupted twice near step {step}: exiting without a new checkpoint (the last one, "
+                  "if any, is intact)", file=sys.stderr)
+            return 130
         finally:
             progress.close()
             if old_handler is not None:

@@ -1,6 +1,7 @@
 """jaxgraph: TensorFlow 1's training semantics on JAX."""
 
 from jaxgraph import nn as nn
+from jaxgraph import sharding as sharding
 from jaxgraph import summary as summary
 from jaxgraph import train as train
 from jaxgraph.collections import all_variables as all_variables
@@ -15,6 +16,8 @@ from jaxgraph.collections import named_variables as named_variables
 from jaxgraph.collections import replace_values as replace_values
 from jaxgraph.collections import trainable_variables as trainable_variables
 from jaxgraph.collections import unfreeze as unfreeze
+from jaxgraph.device import device as device
+from jaxgraph.device import parse_device_spec as parse_device_spec
 from jaxgraph.module import Module as Module
 from jaxgraph.sparse import IndexedSlices as IndexedSlices
 from jaxgraph.variables import GraphKeys as GraphKeys

@@ -165,6 +165,12 @@ class Variable:
         # A Python scalar gives a weakly-typed array; the first update makes it strongly typed, and jit
         # would then trace the step a second time. A variable's dtype is definite, as in TF.
         self._value = jnp.asarray(value, dtype=value.dtype) if getattr(value, "weak_type", False) else value
+        from jaxgraph.device import current_device  # local: device scopes are optional for this module
+
+        placed_on = current_device()
+        if placed_on is not None and not isinstance(self._value, jax.core.Tracer):
+            # Inside jaxgraph.device(...) the variable is pinned there (committed), as tf.device pins it.
+            self._value = jax.device_put(self._value, placed_on)
         scope = current_name_scope()
         if name is None:
             name = f"{scope}/Variable" if scope else None

@@ -47,6 +47,8 @@ def test_variables_created_inside_land_on_the_device(maybe_jit):
     assert current_device() is None
     assert v.value.devices() == {CPU0} and w.value.devices() == {CPU0} and out.devices() == {CPU0}
     np.testing.assert_array_equal(out, [0.0, 1.0, 2.0])
+    # Pinned as tf.device pins: committed, so jitted code outside the scope runs where the variable lives.
+    assert v.value.committed and w.value.committed
 
 
 def test_none_clears_and_scopes_nest():

@@ -9,4 +9,7 @@ from jaxgraph.train.momentum import MomentumOptimizer as MomentumOptimizer
 from jaxgraph.train.optax_optimizer import OptaxOptimizer as OptaxOptimizer
 from jaxgraph.train.optimizer import Optimizer as Optimizer
 from jaxgraph.train.optimizer import OptimizerState as OptimizerState
+from jaxgraph.train.saver import CheckpointError as CheckpointError
+from jaxgraph.train.saver import Saver as Saver
+from jaxgraph.train.saver import latest_checkpoint as latest_checkpoint
 from jaxgraph.variables import create_global_step as create_global_step

@@ -58,7 +58,8 @@ def run_jaxgraph(corpus_path: str, seconds: float, workdir: str, extra: list[str
     k = 128
     if "--steps-per-call" in extra:
         k = int(extra[extra.index("--steps-per-call") + 1])
-    code = train.main(common + ["--output-dir", calib_dir, "--steps", str(4 * k), "--no-eval"])
+    # Long enough (8 calls) that one slow call on a busy machine does not skew the estimate.
+    code = train.main(common + ["--output-dir", calib_dir, "--steps", str(8 * k), "--no-eval"])
     if code != 0:
         raise SystemExit(f"jaxgraph calibration run failed with status {code}")
     with open(os.path.join(calib_dir, "metrics.json")) as f:

@@ -9,6 +9,7 @@ from jaxgraph.train.momentum import MomentumOptimizer as MomentumOptimizer
 from jaxgraph.train.optax_optimizer import OptaxOptimizer as OptaxOptimizer
 from jaxgraph.train.optimizer import Optimizer as Optimizer
 from jaxgraph.train.optimizer import OptimizerState as OptimizerState
+from jaxgraph.train.rmsprop import RMSPropOptimizer as RMSPropOptimizer
 from jaxgraph.train.saver import CheckpointError as CheckpointError
 from jaxgraph.train.saver import Saver as Saver
 from jaxgraph.train.saver import latest_checkpoint as latest_checkpoint

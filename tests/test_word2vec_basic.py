@@ -143,7 +143,7 @@ def test_default_corpus_few_steps(tmp_path, capsys):
 
 def test_defaults_depend_on_the_corpus():
     args = w2v.parse_args([])
-    defaults = (100001, w2v.DEFAULT_CORPUS_VOCABULARY_SIZE)
+    defaults = (w2v.DEFAULT_CORPUS_STEPS, w2v.DEFAULT_CORPUS_VOCABULARY_SIZE)
     assert (args.steps, args.vocabulary_size) == defaults
     args = w2v.parse_args(["--corpus", "text8.zip"])
     assert (args.steps, args.vocabulary_size) == (100001, 50000)

@@ -32,24 +32,27 @@ Performance: each call to the compiled step runs ``--steps-per-call`` training s
 derived inside the compiled step from the global step. The batches come from TF's Python generator,
 which runs in a background thread while the previous steps compute.
 
-Defaults: TF's, including ``--steps 100001`` (about 12 passes over the default corpus' centre words),
-except one that depends on the corpus (``--help`` says the same):
+Defaults: TF's, except two that depend on the corpus (``--help`` says the same):
+
+* ``--steps``: TF's 100001 with ``--corpus`` or ``--download-text8``; **50001** on the default corpus
+  (about 6 passes over its centre words), so that the README's quick start (``nox -s word2vec``)
+  finishes within about 4 minutes, t-SNE included, on a 2-core CPU even when other jobs share it. TF's
+  Python batch generator (0.5-1 ms per batch there) is the bottleneck; the compiled steps run beside it.
+  Measured for the whole default run on this 2-core machine with other jobs keeping its load average
+  at 5-8: 40001 steps 2 min 7 s; 50001 steps 1 min 44 s; 100001 steps 2 min 44 s in one run and
+  4 min 24 s in another.
 
 * ``--vocabulary-size``: TF's 50000 with ``--corpus``/text8; **10000** on the default corpus, which
   has only about 38,000 distinct words, 23,000 of them seen once or twice. 10000 keeps the words that
   occur at least 5 times (text8's 50000 cut off at 9 occurrences); with 50000 the vocabulary would
   shrink to every distinct word and the nearest-neighbour lists fill with barely trained rare words.
 
-Time: the whole default run (corpus, 100001 steps, t-SNE of 500 words) took 2 min 44 s on a 2-core CPU
-that other jobs kept at a load of about 7. TF's Python batch generator (about 1 ms per batch there) is
-the bottleneck; the compiled steps run beside it. ``--steps`` shortens a run.
-
 Differences from TF's script, all deliberate: every random stream is seeded from ``--seed`` (TF's
 were not); t-SNE uses Barnes-Hut unless ``--exact-tsne`` (TF: ``method='exact'``, minutes for 500
 points) and writes ``tsne.png`` to ``--output-dir`` (TF: the temp directory); the projector config also
 names ``vectors.tsv``, since TensorBoard cannot read jaxgraph's ``.npz`` checkpoint; a nearest-neighbour
 list drops the query word itself rather than assuming it ranks first; ``--num-sampled`` must be
-smaller than the vocabulary (TF's unique sampler would loop for ever).
+smaller than the vocabulary (a unique sampler cannot draw more distinct classes than exist).
 
 Bad input (a missing, empty or binary corpus, a failed download, impossible flag combinations, an
 unwritable output directory) prints one ``error: ...`` line to stderr and exits with status 2.
@@ -75,6 +78,7 @@ import numpy as np
 
 TF_NUM_STEPS = 100001
 TF_VOCABULARY_SIZE = 50000
+DEFAULT_CORPUS_STEPS = 50001
 DEFAULT_CORPUS_VOCABULARY_SIZE = 10000
 TSNE_MISSING = "Please install sklearn, matplotlib, and scipy to show embeddings."
 EMBEDDINGS_TENSOR_NAME = "embeddings/Variable"
@@ -106,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocabulary-size", type=int, default=None,
                    help=f"words kept, UNK included (default: {TF_VOCABULARY_SIZE} with --corpus/text8, "
                    f"{DEFAULT_CORPUS_VOCABULARY_SIZE} on the default corpus)")
-    p.add_argument("--steps", type=int, default=TF_NUM_STEPS, help="training steps")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"training steps (default: TF's {TF_NUM_STEPS} with --corpus/text8, "
+                   f"{DEFAULT_CORPUS_STEPS} on the default corpus, to keep the quick start within minutes)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--embedding-size", type=int, default=128)
     p.add_argument("--skip-window", type=int, default=1, help="context words on each side")
@@ -143,7 +149,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.tsne_iter < 250:
         raise UsageError(f"--tsne-iter must be at least 250 (scikit-learn's minimum), got {args.tsne_iter}")
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
     if args.vocabulary_size is not None and args.vocabulary_size < 2:
         raise UsageError(
@@ -162,6 +168,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             f"--batch-size ({args.batch_size}) must be a multiple of --num-skips ({args.num_skips})"
         )
     default_corpus = args.corpus is None and not args.download_text8
+    if args.steps is None:
+        args.steps = DEFAULT_CORPUS_STEPS if default_corpus else TF_NUM_STEPS
     if args.vocabulary_size is None:
         args.vocabulary_size = DEFAULT_CORPUS_VOCABULARY_SIZE if default_corpus else TF_VOCABULARY_SIZE
     return args

@@ -80,6 +80,19 @@ def named_variables(tree: PyTree) -> list[Variable]:
     return result
 
 
+def resolved_name(var: Variable) -> str:
+    """The name of a Variable returned by :func:`named_variables` (or a function built on it).
+
+    Those Variables always carry their resolved name, but ``Variable.name`` is typed ``str | None``
+    because a Variable taken straight from a tree may have none. ``None`` here is a caller bug.
+    """
+    if var.name is None:
+        raise ValueError(
+            f"{var!r} has no resolved name; take it from jaxgraph.named_variables(tree) or give it a name"
+        )
+    return var.name
+
+
 def names_by_id(tree: PyTree) -> dict[int, str]:
     """``id(variable) -> resolved name`` for the Variable objects of ``tree`` itself.
 
@@ -88,7 +101,7 @@ def names_by_id(tree: PyTree) -> dict[int, str]:
     """
     leaves, _ = _flatten_variables(tree)
     originals = [leaf for _, leaf in leaves if isinstance(leaf, Variable)]
-    return {id(leaf): nv.name for leaf, nv in zip(originals, named_variables(tree), strict=True)}
+    return {id(leaf): resolved_name(nv) for leaf, nv in zip(originals, named_variables(tree), strict=True)}
 
 
 def _filter(variables: Iterable[Variable], scope: str | None) -> list[Variable]:
@@ -168,7 +181,12 @@ def replace_values(tree: PyTree, values: Mapping[str, Any]) -> PyTree:
     missing = set(values) - {v.name for v in named_variables(tree)}
     if missing:
         raise KeyError(f"No variables named {sorted(missing)} in the tree")
-    updated = map_variables(lambda v: v.replace(value=values[v.name]) if v.name in values else v, tree)
+
+    def update(v: Variable) -> Variable:
+        name = resolved_name(v)
+        return v.replace(value=values[name]) if name in values else v
+
+    updated = map_variables(update, tree)
     return _strip_names_like(tree, updated)
 
 

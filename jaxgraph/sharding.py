@@ -28,7 +28,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxgraph.collections import map_variables, named_variables
+from jaxgraph.collections import map_variables, named_variables, resolved_name
 
 Rules = Sequence[tuple[str, PartitionSpec]] | dict[str, PartitionSpec]
 
@@ -80,9 +80,10 @@ def variable_shardings(tree: Any, mesh: Mesh, rules: Rules | None) -> dict[str, 
     """``{variable name: NamedSharding}`` for every Variable of ``tree``."""
     out = {}
     for var in named_variables(tree):
-        spec = spec_for(var.name, rules)
-        _check_divisible(var.name, var.shape, spec, mesh)
-        out[var.name] = NamedSharding(mesh, spec)
+        name = resolved_name(var)
+        spec = spec_for(name, rules)
+        _check_divisible(name, var.shape, spec, mesh)
+        out[name] = NamedSharding(mesh, spec)
     return out
 
 
@@ -91,7 +92,7 @@ def tree_shardings(tree: Any, mesh: Mesh, rules: Rules | None) -> Any:
     ``in_shardings``/``out_shardings``); other array leaves are replicated."""
     by_name = variable_shardings(tree, mesh, rules)
     replicated = NamedSharding(mesh, PartitionSpec())
-    with_vars = map_variables(lambda v: v.replace(value=by_name[v.name]), tree)
+    with_vars = map_variables(lambda v: v.replace(value=by_name[resolved_name(v)]), tree)
     return jax.tree_util.tree_map(
         lambda x: x if isinstance(x, NamedSharding) else replicated, with_vars,
         is_leaf=lambda x: isinstance(x, NamedSharding),
@@ -111,7 +112,7 @@ def put(x: Any, sharding: NamedSharding) -> jax.Array:
 def shard_params(tree: Any, mesh: Mesh, rules: Rules | None) -> Any:
     """``tree`` with every Variable's value placed on ``mesh`` by the rules (replicated if unmatched)."""
     by_name = variable_shardings(tree, mesh, rules)
-    return map_variables(lambda v: v.replace(value=put(v._value, by_name[v.name])), tree)
+    return map_variables(lambda v: v.replace(value=put(v._value, by_name[resolved_name(v)])), tree)
 
 
 def shard_opt_state(opt_state: Any, params: Any, mesh: Mesh, rules: Rules | None) -> Any:

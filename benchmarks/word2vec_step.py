@@ -74,6 +74,11 @@ def run_jaxgraph(args) -> dict:
     opt = jg.train.GradientDescentOptimizer(1.0)
     base_key = jax.random.PRNGKey(1)
 
+    fixed = None
+    if args.fixed_samples:
+        fixed = jg.nn.log_uniform_candidate_sampler(jnp.zeros((B, 1), jnp.int32), 1, S, True, V,
+                                                    jax.random.PRNGKey(5))
+
     def loss_fn(p, inputs, labels, key):
         if args.dense:
             # Reading .value makes every table a dense read: dense [V, D] gradients, as plain JAX would.
@@ -82,6 +87,9 @@ def run_jaxgraph(args) -> dict:
         else:
             embed = jg.nn.embedding_lookup(p["embeddings"], inputs)
             weights, biases = p["nce_weights"], p["nce_biases"]
+        if fixed is not None:
+            # The same negatives every step, drawn once outside: the step without the sampler's cost.
+            return jnp.mean(jg.nn.nce_loss(weights, biases, labels, embed, S, V, sampled_values=fixed))
         return jnp.mean(jg.nn.nce_loss(weights, biases, labels, embed, S, V, key=key))
 
     def one_step(carry, batch):
@@ -127,27 +135,14 @@ def run_jaxgraph(args) -> dict:
     steps = n_calls * K
     ms = elapsed / steps * 1e3
 
-    # The sampler's share of the step: the same sampler call, alone, jitted, K per call.
-    sampler = jax.jit(lambda key, labels: jg.nn.log_uniform_candidate_sampler(
-        labels, 1, S, True, V, key))
-    lab = jnp.asarray(labels[0].reshape(B, 1))
-    jax.block_until_ready(sampler(base_key, lab))
-    reps = min(2000, max(200, steps))
-    t0 = time.perf_counter()
-    out = None
-    for i in range(reps):
-        out = sampler(jax.random.fold_in(base_key, i), lab)
-    jax.block_until_ready(out)
-    sampler_ms = (time.perf_counter() - t0) / reps * 1e3
-
     return {
         "framework": "jaxgraph", "vocabulary_size": V, "embedding_size": D, "batch_size": B,
         "num_sampled": S, "steps": steps, "steps_per_call": K, "sparse": not args.dense,
         "ms_per_step": round(ms, 4), "examples_per_sec": round(B / ms * 1e3, 1),
         "final_loss": float(loss), "device": str(jax.devices()[0]), "jax": jax.__version__,
         "param_bytes": param_bytes, "peak_rss_bytes": peak, "rss_before_bytes": rss_before,
-        "sampler_ms_per_call_alone": round(sampler_ms, 4),
-        "sampler_share_upper_bound": round(sampler_ms / ms, 3),
+        "peak_rss_over_param_bytes": round(peak / param_bytes, 3),
+        "fixed_samples": bool(args.fixed_samples),
     }
 
 
@@ -195,7 +190,8 @@ def _tf_available() -> bool:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--vocabulary-size", type=int, default=50_000)
+    parser.add_argument("--vocabulary-size", type=int, nargs="+", default=[50_000],
+                        help="one or more sizes, measured in this order in the same run")
     parser.add_argument("--embedding-size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--num-sampled", type=int, default=64)
@@ -204,40 +200,58 @@ def main(argv=None) -> int:
                         help="steps run by one compiled call (lax.scan); 1 = one step per call")
     parser.add_argument("--dense", action="store_true", help="dense gradients (reads through .value)")
     parser.add_argument("--no-tf", action="store_true", help="skip the TF1 baseline")
+    parser.add_argument("--sampler-share", action="store_true",
+                        help="also time the step with fixed negatives, to report the sampler's share")
+    parser.add_argument("--fixed-samples", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tf-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.num_sampled >= args.vocabulary_size:
+    sizes = args.vocabulary_size
+    if any(args.num_sampled >= v for v in sizes):
         parser.error("--num-sampled must be below --vocabulary-size")
 
     if args.tf_only:
+        args.vocabulary_size = sizes[0]
         print(json.dumps(run_tf(args)))
         return 0
 
-    print(f"config: vocabulary_size={args.vocabulary_size} embedding_size={args.embedding_size} "
-          f"batch_size={args.batch_size} num_sampled={args.num_sampled} steps={args.steps} "
-          f"steps_per_call={args.steps_per_call} gradients={'dense' if args.dense else 'sparse'}")
-    result = run_jaxgraph(args)
-    print(f"jaxgraph: {result['ms_per_step']:.4f} ms/step, {result['examples_per_sec']:.0f} examples/s, "
-          f"loss {result['final_loss']:.3f}, peak RSS {result['peak_rss_bytes'] / 2**20:.0f} MiB "
-          f"for {result['param_bytes'] / 2**20:.0f} MiB of parameters; sampler alone "
-          f"{result['sampler_ms_per_call_alone']:.4f} ms/call")
-    if not args.no_tf and _tf_available():
-        cmd = [sys.executable, __file__, "--tf-only", "--vocabulary-size", str(args.vocabulary_size),
-               "--embedding-size", str(args.embedding_size), "--batch-size", str(args.batch_size),
-               "--num-sampled", str(args.num_sampled), "--steps", str(args.steps)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode == 0:
-            tf_result = json.loads(proc.stdout.strip().splitlines()[-1])
-            result["tf1_ms_per_step"] = tf_result["ms_per_step"]
-            result["tf1_examples_per_sec"] = tf_result["examples_per_sec"]
-            result["tensorflow"] = tf_result["tensorflow"]
-            result["speedup_vs_tf1"] = round(tf_result["ms_per_step"] / result["ms_per_step"], 3)
-            print(f"tf1 ({tf_result['tensorflow']}): {tf_result['ms_per_step']:.4f} ms/step, "
-                  f"{tf_result['examples_per_sec']:.0f} examples/s; jaxgraph/tf1 examples/s ratio "
-                  f"{result['speedup_vs_tf1']:.2f}x")
-        else:
-            print("tf1 baseline failed:", proc.stderr.strip().splitlines()[-1:] or proc.returncode)
-    print(json.dumps(result))
+    results = []
+    for V in sizes:
+        run_args = argparse.Namespace(**{**vars(args), "vocabulary_size": V})
+        print(f"config: vocabulary_size={V} embedding_size={args.embedding_size} "
+              f"batch_size={args.batch_size} num_sampled={args.num_sampled} steps={args.steps} "
+              f"steps_per_call={args.steps_per_call} gradients={'dense' if args.dense else 'sparse'}")
+        result = run_jaxgraph(run_args)
+        print(f"jaxgraph: {result['ms_per_step']:.4f} ms/step, {result['examples_per_sec']:.0f} examples/s, "
+              f"loss {result['final_loss']:.3f}, peak RSS {result['peak_rss_bytes'] / 2**20:.0f} MiB "
+              f"for {result['param_bytes'] / 2**20:.0f} MiB of parameters")
+        if args.sampler_share:
+            fixed = run_jaxgraph(argparse.Namespace(**{**vars(run_args), "fixed_samples": True}))
+            result["ms_per_step_fixed_samples"] = fixed["ms_per_step"]
+            result["sampler_share"] = round(1 - fixed["ms_per_step"] / result["ms_per_step"], 3)
+            print(f"  same step with fixed negatives: {fixed['ms_per_step']:.4f} ms/step; "
+                  f"sampler share of the step: {result['sampler_share']:.1%}")
+        if not args.no_tf and _tf_available():
+            cmd = [sys.executable, __file__, "--tf-only", "--vocabulary-size", str(V),
+                   "--embedding-size", str(args.embedding_size), "--batch-size", str(args.batch_size),
+                   "--num-sampled", str(args.num_sampled), "--steps", str(args.steps)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode == 0:
+                tf_result = json.loads(proc.stdout.strip().splitlines()[-1])
+                result["tf1_ms_per_step"] = tf_result["ms_per_step"]
+                result["tf1_examples_per_sec"] = tf_result["examples_per_sec"]
+                result["tensorflow"] = tf_result["tensorflow"]
+                result["speedup_vs_tf1"] = round(tf_result["ms_per_step"] / result["ms_per_step"], 3)
+                print(f"tf1 ({tf_result['tensorflow']}): {tf_result['ms_per_step']:.4f} ms/step, "
+                      f"{tf_result['examples_per_sec']:.0f} examples/s; jaxgraph/tf1 examples/s ratio "
+                      f"{result['speedup_vs_tf1']:.2f}x")
+            else:
+                print("tf1 baseline failed:", proc.stderr.strip().splitlines()[-1:] or proc.returncode)
+        if results:
+            result["ms_per_step_over_first_size"] = round(result["ms_per_step"] / results[0]["ms_per_step"], 3)
+            print(f"step time at vocabulary {V} / at {results[0]['vocabulary_size']}: "
+                  f"{result['ms_per_step_over_first_size']:.2f}x")
+        results.append(result)
+        print(json.dumps(result))
     return 0
 
 

@@ -23,8 +23,8 @@ from jaxgraph.train import (
     GradientDescentOptimizer,
     LazyAdamOptimizer,
     MomentumOptimizer,
+    RMSPropOptimizer,
 )
-from jaxgraph.train.rmsprop import RMSPropOptimizer
 
 try:  # the public lookup; gather_rows is what it calls for a single table
     from jaxgraph.nn import embedding_lookup

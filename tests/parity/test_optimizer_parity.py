@@ -32,8 +32,8 @@ from jaxgraph.train import (
     AdamOptimizer,
     GradientDescentOptimizer,
     MomentumOptimizer,
+    RMSPropOptimizer,
 )
-from jaxgraph.train.rmsprop import RMSPropOptimizer
 
 pytestmark = pytest.mark.parity
 

@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgraph.collections import _path_to_name, named_variables, replace_values
+from jaxgraph.collections import _path_to_name, named_variables, replace_values, resolved_name
 from jaxgraph.variables import Variable
 
 PyTree = Any
@@ -85,7 +85,7 @@ def _fsync_dir(dirname: str) -> None:
         os.close(fd)
 
 
-def _atomic_write(filename: str, write: Callable[[IO[bytes]], None]) -> None:
+def _atomic_write(filename: str, write: Callable[[IO[bytes]], object]) -> None:
     dirname = os.path.dirname(filename) or "."
     tmp = os.path.join(dirname, f".{os.path.basename(filename)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
@@ -336,7 +336,7 @@ class Saver:
         variables = named_variables(tree)
         if self._names is None:
             return variables
-        by_name = {v.name: v for v in variables}
+        by_name = {resolved_name(v): v for v in variables}
         missing = [n for n in self._names if n not in by_name]
         if missing:
             raise CheckpointError(
@@ -356,7 +356,7 @@ class Saver:
         prefix = path if step is None else f"{path}-{step}"
         arrays: dict[str, np.ndarray] = {}
         for var in self._selected(tree, "save"):
-            arrays[_VAR_PREFIX + var.name] = _to_numpy(var._value)
+            arrays[_VAR_PREFIX + resolved_name(var)] = _to_numpy(var._value)
         if opt_state is not None:
             keyed, _ = _opt_leaves(opt_state)
             for key, leaf in keyed:
@@ -403,21 +403,22 @@ class Saver:
         filename = self._resolve(os.fspath(path))
         with _Reader(filename) as reader:
             variables = self._selected(tree, "restore")
-            missing = [v.name for v in variables if _VAR_PREFIX + v.name not in reader.entries]
+            names = [resolved_name(v) for v in variables]
+            missing = [n for n in names if _VAR_PREFIX + n not in reader.entries]
             if missing:
                 raise CheckpointError(
                     f"Variables {missing} not found in checkpoint {filename}; "
                     f"it holds {reader.keys(_VAR_PREFIX)}"
                 )
             values = {}
-            for var in variables:
-                arr = reader.get(_VAR_PREFIX + var.name)
+            for name, var in zip(names, variables, strict=True):
+                arr = reader.get(_VAR_PREFIX + name)
                 if arr.shape != var.shape or arr.dtype != var.dtype:
                     raise CheckpointError(
-                        f"Variable {var.name!r}: the checkpoint {filename} has {_describe(arr)} but the "
+                        f"Variable {name!r}: the checkpoint {filename} has {_describe(arr)} but the "
                         f"tree's variable has {_describe(var)}"
                     )
-                values[var.name] = _place_like(arr, var._value)
+                values[name] = _place_like(arr, var._value)
             new_tree = replace_values(tree, values)
             if opt_state is None:
                 return new_tree, None

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxgraph.collections import named_variables, names_by_id, replace_values
+from jaxgraph.collections import named_variables, names_by_id, replace_values, resolved_name
 from jaxgraph.gradients import resolve_var_list, value_and_gradients
 from jaxgraph.sparse import IndexedSlices, convert_to_tensor_or_indexed_slices
 from jaxgraph.variables import Variable
@@ -101,7 +101,10 @@ class Optimizer:
     def init(self, params: Any, var_list: Sequence[Variable | str] | None = None) -> OptimizerState:
         """A fresh state with slots for ``var_list`` (default: the tree's trainable variables)."""
         variables = resolve_var_list(params, var_list)
-        slots = {s: {v.name: self._slot_initial_value(s, v._value) for v in variables} for s in self._slot_names}
+        slots = {
+            s: {resolved_name(v): self._slot_initial_value(s, v._value) for v in variables}
+            for s in self._slot_names
+        }
         return OptimizerState(jnp.zeros((), jnp.int32), slots, self._create_non_slots())
 
     def get_slot_names(self) -> list[str]:
@@ -134,7 +137,7 @@ class Optimizer:
             for var_name, value in per_var.items():
                 result.append(Variable._make(value, self._slot_variable_name(var_name, slot), False,
                                              ("variables",)))
-        return sorted(result, key=lambda v: v.name)
+        return sorted(result, key=resolved_name)
 
     # -- hyper-parameters -------------------------------------------------------------------------
     def _prepare(self, step: jax.Array) -> dict[str, jax.Array]:
@@ -201,7 +204,7 @@ class Optimizer:
         grads_and_vars = tuple(grads_and_vars)
         if not grads_and_vars:
             raise ValueError("No variables provided.")
-        by_name = {v.name: v for v in named_variables(params)}
+        by_name = {resolved_name(v): v for v in named_variables(params)}
         by_id = names_by_id(params)
         checked: list[tuple[Any, str]] = []
         for pair in grads_and_vars:
@@ -215,7 +218,7 @@ class Optimizer:
                 name = var
             else:
                 raise NotImplementedError("Trying to update a Tensor ", var)
-            if name not in by_name:
+            if name is None or name not in by_name:
                 raise ValueError(f"Variable {name!r} is not a variable of the parameter tree")
             if grad is not None:
                 grad = convert_to_tensor_or_indexed_slices(grad)

@@ -39,6 +39,7 @@ import contextvars
 import dataclasses
 import re
 from collections.abc import Iterator
+from typing import TypeAlias
 
 import jax
 
@@ -179,7 +180,7 @@ def _resolve(spec: DeviceSpec, text: str) -> jax.Device:
     return candidates[index]
 
 
-DeviceLike = str | jax.Device | None
+DeviceLike: TypeAlias = str | jax.Device | None
 
 _scope: contextvars.ContextVar[tuple[DeviceSpec | None, jax.Device | None]] = contextvars.ContextVar(
     "jaxgraph_device_scope", default=(None, None)

@@ -51,24 +51,24 @@ class _Tape:
         self.ids: list[jax.Array] = []
         self.count = 0
 
-    def lookup(self, name: str, table: jax.Array, ids: jax.Array) -> jax.Array:
+    def lookup(self, name: str, table: jax.Array, ids: jax.Array, padded: bool = False) -> jax.Array:
         k = self.count
         self.count += 1
         if self.mode == "discover":
             self.lookups.append((name, tuple(ids.shape), ids.dtype, tuple(table.shape[1:]), table.dtype))
-            return _take(table, ids)
+            return _take(table, ids, padded)
         if k >= len(self.perturbations or ()):
             raise RuntimeError(
                 "The loss function made more embedding lookups than when it was first traced; "
                 "compute_gradients needs a loss whose structure does not change between traces."
             )
         if self.mode == "connect":
-            return _take(jax.lax.stop_gradient(table), ids) + self.perturbations[k]
+            return _take(jax.lax.stop_gradient(table), ids, padded) + self.perturbations[k]
         kind = self.plan[name]
         if kind == "sparse":
             self.ids.append(ids)
-            return _take(table, ids) + self.perturbations[k]
-        return _take(table, ids)
+            return _take(table, ids, padded) + self.perturbations[k]
+        return _take(table, ids, padded)
 
 
 _tape: contextvars.ContextVar[_Tape | None] = contextvars.ContextVar("jaxgraph_tape", default=None)
@@ -79,7 +79,9 @@ def read_variable(var: Variable) -> jax.Array:
     return var._value
 
 
-def _take(table: jax.Array, ids: jax.Array) -> jax.Array:
+def _take(table: jax.Array, ids: jax.Array, padded: bool = False) -> jax.Array:
+    if padded:
+        return jnp.take(table, ids, axis=0, mode="fill", fill_value=0)
     return jnp.take(table, ids, axis=0)
 
 
@@ -96,7 +98,7 @@ def _check_ids(table_rows: int, ids: Any) -> jax.Array:
     return ids
 
 
-def gather_rows(params: Variable | jax.Array, ids: Any) -> jax.Array:
+def gather_rows(params: Variable | jax.Array, ids: Any, *, padded: bool = False) -> jax.Array:
     """Rows ``ids`` of one table: ``params[ids]``, shaped ``ids.shape + params.shape[1:]``.
 
     This is the one place where a lookup of a differentiated Variable is seen by
@@ -104,21 +106,23 @@ def gather_rows(params: Variable | jax.Array, ids: Any) -> jax.Array:
     raise TF's ``indices[i] = v is not in [0, n)``; under ``jit`` ids cannot be checked, and rows out
     of range read as NaN (``jnp.take``'s fill mode) rather than a silently clamped row.
 
+    With ``padded=True`` the id ``params.shape[0]`` is allowed as a stand-in for "no row": it reads
+    zeros, and in a captured gradient it becomes the padding index that every sparse update drops
+    (a sharded lookup uses it for the ids a shard does not own).
+
     >>> import jax.numpy as jnp
     >>> gather_rows(jnp.arange(6.0).reshape(3, 2), jnp.array([2, 0])).tolist()
     [[4.0, 5.0], [0.0, 1.0]]
     """
+    table = params._value if isinstance(params, Variable) else jnp.asarray(params)
+    rows = table.shape[0]
+    ids = _check_ids(rows + 1 if padded else rows, ids)
     if isinstance(params, Variable):
-        table = params._value
-        ids = _check_ids(table.shape[0], ids)
         tape = _tape.get()
         name = tape.watched.get(id(params)) if tape is not None else None
         if name is not None:
-            return tape.lookup(name, table, ids)
-    else:
-        table = jnp.asarray(params)
-        ids = _check_ids(table.shape[0], ids)
-    return _take(table, ids)
+            return tape.lookup(name, table, ids, padded)
+    return _take(table, ids, padded)
 
 
 def resolve_var_list(params: Any, var_list: Sequence[Variable | str] | None) -> list[Variable]:

@@ -58,9 +58,9 @@ def test_variable_shards_go_through_gather_rows(monkeypatch):
     calls = []
     real = gradients.gather_rows
 
-    def spy(table, ids):
+    def spy(table, ids, **kwargs):
         calls.append((table, ids.shape))
-        return real(table, ids)
+        return real(table, ids, **kwargs)
 
     monkeypatch.setattr(gradients, "gather_rows", spy)
     shards = [Variable(jnp.ones((3, 2)), name="a"), Variable(jnp.ones((2, 2)), name="b")]

@@ -180,12 +180,14 @@ def embedding_lookup(
         flat_ids = ids.reshape(-1)
         assignments, new_ids = _partition(flat_ids, partition_strategy, sizes, jnp)
         # Static shapes instead of TF's dynamic_partition/stitch: every shard gathers one row per id,
-        # with row 0 standing in where it does not own the id, then a select keeps the owner's row.
-        # The stand-in rows get a zero cotangent, so each shard's gradient stays correct.
+        # with its padding index (one past its last row) standing in where it does not own the id, then
+        # a select keeps the owner's row. The stand-ins read zeros and, in a shard's IndexedSlices
+        # gradient, carry the padding index that sparse updates drop: no row of a shard is touched
+        # unless one of its own ids was looked up (lazy optimizers depend on that).
         result = None
         for p, shard in enumerate(shards):
             owned = assignments == p
-            rows = gradients.gather_rows(shard, jnp.where(owned, new_ids, 0))
+            rows = gradients.gather_rows(shard, jnp.where(owned, new_ids, sizes[p]), padded=True)
             if result is None:
                 result = rows
             else:

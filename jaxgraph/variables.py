@@ -305,7 +305,8 @@ def create_global_step(name: str = "global_step") -> Variable:
     """
     with name_scope(None):
         return Variable(
-            jnp.zeros((), dtype=jnp.int32 if not jax.config.jax_enable_x64 else jnp.int64),
+            # int64 as canonicalized by the jax_enable_x64 setting: int32 unless x64 is enabled.
+            jnp.zeros((), dtype=jax.dtypes.canonicalize_dtype(jnp.int64)),
             trainable=False,
             name=name,
             collections=[GraphKeys.GLOBAL_VARIABLES, GraphKeys.GLOBAL_STEP],

@@ -64,11 +64,13 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import hashlib
 import itertools
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import sys
@@ -77,13 +79,69 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 
-import jaxgraph as jg
-from examples.word2vec import data as w2v_data
-from examples.word2vec import evaluation, export
+def _cpu_device_count_flag(flags: str) -> int | None:
+    m = re.search(r"--xla_force_host_platform_device_count=(\d+)", flags)
+    return int(m.group(1)) if m else None
+
+
+def _devices_from_argv(argv: Sequence[str]) -> int | None:
+    """``--devices N`` from a raw command line (before argparse), or None."""
+    for i, a in enumerate(argv):
+        value = a.split("=", 1)[1] if a.startswith("--devices=") else (
+            argv[i + 1] if a == "--devices" and i + 1 < len(argv) else None)
+        if value is not None:
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _request_cpu_devices(n: int) -> None:
+    """Ask XLA for ``n`` virtual CPU devices (each runs in its own thread, so N cores work in parallel).
+
+    Must happen before JAX's backends start: it sets ``XLA_FLAGS`` (never lowering a count already
+    there) and, once jax is imported, ``jax_num_cpu_devices``. After the backends started it does nothing;
+    the caller then finds fewer devices and says so.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    current = _cpu_device_count_flag(flags) or 1
+    if n > current:
+        flags = re.sub(r"\s*--xla_force_host_platform_device_count=\d+", "", flags)
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+    jax_mod = sys.modules.get("jax")
+    if jax_mod is not None:
+        from jax._src import xla_bridge
+
+        if not xla_bridge.backends_are_initialized() and jax_mod.config.jax_num_cpu_devices < max(n, current):
+            jax_mod.config.update("jax_num_cpu_devices", max(n, current))
+
+
+def configure_host_devices(argv: Sequence[str] | None = None) -> None:
+    """Create the virtual CPU devices a later ``main(argv)`` will use (``--devices N``, or 2 by default
+    on a multi-core CPU). Call it before JAX starts (``python -m examples.word2vec.train`` does)."""
+    argv = sys.argv[1:] if argv is None else argv
+    n = _devices_from_argv(argv)
+    if n is None:
+        n = min(os.cpu_count() or 1, 2)
+    if n > 1:
+        _request_cpu_devices(n)
+
+
+if __name__ == "__main__":  # before jax is imported: XLA reads the device count when it starts
+    configure_host_devices()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.sharding import NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
+
+import jaxgraph as jg  # noqa: E402
+from examples.word2vec import data as w2v_data  # noqa: E402
+from examples.word2vec import evaluation, export  # noqa: E402
+from jaxgraph.sharding import make_mesh, shard_opt_state, shard_params  # noqa: E402
 
 try:  # the Saver is new in jaxgraph; fall back to plain atomic .npz files without it
     from jaxgraph.train.saver import CheckpointError, Saver, latest_checkpoint
@@ -92,7 +150,7 @@ except ImportError:  # pragma: no cover - depends on the jaxgraph version
     CheckpointError = ValueError  # type: ignore[assignment,misc]
     latest_checkpoint = None  # type: ignore[assignment]
 
-__all__ = ["main", "build_parser", "build_vocabulary", "TRACE_COUNTS"]
+__all__ = ["main", "build_parser", "build_vocabulary", "configure_host_devices", "TRACE_COUNTS"]
 
 #: How many times each run's K-step function was traced (a test guards it at 1).
 TRACE_COUNTS: list[int] = []
@@ -143,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps-per-call", type=int, default=128, help="steps per jitted call (lax.scan)")
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--device", default=None, help="cpu, gpu, tpu, or a device such as gpu:1 (default: JAX's)")
+    g.add_argument("--devices", type=int, default=None,
+                   help="data-parallel over this many devices of --device's platform (default: 2 on a CPU "
+                        "with 2+ cores, else 1); on CPU the trainer creates the virtual devices itself")
     g = p.add_argument_group("output, checkpoints, reporting")
     g.add_argument("--output-dir", default="word2vec_out")
     g.add_argument("--checkpoint-every", type=int, default=10000, help="steps between checkpoints (0: only "
@@ -167,7 +228,7 @@ def _validate(args: argparse.Namespace) -> None:
     for name in positive:
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    for name in ("max_vocab", "steps", "negatives"):
+    for name in ("max_vocab", "steps", "negatives", "devices"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -263,11 +324,15 @@ class BatchMaker:
     not used as a centre.
     """
 
-    def __init__(self, n_tokens: int, window: int, batch_size: int, keep_mean: float, seed: int) -> None:
+    def __init__(self, n_tokens: int, window: int, batch_size: int, keep_mean: float, seed: int,
+                 row_multiple: int = 1) -> None:
         self.n = n_tokens
         self.window = window
         # batch_size counts pairs: a centre has window + 1 active pairs on average.
         self.centres = max(1, -(-batch_size // (window + 1)))
+        # Rows of the batch arrays: `centres` rounded up to a multiple of the device count; the extra
+        # rows are masked out (no pairs), so the batch itself does not depend on the device count.
+        self.rows = -(-self.centres // row_multiple) * row_multiple
         # Raw tokens scanned for centres: about twice what `centres` kept tokens need, so a batch is
         # full except where subsampling is extreme or an epoch ends.
         need = 2.0 * self.centres / max(keep_mean, 1e-3)
@@ -282,7 +347,8 @@ class BatchMaker:
         return np.concatenate([np.zeros(self.back, np.int32), ids, tail])
 
     def __call__(self, corpus: jax.Array, keep_prob: jax.Array, epoch: jax.Array, pos: jax.Array):
-        """``(centres [C], contexts [C, 2W], mask [C, 2W], next_epoch, next_position)``."""
+        """``(centres [R], contexts [R, 2W], mask [R, 2W], next_epoch, next_position)``; ``R = self.rows``
+        (rows from ``self.centres`` on are masked)."""
         w, n_c = self.window, self.centres
         tok = jax.lax.dynamic_slice(corpus, (pos,), (self.span,))
         off = pos - self.back + jnp.arange(self.span, dtype=jnp.int32)
@@ -297,8 +363,8 @@ class BatchMaker:
         n_back = jnp.sum(keep[: self.back].astype(jnp.int32))
         n_fwd = jnp.sum(keep[self.back: self.back + self.forward].astype(jnp.int32))
 
-        i = jnp.arange(n_c, dtype=jnp.int32)
-        is_centre = i < n_fwd
+        i = jnp.arange(self.rows, dtype=jnp.int32)
+        is_centre = (i < n_fwd) & (i < n_c)
         c_idx = jnp.minimum(n_back + i, self.span - 1)
         b = 1 + (_position_hash(self.seed, 2, epoch, comp_off[c_idx]) % jnp.uint32(w)).astype(jnp.int32)
         d = jnp.concatenate([jnp.arange(-w, 0, dtype=jnp.int32), jnp.arange(1, w + 1, dtype=jnp.int32)])
@@ -348,20 +414,39 @@ def _make_optimizer(name: str, lr: float, total_steps: int) -> jg.train.Optimize
 
 
 def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np.ndarray,
-                     trace_counter: list):
+                     trace_counter: list, mesh=None):
+    """The jitted K-step function ``(params, opt_state, corpus, keep_prob) -> (params, opt_state, losses,
+    pairs)``.
+
+    With a ``mesh`` of N > 1 devices it runs data-parallel under ``shard_map``: the tables are
+    replicated; every device builds the (cheap) batch and negatives, takes its ``R / N`` centre rows,
+    computes their sparse gradients, and the ``IndexedSlices`` (ids and row gradients, row-sized) are
+    all-gathered in centre order, so every device applies the same single scatter per table as the
+    single-device step, to its own copy. Nothing of the table's size crosses devices.
+    """
     k_steps = args.steps_per_call
     negatives = args.negatives
     unigrams = [float(c) for c in counts]
     base_key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 0x5EED)
+    n_dev = 1 if mesh is None else int(mesh.devices.size)
+    rows, n_c = batches.rows, batches.centres
+    two_w = 2 * args.window
 
     def sample(centres, key):
+        """Negatives for the first ``n_c`` centre rows (independent of the device count), padded to ``rows``."""
+        real = centres[:n_c]
         if args.loss == "neg":
             negs, _, _ = jg.nn.fixed_unigram_candidate_sampler(
-                centres[:, None], 1, centres.shape[0] * negatives, False, vocab_size, key,
+                real[:, None], 1, n_c * negatives, False, vocab_size, key,
                 distortion=0.75, unigrams=unigrams,
             )
-            return negs.reshape(centres.shape[0], negatives)
-        return jg.nn.log_uniform_candidate_sampler(centres[:, None], 1, negatives, True, vocab_size, key)
+            negs = negs.reshape(n_c, negatives)
+            return jnp.pad(negs, ((0, rows - n_c), (0, 0)))
+        # nce: one shared set; the expected counts of the labels (the centre, once per context slot).
+        sampled, true_exp, sampled_exp = jg.nn.log_uniform_candidate_sampler(
+            jnp.repeat(real, two_w)[:, None], 1, negatives, True, vocab_size, key)
+        true_exp = jnp.pad(true_exp.reshape(n_c, two_w), ((0, rows - n_c), (0, 0)), constant_values=1.0)
+        return sampled, true_exp, sampled_exp
 
     def loss_neg(p, centres, contexts, mask, negs):
         # gensim's orientation: the context's input vector predicts the centre (output side), and
@@ -375,36 +460,74 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
         weight = mask[:, :, None] & out_ok[:, None, :]
         return -jnp.sum(jax.nn.log_sigmoid(logits * sign) * weight)
 
-    def loss_nce(p, centres, contexts, mask, sampled):
+    def loss_nce(p, centres, contexts, mask, noise):
+        sampled, true_exp, sampled_exp = noise
         v = jg.nn.embedding_lookup(p["emb_in"], contexts.reshape(-1))
         labels = jnp.repeat(centres, contexts.shape[1])[:, None]
         per_pair = jg.nn.nce_loss(p["emb_out"], p["nce_biases"], labels, v, negatives, vocab_size,
-                                  sampled_values=sampled)
+                                  sampled_values=(sampled, true_exp.reshape(-1, 1), sampled_exp))
         return jnp.sum(per_pair * mask.reshape(-1))
 
     loss_impl = loss_neg if args.loss == "neg" else loss_nce
 
+    def local_rows(x):
+        """This device's ``rows / N`` centre rows of a per-centre array."""
+        per = rows // n_dev
+        return jax.lax.dynamic_slice_in_dim(x, jax.lax.axis_index("data") * per, per, axis=0)
+
+    def combine(grad):
+        """One device's gradient -> the whole batch's, the same on every device (row-sized traffic)."""
+        if grad is None:
+            return None
+        if isinstance(grad, jg.IndexedSlices):
+            values = jax.lax.all_gather(grad.values, "data", tiled=True)
+            indices = jax.lax.all_gather(grad.indices, "data", tiled=True)
+            if args.loss == "neg":
+                # Every lookup is per centre row: in centre order, the padding rows come last. Dropping
+                # them leaves exactly the single-device step's IndexedSlices (same ids, same order).
+                keep = values.shape[0] // rows * n_c
+                values, indices = values[:keep], indices[:keep]
+            return jg.IndexedSlices(values, indices, grad.dense_shape)
+        return jax.lax.psum(grad, "data")
+
+    def one(corpus, keep_prob, carry, _):
+        params, opt_state = carry
+        step = params["global_step"].value
+        centres, contexts, mask, epoch, pos = batches(
+            corpus, keep_prob, params["epoch"].value, params["position"].value
+        )
+        noise = sample(centres, jax.random.fold_in(base_key, step))
+        batch = (centres, contexts, mask, noise)
+        if n_dev > 1:
+            per_centre = (centres, contexts, mask, noise if args.loss == "neg" else noise[1])
+            local = tuple(local_rows(x) for x in per_centre)
+            if args.loss != "neg":
+                local = local[:3] + ((noise[0], local[3], noise[2]),)
+            batch = local
+        loss, grads_and_vars = opt.compute_gradients(lambda p: loss_impl(p, *batch), params)
+        if n_dev > 1:
+            grads_and_vars = [(combine(g), v) for g, v in grads_and_vars]
+            loss = jax.lax.psum(loss, "data")
+        params, opt_state = opt.apply_gradients(grads_and_vars, params, opt_state,
+                                                global_step=params["global_step"])
+        params = jg.replace_values(params, {"epoch": epoch, "position": pos})
+        return (params, opt_state), (loss, jnp.sum(mask.astype(jnp.int32)))
+
     def multi_step(params, opt_state, corpus, keep_prob):
         trace_counter[0] += 1
-
-        def one(carry, _):
-            params, opt_state = carry
-            step = params["global_step"].value
-            centres, contexts, mask, epoch, pos = batches(
-                corpus, keep_prob, params["epoch"].value, params["position"].value
-            )
-            noise = sample(centres, jax.random.fold_in(base_key, step))
-            params, opt_state, loss = opt.minimize(
-                lambda p: loss_impl(p, centres, contexts, mask, noise), params, opt_state,
-                global_step=params["global_step"],
-            )
-            params = jg.replace_values(params, {"epoch": epoch, "position": pos})
-            return (params, opt_state), (loss, jnp.sum(mask.astype(jnp.int32)))
-
-        (params, opt_state), (losses, pairs) = jax.lax.scan(one, (params, opt_state), None, length=k_steps)
+        body = functools.partial(one, corpus, keep_prob)
+        (params, opt_state), (losses, pairs) = jax.lax.scan(body, (params, opt_state), None, length=k_steps)
         return params, opt_state, losses, pairs
 
-    return jax.jit(multi_step, donate_argnums=(0, 1))
+    if n_dev == 1:
+        return jax.jit(multi_step, donate_argnums=(0, 1))
+
+    def sharded(params, opt_state, corpus, keep_prob):
+        # Everything enters and leaves replicated; only row-sized gradients are all-gathered inside.
+        fn = jax.shard_map(multi_step, mesh=mesh, in_specs=P(), out_specs=P(), check_vma=False)
+        return fn(params, opt_state, corpus, keep_prob)
+
+    return jax.jit(sharded, donate_argnums=(0, 1))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -428,6 +551,29 @@ def _resolve_device(spec: str | None):
     if not 0 <= idx < len(devices):
         raise UsageError(f"--device {spec!r}: there are {len(devices)} {name} device(s)")
     return devices[idx]
+
+
+def _resolve_devices(device, requested: int | None) -> list:
+    """The devices to train on: ``device`` and the next ones of its platform (``--devices``).
+
+    By default (``requested`` None): 2 on a CPU platform with at least 2 cores and 2 devices present
+    (both cores then work in parallel), else 1.
+    """
+    same = [d for d in jax.devices(device.platform) if d.process_index == device.process_index]
+    start = same.index(device) if device in same else 0
+    available = same[start:]
+    if requested is None:
+        cores = os.cpu_count() or 1
+        n = min(2, cores, len(available)) if device.platform == "cpu" else 1
+        return available[:n]
+    if requested > len(available):
+        hint = ""
+        if device.platform == "cpu":
+            hint = (f"; JAX started with {len(same)} CPU device(s) before the trainer could ask for more: set "
+                    f"XLA_FLAGS=--xla_force_host_platform_device_count={requested} before JAX starts")
+        raise UsageError(f"--devices {requested}: only {len(available)} {device.platform} device(s) from "
+                         f"{device} on{hint}")
+    return available[:requested]
 
 
 class _Checkpointer:
@@ -590,6 +736,8 @@ def main(argv: Sequence[str] | None = None, *, _after_call: Callable[[int], None
     try:
         args = build_parser().parse_args(argv)
         _validate(args)
+        if args.devices is not None and args.devices > 1:
+            _request_cpu_devices(args.devices)  # a no-op once JAX has started
         return _run(args, _after_call)
     except SystemExit as e:  # --help
         return int(e.code or 0)
@@ -609,6 +757,9 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
     if args.learning_rate is None:
         args.learning_rate = _DEFAULT_LR[args.optimizer]
     device = _resolve_device(args.device)
+    devices = _resolve_devices(device, args.devices)
+    n_dev = len(devices)
+    mesh = make_mesh(devices=devices) if n_dev > 1 else None
 
     t0 = time.perf_counter()
     words, description = _load_words(args, log)
@@ -627,7 +778,7 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
         )
     keep_prob = w2v_data.subsample_keep_prob(counts, int(counts.sum()), args.subsample).astype(np.float32)
     keep_mean = float(np.mean(keep_prob[ids]))
-    batches = BatchMaker(len(ids), args.window, args.batch_size, keep_mean, args.seed)
+    batches = BatchMaker(len(ids), args.window, args.batch_size, keep_mean, args.seed, row_multiple=n_dev)
     steps_per_epoch = keep_mean * len(ids) / batches.centres
     k = args.steps_per_call
     total = args.steps if args.steps is not None else max(1, math.ceil(args.epochs * steps_per_epoch))
@@ -639,7 +790,7 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
     log(f"{n_raw:,} tokens, vocabulary {vocab_size:,} (min-count {args.min_count}), "
         f"{len(ids):,} in-vocabulary tokens, {keep_mean:.1%} kept by subsampling on average; "
         f"{total:,} steps of {batches.centres} centres (~{batches.centres * (args.window + 1)} pairs), "
-        f"~{total / steps_per_epoch:.2f} epochs, on {device}")
+        f"~{total / steps_per_epoch:.2f} epochs, on {device if n_dev == 1 else f'{n_dev} devices: {devices}'}")
 
     os.makedirs(args.output_dir, exist_ok=True)
     ckpt = _Checkpointer(os.path.join(args.output_dir, "checkpoints"), args.keep_checkpoints, fingerprint)
@@ -662,12 +813,17 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
             log(f"resumed from {latest} at step {int(params['global_step'].value)}")
         elif args.resume:
             log("no checkpoint to resume from: starting afresh")
-        params, opt_state = jax.device_put((params, opt_state), device)
-        corpus = jax.device_put(batches.pad(ids), device)
-        keep_dev = jax.device_put(keep_prob, device)
+        if mesh is None:
+            params, opt_state = jax.device_put((params, opt_state), device)
+            corpus = jax.device_put(batches.pad(ids), device)
+            keep_dev = jax.device_put(keep_prob, device)
+        else:  # data-parallel: everything replicated (no sharding rules); batches split inside the step
+            params = shard_params(params, mesh, [])
+            opt_state = shard_opt_state(opt_state, params, mesh, [])
+            corpus, keep_dev = jax.device_put((batches.pad(ids), keep_prob), NamedSharding(mesh, P()))
 
         trace_counter = [0]
-        fn = _make_multi_step(opt, batches, args, vocab_size, counts, trace_counter)
+        fn = _make_multi_step(opt, batches, args, vocab_size, counts, trace_counter, mesh)
         t_compile = time.perf_counter()
         compiled = fn.lower(params, opt_state, corpus, keep_dev).compile()
         TRACE_COUNTS.append(trace_counter[0])
@@ -802,6 +958,7 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
         "examples_per_sec": examples_per_sec,
         "train_seconds": train_time,
         "device": str(device),
+        "devices": n_dev,
         "platform": device.platform,
         "corpus": description,
         "corpus_tokens": n_raw,

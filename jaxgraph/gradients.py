@@ -30,7 +30,7 @@ import numpy as np
 from jax.extend import core as jex_core
 
 from jaxgraph import summary as _summary
-from jaxgraph.collections import named_variables, names_by_id, replace_values, trainable_variables
+from jaxgraph.collections import named_variables, names_by_id, replace_values, resolved_name, trainable_variables
 from jaxgraph.sparse import IndexedSlices
 from jaxgraph.variables import Variable
 
@@ -57,17 +57,18 @@ class _Tape:
         if self.mode == "discover":
             self.lookups.append((name, tuple(ids.shape), ids.dtype, tuple(table.shape[1:]), table.dtype))
             return _take(table, ids, padded)
-        if k >= len(self.perturbations or ()):
+        perturbations = self.perturbations or ()
+        if k >= len(perturbations):
             raise RuntimeError(
                 "The loss function made more embedding lookups than when it was first traced; "
                 "compute_gradients needs a loss whose structure does not change between traces."
             )
         if self.mode == "connect":
-            return _take(jax.lax.stop_gradient(table), ids, padded) + self.perturbations[k]
+            return _take(jax.lax.stop_gradient(table), ids, padded) + perturbations[k]
         kind = self.plan[name]
         if kind == "sparse":
             self.ids.append(ids)
-            return _take(table, ids, padded) + self.perturbations[k]
+            return _take(table, ids, padded) + perturbations[k]
         return _take(table, ids, padded)
 
 
@@ -120,7 +121,7 @@ def gather_rows(params: Variable | jax.Array, ids: Any, *, padded: bool = False)
     if isinstance(params, Variable):
         tape = _tape.get()
         name = tape.watched.get(id(params)) if tape is not None else None
-        if name is not None:
+        if tape is not None and name is not None:
             return tape.lookup(name, table, ids, padded)
     return _take(table, ids, padded)
 
@@ -195,8 +196,8 @@ def value_and_gradients(
     is differentiated as its sum, or as ``sum(loss * grad_loss)`` when ``grad_loss`` is given (TF's
     ``grad_ys``). With ``has_aux`` the loss function returns ``(loss, aux)`` and so does this.
     """
-    names = [v.name for v in variables]
-    originals = {v.name: v._value for v in variables}
+    names = [resolved_name(v) for v in variables]
+    originals = {name: v._value for name, v in zip(names, variables, strict=True)}
 
     def run(values: dict[str, Any], tape: _Tape):
         tree = replace_values(params, values)
@@ -284,12 +285,12 @@ def value_and_gradients(
         rows.setdefault(name, []).append((g.reshape((-1,) + row_shape), ids.reshape(-1).astype(jnp.int32)))
 
     grads: list[jax.Array | IndexedSlices | None] = []
-    for v in variables:
-        kind = plan[v.name]
+    for v, name in zip(variables, names, strict=True):
+        kind = plan[name]
         if kind == "dense":
-            grads.append(dense_grads[v.name])
+            grads.append(dense_grads[name])
         elif kind == "sparse":
-            parts = rows[v.name]
+            parts = rows[name]
             values = parts[0][0] if len(parts) == 1 else jnp.concatenate([p[0] for p in parts])
             indices = parts[0][1] if len(parts) == 1 else jnp.concatenate([p[1] for p in parts])
             grads.append(IndexedSlices(values, indices, v.shape))

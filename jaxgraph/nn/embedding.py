@@ -157,12 +157,11 @@ def embedding_lookup(
         raise ValueError("Unrecognized partition strategy: " + str(partition_strategy))
     ids, concrete = _as_ids(ids)
     sizes = []
-    tail = None
+    _, tail = _rows_and_tail(shards[0])  # _as_shard_list never returns an empty list
     for shard in shards:
         rows, shard_tail = _rows_and_tail(shard)
-        if tail is not None and shard_tail != tail:
+        if shard_tail != tail:
             raise ValueError(f"All shards must have the same trailing shape, got {tail} and {shard_tail}")
-        tail = shard_tail
         sizes.append(rows)
 
     if len(shards) == 1:
@@ -184,15 +183,14 @@ def embedding_lookup(
         # a select keeps the owner's row. The stand-ins read zeros and, in a shard's IndexedSlices
         # gradient, carry the padding index that sparse updates drop: no row of a shard is touched
         # unless one of its own ids was looked up (lazy optimizers depend on that).
-        result = None
         for p, shard in enumerate(shards):
             owned = assignments == p
-            rows = gradients.gather_rows(shard, jnp.where(owned, new_ids, sizes[p]), padded=True)
-            if result is None:
-                result = rows
+            gathered = gradients.gather_rows(shard, jnp.where(owned, new_ids, sizes[p]), padded=True)
+            if p == 0:
+                result = gathered
             else:
                 mask = owned.reshape(owned.shape + (1,) * len(tail))
-                result = jnp.where(mask, rows, result)
+                result = jnp.where(mask, gathered, result)
         result = result.reshape(ids.shape + tail)
 
     if max_norm is not None:

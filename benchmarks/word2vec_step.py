@@ -18,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -61,15 +62,30 @@ def run_jaxgraph(args) -> dict:
 
     V, D, B, S = args.vocabulary_size, args.embedding_size, args.batch_size, args.num_sampled
 
-    @jax.jit
-    def init(key):
-        k1, k2 = jax.random.split(key)
-        return {
-            "embeddings": jg.Variable(jax.random.uniform(k1, (V, D), minval=-1.0, maxval=1.0), name="embeddings"),
-            "nce_weights": jg.Variable(
-                jax.random.truncated_normal(k2, -2.0, 2.0, (V, D)) / math.sqrt(D), name="nce_weights"),
-            "nce_biases": jg.Variable(jnp.zeros((V,)), name="nce_biases"),
-        }
+    def init(seed):
+        # Filled block by block into donated buffers, so that nothing larger than a block is ever made
+        # besides the tables: the memory measured in training is then the tables' own.
+        block = min(V, 1 << 15)
+
+        @functools.partial(jax.jit, donate_argnums=0, static_argnames="kind")
+        def fill(table, key, start, kind):
+            shape = (block, D)
+            if kind == "uniform":
+                values = jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
+            else:
+                values = jax.random.truncated_normal(key, -2.0, 2.0, shape) / math.sqrt(D)
+            return jax.lax.dynamic_update_slice(table, values, (start, 0))
+
+        key = jax.random.PRNGKey(seed)
+        tables = {}
+        for name, kind in (("embeddings", "uniform"), ("nce_weights", "truncated_normal")):
+            table = jnp.zeros((V, D), jnp.float32)
+            for i, start in enumerate(range(0, V, block)):
+                # The last block may overlap the previous one (dynamic_update_slice clamps the start).
+                table = fill(table, jax.random.fold_in(key, 2 * i + (kind == "uniform")), start, kind)
+            tables[name] = jg.Variable(table, name=name)
+        tables["nce_biases"] = jg.Variable(jnp.zeros((V,)), name="nce_biases")
+        return tables
 
     opt = jg.train.GradientDescentOptimizer(1.0)
     base_key = jax.random.PRNGKey(1)
@@ -117,7 +133,7 @@ def run_jaxgraph(args) -> dict:
     labels_dev = jnp.asarray(labels.reshape(shape + (B, 1)))
     batches = [(ids_dev[i], labels_dev[i]) for i in range(n_calls)]
 
-    params = init(jax.random.PRNGKey(0))
+    params = init(0)
     opt_state = opt.init(params)
     param_bytes = sum(v.value.nbytes for v in jg.global_variables(params))
     jax.block_until_ready(params)

@@ -314,6 +314,30 @@ def _position_hash(seed: int, salt: int, epoch: jax.Array, positions: jax.Array)
     return _mix32(base ^ positions.astype(jnp.uint32))
 
 
+def alias_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Walker/Vose alias table ``(accept float32 [V], alias int32 [V])`` for sampling ``weights``.
+
+    A draw picks ``i`` uniformly and returns ``i`` if ``u < accept[i]``, else ``alias[i]``.
+
+    >>> accept, alias = alias_table(np.array([1.0, 3.0]))
+    >>> accept.tolist(), alias.tolist()
+    ([0.5, 1.0], [1, 1])
+    """
+    p = np.asarray(weights, np.float64)
+    n = len(p)
+    scaled = p / p.sum() * n
+    accept = np.ones(n, np.float64)
+    alias = np.arange(n, dtype=np.int32)
+    small = [i for i in range(n) if scaled[i] < 1.0]
+    large = [i for i in range(n) if scaled[i] >= 1.0]
+    while small and large:
+        s, g = small.pop(), large.pop()
+        accept[s], alias[s] = scaled[s], g
+        scaled[g] -= 1.0 - scaled[s]
+        (small if scaled[g] < 1.0 else large).append(g)
+    return accept.astype(np.float32), alias
+
+
 class BatchMaker:
     """Builds one step's skip-gram windows on the device from ``(epoch, position)``.
 
@@ -432,8 +456,7 @@ def _pair_logits_fwd(v, u):
     return _pair_logits(v, u), (v, u)
 
 
-def _pair_logits_bwd(res, g):
-    v, u = res
+def _pair_logits_grads(v, u, g):
     n_s, n_k = v.shape[1], u.shape[1]
     if n_k <= _UNROLL_MAX:
         dv = sum(g[:, :, k, None] * u[:, None, k, :] for k in range(n_k))
@@ -443,9 +466,17 @@ def _pair_logits_bwd(res, g):
         du = sum(g[:, s, :, None] * v[:, s, None, :] for s in range(n_s))
     else:
         du = jnp.einsum("csk,csd->ckd", g, v)
-    # Materialise both here: fused into a consumer (the all-gather's packing, a layout copy) the sums
-    # are re-derived element by element, several times slower.
-    return jax.lax.optimization_barrier((dv.astype(v.dtype), du.astype(u.dtype)))
+    return dv.astype(v.dtype), du.astype(u.dtype)
+
+
+def _pair_logits_bwd(res, g):
+    v, u = res
+    # The sums are computed inside a conditional (both branches the same) so that XLA materialises them
+    # in their own vectorised loops: fused into a consumer (the all-gather's packing, a layout copy)
+    # they are re-derived element by element, several times slower. XLA's CPU pipeline drops
+    # optimization barriers, and cannot fold this predicate (it is False only for a NaN).
+    keep = g[0, 0, 0] == g[0, 0, 0]
+    return jax.lax.cond(keep, _pair_logits_grads, _pair_logits_grads, v, u, g)
 
 
 _pair_logits.defvjp(_pair_logits_fwd, _pair_logits_bwd)
@@ -453,8 +484,8 @@ _pair_logits.defvjp(_pair_logits_fwd, _pair_logits_bwd)
 
 def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np.ndarray,
                      trace_counter: list, mesh=None):
-    """The jitted K-step function ``(params, opt_state, corpus, keep_prob) -> (params, opt_state, losses,
-    pairs)``.
+    """The jitted K-step function ``(params, opt_state, data) -> (params, opt_state, losses, pairs)``; ``data``
+    holds the corpus, the subsampling keep probabilities and the negatives' alias table.
 
     With a ``mesh`` of N > 1 devices it runs data-parallel under ``shard_map``: the tables are
     replicated; every device builds the (cheap) batch and negatives, takes its ``R / N`` centre rows,
@@ -464,23 +495,27 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
     """
     k_steps = args.steps_per_call
     negatives = args.negatives
-    unigrams = [float(c) for c in counts]
     base_key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 0x5EED)
     n_dev = 1 if mesh is None else int(mesh.devices.size)
     rows, n_c = batches.rows, batches.centres
     two_w = 2 * args.window
 
+    def sample_neg(data, step, first_row, n_rows):
+        """Negatives of centre rows ``first_row ..`` (``[n_rows, K]``): unigram**0.75 by an alias table, the
+        randomness a hash of ``(seed, step, row, k)``, so a row's negatives do not depend on how the batch
+        is split over devices. (jax.random here cost ~0.3 ms/step on CPU: threefry runs as XLA loops.)"""
+        slot = (first_row * negatives + jnp.arange(n_rows * negatives, dtype=jnp.int32)).astype(jnp.uint32)
+        h1 = _position_hash(args.seed, 3, step, slot)
+        h2 = _position_hash(args.seed, 4, step, slot)
+        u1 = (h1 >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+        u2 = (h2 >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+        i = jnp.minimum((u1 * vocab_size).astype(jnp.int32), vocab_size - 1)
+        return jnp.where(u2 < data["accept"][i], i, data["alias"][i]).reshape(n_rows, negatives)
+
     def sample(centres, key):
-        """Negatives for the first ``n_c`` centre rows (independent of the device count), padded to ``rows``."""
+        """nce: one shared set of negatives; the expected counts of the labels (the centre, once per context
+        slot) for the first ``n_c`` rows (independent of the device count), padded to ``rows``."""
         real = centres[:n_c]
-        if args.loss == "neg":
-            negs, _, _ = jg.nn.fixed_unigram_candidate_sampler(
-                real[:, None], 1, n_c * negatives, False, vocab_size, key,
-                distortion=0.75, unigrams=unigrams,
-            )
-            negs = negs.reshape(n_c, negatives)
-            return jnp.pad(negs, ((0, rows - n_c), (0, 0)))
-        # nce: one shared set; the expected counts of the labels (the centre, once per context slot).
         sampled, true_exp, sampled_exp = jg.nn.log_uniform_candidate_sampler(
             jnp.repeat(real, two_w)[:, None], 1, negatives, True, vocab_size, key)
         true_exp = jnp.pad(true_exp.reshape(n_c, two_w), ((0, rows - n_c), (0, 0)), constant_values=1.0)
@@ -548,20 +583,23 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
         return [out[id(g)] if isinstance(g, jg.IndexedSlices) else
                 (None if g is None else jax.lax.psum(g, "data")) for g in grads]
 
-    def one(corpus, keep_prob, carry, _):
+    def one(data, carry, _):
         params, opt_state = carry
         step = params["global_step"].value
         centres, contexts, mask, epoch, pos = batches(
-            corpus, keep_prob, params["epoch"].value, params["position"].value
+            data["corpus"], data["keep"], params["epoch"].value, params["position"].value
         )
-        noise = sample(centres, jax.random.fold_in(base_key, step))
-        batch = (centres, contexts, mask, noise)
+        first, per = 0, rows
         if n_dev > 1:
-            per_centre = (centres, contexts, mask, noise if args.loss == "neg" else noise[1])
-            local = tuple(local_rows(x) for x in per_centre)
-            if args.loss != "neg":
-                local = local[:3] + ((noise[0], local[3], noise[2]),)
-            batch = local
+            per = rows // n_dev
+            first = jax.lax.axis_index("data") * per
+        local = [local_rows(x) for x in (centres, contexts, mask)] if n_dev > 1 else [centres, contexts, mask]
+        if args.loss == "neg":
+            noise = sample_neg(data, step, first, per)
+        else:
+            sampled, true_exp, sampled_exp = sample(centres, jax.random.fold_in(base_key, step))
+            noise = (sampled, local_rows(true_exp) if n_dev > 1 else true_exp, sampled_exp)
+        batch = (*local, noise)
         loss, grads_and_vars = opt.compute_gradients(lambda p: loss_impl(p, *batch), params)
         if n_dev > 1:  # the loss stays per device (summed once per call, outside the scan)
             grads = combine([g for g, _ in grads_and_vars])
@@ -571,25 +609,25 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
         params = jg.replace_values(params, {"epoch": epoch, "position": pos})
         return (params, opt_state), (loss, jnp.sum(mask.astype(jnp.int32)))
 
-    def multi_step(params, opt_state, corpus, keep_prob):
+    def multi_step(params, opt_state, data):
         trace_counter[0] += 1
-        body = functools.partial(one, corpus, keep_prob)
+        body = functools.partial(one, data)
         (params, opt_state), (losses, pairs) = jax.lax.scan(body, (params, opt_state), None, length=k_steps)
         return params, opt_state, losses, pairs
 
     if n_dev == 1:
         return jax.jit(multi_step, donate_argnums=(0, 1))
 
-    def per_device(params, opt_state, corpus, keep_prob):
-        params, opt_state, losses, pairs = multi_step(params, opt_state, corpus, keep_prob)
+    def per_device(params, opt_state, data):
+        params, opt_state, losses, pairs = multi_step(params, opt_state, data)
         return params, opt_state, losses[None], pairs
 
-    def sharded(params, opt_state, corpus, keep_prob):
+    def sharded(params, opt_state, data):
         # Everything enters and leaves replicated (the losses per device); only row-sized gradients are
         # all-gathered inside.
         fn = jax.shard_map(per_device, mesh=mesh, in_specs=P(), out_specs=(P(), P(), P("data"), P()),
                            check_vma=False)
-        params, opt_state, losses, pairs = fn(params, opt_state, corpus, keep_prob)
+        params, opt_state, losses, pairs = fn(params, opt_state, data)
         return params, opt_state, jnp.sum(losses, axis=0), pairs
 
     return jax.jit(sharded, donate_argnums=(0, 1))
@@ -878,19 +916,20 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
             log(f"resumed from {latest} at step {int(params['global_step'].value)}")
         elif args.resume:
             log("no checkpoint to resume from: starting afresh")
+        accept, alias = alias_table(counts.astype(np.float64) ** 0.75)
+        data = {"corpus": batches.pad(ids), "keep": keep_prob, "accept": accept, "alias": alias}
         if mesh is None:
             params, opt_state = jax.device_put((params, opt_state), device)
-            corpus = jax.device_put(batches.pad(ids), device)
-            keep_dev = jax.device_put(keep_prob, device)
+            data = jax.device_put(data, device)
         else:  # data-parallel: everything replicated (no sharding rules); batches split inside the step
             params = shard_params(params, mesh, [])
             opt_state = shard_opt_state(opt_state, params, mesh, [])
-            corpus, keep_dev = jax.device_put((batches.pad(ids), keep_prob), NamedSharding(mesh, P()))
+            data = jax.device_put(data, NamedSharding(mesh, P()))
 
         trace_counter = [0]
         fn = _make_multi_step(opt, batches, args, vocab_size, counts, trace_counter, mesh)
         t_compile = time.perf_counter()
-        compiled = fn.lower(params, opt_state, corpus, keep_dev).compile()
+        compiled = fn.lower(params, opt_state, data).compile()
         TRACE_COUNTS.append(trace_counter[0])
         log(f"compiled the {k}-step function in {time.perf_counter() - t_compile:.1f}s "
             f"(setup {t_compile - t0:.1f}s)")
@@ -929,7 +968,7 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
         try:
             while step < end_step:
                 t_call = time.perf_counter()
-                params, opt_state, losses, pairs = compiled(params, opt_state, corpus, keep_dev)
+                params, opt_state, losses, pairs = compiled(params, opt_state, data)
                 losses, pairs, epoch_now, pos_now = jax.device_get(
                     (losses, pairs, params["epoch"].value, params["position"].value))
                 dt = time.perf_counter() - t_call

@@ -13,6 +13,7 @@ Usage::
 
     python benchmarks/word2vec_vs_gensim.py --seconds 60                  # embedded default corpus
     python benchmarks/word2vec_vs_gensim.py --corpus text8.zip --seconds 600
+    python benchmarks/word2vec_vs_gensim.py --trainer-args "--devices 2"  # data-parallel on 2 CPU devices
 
 The last line printed is one JSON object with every figure.
 """
@@ -87,6 +88,7 @@ def run_jaxgraph(corpus_path: str, seconds: float, workdir: str, extra: list[str
         "steps": m["steps"],
         "vocabulary_size": m["vocabulary_size"],
         "device": m["device"],
+        "devices": m.get("devices", 1),
         "config": {k: m["config"][k] for k in ("batch_size", "steps_per_call", "learning_rate", "optimizer",
                                                  "negatives", "loss", "window", "embedding_size")},
         **_scores(kv.vectors, kv.key_to_index),
@@ -166,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(0, len(words), 10000):
                 f.write(" ".join(words[i: i + 10000]) + "\n")
         extra = ["--seed", str(args.seed)] + args.trainer_args.split()
+        train.configure_host_devices(extra)  # `--trainer-args "--devices 2"`: virtual CPU devices, before JAX starts
         jx = run_jaxgraph(corpus_path, args.seconds, workdir, extra)
         gs = run_gensim(words, args.seconds, args.seed)
     print(_fmt("jaxgraph", jx))

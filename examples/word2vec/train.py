@@ -122,11 +122,15 @@ def _request_cpu_devices(n: int) -> None:
         flags = re.sub(r"\s*--xla_force_host_platform_device_count=\d+", "", flags)
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
     jax_mod = sys.modules.get("jax")
-    if jax_mod is not None:
-        from jax._src import xla_bridge
+    if jax_mod is not None:  # imported but maybe not started: the config wins over XLA_FLAGS then
+        try:
+            from jax._src import xla_bridge
 
-        if not xla_bridge.backends_are_initialized() and jax_mod.config.jax_num_cpu_devices < max(n, current):
-            jax_mod.config.update("jax_num_cpu_devices", max(n, current))
+            started = xla_bridge.backends_are_initialized()
+            if not started and jax_mod.config.jax_num_cpu_devices < max(n, current):
+                jax_mod.config.update("jax_num_cpu_devices", max(n, current))
+        except (ImportError, AttributeError, RuntimeError):  # another jax: XLA_FLAGS alone
+            pass
 
 
 def configure_host_devices(argv: Sequence[str] | None = None) -> None:

@@ -38,22 +38,6 @@ def enough_devices():
         pytest.fail(f"needs 4 devices, found {jax.device_count()}: run `nox -s tests_multidevice`")
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> str:
-    """About 12k tokens: 4 topics of 30 words each plus shared function words."""
-    rng = np.random.default_rng(0)
-    topics = [[f"t{t}w{i}" for i in range(30)] for t in range(4)]
-    glue = ["the", "of", "and", "a", "to", "in"]
-    sentences = []
-    for _ in range(600):
-        topic = topics[rng.integers(4)]
-        words = [topic[rng.integers(30)] if rng.random() < 0.7 else glue[rng.integers(6)] for _ in range(20)]
-        sentences.append(" ".join(words))
-    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    path.write_text("\n".join(sentences) + "\n")
-    return str(path)
-
-
 def _run(corpus: str, out, *extra: str, **kw) -> int:
     return train.main(["--corpus", corpus, "--output-dir", str(out), *SMALL, *extra], **kw)
 

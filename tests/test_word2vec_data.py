@@ -4,7 +4,6 @@ import bz2
 import collections
 import gzip
 import hashlib
-import importlib.util
 import os
 import random
 import time
@@ -322,7 +321,6 @@ def test_missing_directory_unreadable(tmp_path, monkeypatch):
         read_words(path)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gensim") is None, reason="gensim not installed")
 def test_default_corpus_offline():
     start = time.process_time()  # CPU time: wall time on a shared, loaded machine says little
     words, description = default_corpus()

@@ -1,6 +1,5 @@
 """examples/word2vec/evaluation.py and export.py: similarity, analogies, neighbours, export formats."""
 
-import importlib.util
 import math
 import os
 from pathlib import Path
@@ -24,9 +23,6 @@ from examples.word2vec.evaluation import (
 )
 from examples.word2vec.export import save_projector_config, save_projector_tsv, save_word2vec_format
 
-needs_gensim = pytest.mark.skipif(importlib.util.find_spec("gensim") is None, reason="gensim not installed")
-
-
 # ------------------------------------------------------------------------------------------------
 # Spearman and similarity
 
@@ -38,7 +34,6 @@ def test_spearman_known_values():
     assert math.isnan(spearman([1], [2])) and math.isnan(spearman([1, 1, 1], [1, 2, 3]))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("scipy") is None, reason="scipy not installed")
 def test_spearman_with_ties_matches_scipy():
     from scipy.stats import spearmanr
 
@@ -179,7 +174,6 @@ def test_format_nearest():
 # Data sets and evaluate_all
 
 
-@needs_gensim
 def test_gensim_data_sets():
     from gensim.test.utils import datapath
 
@@ -190,7 +184,6 @@ def test_gensim_data_sets():
     assert len(qs) == 19544 and qs[0] == ("athens", "greece", "baghdad", "iraq")
 
 
-@needs_gensim
 def test_evaluate_all_keys_and_format():
     words = {w for q in load_google_analogies()[:500] for w in q} | {
         "love",
@@ -227,7 +220,6 @@ def test_unavailable_messages(monkeypatch, tmp_path):
 # Export
 
 
-@needs_gensim
 @pytest.mark.parametrize("fmt,tol", [("%.6g", 1e-5), ("%.9g", 0.0)])
 def test_word2vec_format_round_trip(tmp_path, fmt, tol):
     from gensim.models import KeyedVectors
@@ -273,7 +265,6 @@ def test_projector_files(tmp_path):
         save_projector_tsv(tmp_path, vec, ["a\tb", "c", "d", "e"])
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None, reason="tensorboard not installed")
 def test_projector_config_parses_as_tensorboard_proto(tmp_path):
     from google.protobuf import text_format
     from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig

@@ -87,7 +87,8 @@ def run_jaxgraph(args) -> dict:
         tables["nce_biases"] = jg.Variable(jnp.zeros((V,)), name="nce_biases")
         return tables
 
-    opt = jg.train.GradientDescentOptimizer(1.0)
+    opt = (jg.train.GradientDescentOptimizer(1.0) if args.optimizer == "sgd"
+           else jg.train.AdagradOptimizer(1.0))
     base_key = jax.random.PRNGKey(1)
 
     fixed = None
@@ -135,7 +136,9 @@ def run_jaxgraph(args) -> dict:
 
     params = init(0)
     opt_state = opt.init(params)
-    param_bytes = sum(v.value.nbytes for v in jg.global_variables(params))
+    # Parameters plus optimizer slots: the state a training step must hold.
+    param_bytes = sum(v.value.nbytes for v in jg.global_variables(params)) + sum(
+        x.nbytes for x in jax.tree_util.tree_leaves(opt_state.slots))
     jax.block_until_ready(params)
     _peak_rss_reset()
     rss_before = _peak_rss_bytes()
@@ -152,7 +155,8 @@ def run_jaxgraph(args) -> dict:
     ms = elapsed / steps * 1e3
 
     return {
-        "framework": "jaxgraph", "vocabulary_size": V, "embedding_size": D, "batch_size": B,
+        "framework": "jaxgraph", "optimizer": args.optimizer, "vocabulary_size": V, "embedding_size": D,
+        "batch_size": B,
         "num_sampled": S, "steps": steps, "steps_per_call": K, "sparse": not args.dense,
         "ms_per_step": round(ms, 4), "examples_per_sec": round(B / ms * 1e3, 1),
         "final_loss": float(loss), "device": str(jax.devices()[0]), "jax": jax.__version__,
@@ -215,6 +219,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps-per-call", type=int, default=1,
                         help="steps run by one compiled call (lax.scan); 1 = one step per call")
     parser.add_argument("--dense", action="store_true", help="dense gradients (reads through .value)")
+    parser.add_argument("--optimizer", choices=["sgd", "adagrad"], default="sgd",
+                        help="sgd: the tutorial's GradientDescentOptimizer(1.0); adagrad: one slot per table")
     parser.add_argument("--no-tf", action="store_true", help="skip the TF1 baseline")
     parser.add_argument("--sampler-share", action="store_true",
                         help="also time the step with fixed negatives, to report the sampler's share")
@@ -239,7 +245,7 @@ def main(argv=None) -> int:
         result = run_jaxgraph(run_args)
         print(f"jaxgraph: {result['ms_per_step']:.4f} ms/step, {result['examples_per_sec']:.0f} examples/s, "
               f"loss {result['final_loss']:.3f}, peak RSS {result['peak_rss_bytes'] / 2**20:.0f} MiB "
-              f"for {result['param_bytes'] / 2**20:.0f} MiB of parameters")
+              f"for {result['param_bytes'] / 2**20:.0f} MiB of parameters and slots")
         if args.sampler_share:
             fixed = run_jaxgraph(argparse.Namespace(**{**vars(run_args), "fixed_samples": True}))
             result["ms_per_step_fixed_samples"] = fixed["ms_per_step"]

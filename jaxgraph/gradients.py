@@ -201,15 +201,8 @@ def value_and_gradients(
 
     def run(values: dict[str, Any], tape: _Tape):
         tree = replace_values(params, values)
-        watched: dict[int, str] = {}
-
-        # Identify the Variable objects the loss will see, so lookups on them can be recorded.
-        leaves = jax.tree_util.tree_leaves(tree, is_leaf=lambda x: isinstance(x, Variable))
-        named = named_variables(tree)
-        for leaf, nv in zip((x for x in leaves if isinstance(x, Variable)), named, strict=True):
-            if nv.name in values:
-                watched[id(leaf)] = nv.name
-        tape.watched = watched
+        # The Variable objects the loss will see, so lookups on the differentiated ones are recorded.
+        tape.watched = {key: name for key, name in names_by_id(tree).items() if name in values}
         token = _tape.set(tape)
         try:
             with _summary.record_summaries() as summaries:
@@ -231,8 +224,7 @@ def value_and_gradients(
 
     # 1. Discover the lookups.
     discover = _Tape({}, "discover")
-    loss_shape = jax.eval_shape(lambda vals: objective(run(vals, discover)[0]), originals)
-    del loss_shape
+    jax.eval_shape(lambda vals: objective(run(vals, discover)[0]), originals)
     lookups = discover.lookups
     pert_shapes = [jax.ShapeDtypeStruct(ids_shape + row_shape, dtype)
                    for (_, ids_shape, _, row_shape, dtype) in lookups]

@@ -49,6 +49,21 @@ What it does, and the choices made
   shared negatives' rows are summed per device first (float32 rounding, ~1e-8). On CPU the trainer
   creates N virtual CPU devices itself (before JAX starts); each runs in its own thread.
   ``tests/test_word2vec_train_multidevice.py`` checks equality with one device and exact resume.
+  **Several processes** (hosts): run the same command once per process with ``--coordinator-address
+  HOST:PORT`` (process 0's host and a free port, reachable by all), ``--num-processes P`` and each its own
+  ``--process-id`` (``--distributed-auto`` instead lets ``jax.distributed.initialize()`` detect a Cloud
+  TPU, Slurm or Open MPI cluster). ``main`` joins them with ``jax.distributed`` before JAX's backends start
+  (CPU collectives through gloo); ``--devices`` then counts each process's *local* devices and the mesh
+  spans all ``P x N`` of them, in process order, with the same result as one process of ``P x N`` devices
+  (``tests/test_word2vec_train_multiprocess.py``: 2 processes x 2 CPU devices). Every process reads the
+  corpus and, with ``--resume``, the latest checkpoint of ``--output-dir``, so they need the same files
+  (one machine or a shared filesystem); before training they check that they agree on the corpus,
+  flags, devices and start step. Process 0 alone prints and writes checkpoints, TensorBoard events,
+  vectors and ``metrics.json`` (``"processes"``, and ``"devices"`` counting all of them); the others
+  only report errors. Every process runs the same steps: Ctrl-C in any process stops all of them after
+  the current call, with a checkpoint (exit status 130 everywhere); a second Ctrl-C ends that process at
+  once. A process that dies, or fails alone, makes the others fail too, but only once JAX's distributed
+  runtime notices (seconds to a few minutes).
 * **Loss scale and learning rate**: the loss is the *sum* over the batch's pairs, so plain SGD with
   ``--learning-rate 0.025`` applies the same per-pair step as word2vec/gensim. The rate decays
   linearly to ``lr * 1e-4`` over the run (a schedule ``lambda step: ...`` given to the optimizer).
@@ -155,7 +170,7 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 import jaxgraph as jg  # noqa: E402
 from examples.word2vec import data as w2v_data  # noqa: E402
 from examples.word2vec import evaluation, export  # noqa: E402
-from jaxgraph.sharding import make_mesh, shard_opt_state, shard_params  # noqa: E402
+from jaxgraph.sharding import make_mesh, put, shard_opt_state, shard_params  # noqa: E402
 
 try:  # the Saver is new in jaxgraph; fall back to plain atomic .npz files without it
     from jaxgraph.train.saver import CheckpointError, Saver, latest_checkpoint
@@ -217,7 +232,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default=None, help="cpu, gpu, tpu, or a device such as gpu:1 (default: JAX's)")
     g.add_argument("--devices", type=int, default=None,
                    help="data-parallel over this many devices of --device's platform (default 1); on CPU "
-                        "the trainer creates that many virtual CPU devices itself (one thread each)")
+                        "the trainer creates that many virtual CPU devices itself (one thread each); with "
+                        "several processes, devices PER PROCESS (the mesh spans every process's devices)")
+    g = p.add_argument_group(
+        "multi-process",
+        "Run the same command once per process (the same flags everywhere but --process-id): JAX's "
+        "jax.distributed joins them (CPU collectives through gloo) into one data-parallel mesh of "
+        "--num-processes x --devices devices, with the result of one process. Process 0 writes every output "
+        "and prints; the others are silent except for errors. All processes read --corpus and, with "
+        "--resume, the checkpoint in --output-dir: give them the same files (one machine, or a shared "
+        "filesystem).")
+    g.add_argument("--coordinator-address", metavar="HOST:PORT", default=None,
+                   help="process 0's host and a free port, reachable from every process (e.g. 127.0.0.1:12345 "
+                        "on one machine)")
+    g.add_argument("--num-processes", type=int, metavar="N", default=None, help="how many processes in all")
+    g.add_argument("--process-id", type=int, metavar="I", default=None, help="this process: 0 .. N-1")
+    g.add_argument("--distributed-auto", action="store_true",
+                   help="instead of the three flags above: jax.distributed.initialize() without arguments, "
+                        "which detects the cluster (Cloud TPU, Slurm, Open MPI, ...)")
     g = p.add_argument_group("output, checkpoints, reporting")
     g.add_argument("--output-dir", default="word2vec_out")
     g.add_argument("--checkpoint-every", type=int, default=10000, help="steps between checkpoints (0: only "
@@ -261,6 +293,24 @@ def _validate(args: argparse.Namespace) -> None:
         raise UsageError("give either --resume or --overwrite, not both")
     if args.stop_at_step is not None and args.stop_at_step < 0:
         raise UsageError(f"--stop-at-step must be >= 0, got {args.stop_at_step}")
+    flags = {"--coordinator-address": args.coordinator_address, "--num-processes": args.num_processes,
+             "--process-id": args.process_id}
+    given = [name for name, value in flags.items() if value is not None]
+    if given and args.distributed_auto:
+        raise UsageError(f"give either --distributed-auto or {', '.join(flags)}, not both")
+    if given and len(given) < len(flags):
+        missing = [name for name in flags if name not in given]
+        raise UsageError(f"{' and '.join(given)} also needs {' and '.join(missing)}: give all three "
+                         "multi-process flags, or none")
+    if given:
+        host, colon, port = args.coordinator_address.rpartition(":")
+        if not (colon and host and port.isdigit() and 0 < int(port) < 65536):
+            raise UsageError(f"--coordinator-address must be HOST:PORT, got {args.coordinator_address!r}")
+        if args.num_processes < 1:
+            raise UsageError(f"--num-processes must be at least 1, got {args.num_processes}")
+        if not 0 <= args.process_id < args.num_processes:
+            raise UsageError(f"--process-id must be in 0..{args.num_processes - 1} (--num-processes "
+                             f"{args.num_processes}), got {args.process_id}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -634,15 +684,14 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
 
     def per_device(params, opt_state, data):
         params, opt_state, losses, pairs = multi_step(params, opt_state, data)
-        return params, opt_state, losses[None], pairs
+        return params, opt_state, jax.lax.psum(losses, "data"), pairs
 
     def sharded(params, opt_state, data):
-        # Everything enters and leaves replicated (the losses per device); only row-sized gradients are
-        # all-gathered inside.
-        fn = jax.shard_map(per_device, mesh=mesh, in_specs=P(), out_specs=(P(), P(), P("data"), P()),
-                           check_vma=False)
-        params, opt_state, losses, pairs = fn(params, opt_state, data)
-        return params, opt_state, jnp.sum(losses, axis=0), pairs
+        # Everything enters and leaves replicated, the losses summed over the devices (so that every
+        # process can read them, also with several processes); only row-sized gradients are all-gathered
+        # inside.
+        fn = jax.shard_map(per_device, mesh=mesh, in_specs=P(), out_specs=P(), check_vma=False)
+        return fn(params, opt_state, data)
 
     return jax.jit(sharded, donate_argnums=(0, 1))
 
@@ -651,9 +700,87 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
 # Devices, checkpoints, reporting
 
 
+def _start_processes(args: argparse.Namespace) -> None:
+    """Join the other processes (``jax.distributed.initialize``) when the multi-process flags are given.
+
+    This must happen before JAX's backends start; ``python -m examples.word2vec.train`` starts none before
+    ``main`` runs. CPU devices use gloo for the collectives between processes (harmless on GPU/TPU).
+    """
+    if args.coordinator_address is None and not args.distributed_auto:
+        return
+    from jax._src import distributed, xla_bridge
+
+    state = distributed.global_state
+    if state.client is not None:  # already joined (an earlier main() in this process, or the caller did)
+        if args.distributed_auto or (state.num_processes, state.process_id) == (args.num_processes,
+                                                                               args.process_id):
+            return
+        raise UsageError(f"jax.distributed is already initialized as process {state.process_id} of "
+                         f"{state.num_processes}, not as --process-id {args.process_id} of {args.num_processes}")
+    if xla_bridge.backends_are_initialized():
+        raise UsageError("the multi-process flags need jax.distributed to start before JAX's backends, which "
+                         "already started in this process: run the trainer as its own process "
+                         "(python -m examples.word2vec.train ...)")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        if args.distributed_auto:
+            jax.distributed.initialize()
+        else:
+            jax.distributed.initialize(coordinator_address=args.coordinator_address,
+                                       num_processes=args.num_processes, process_id=args.process_id)
+    except (RuntimeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"jax.distributed.initialize failed: {first}") from None
+
+
+def _host(tree: Any) -> Any:
+    """The values of a tree of replicated arrays on the host, read from each array's first local copy (with
+    several processes an array spans devices this process cannot read; every process holds a full copy)."""
+    local = jax.tree_util.tree_map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
+    return jax.device_get(local)
+
+
+def _processes_agree(fields: dict[str, Sequence[int] | int]) -> None:
+    """With several processes, check that every process has the same ``fields`` (small int32 values): the
+    same corpus and training flags, devices, and start step (e.g. all resumed the same checkpoint)."""
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    names, parts = [], []
+    for name, value in fields.items():
+        value = np.atleast_1d(np.asarray(value, np.int32))
+        names += [name] * len(value)
+        parts.append(value)
+    mine = np.concatenate(parts)
+    try:
+        everyone = np.asarray(multihost_utils.process_allgather(mine)).reshape(jax.process_count(), len(mine))
+    except RuntimeError as e:  # e.g. gloo's 30 s deadline: another process failed before it got here
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"this process could not reach the other processes (did one of them fail?): {first}"
+                         ) from None
+    differ = [n for n in fields if n in {names[j] for j in np.nonzero((everyone != everyone[0]).any(axis=0))[0]}]
+    if differ:
+        shown = [n for n in differ if n != "fingerprint"]
+        detail = "; ".join(f"process {i}: " + ", ".join(f"{n} {everyone[i][names.index(n)]}" for n in shown)
+                           for i in range(len(everyone)))
+        what = ", ".join("the corpus, vocabulary or training flags" if n == "fingerprint" else n for n in differ)
+        raise UsageError(f"the processes disagree on {what}{f' ({detail})' if shown else ''}: run every process "
+                         "with the same flags and files (--resume: the same checkpoint on a shared filesystem)")
+
+
+def _stop_everywhere(requested: bool) -> bool:
+    """Whether any process asked to stop (Ctrl-C): every process makes the same decision after each call."""
+    if jax.process_count() == 1:
+        return requested
+    from jax.experimental import multihost_utils
+
+    return bool(np.asarray(multihost_utils.process_allgather(np.array([requested], np.int32))).any())
+
+
 def _resolve_device(spec: str | None):
     if spec is None:
-        return jax.devices()[0]
+        return jax.local_devices()[0]
     name, _, index = spec.partition(":")
     name = {"cuda": "gpu", "rocm": "gpu"}.get(name.lower(), name.lower())
     try:
@@ -661,7 +788,7 @@ def _resolve_device(spec: str | None):
     except ValueError:
         raise UsageError(f"--device {spec!r}: the device index must be an integer") from None
     try:
-        devices = jax.devices(name)
+        devices = [d for d in jax.devices(name) if d.process_index == jax.process_index()]
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(f"--device {spec!r} is not available: {first}") from None
@@ -676,20 +803,32 @@ def _resolve_devices(device, requested: int | None) -> list:
     One device is the default everywhere: on the 2-core CPU we measured, ``--devices 2`` ran at 0.65-0.9x
     the speed of one device (a rendezvous of the device threads every step, the batch, negatives and
     scatters repeated on each device, and XLA's own intra-op threads already using the second core).
+
+    With several processes ``device`` is a local device and ``--devices`` counts local devices: the result
+    is every process's devices at the same local positions, process 0's first (the mesh's order).
     """
     same = [d for d in jax.devices(device.platform) if d.process_index == device.process_index]
     start = same.index(device) if device in same else 0
     available = same[start:]
-    if requested is None:
-        return available[:1]
-    if requested > len(available):
+    n = 1 if requested is None else requested
+    if n > len(available):
         hint = ""
         if device.platform == "cpu":
             hint = (f"; JAX started with {len(same)} CPU device(s) before the trainer could ask for more: set "
                     f"XLA_FLAGS=--xla_force_host_platform_device_count={requested} before JAX starts")
+        per = " in this process" if jax.process_count() > 1 else ""
         raise UsageError(f"--devices {requested}: only {len(available)} {device.platform} device(s) from "
-                         f"{device} on{hint}")
-    return available[:requested]
+                         f"{device} on{per}{hint}")
+    if jax.process_count() == 1:
+        return available[:n]
+    devices = []
+    for p in range(jax.process_count()):
+        theirs = [d for d in jax.devices(device.platform) if d.process_index == p][start: start + n]
+        if len(theirs) < n:
+            raise UsageError(f"--devices {n}: process {p} has only {len(theirs)} {device.platform} device(s) "
+                             f"from local device {start} on")
+        devices += theirs
+    return devices
 
 
 class _Checkpointer:
@@ -719,6 +858,7 @@ class _Checkpointer:
         return os.path.join(self.dir, f"{_CKPT_NAME}-{max(steps)}.npz") if steps else None
 
     def save(self, params: dict[str, Any], opt_state: Any) -> str:
+        params, opt_state = _host((params, opt_state))  # replicated arrays, maybe over several processes
         tree = self._with_fp(params, self.fp)
         step = int(params["global_step"].value)
         if self.saver is not None:
@@ -854,6 +994,7 @@ def main(argv: Sequence[str] | None = None, *, _after_call: Callable[[int], None
         _validate(args)
         if args.devices is not None and args.devices > 1:
             _request_cpu_devices(args.devices)  # a no-op once JAX has started
+        _start_processes(args)
         return _run(args, _after_call)
     except SystemExit as e:  # --help
         return int(e.code or 0)
@@ -867,14 +1008,18 @@ def main(argv: Sequence[str] | None = None, *, _after_call: Callable[[int], None
 
 
 def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> int:
-    log = (lambda s: None) if args.quiet else print
+    # With several processes, process 0 (the chief) writes every output and prints; the others only
+    # train, in step with it, and report errors.
+    chief = jax.process_index() == 0
+    log = (lambda s: None) if args.quiet or not chief else print
     if args.negatives is None:
         args.negatives = 5 if args.loss == "neg" else 64
     if args.learning_rate is None:
         args.learning_rate = _DEFAULT_LR[args.optimizer]
     device = _resolve_device(args.device)
     devices = _resolve_devices(device, args.devices)
-    n_dev = len(devices)
+    n_dev = len(devices)  # over all processes
+    n_proc = jax.process_count()
     mesh = make_mesh(devices=devices) if n_dev > 1 else None
 
     t0 = time.perf_counter()
@@ -906,11 +1051,13 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
     log(f"{n_raw:,} tokens, vocabulary {vocab_size:,} (min-count {args.min_count}), "
         f"{len(ids):,} in-vocabulary tokens, {keep_mean:.1%} kept by subsampling on average; "
         f"{total:,} steps of {batches.centres} centres (~{batches.centres * (args.window + 1)} pairs), "
-        f"~{total / steps_per_epoch:.2f} epochs, on {device if n_dev == 1 else f'{n_dev} devices: {devices}'}")
+        f"~{total / steps_per_epoch:.2f} epochs, on {device if n_dev == 1 else f'{n_dev} devices: {devices}'}"
+        + (f" ({n_proc} processes)" if n_proc > 1 else ""))
 
     os.makedirs(args.output_dir, exist_ok=True)
     ckpt = _Checkpointer(os.path.join(args.output_dir, "checkpoints"), args.keep_checkpoints, fingerprint)
-    latest = ckpt.latest()
+    # --overwrite: only the chief looks (and deletes); the others start afresh without racing its rmtree.
+    latest = ckpt.latest() if chief or not args.overwrite else None
     if latest is not None and not args.resume:
         if not args.overwrite:
             raise UsageError(
@@ -929,15 +1076,20 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
             log(f"resumed from {latest} at step {int(params['global_step'].value)}")
         elif args.resume:
             log("no checkpoint to resume from: starting afresh")
+        local = jax.local_devices(backend=device.platform)
+        _processes_agree({"fingerprint": np.frombuffer(fingerprint, np.uint8), "local devices": n_dev // n_proc,
+                          "first local device": local.index(device) if device in local else -1,
+                          "start step": int(params["global_step"].value)})
         accept, alias = alias_table(counts.astype(np.float64) ** 0.75)
         data = {"corpus": batches.pad(ids), "keep": keep_prob, "accept": accept, "alias": alias}
         if mesh is None:
             params, opt_state = jax.device_put((params, opt_state), device)
             data = jax.device_put(data, device)
         else:  # data-parallel: everything replicated (no sharding rules); batches split inside the step
+            # (shard_params and put also place global arrays when the mesh spans several processes)
             params = shard_params(params, mesh, [])
             opt_state = shard_opt_state(opt_state, params, mesh, [])
-            data = jax.device_put(data, NamedSharding(mesh, P()))
+            data = jax.tree_util.tree_map(lambda x: put(x, NamedSharding(mesh, P())), data)
 
         trace_counter = [0]
         fn = _make_multi_step(opt, batches, args, vocab_size, counts, trace_counter, mesh)
@@ -948,7 +1100,7 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
             f"(setup {t_compile - t0:.1f}s)")
 
         writer = None
-        if not args.no_tensorboard:
+        if not args.no_tensorboard and chief:
             try:
                 writer = jg.summary.FileWriter(args.output_dir)
             except Exception as e:  # tensorboardX missing: not fatal
@@ -967,12 +1119,13 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
         except ValueError:  # not the main thread
             pass
 
-        step = int(params["global_step"].value)
+        step = int(_host(params["global_step"].value))
         start_step = step
         end_step = total if args.stop_at_step is None else min(total, max(args.stop_at_step, step))
-        progress = _Progress(total, step, not (args.no_progress or args.quiet))
+        progress = _Progress(total, step, not (args.no_progress or args.quiet or not chief))
         raw_per_token = n_raw / len(ids)
-        last_pos = int(params["epoch"].value) * len(ids) + int(params["position"].value)
+        epoch_now, pos_now = _host((params["epoch"].value, params["position"].value))
+        last_pos = int(epoch_now) * len(ids) + int(pos_now)
         recent: collections.deque = collections.deque(maxlen=max(1, 2000 // k))
         train_time = 0.0
         pairs_total = 0
@@ -982,7 +1135,7 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
             while step < end_step:
                 t_call = time.perf_counter()
                 params, opt_state, losses, pairs = compiled(params, opt_state, data)
-                losses, pairs, epoch_now, pos_now = jax.device_get(
+                losses, pairs, epoch_now, pos_now = _host(
                     (losses, pairs, params["epoch"].value, params["position"].value))
                 dt = time.perf_counter() - t_call
                 train_time += dt
@@ -1007,12 +1160,13 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
                     raise UsageError(f"the loss diverged (non-finite) at step {step}; lower --learning-rate")
                 if after_call is not None:
                     after_call(step)
-                if stop["requested"]:
+                if _stop_everywhere(stop["requested"]):  # Ctrl-C in any process stops them all here
                     interrupted = True
                     break
-                if args.eval_every and step // args.eval_every != first // args.eval_every and step < total:
-                    progress.write(_neighbour_lines(np.asarray(params["emb_in"].value), vocab))
-                if args.checkpoint_every and step // args.checkpoint_every != first // args.checkpoint_every:
+                if args.eval_every and step // args.eval_every != first // args.eval_every and step < total and chief:
+                    progress.write(_neighbour_lines(_host(params["emb_in"].value), vocab))
+                if (args.checkpoint_every and step // args.checkpoint_every != first // args.checkpoint_every
+                        and chief):
                     ckpt.save(params, opt_state)
         except KeyboardInterrupt:
             # A second Ctrl-C, possibly in the middle of a call whose donated inputs are gone: no save.
@@ -1026,6 +1180,8 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
             progress.close()
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
+        if not chief:  # the chief saves and writes the outputs: the others are done
+            return 130 if interrupted else 0
         if step > start_step or latest is None:
             saved = ckpt.save(params, opt_state)
         else:
@@ -1041,8 +1197,8 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
             log(f"stopped at step {step} of {total} (--stop-at-step): checkpoint {saved}")
             return 0
 
-        emb = np.asarray(params["emb_in"].value)
-        epochs_done = (int(params["epoch"].value) * len(ids) + int(params["position"].value)) / len(ids)
+        emb, epoch_now, pos_now = _host((params["emb_in"].value, params["epoch"].value, params["position"].value))
+        epochs_done = (int(epoch_now) * len(ids) + int(pos_now)) / len(ids)
 
     words_per_sec = tokens_total * raw_per_token / train_time if train_time else None
     examples_per_sec = pairs_total / train_time if train_time else None
@@ -1076,6 +1232,7 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
         "train_seconds": train_time,
         "device": str(device),
         "devices": n_dev,
+        "processes": n_proc,
         "platform": device.platform,
         "corpus": description,
         "corpus_tokens": n_raw,

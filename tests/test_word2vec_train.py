@@ -111,6 +111,9 @@ def test_corrupt_checkpoint_is_an_error(corpus, tmp_path, capsys):
     "extra, needle",
     [
         (["--negatives", "1000"], "--negatives"),
+        (["--negatives-per-centre", "1000"], "--negatives-per-centre"),
+        (["--negatives-per-centre", "0"], "--negatives-per-centre"),
+        (["--loss", "nce", "--negatives-per-centre", "4"], "--loss neg only"),
         (["--batch-size", "0"], "--batch-size"),
         (["--epochs", "-1"], "--epochs"),
         (["--loss", "softmax"], "invalid choice"),

@@ -8,8 +8,8 @@ reported separately): a short calibration run measures each one's speed, then th
 scored by the same code (``examples/word2vec/evaluation.py``): WordSim353 and SimLex-999 Spearman and
 Google analogy accuracy. With ``--seeds`` both sides train once per seed (alternating, so that a change
 in the machine's load hits both) and the scores are reported as mean +- sd: on the small default corpus
-a single run's WordSim353 varies by about +-0.02 between seeds. Raw words/sec counts every corpus token consumed (out-of-vocabulary and
-subsampled ones included), as gensim's "raw words" do.
+a single run's WordSim353 varies by about +-0.02 between seeds. Raw words/sec counts every corpus token
+consumed (out-of-vocabulary and subsampled ones included), as gensim's "raw words" do.
 
 Usage::
 

@@ -67,14 +67,16 @@ def calibrate_jaxgraph(corpus_path: str, seconds: float, workdir: str, extra: li
     if "--steps-per-call" in extra:
         k = int(extra[extra.index("--steps-per-call") + 1])
     calib_dir = os.path.join(workdir, "calibration")
-    # Long enough (8 calls) that one slow call on a busy machine does not skew the estimate.
-    code = train.main(_jaxgraph_common(corpus_path, extra) + ["--output-dir", calib_dir, "--steps", str(8 * k),
-                                                              "--no-eval"])
+    # 32 calls; the rate is taken over the last 24, after the first calls' warm-up (page faults on the
+    # fresh tables, caches), which made a short calibration underestimate the steady speed by ~1/3.
+    stamps: list[tuple[int, float]] = []
+    code = train.main(_jaxgraph_common(corpus_path, extra) + ["--output-dir", calib_dir, "--steps", str(32 * k),
+                                                              "--no-eval"],
+                      _after_call=lambda step: stamps.append((step, time.perf_counter())))
     if code != 0:
         raise SystemExit(f"jaxgraph calibration run failed with status {code}")
-    with open(os.path.join(calib_dir, "metrics.json")) as f:
-        calib = json.load(f)
-    steps_per_sec = calib["steps_this_run"] / calib["train_seconds"]
+    (s0, t0), (s1, t1) = stamps[7], stamps[-1]
+    steps_per_sec = (s1 - s0) / (t1 - t0)
     steps = max(k, int(seconds * steps_per_sec) // k * k)
     print(f"jaxgraph: calibration {steps_per_sec:.1f} steps/s -> {steps} steps for {seconds:.0f}s")
     return steps
@@ -123,13 +125,20 @@ def _gensim_setup(words: list[str]):
 def calibrate_gensim(words: list[str], seconds: float) -> int:
     """The number of epochs that fits ``seconds`` of gensim training."""
     from gensim.models import Word2Vec
+    from gensim.models.callbacks import CallbackAny2Vec
 
     sentences, kwargs = _gensim_setup(words)
     calib = Word2Vec(**kwargs, seed=1)
     calib.build_vocab(sentences)
-    t0 = time.perf_counter()
-    calib.train(sentences, total_examples=len(sentences), epochs=1)
-    epoch_seconds = time.perf_counter() - t0
+    # Two epochs, timing the second: the first includes starting the worker threads and warming up.
+    ends: list[float] = []
+
+    class _EpochEnd(CallbackAny2Vec):
+        def on_epoch_end(self, model):
+            ends.append(time.perf_counter())
+
+    calib.train(sentences, total_examples=len(sentences), epochs=2, callbacks=[_EpochEnd()])
+    epoch_seconds = ends[1] - ends[0]
     epochs = max(1, round(seconds / epoch_seconds))
     print(f"gensim: calibration {epoch_seconds:.1f} s/epoch -> {epochs} epochs for {seconds:.0f}s")
     return epochs

@@ -36,9 +36,9 @@ What it does, and the choices made
   ``--negatives-per-centre`` (M, default 2K) are drawn per *centre* and shared by its ``2b`` pairs,
   each pair's K negative terms estimated as ``K/M`` times the sum over the M (an unbiased estimate of
   word2vec's objective); a negative equal to the centre is skipped, as word2vec does. A step then
-  computes one row of ``2W + M`` dot products per centre instead of ``2b (1 + K)`` rows: about 2.5x
-  faster on CPU than gensim's orientation with per-centre negatives, itself 2.5x fewer row gathers than
-  per-pair negatives, for the same WordSim353/SimLex scores in our runs (``benchmarks/README.md``).
+  computes one row of ``2W + M`` dot products per centre instead of ``2b`` rows of ``1 + K``: on the
+  2-core CPU this took the trainer from 0.73x to 1.33x gensim's words/sec, with the same WordSim353
+  score at the same training time, a lower SimLex-999 and analogy score (``benchmarks/README.md``).
   TF's one shared set per *batch* would be cheaper still, but sends the summed gradient of thousands
   of pairs into a few rows (unstable for plain SGD at word2vec's rate). ``--loss nce`` is
   ``jaxgraph.nn.nce_loss`` with TF's shared, unique, log-uniform negatives (64 by default; ids are in
@@ -550,7 +550,7 @@ def skipgram_negative_sampling_loss(params: dict[str, Any], centres: jax.Array, 
     M, so the negative part of a centre's loss is ``n K/M sum_m -log s(-v.u_m)``, computed once (a
     negative equal to the centre is skipped, as in word2vec). That is one row of ``S + M`` dot products
     per centre (a matrix-vector product) instead of gensim's ``[S, 1 + K]`` block (context predicts
-    centre, negatives per pair): about 2.5x less time per step on CPU.
+    centre, negatives per pair), fewer rows and far fewer small products per step.
 
     >>> p = {"emb_in": jg.Variable(jnp.ones((4, 2))), "emb_out": jg.Variable(jnp.zeros((4, 2)))}
     >>> loss = skipgram_negative_sampling_loss(p, jnp.array([0]), jnp.array([[1, 2]]),
@@ -814,9 +814,10 @@ def _resolve_device(spec: str | None):
 def _resolve_devices(device, requested: int | None) -> list:
     """The devices to train on: ``device`` and the next ones of its platform (``--devices``, default 1).
 
-    One device is the default everywhere: on the 2-core CPU we measured, ``--devices 2`` ran at 0.65-0.9x
-    the speed of one device (a rendezvous of the device threads every step, the batch, negatives and
-    scatters repeated on each device, and XLA's own intra-op threads already using the second core).
+    One device is the default everywhere: on the 2-core CPU we measured, ``--devices 2`` ran at about 0.2x
+    the speed of one device (a rendezvous of the device threads every step, which costs more than the
+    ~0.5 ms step itself; the batch, negatives and scatters repeated on each device; and XLA's own
+    intra-op threads already using the second core).
 
     With several processes ``device`` is a local device and ``--devices`` counts local devices: the result
     is every process's devices at the same local positions, process 0's first (the mesh's order).

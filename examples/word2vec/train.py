@@ -591,7 +591,7 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
     two_w = 2 * args.window
 
     def sample_neg(data, step, first_row, n_rows):
-        """Negatives of centre rows ``first_row ..`` (``[n_rows, K]``): unigram**0.75 by an alias table, the
+        """Negatives of centre rows ``first_row ..`` (``[n_rows, M]``): unigram**0.75 by an alias table, the
         randomness a hash of ``(seed, step, row, k)``, so a row's negatives do not depend on how the batch
         is split over devices. (jax.random here cost ~0.3 ms/step on CPU: threefry runs as XLA loops.)"""
         slot = (first_row * drawn + jnp.arange(n_rows * drawn, dtype=jnp.int32)).astype(jnp.uint32)

@@ -175,13 +175,7 @@ import jaxgraph as jg  # noqa: E402
 from examples.word2vec import data as w2v_data  # noqa: E402
 from examples.word2vec import evaluation, export  # noqa: E402
 from jaxgraph.sharding import make_mesh, put, shard_opt_state, shard_params  # noqa: E402
-
-try:  # the Saver is new in jaxgraph; fall back to plain atomic .npz files without it
-    from jaxgraph.train.saver import CheckpointError, Saver, latest_checkpoint
-except ImportError:  # pragma: no cover - depends on the jaxgraph version
-    Saver = None  # type: ignore[assignment,misc]
-    CheckpointError = ValueError  # type: ignore[assignment,misc]
-    latest_checkpoint = None  # type: ignore[assignment]
+from jaxgraph.train import CheckpointError, Saver, latest_checkpoint  # noqa: E402
 
 __all__ = ["main", "build_parser", "build_vocabulary", "configure_host_devices", "skipgram_negative_sampling_loss",
            "TRACE_COUNTS"]
@@ -848,16 +842,13 @@ def _resolve_devices(device, requested: int | None) -> list:
 
 
 class _Checkpointer:
-    """Atomic checkpoints carrying a run fingerprint.
-
-    Uses ``jaxgraph.train.saver.Saver`` (one atomic ``.npz`` per checkpoint and a TF-style index);
-    without it, a plain ``np.savez`` to a temporary file and ``os.replace``.
-    """
+    """Atomic checkpoints carrying a run fingerprint: ``jaxgraph.train.Saver`` (one atomic ``.npz`` per
+    checkpoint and a TF-style index) with the fingerprint stored as one more variable."""
 
     def __init__(self, directory: str, keep: int, fingerprint: bytes) -> None:
         self.dir = directory
         self.fp = np.frombuffer(fingerprint, np.uint8).copy()
-        self.saver = Saver(max_to_keep=keep) if Saver is not None else None
+        self.saver = Saver(max_to_keep=keep)
 
     def _with_fp(self, params: dict[str, Any], fp: np.ndarray) -> dict[str, Any]:
         tree = dict(params)
@@ -865,35 +856,15 @@ class _Checkpointer:
         return tree
 
     def latest(self) -> str | None:
-        if not os.path.isdir(self.dir):
-            return None
-        if self.saver is not None:
-            return latest_checkpoint(self.dir)
-        steps = [int(f[len(_CKPT_NAME) + 1: -4]) for f in os.listdir(self.dir)
-                 if f.startswith(_CKPT_NAME + "-") and f.endswith(".npz")]
-        return os.path.join(self.dir, f"{_CKPT_NAME}-{max(steps)}.npz") if steps else None
+        return latest_checkpoint(self.dir) if os.path.isdir(self.dir) else None
 
     def save(self, params: dict[str, Any], opt_state: Any) -> str:
         params, opt_state = _host((params, opt_state))  # replicated arrays, maybe over several processes
         tree = self._with_fp(params, self.fp)
         step = int(params["global_step"].value)
-        if self.saver is not None:
-            return self.saver.save(tree, opt_state, os.path.join(self.dir, _CKPT_NAME), global_step=step)
-        os.makedirs(self.dir, exist_ok=True)
-        path = os.path.join(self.dir, f"{_CKPT_NAME}-{step}.npz")
-        fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, *[np.asarray(x) for x in jax.tree_util.tree_leaves((tree, opt_state))])
-        os.replace(tmp, path)
-        return path
+        return self.saver.save(tree, opt_state, os.path.join(self.dir, _CKPT_NAME), global_step=step)
 
     def _read_fp(self, path: str) -> np.ndarray | None:
-        if self.saver is None:
-            try:
-                with np.load(path) as z:
-                    return next((z[k] for k in z.files if z[k].dtype == np.uint8), None)
-            except (OSError, ValueError) as e:
-                raise UsageError(f"checkpoint {path} cannot be read: {e}") from None
         template = self._with_fp({}, np.zeros_like(self.fp))
         try:
             restored, _ = Saver(var_list=[_FINGERPRINT]).restore(template, None, path)
@@ -911,14 +882,7 @@ class _Checkpointer:
                 "differ); resume with the same flags, or use --overwrite or another --output-dir to "
                 "start afresh"
             )
-        tree = self._with_fp(params, self.fp)
-        if self.saver is not None:
-            tree, opt_state = self.saver.restore(tree, opt_state, path)
-        else:
-            leaves, treedef = jax.tree_util.tree_flatten((tree, opt_state))
-            with np.load(path) as z:
-                new = [jnp.asarray(z[f"arr_{i}"]) for i in range(len(leaves))]
-            tree, opt_state = jax.tree_util.tree_unflatten(treedef, new)
+        tree, opt_state = self.saver.restore(self._with_fp(params, self.fp), opt_state, path)
         tree.pop(_FINGERPRINT)
         return tree, opt_state
 

@@ -709,6 +709,12 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
 # Devices, checkpoints, reporting
 
 
+def _first_line(e: BaseException) -> str:
+    """The first line of an exception's message (JAX's are often many lines long), or its type's name."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def _start_processes(args: argparse.Namespace) -> None:
     """Join the other processes (``jax.distributed.initialize``) when the multi-process flags are given.
 
@@ -738,7 +744,7 @@ def _start_processes(args: argparse.Namespace) -> None:
             jax.distributed.initialize(coordinator_address=args.coordinator_address,
                                        num_processes=args.num_processes, process_id=args.process_id)
     except (RuntimeError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = _first_line(e)
         raise UsageError(f"jax.distributed.initialize failed: {first}") from None
 
 
@@ -765,7 +771,7 @@ def _processes_agree(fields: dict[str, Sequence[int] | int]) -> None:
     try:
         everyone = np.asarray(multihost_utils.process_allgather(mine)).reshape(jax.process_count(), len(mine))
     except RuntimeError as e:  # e.g. gloo's 30 s deadline: another process failed before it got here
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = _first_line(e)
         raise UsageError(f"this process could not reach the other processes (did one of them fail?): {first}"
                          ) from None
     differ = [n for n in fields if n in {names[j] for j in np.nonzero((everyone != everyone[0]).any(axis=0))[0]}]
@@ -799,7 +805,7 @@ def _resolve_device(spec: str | None):
     try:
         devices = [d for d in jax.devices(name) if d.process_index == jax.process_index()]
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = _first_line(e)
         raise UsageError(f"--device {spec!r} is not available: {first}") from None
     if not 0 <= idx < len(devices):
         raise UsageError(f"--device {spec!r}: there are {len(devices)} {name} device(s)")

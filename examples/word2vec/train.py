@@ -104,7 +104,6 @@ import re
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -946,16 +945,11 @@ def _json_safe(obj: Any) -> Any:
 
 
 def _atomic_json(path: str, obj: Any) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".metrics.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_json_safe(obj), f, indent=2, sort_keys=True, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    def write(f):
+        json.dump(_json_safe(obj), f, indent=2, sort_keys=True, allow_nan=False)
+        f.write("\n")
+
+    export._atomic_write(path, write)  # the same temporary-file-and-rename writer as the exports
 
 
 def _probe_words(vocab_size: int) -> list[int]:

@@ -1,5 +1,7 @@
 """Shared test setup: CPU by default, float32 everywhere, x64 off (as users run)."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -30,3 +32,19 @@ def corpus(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
     path.write_text("\n".join(sentences) + "\n")
     return str(path)
+
+
+def _trainer_tables(output_dir) -> dict[str, np.ndarray]:
+    from jaxgraph.train.saver import latest_checkpoint
+
+    path = latest_checkpoint(os.path.join(output_dir, "checkpoints"))
+    with np.load(path + ".npz") as z:
+        return {k: z[k] for k in ("variables/emb_in", "variables/emb_out", "variables/global_step",
+                                  "variables/position", "variables/epoch")}
+
+
+@pytest.fixture
+def trainer_tables():
+    """Reads the word2vec trainer's latest checkpoint in an ``--output-dir``: both tables, the global step
+    and the corpus position (``{"variables/emb_in": ..., ...}``)."""
+    return _trainer_tables

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 
 import numpy as np
@@ -19,14 +18,6 @@ SMALL = ["--embedding-size", "16", "--batch-size", "96", "--steps-per-call", "8"
 
 def _run(corpus: str, out, *extra: str, **kw) -> int:
     return train.main(["--corpus", corpus, "--output-dir", str(out), *SMALL, *extra], **kw)
-
-
-def _final_tables(out) -> dict[str, np.ndarray]:
-    from jaxgraph.train.saver import latest_checkpoint
-
-    path = latest_checkpoint(os.path.join(out, "checkpoints"))
-    with np.load(path + ".npz") as z:
-        return {k: z[k] for k in ("variables/emb_in", "variables/emb_out", "variables/global_step")}
 
 
 def test_metrics_export_and_single_trace(corpus, tmp_path, capsys):
@@ -55,14 +46,14 @@ def test_metrics_export_and_single_trace(corpus, tmp_path, capsys):
     assert "Nearest to" in capsys.readouterr().out
 
 
-def test_resume_is_exact(corpus, tmp_path):
+def test_resume_is_exact(corpus, tmp_path, trainer_tables):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert _run(corpus, straight, "--steps", "32") == 0
     assert _run(corpus, split, "--steps", "32", "--stop-at-step", "16") == 0
-    assert _final_tables(split)["variables/global_step"] == 16
+    assert trainer_tables(split)["variables/global_step"] == 16
     assert not (split / "metrics.json").exists()
     assert _run(corpus, split, "--steps", "32", "--resume") == 0
-    a, b = _final_tables(straight), _final_tables(split)
+    a, b = trainer_tables(straight), trainer_tables(split)
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
     assert json.loads((split / "metrics.json").read_text())["steps_this_run"] == 16
@@ -75,9 +66,9 @@ def test_resume_is_exact(corpus, tmp_path):
             signal.raise_signal(signal.SIGINT)
 
     assert _run(corpus, interrupted, "--steps", "32", _after_call=press_ctrl_c) == 130
-    assert _final_tables(interrupted)["variables/global_step"] == 8
+    assert trainer_tables(interrupted)["variables/global_step"] == 8
     assert _run(corpus, interrupted, "--steps", "32", "--resume") == 0
-    c = _final_tables(interrupted)
+    c = trainer_tables(interrupted)
     for key in a:
         np.testing.assert_array_equal(a[key], c[key])
 

@@ -16,7 +16,6 @@ summation-order difference (observed below 1e-7 after 64 steps), inside the same
 from __future__ import annotations
 
 import json
-import os
 
 import jax
 import numpy as np
@@ -42,28 +41,19 @@ def _run(corpus: str, out, *extra: str, **kw) -> int:
     return train.main(["--corpus", corpus, "--output-dir", str(out), *SMALL, *extra], **kw)
 
 
-def _tables(out) -> dict[str, np.ndarray]:
-    from jaxgraph.train.saver import latest_checkpoint
-
-    path = latest_checkpoint(os.path.join(out, "checkpoints"))
-    with np.load(path + ".npz") as z:
-        return {k: z[k] for k in ("variables/emb_in", "variables/emb_out", "variables/global_step",
-                                  "variables/position", "variables/epoch")}
-
-
 def _assert_close(a, b):
     for key in a:
         np.testing.assert_allclose(b[key], a[key], rtol=RTOL, atol=ATOL, err_msg=key)
 
 
 @pytest.mark.parametrize("loss", ["neg", "nce"])
-def test_devices_match_one_device(corpus, tmp_path, loss):
+def test_devices_match_one_device(corpus, tmp_path, loss, trainer_tables):
     extra = ["--steps", "48", "--loss", loss] + (["--negatives", "8"] if loss == "nce" else [])
     assert _run(corpus, tmp_path / "d1", "--devices", "1", *extra) == 0
-    one = _tables(tmp_path / "d1")
+    one = trainer_tables(tmp_path / "d1")
     for n in (2, 4):
         assert _run(corpus, tmp_path / f"d{n}", "--devices", str(n), *extra) == 0
-        many = _tables(tmp_path / f"d{n}")
+        many = trainer_tables(tmp_path / f"d{n}")
         _assert_close(one, many)
         np.testing.assert_array_equal(many["variables/position"], one["variables/position"])
         metrics = json.loads((tmp_path / f"d{n}" / "metrics.json").read_text())
@@ -73,13 +63,13 @@ def test_devices_match_one_device(corpus, tmp_path, loss):
     assert np.abs(one["variables/emb_out"]).max() > 1e-3  # the tables did move
 
 
-def test_resume_is_exact_with_two_devices(corpus, tmp_path):
+def test_resume_is_exact_with_two_devices(corpus, tmp_path, trainer_tables):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert _run(corpus, straight, "--devices", "2", "--steps", "32") == 0
     assert _run(corpus, split, "--devices", "2", "--steps", "32", "--stop-at-step", "16") == 0
-    assert _tables(split)["variables/global_step"] == 16
+    assert trainer_tables(split)["variables/global_step"] == 16
     assert _run(corpus, split, "--devices", "2", "--steps", "32", "--resume") == 0
-    a, b = _tables(straight), _tables(split)
+    a, b = trainer_tables(straight), trainer_tables(split)
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
@@ -88,7 +78,7 @@ def test_resume_is_exact_with_two_devices(corpus, tmp_path):
         other = tmp_path / f"other{n}"
         assert _run(corpus, other, "--devices", "2", "--steps", "32", "--stop-at-step", "16") == 0
         assert _run(corpus, other, "--devices", str(n), "--steps", "32", "--resume") == 0
-        _assert_close(a, _tables(other))
+        _assert_close(a, trainer_tables(other))
 
 
 def test_too_many_devices_is_an_error(corpus, tmp_path, capsys):

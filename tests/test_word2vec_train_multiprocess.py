@@ -94,15 +94,6 @@ def _run(corpus: str, out: Path, *extra: str) -> int:
     return train.main(["--corpus", corpus, "--output-dir", str(out), *SMALL, "--quiet", *extra])
 
 
-def _tables(out: Path) -> dict[str, np.ndarray]:
-    from jaxgraph.train.saver import latest_checkpoint
-
-    path = latest_checkpoint(os.path.join(out, "checkpoints"))
-    with np.load(path + ".npz") as z:
-        return {k: z[k] for k in ("variables/emb_in", "variables/emb_out", "variables/global_step",
-                                  "variables/position", "variables/epoch")}
-
-
 def _assert_close(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray]) -> None:
     for key in expected:
         np.testing.assert_allclose(actual[key], expected[key], rtol=RTOL, atol=ATOL, err_msg=key)
@@ -121,14 +112,14 @@ def one_process(corpus, tmp_path_factory) -> Path:
 
 
 @pytest.mark.multidevice
-def test_two_processes_match_one_process(corpus, tmp_path, one_process):
-    ref = _tables(one_process)
+def test_two_processes_match_one_process(corpus, tmp_path, one_process, trainer_tables):
+    ref = trainer_tables(one_process)
     assert np.abs(ref["variables/emb_out"]).max() > 1e-3  # the tables did move
     assert _run(corpus, tmp_path / "d4", "--devices", "4") == 0
-    _assert_close(ref, _tables(tmp_path / "d4"))
+    _assert_close(ref, trainer_tables(tmp_path / "d4"))
 
     out0, out1 = _launch(corpus, tmp_path / "mp", "--checkpoint-every", "16")
-    _assert_close(ref, _tables(tmp_path / "mp"))
+    _assert_close(ref, trainer_tables(tmp_path / "mp"))
     metrics = json.loads((tmp_path / "mp" / "metrics.json").read_text())
     m1 = json.loads((one_process / "metrics.json").read_text())
     assert metrics["devices"] == 4 and metrics["processes"] == 2 and m1["processes"] == 1
@@ -146,13 +137,13 @@ def test_two_processes_match_one_process(corpus, tmp_path, one_process):
 
 
 @pytest.mark.multidevice
-def test_two_processes_stop_and_resume(corpus, tmp_path, one_process):
+def test_two_processes_stop_and_resume(corpus, tmp_path, one_process, trainer_tables):
     # Process 0 writes the checkpoint at --stop-at-step; both processes read it back with --resume.
     out = tmp_path / "split"
     _launch(corpus, out, "--stop-at-step", "16")
-    assert _tables(out)["variables/global_step"] == 16
+    assert trainer_tables(out)["variables/global_step"] == 16
     _launch(corpus, out, "--resume")
-    _assert_close(_tables(one_process), _tables(out))
+    _assert_close(trainer_tables(one_process), trainer_tables(out))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps_this_run"] == 16 and metrics["processes"] == 2 and metrics["devices"] == 4
 

@@ -39,7 +39,7 @@ What it does, and the choices made
   computes one row of ``2W + M`` dot products per centre instead of ``2b`` rows of ``1 + K``: on the
   2-core CPU this took the trainer from 0.73x to 1.33x gensim's words/sec, with the same WordSim353
   score at the same training time, a lower SimLex-999 and analogy score (``benchmarks/README.md``);
-  ``--negatives-per-centre 50`` gives gensim's scores per epoch at about a quarter of the speed.
+  ``--negatives-per-centre 50`` gives gensim's scores per epoch at about a fifth of the speed.
   TF's one shared set per *batch* would be cheaper still, but sends the summed gradient of thousands
   of pairs into a few rows (unstable for plain SGD at word2vec's rate). ``--loss nce`` is
   ``jaxgraph.nn.nce_loss`` with TF's shared, unique, log-uniform negatives (64 by default; ids are in

@@ -30,8 +30,14 @@ import numpy as np
 from jax.extend import core as jex_core
 
 from jaxgraph import summary as _summary
-from jaxgraph.collections import named_variables, names_by_id, replace_values, resolved_name, trainable_variables
 from jaxgraph.sparse import IndexedSlices
+from jaxgraph.variable_collections import (
+    named_variables,
+    names_by_id,
+    replace_values,
+    resolved_name,
+    trainable_variables,
+)
 from jaxgraph.variables import Variable
 
 _VALID_DTYPES = (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64)
@@ -75,11 +81,6 @@ class _Tape:
 _tape: contextvars.ContextVar[_Tape | None] = contextvars.ContextVar("jaxgraph_tape", default=None)
 
 
-def read_variable(var: Variable) -> jax.Array:
-    """What ``Variable.value`` returns. (Dense use is detected structurally, not recorded here.)"""
-    return var._value
-
-
 def _take(table: jax.Array, ids: jax.Array, padded: bool = False) -> jax.Array:
     if padded:
         return jnp.take(table, ids, axis=0, mode="fill", fill_value=0)
@@ -115,7 +116,7 @@ def gather_rows(params: Variable | jax.Array, ids: Any, *, padded: bool = False)
     >>> gather_rows(jnp.arange(6.0).reshape(3, 2), jnp.array([2, 0])).tolist()
     [[4.0, 5.0], [0.0, 1.0]]
     """
-    table = params._value if isinstance(params, Variable) else jnp.asarray(params)
+    table = params.value if isinstance(params, Variable) else jnp.asarray(params)
     rows = table.shape[0]
     ids = _check_ids(rows + 1 if padded else rows, ids)
     if isinstance(params, Variable):
@@ -197,7 +198,7 @@ def value_and_gradients(
     ``grad_ys``). With ``has_aux`` the loss function returns ``(loss, aux)`` and so does this.
     """
     names = [resolved_name(v) for v in variables]
-    originals = {name: v._value for name, v in zip(names, variables, strict=True)}
+    originals = {name: v.value for name, v in zip(names, variables, strict=True)}
 
     def run(values: dict[str, Any], tape: _Tape):
         tree = replace_values(params, values)

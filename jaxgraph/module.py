@@ -28,7 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxgraph import collections as _collections
+from jaxgraph import variable_collections as _collections
 from jaxgraph.variables import Variable
 
 

@@ -28,7 +28,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxgraph.collections import map_variables, named_variables, resolved_name
+from jaxgraph.variable_collections import map_variables, named_variables, resolved_name
 
 Rules = Sequence[tuple[str, PartitionSpec]] | dict[str, PartitionSpec]
 
@@ -112,7 +112,7 @@ def put(x: Any, sharding: NamedSharding) -> jax.Array:
 def shard_params(tree: Any, mesh: Mesh, rules: Rules | None) -> Any:
     """``tree`` with every Variable's value placed on ``mesh`` by the rules (replicated if unmatched)."""
     by_name = variable_shardings(tree, mesh, rules)
-    return map_variables(lambda v: v.replace(value=put(v._value, by_name[resolved_name(v)])), tree)
+    return map_variables(lambda v: v.replace(value=put(v.value, by_name[resolved_name(v)])), tree)
 
 
 def shard_opt_state(opt_state: Any, params: Any, mesh: Mesh, rules: Rules | None) -> Any:

@@ -5,9 +5,8 @@ collections are static metadata, so they survive ``jit``, ``tree_map``, ``lax.sc
 flatten/unflatten unchanged.
 
 Reading a variable is explicit: ``var.value`` is the array. A Variable is not an array, and passing
-one where JAX expects an array raises a ``TypeError`` that says to read ``.value``. This keeps the
-places where the model reads a parameter visible, which is what lets :mod:`jaxgraph.gradients` tell
-a dense read from an embedding lookup.
+one where JAX expects an array raises a ``TypeError`` that says to read ``.value``, so the places
+where a model reads its parameters stay visible in its code.
 
 >>> import jax.numpy as jnp
 >>> from jaxgraph import Variable, name_scope
@@ -21,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import jax
@@ -206,10 +205,12 @@ class Variable:
     # -- reading --------------------------------------------------------------------------------
     @property
     def value(self) -> jax.Array:
-        """The variable's array. Inside ``compute_gradients`` this read is recorded as a dense use."""
-        from jaxgraph import gradients  # local: gradients imports this module
+        """The variable's array.
 
-        return gradients.read_variable(self)
+        Reading it records nothing: ``compute_gradients`` decides from the traced program whether the
+        loss uses the array densely or only through row gathers.
+        """
+        return self._value
 
     def read_value(self) -> jax.Array:
         """TF's name for :attr:`value`."""
@@ -311,10 +312,3 @@ def create_global_step(name: str = "global_step") -> Variable:
             name=name,
             collections=[GraphKeys.GLOBAL_VARIABLES, GraphKeys.GLOBAL_STEP],
         )
-
-
-def is_variable(x: Any) -> bool:
-    return isinstance(x, Variable)
-
-
-VariableInitializer = Callable[[], Any]

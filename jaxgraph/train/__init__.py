@@ -1,6 +1,5 @@
 """TF1's ``tf.train``: optimizers, the global step, the Saver."""
 
-from jaxgraph.collections import get_global_step as get_global_step
 from jaxgraph.train.adagrad import AdagradOptimizer as AdagradOptimizer
 from jaxgraph.train.adam import AdamOptimizer as AdamOptimizer
 from jaxgraph.train.adam import LazyAdamOptimizer as LazyAdamOptimizer
@@ -13,4 +12,5 @@ from jaxgraph.train.rmsprop import RMSPropOptimizer as RMSPropOptimizer
 from jaxgraph.train.saver import CheckpointError as CheckpointError
 from jaxgraph.train.saver import Saver as Saver
 from jaxgraph.train.saver import latest_checkpoint as latest_checkpoint
+from jaxgraph.variable_collections import get_global_step as get_global_step
 from jaxgraph.variables import create_global_step as create_global_step

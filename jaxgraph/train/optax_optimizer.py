@@ -22,10 +22,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgraph.collections import replace_values
 from jaxgraph.gradients import resolve_var_list
 from jaxgraph.sparse import IndexedSlices
 from jaxgraph.train.optimizer import Optimizer, OptimizerState
+from jaxgraph.variable_collections import replace_values
 from jaxgraph.variables import Variable
 
 
@@ -43,7 +43,7 @@ class OptaxOptimizer(Optimizer):
 
     def init(self, params: Any, var_list: Sequence[Variable | str] | None = None) -> OptimizerState:
         variables = resolve_var_list(params, var_list)
-        state = self.tx.init({v.name: v._value for v in variables})
+        state = self.tx.init({v.name: v.value for v in variables})
         return OptimizerState(jnp.zeros((), jnp.int32), {}, {"optax": state})
 
     def apply_gradients(self, grads_and_vars, params, opt_state=None, global_step=None, name=None):
@@ -51,7 +51,7 @@ class OptaxOptimizer(Optimizer):
         if opt_state is None:
             opt_state = self.init(params, [n for g, n in checked if g is not None])
         tx_state = opt_state.non_slots["optax"]
-        current = {n: by_name[n]._value for n in self._state_names(opt_state, checked)}
+        current = {n: by_name[n].value for n in self._state_names(opt_state, checked)}
         grads = {n: jnp.zeros_like(v) for n, v in current.items()}
         for grad, var_name in checked:
             if grad is None:

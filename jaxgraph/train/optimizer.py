@@ -28,9 +28,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxgraph.collections import named_variables, names_by_id, replace_values, resolved_name
 from jaxgraph.gradients import resolve_var_list, value_and_gradients
 from jaxgraph.sparse import IndexedSlices, convert_to_tensor_or_indexed_slices
+from jaxgraph.variable_collections import named_variables, names_by_id, replace_values, resolved_name
 from jaxgraph.variables import Variable
 
 Hyper = float | jax.Array | Callable[..., Any]
@@ -102,7 +102,7 @@ class Optimizer:
         """A fresh state with slots for ``var_list`` (default: the tree's trainable variables)."""
         variables = resolve_var_list(params, var_list)
         slots = {
-            s: {resolved_name(v): self._slot_initial_value(s, v._value) for v in variables}
+            s: {resolved_name(v): self._slot_initial_value(s, v.value) for v in variables}
             for s in self._slot_names
         }
         return OptimizerState(jnp.zeros((), jnp.int32), slots, self._create_non_slots())
@@ -260,7 +260,7 @@ class Optimizer:
         step = by_name[name]
         if not jnp.issubdtype(step.dtype, jnp.integer):
             raise ValueError(f"global_step {name!r} must be an integer variable, got dtype {step.dtype}")
-        new_values[name] = step._value + jnp.ones((), step.dtype)
+        new_values[name] = step.value + jnp.ones((), step.dtype)
 
     def apply_gradients(
         self,
@@ -287,7 +287,7 @@ class Optimizer:
         for grad, var_name in checked:
             if grad is None:
                 continue
-            value = new_values.get(var_name, by_name[var_name]._value)
+            value = new_values.get(var_name, by_name[var_name].value)
             var_slots = {}
             for s in self._slot_names:
                 if var_name not in slots[s]:

@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgraph.collections import _path_to_name, named_variables, replace_values, resolved_name
+from jaxgraph.variable_collections import named_variables, path_to_name, replace_values, resolved_name
 from jaxgraph.variables import Variable
 
 PyTree = Any
@@ -111,7 +111,7 @@ def _prefix_of(path: str) -> str:
 
 def _to_numpy(x: Any) -> np.ndarray:
     if isinstance(x, Variable):
-        x = x._value
+        x = x.value
     if isinstance(x, (jax.Array, np.ndarray, np.generic)):
         return np.asarray(jax.device_get(x))
     # Python scalars: JAX's dtype (int32/float32 without x64), so they match the template on restore.
@@ -252,7 +252,7 @@ def latest_checkpoint(checkpoint_dir: str) -> str | None:
 # -- key helpers ----------------------------------------------------------------------------------
 def _opt_leaves(opt_state: PyTree) -> tuple[list[tuple[str, Any]], Any]:
     leaves, treedef = jax.tree_util.tree_flatten_with_path(opt_state)
-    keyed = [(_path_to_name(path) if path else "state", leaf) for path, leaf in leaves]
+    keyed = [(path_to_name(path) if path else "state", leaf) for path, leaf in leaves]
     names = [k for k, _ in keyed]
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -356,7 +356,7 @@ class Saver:
         prefix = path if step is None else f"{path}-{step}"
         arrays: dict[str, np.ndarray] = {}
         for var in self._selected(tree, "save"):
-            arrays[_VAR_PREFIX + resolved_name(var)] = _to_numpy(var._value)
+            arrays[_VAR_PREFIX + resolved_name(var)] = _to_numpy(var.value)
         if opt_state is not None:
             keyed, _ = _opt_leaves(opt_state)
             for key, leaf in keyed:
@@ -418,7 +418,7 @@ class Saver:
                         f"Variable {name!r}: the checkpoint {filename} has {_describe(arr)} but the "
                         f"tree's variable has {_describe(var)}"
                     )
-                values[name] = _place_like(arr, var._value)
+                values[name] = _place_like(arr, var.value)
             new_tree = replace_values(tree, values)
             if opt_state is None:
                 return new_tree, None

@@ -31,7 +31,7 @@ from jaxgraph.variables import GraphKeys, Variable
 PyTree = Any
 
 
-def _path_to_name(path: tuple[Any, ...]) -> str:
+def path_to_name(path: tuple[Any, ...]) -> str:
     parts = []
     for key in path:
         if isinstance(key, jax.tree_util.DictKey):
@@ -65,7 +65,7 @@ def named_variables(tree: PyTree) -> list[Variable]:
     for path, leaf in leaves:
         if not isinstance(leaf, Variable):
             continue
-        base = leaf.name if leaf.name is not None else _path_to_name(path)
+        base = leaf.name if leaf.name is not None else path_to_name(path)
         name = base
         if name.lower() in used:
             n = counts.get(base.lower(), 0)
@@ -168,7 +168,7 @@ def _strip_names_like(original: PyTree, updated: PyTree) -> PyTree:
     out = []
     for (_, old), (_, new) in zip(orig_leaves, new_leaves, strict=True):
         if isinstance(old, Variable) and isinstance(new, Variable) and new.name != old.name:
-            new = Variable._make(new._value, old.name, new.trainable, new.collections)
+            new = Variable._make(new.value, old.name, new.trainable, new.collections)
         out.append(new)
     return jax.tree_util.tree_unflatten(treedef, out)
 

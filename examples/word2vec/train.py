@@ -173,6 +173,7 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 import jaxgraph as jg  # noqa: E402
 from examples.word2vec import data as w2v_data  # noqa: E402
 from examples.word2vec import evaluation, export  # noqa: E402
+from jaxgraph.nn.candidate_sampling import alias_table  # noqa: E402
 from jaxgraph.sharding import make_mesh, put, shard_opt_state, shard_params  # noqa: E402
 from jaxgraph.train import CheckpointError, Saver, latest_checkpoint  # noqa: E402
 
@@ -378,30 +379,6 @@ def _position_hash(seed: int, salt: int, epoch: jax.Array, positions: jax.Array)
     base = _mix32(jnp.uint32((seed * 0x9E3779B1 + salt * 0x85EBCA77) & 0xFFFFFFFF))
     base = _mix32(base ^ epoch.astype(jnp.uint32))
     return _mix32(base ^ positions.astype(jnp.uint32))
-
-
-def alias_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Walker/Vose alias table ``(accept float32 [V], alias int32 [V])`` for sampling ``weights``.
-
-    A draw picks ``i`` uniformly and returns ``i`` if ``u < accept[i]``, else ``alias[i]``.
-
-    >>> accept, alias = alias_table(np.array([1.0, 3.0]))
-    >>> accept.tolist(), alias.tolist()
-    ([0.5, 1.0], [1, 1])
-    """
-    p = np.asarray(weights, np.float64)
-    n = len(p)
-    scaled = p / p.sum() * n
-    accept = np.ones(n, np.float64)
-    alias = np.arange(n, dtype=np.int32)
-    small = [i for i in range(n) if scaled[i] < 1.0]
-    large = [i for i in range(n) if scaled[i] >= 1.0]
-    while small and large:
-        s, g = small.pop(), large.pop()
-        accept[s], alias[s] = scaled[s], g
-        scaled[g] -= 1.0 - scaled[s]
-        (small if scaled[g] < 1.0 else large).append(g)
-    return accept.astype(np.float32), alias
 
 
 class BatchMaker:

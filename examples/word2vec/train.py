@@ -173,6 +173,7 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 import jaxgraph as jg  # noqa: E402
 from examples.word2vec import data as w2v_data  # noqa: E402
 from examples.word2vec import evaluation, export  # noqa: E402
+from examples.word2vec.cli import ArgumentParser, UsageError, exit_status, first_line  # noqa: E402
 from jaxgraph.nn.candidate_sampling import alias_table  # noqa: E402
 from jaxgraph.sharding import make_mesh, put, shard_opt_state, shard_params  # noqa: E402
 from jaxgraph.train import CheckpointError, Saver, latest_checkpoint  # noqa: E402
@@ -192,17 +193,8 @@ _CKPT_NAME = "model.ckpt"
 _FINGERPRINT = "run_fingerprint"
 
 
-class UsageError(Exception):
-    """Bad flags or inputs: reported as ``error: ...`` with exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # type: ignore[override]
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="python -m examples.word2vec.train",
         description="Fast skip-gram word2vec on jaxgraph (device-side batches, sparse gradients).",
     )
@@ -685,12 +677,6 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
 # Devices, checkpoints, reporting
 
 
-def _first_line(e: BaseException) -> str:
-    """The first line of an exception's message (JAX's are often many lines long), or its type's name."""
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 def _start_processes(args: argparse.Namespace) -> None:
     """Join the other processes (``jax.distributed.initialize``) when the multi-process flags are given.
 
@@ -720,7 +706,7 @@ def _start_processes(args: argparse.Namespace) -> None:
             jax.distributed.initialize(coordinator_address=args.coordinator_address,
                                        num_processes=args.num_processes, process_id=args.process_id)
     except (RuntimeError, ValueError) as e:
-        first = _first_line(e)
+        first = first_line(e)
         raise UsageError(f"jax.distributed.initialize failed: {first}") from None
 
 
@@ -747,7 +733,7 @@ def _processes_agree(fields: dict[str, Sequence[int] | int]) -> None:
     try:
         everyone = np.asarray(multihost_utils.process_allgather(mine)).reshape(jax.process_count(), len(mine))
     except RuntimeError as e:  # e.g. gloo's 30 s deadline: another process failed before it got here
-        first = _first_line(e)
+        first = first_line(e)
         raise UsageError(f"this process could not reach the other processes (did one of them fail?): {first}"
                          ) from None
     differ = [n for n in fields if n in {names[j] for j in np.nonzero((everyone != everyone[0]).any(axis=0))[0]}]
@@ -781,7 +767,7 @@ def _resolve_device(spec: str | None):
     try:
         devices = [d for d in jax.devices(name) if d.process_index == jax.process_index()]
     except RuntimeError as e:
-        first = _first_line(e)
+        first = first_line(e)
         raise UsageError(f"--device {spec!r} is not available: {first}") from None
     if not 0 <= idx < len(devices):
         raise UsageError(f"--device {spec!r}: there are {len(devices)} {name} device(s)")
@@ -908,27 +894,6 @@ class _Progress:
             print(file=sys.stderr)
 
 
-def _json_safe(obj: Any) -> Any:
-    """NaN/inf (e.g. a Spearman over zero covered pairs) become null: metrics.json stays strict JSON."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
-def _atomic_json(path: str, obj: Any) -> None:
-    def write(f):
-        json.dump(_json_safe(obj), f, indent=2, sort_keys=True, allow_nan=False)
-        f.write("\n")
-
-    export._atomic_write(path, write)  # the same temporary-file-and-rename writer as the exports
-
-
 def _probe_words(vocab_size: int) -> list[int]:
     return [i for i in (3, 8, 15, 30, 60, 120) if i < vocab_size]
 
@@ -946,19 +911,16 @@ def _neighbour_lines(emb: np.ndarray, vocab: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None, *, _after_call: Callable[[int], None] | None = None) -> int:
     """Run the trainer; returns the exit status (0, 2 for bad input, 130 after Ctrl-C)."""
-    try:
+    def body() -> int:
         args = build_parser().parse_args(argv)
         _validate(args)
         if args.devices is not None and args.devices > 1:
             _request_cpu_devices(args.devices)  # a no-op once JAX has started
         _start_processes(args)
         return _run(args, _after_call)
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except (UsageError, w2v_data.CorpusError, CheckpointError, evaluation.EvaluationUnavailable) as e:
-        msg = " ".join(str(e).split())
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
+
+    try:
+        return exit_status(body, (w2v_data.CorpusError, CheckpointError, evaluation.EvaluationUnavailable))
     except KeyboardInterrupt:
         print("interrupted (no checkpoint written by this run; earlier ones are kept)", file=sys.stderr)
         return 130
@@ -1208,7 +1170,7 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
         "vectors": vectors_path,
         "traces": trace_counter[0],
     }
-    _atomic_json(os.path.join(args.output_dir, "metrics.json"), metrics)
+    export.write_metrics(os.path.join(args.output_dir, "metrics.json"), metrics)
     rate = f"{words_per_sec:,.0f} words/sec" if words_per_sec else "no training this run"
     log(f"done: {step} steps, {epochs_done:.2f} epochs, final loss {final_loss}, {rate}; "
         f"outputs in {os.path.abspath(args.output_dir)}")

@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import math
 import os
 import queue
@@ -70,11 +69,12 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from examples.word2vec.cli import ArgumentParser, UsageError, exit_status, report_warnings
 
 TF_NUM_STEPS = 100001
 TF_VOCABULARY_SIZE = 50000
@@ -84,17 +84,8 @@ TSNE_MISSING = "Please install sklearn, matplotlib, and scipy to show embeddings
 EMBEDDINGS_TENSOR_NAME = "embeddings/Variable"
 
 
-class UsageError(Exception):
-    """A bad flag or flag combination; reported as one ``error:`` line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="python -m examples.word2vec.word2vec_basic",
         description="TensorFlow's word2vec_basic.py (skip-gram, NCE loss, SGD) on jaxgraph.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -203,18 +194,6 @@ def load_words(args: argparse.Namespace) -> tuple[list[str], str]:
         path = data.download_text8(args.data_dir)
         return data.read_words(path), path
     return data.default_corpus()
-
-
-def build_vocabulary(words: list[str], vocabulary_size: int):
-    """``data.build_dataset``, with its shrink warning printed as one ``warning:`` line."""
-    from examples.word2vec import data
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        dataset = data.build_dataset(words, vocabulary_size)
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
-    return dataset
 
 
 # --------------------------------------------------------------------------------------------------
@@ -480,7 +459,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print("Data size", len(vocabulary))
 
     # Step 2: the dictionary; rare words become UNK.
-    dataset = build_vocabulary(vocabulary, args.vocabulary_size)
+    with report_warnings():  # the shrink warning, as one line
+        dataset = w2v_data.build_dataset(vocabulary, args.vocabulary_size)
     del vocabulary  # Hint to reduce memory (TF's comment).
     data, count, _dictionary, reverse_dictionary = dataset
     vocabulary_size = dataset.vocabulary_size
@@ -512,6 +492,7 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
 
     import jaxgraph as jg
     from examples.word2vec import evaluation, export
+    from jaxgraph.train import Saver
 
     data, _count, _dictionary, reverse_dictionary = dataset
     vocabulary_size = dataset.vocabulary_size
@@ -601,13 +582,7 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
     export.save_projector_config(
         output_dir, EMBEDDINGS_TENSOR_NAME, "metadata.tsv", tensor_path="vectors.tsv"
     )
-    checkpoint = None
-    try:
-        from jaxgraph.train.saver import Saver
-    except ImportError:
-        Saver = None
-    if Saver is not None:
-        checkpoint = Saver().save(params, opt_state, os.path.join(output_dir, "model.ckpt"))
+    checkpoint = Saver().save(params, opt_state, os.path.join(output_dir, "model.ckpt"))
     if writer is not None:
         writer.close()
 
@@ -636,31 +611,22 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
     metrics["tsne_png"] = plot
     metrics["tsne_seconds"] = time.perf_counter() - t_plot
     metrics["total_seconds"] = time.perf_counter() - t_start
-    with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=2)
-        f.write("\n")
-    print(f"Wrote {output_dir} (metadata.tsv, vectors.tsv, projector_config.pbtxt"
-          f"{', model.ckpt.npz' if checkpoint else ''}{', events' if writer is not None else ''}"
+    export.write_metrics(os.path.join(output_dir, "metrics.json"), metrics)
+    print(f"Wrote {output_dir} (metadata.tsv, vectors.tsv, projector_config.pbtxt, model.ckpt.npz"
+          f"{', events' if writer is not None else ''}"
           f"{', tsne.png' if plot else ''}, metrics.json)")
     return metrics
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the tutorial; returns the exit status (0, or 2 after one ``error: ...`` line for bad input)."""
     from examples.word2vec.data import CorpusError
 
-    try:
-        args = parse_args(argv)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    try:
-        run(args)
-    except (UsageError, CorpusError, OSError) as e:
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 2
-    return 0
+    def body() -> int:
+        run(parse_args(argv))
+        return 0
+
+    return exit_status(body, (CorpusError, OSError))
 
 
 if __name__ == "__main__":

@@ -96,7 +96,6 @@ import argparse
 import collections
 import functools
 import hashlib
-import itertools
 import json
 import math
 import os
@@ -174,6 +173,7 @@ import jaxgraph as jg  # noqa: E402
 from examples.word2vec import data as w2v_data  # noqa: E402
 from examples.word2vec import evaluation, export  # noqa: E402
 from examples.word2vec.cli import ArgumentParser, UsageError, exit_status, first_line  # noqa: E402
+from examples.word2vec.data import build_vocabulary  # noqa: E402,F401  (re-exported)
 from jaxgraph.nn.candidate_sampling import alias_table  # noqa: E402
 from jaxgraph.sharding import make_mesh, put, shard_opt_state, shard_params  # noqa: E402
 from jaxgraph.train import CheckpointError, Saver, latest_checkpoint  # noqa: E402
@@ -310,39 +310,6 @@ def _validate(args: argparse.Namespace) -> None:
 
 # --------------------------------------------------------------------------------------------------
 # Vocabulary and corpus
-
-
-def build_vocabulary(
-    words: Sequence[str], min_count: int, max_vocab: int | None
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """``(vocab, counts, ids)``: words with ``count >= min_count`` (most frequent first, at most
-    ``max_vocab``), their counts, and the corpus as int32 ids with out-of-vocabulary tokens dropped.
-
-    >>> vocab, counts, ids = build_vocabulary("a b a c a b".split(), 2, None)
-    >>> vocab, counts.tolist(), ids.tolist()
-    (['a', 'b'], [3, 2], [0, 1, 0, 0, 1])
-    """
-    counter = collections.Counter(words)
-    vocab = [(w, c) for w, c in counter.most_common(max_vocab) if c >= min_count]
-    if len(vocab) < 2:
-        raise UsageError(
-            f"the vocabulary has {len(vocab)} word(s) with at least --min-count {min_count} occurrences; "
-            "need at least 2 (lower --min-count or use a larger corpus)"
-        )
-    index = {w: i for i, (w, _) in enumerate(vocab)}
-    ids = np.fromiter(map(index.get, words, itertools.repeat(-1)), dtype=np.int32, count=len(words))
-    ids = ids[ids >= 0]
-    return [w for w, _ in vocab], np.array([c for _, c in vocab], dtype=np.int64), ids
-
-
-def _load_words(args: argparse.Namespace, log: Callable[[str], None]) -> tuple[list[str], str]:
-    if args.download_text8:
-        path = w2v_data.download_text8(args.data_dir)
-        return w2v_data.read_words(path), f"text8 ({path})"
-    if args.corpus:
-        return w2v_data.read_words(args.corpus), os.path.abspath(args.corpus)
-    log("reading the embedded default corpus (gensim test data) ...")
-    return w2v_data.default_corpus()
 
 
 def _fingerprint(vocab: Sequence[str], ids: np.ndarray, config: dict[str, Any]) -> bytes:
@@ -946,8 +913,8 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
     mesh = make_mesh(devices=devices) if n_dev > 1 else None
 
     t0 = time.perf_counter()
-    words, description = _load_words(args, log)
-    vocab, counts, ids = build_vocabulary(words, args.min_count, args.max_vocab)
+    words, description = w2v_data.load_corpus(args.corpus, args.download_text8, args.data_dir, log)
+    vocab, counts, ids = w2v_data.build_vocabulary(words, args.min_count, args.max_vocab)
     n_raw = len(words)
     del words
     vocab_size = len(vocab)

@@ -181,22 +181,6 @@ def prepare_output_dir(path: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# Step 1 and 2: data and vocabulary
-
-
-def load_words(args: argparse.Namespace) -> tuple[list[str], str]:
-    from examples.word2vec import data
-
-    if args.corpus is not None:
-        words = data.read_words(args.corpus)
-        return words, f"{args.corpus} ({len(words):,} words)"
-    if args.download_text8:
-        path = data.download_text8(args.data_dir)
-        return data.read_words(path), path
-    return data.default_corpus()
-
-
-# --------------------------------------------------------------------------------------------------
 # Step 4: the model
 
 
@@ -454,7 +438,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     output_dir = prepare_output_dir(args.output_dir)
 
     # Step 1: the data.
-    vocabulary, description = load_words(args)
+    vocabulary, description = w2v_data.load_corpus(args.corpus, args.download_text8, args.data_dir)
     print("Corpus:", description)
     print("Data size", len(vocabulary))
 

@@ -99,7 +99,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import sys
@@ -107,58 +106,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-
-def _cpu_device_count_flag(flags: str) -> int | None:
-    m = re.search(r"--xla_force_host_platform_device_count=(\d+)", flags)
-    return int(m.group(1)) if m else None
-
-
-def _devices_from_argv(argv: Sequence[str]) -> int | None:
-    """``--devices N`` from a raw command line (before argparse), or None."""
-    for i, a in enumerate(argv):
-        value = a.split("=", 1)[1] if a.startswith("--devices=") else (
-            argv[i + 1] if a == "--devices" and i + 1 < len(argv) else None)
-        if value is not None:
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
-def _request_cpu_devices(n: int) -> None:
-    """Ask XLA for ``n`` virtual CPU devices (each runs in its own thread, so N cores work in parallel).
-
-    Must happen before JAX's backends start: it sets ``XLA_FLAGS`` (never lowering a count already
-    there) and, once jax is imported, ``jax_num_cpu_devices``. After the backends started it does nothing;
-    the caller then finds fewer devices and says so.
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    current = _cpu_device_count_flag(flags) or 1
-    if n > current:
-        flags = re.sub(r"\s*--xla_force_host_platform_device_count=\d+", "", flags)
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
-    jax_mod = sys.modules.get("jax")
-    if jax_mod is not None:  # imported but maybe not started: the config wins over XLA_FLAGS then
-        try:
-            from jax._src import xla_bridge
-
-            started = xla_bridge.backends_are_initialized()
-            if not started and jax_mod.config.jax_num_cpu_devices < max(n, current):
-                jax_mod.config.update("jax_num_cpu_devices", max(n, current))
-        except (ImportError, AttributeError, RuntimeError):  # another jax: XLA_FLAGS alone
-            pass
-
-
-def configure_host_devices(argv: Sequence[str] | None = None) -> None:
-    """Create the virtual CPU devices a later ``main(argv)`` will use (``--devices N``). Call it before JAX
-    starts (``python -m examples.word2vec.train`` does; ``main`` tries too, which works if JAX has not
-    started yet)."""
-    argv = sys.argv[1:] if argv is None else argv
-    n = _devices_from_argv(argv)
-    if n is not None and n > 1:
-        _request_cpu_devices(n)
-
+from examples.word2vec.host_devices import configure_host_devices, request_cpu_devices  # noqa: E402
 
 if __name__ == "__main__":  # before jax is imported: XLA reads the device count when it starts
     configure_host_devices()
@@ -166,16 +114,14 @@ if __name__ == "__main__":  # before jax is imported: XLA reads the device count
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from jax.sharding import NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 import jaxgraph as jg  # noqa: E402
 from examples.word2vec import data as w2v_data  # noqa: E402
-from examples.word2vec import evaluation, export  # noqa: E402
-from examples.word2vec.cli import ArgumentParser, UsageError, exit_status, first_line  # noqa: E402
+from examples.word2vec import distributed, evaluation, export  # noqa: E402
+from examples.word2vec.cli import ArgumentParser, UsageError, exit_status  # noqa: E402
 from examples.word2vec.data import build_vocabulary  # noqa: E402,F401  (re-exported)
 from jaxgraph.nn.candidate_sampling import alias_table  # noqa: E402
-from jaxgraph.sharding import make_mesh, put, shard_opt_state, shard_params  # noqa: E402
 from jaxgraph.train import CheckpointError, Saver, latest_checkpoint  # noqa: E402
 
 __all__ = ["main", "build_parser", "build_vocabulary", "configure_host_devices", "skipgram_negative_sampling_loss",
@@ -644,138 +590,6 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
 # Devices, checkpoints, reporting
 
 
-def _start_processes(args: argparse.Namespace) -> None:
-    """Join the other processes (``jax.distributed.initialize``) when the multi-process flags are given.
-
-    This must happen before JAX's backends start; ``python -m examples.word2vec.train`` starts none before
-    ``main`` runs. CPU devices use gloo for the collectives between processes (harmless on GPU/TPU).
-    """
-    if args.coordinator_address is None and not args.distributed_auto:
-        return
-    from jax._src import distributed, xla_bridge
-
-    state = distributed.global_state
-    if state.client is not None:  # already joined (an earlier main() in this process, or the caller did)
-        if args.distributed_auto or (state.num_processes, state.process_id) == (args.num_processes,
-                                                                               args.process_id):
-            return
-        raise UsageError(f"jax.distributed is already initialized as process {state.process_id} of "
-                         f"{state.num_processes}, not as --process-id {args.process_id} of {args.num_processes}")
-    if xla_bridge.backends_are_initialized():
-        raise UsageError("the multi-process flags need jax.distributed to start before JAX's backends, which "
-                         "already started in this process: run the trainer as its own process "
-                         "(python -m examples.word2vec.train ...)")
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    try:
-        if args.distributed_auto:
-            jax.distributed.initialize()
-        else:
-            jax.distributed.initialize(coordinator_address=args.coordinator_address,
-                                       num_processes=args.num_processes, process_id=args.process_id)
-    except (RuntimeError, ValueError) as e:
-        first = first_line(e)
-        raise UsageError(f"jax.distributed.initialize failed: {first}") from None
-
-
-def _host(tree: Any) -> Any:
-    """The values of a tree of replicated arrays on the host, read from each array's first local copy (with
-    several processes an array spans devices this process cannot read; every process holds a full copy)."""
-    local = jax.tree_util.tree_map(lambda x: x.addressable_data(0) if isinstance(x, jax.Array) else x, tree)
-    return jax.device_get(local)
-
-
-def _processes_agree(fields: dict[str, Sequence[int] | int]) -> None:
-    """With several processes, check that every process has the same ``fields`` (small int32 values): the
-    same corpus and training flags, devices, and start step (e.g. all resumed the same checkpoint)."""
-    if jax.process_count() == 1:
-        return
-    from jax.experimental import multihost_utils
-
-    names, parts = [], []
-    for name, value in fields.items():
-        value = np.atleast_1d(np.asarray(value, np.int32))
-        names += [name] * len(value)
-        parts.append(value)
-    mine = np.concatenate(parts)
-    try:
-        everyone = np.asarray(multihost_utils.process_allgather(mine)).reshape(jax.process_count(), len(mine))
-    except RuntimeError as e:  # e.g. gloo's 30 s deadline: another process failed before it got here
-        first = first_line(e)
-        raise UsageError(f"this process could not reach the other processes (did one of them fail?): {first}"
-                         ) from None
-    differ = [n for n in fields if n in {names[j] for j in np.nonzero((everyone != everyone[0]).any(axis=0))[0]}]
-    if differ:
-        shown = [n for n in differ if n != "fingerprint"]
-        detail = "; ".join(f"process {i}: " + ", ".join(f"{n} {everyone[i][names.index(n)]}" for n in shown)
-                           for i in range(len(everyone)))
-        what = ", ".join("the corpus, vocabulary or training flags" if n == "fingerprint" else n for n in differ)
-        raise UsageError(f"the processes disagree on {what}{f' ({detail})' if shown else ''}: run every process "
-                         "with the same flags and files (--resume: the same checkpoint on a shared filesystem)")
-
-
-def _stop_everywhere(requested: bool) -> bool:
-    """Whether any process asked to stop (Ctrl-C): every process makes the same decision after each call."""
-    if jax.process_count() == 1:
-        return requested
-    from jax.experimental import multihost_utils
-
-    return bool(np.asarray(multihost_utils.process_allgather(np.array([requested], np.int32))).any())
-
-
-def _resolve_device(spec: str | None):
-    if spec is None:
-        return jax.local_devices()[0]
-    name, _, index = spec.partition(":")
-    name = {"cuda": "gpu", "rocm": "gpu"}.get(name.lower(), name.lower())
-    try:
-        idx = int(index) if index else 0
-    except ValueError:
-        raise UsageError(f"--device {spec!r}: the device index must be an integer") from None
-    try:
-        devices = [d for d in jax.devices(name) if d.process_index == jax.process_index()]
-    except RuntimeError as e:
-        first = first_line(e)
-        raise UsageError(f"--device {spec!r} is not available: {first}") from None
-    if not 0 <= idx < len(devices):
-        raise UsageError(f"--device {spec!r}: there are {len(devices)} {name} device(s)")
-    return devices[idx]
-
-
-def _resolve_devices(device, requested: int | None) -> list:
-    """The devices to train on: ``device`` and the next ones of its platform (``--devices``, default 1).
-
-    One device is the default everywhere: on the 2-core CPU we measured, ``--devices 2`` ran at about 0.2x
-    the speed of one device (a rendezvous of the device threads every step, which costs more than the
-    ~0.5 ms step itself; the batch, negatives and scatters repeated on each device; and XLA's own
-    intra-op threads already using the second core).
-
-    With several processes ``device`` is a local device and ``--devices`` counts local devices: the result
-    is every process's devices at the same local positions, process 0's first (the mesh's order).
-    """
-    same = [d for d in jax.devices(device.platform) if d.process_index == device.process_index]
-    start = same.index(device) if device in same else 0
-    available = same[start:]
-    n = 1 if requested is None else requested
-    if n > len(available):
-        hint = ""
-        if device.platform == "cpu":
-            hint = (f"; JAX started with {len(same)} CPU device(s) before the trainer could ask for more: set "
-                    f"XLA_FLAGS=--xla_force_host_platform_device_count={requested} before JAX starts")
-        per = " in this process" if jax.process_count() > 1 else ""
-        raise UsageError(f"--devices {requested}: only {len(available)} {device.platform} device(s) from "
-                         f"{device} on{per}{hint}")
-    if jax.process_count() == 1:
-        return available[:n]
-    devices = []
-    for p in range(jax.process_count()):
-        theirs = [d for d in jax.devices(device.platform) if d.process_index == p][start: start + n]
-        if len(theirs) < n:
-            raise UsageError(f"--devices {n}: process {p} has only {len(theirs)} {device.platform} device(s) "
-                             f"from local device {start} on")
-        devices += theirs
-    return devices
-
-
 class _Checkpointer:
     """Atomic checkpoints carrying a run fingerprint: ``jaxgraph.train.Saver`` (one atomic ``.npz`` per
     checkpoint and a TF-style index) with the fingerprint stored as one more variable."""
@@ -794,7 +608,7 @@ class _Checkpointer:
         return latest_checkpoint(self.dir) if os.path.isdir(self.dir) else None
 
     def save(self, params: dict[str, Any], opt_state: Any) -> str:
-        params, opt_state = _host((params, opt_state))  # replicated arrays, maybe over several processes
+        params, opt_state = distributed.host_values((params, opt_state))  # replicated, maybe over processes
         tree = self._with_fp(params, self.fp)
         step = int(params["global_step"].value)
         return self.saver.save(tree, opt_state, os.path.join(self.dir, _CKPT_NAME), global_step=step)
@@ -882,8 +696,9 @@ def main(argv: Sequence[str] | None = None, *, _after_call: Callable[[int], None
         args = build_parser().parse_args(argv)
         _validate(args)
         if args.devices is not None and args.devices > 1:
-            _request_cpu_devices(args.devices)  # a no-op once JAX has started
-        _start_processes(args)
+            request_cpu_devices(args.devices)  # a no-op once JAX has started
+        distributed.start_processes(args.coordinator_address, args.num_processes, args.process_id,
+                                    args.distributed_auto)
         return _run(args, _after_call)
 
     try:
@@ -896,7 +711,8 @@ def main(argv: Sequence[str] | None = None, *, _after_call: Callable[[int], None
 def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> int:
     # With several processes, process 0 (the chief) writes every output and prints; the others only
     # train, in step with it, and report errors.
-    chief = jax.process_index() == 0
+    runtime = distributed.select_runtime(args.device, args.devices)
+    chief = runtime.chief
     log = (lambda s: None) if args.quiet or not chief else print
     if args.negatives is None:
         args.negatives = 5 if args.loss == "neg" else 64
@@ -906,11 +722,7 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
         raise UsageError("--negatives-per-centre applies to --loss neg only")
     if args.learning_rate is None:
         args.learning_rate = _DEFAULT_LR[args.optimizer]
-    device = _resolve_device(args.device)
-    devices = _resolve_devices(device, args.devices)
-    n_dev = len(devices)  # over all processes
-    n_proc = jax.process_count()
-    mesh = make_mesh(devices=devices) if n_dev > 1 else None
+    device, n_dev, n_proc = runtime.device, len(runtime.devices), runtime.processes
 
     t0 = time.perf_counter()
     words, description = w2v_data.load_corpus(args.corpus, args.download_text8, args.data_dir, log)
@@ -944,8 +756,7 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
     log(f"{n_raw:,} tokens, vocabulary {vocab_size:,} (min-count {args.min_count}), "
         f"{len(ids):,} in-vocabulary tokens, {keep_mean:.1%} kept by subsampling on average; "
         f"{total:,} steps of {batches.centres} centres (~{batches.centres * (args.window + 1)} pairs), "
-        f"~{total / steps_per_epoch:.2f} epochs, on {device if n_dev == 1 else f'{n_dev} devices: {devices}'}"
-        + (f" ({n_proc} processes)" if n_proc > 1 else ""))
+        f"~{total / steps_per_epoch:.2f} epochs, on {runtime.describe()}")
 
     os.makedirs(args.output_dir, exist_ok=True)
     ckpt = _Checkpointer(os.path.join(args.output_dir, "checkpoints"), args.keep_checkpoints, fingerprint)
@@ -970,22 +781,16 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
         elif args.resume:
             log("no checkpoint to resume from: starting afresh")
         local = jax.local_devices(backend=device.platform)
-        _processes_agree({"fingerprint": np.frombuffer(fingerprint, np.uint8), "local devices": n_dev // n_proc,
-                          "first local device": local.index(device) if device in local else -1,
-                          "start step": int(params["global_step"].value)})
+        distributed.processes_agree({
+            "fingerprint": np.frombuffer(fingerprint, np.uint8), "local devices": n_dev // n_proc,
+            "first local device": local.index(device) if device in local else -1,
+            "start step": int(params["global_step"].value)})
         accept, alias = alias_table(counts.astype(np.float64) ** 0.75)
         data = {"corpus": batches.pad(ids), "keep": keep_prob, "accept": accept, "alias": alias}
-        if mesh is None:
-            params, opt_state = jax.device_put((params, opt_state), device)
-            data = jax.device_put(data, device)
-        else:  # data-parallel: everything replicated (no sharding rules); batches split inside the step
-            # (shard_params and put also place global arrays when the mesh spans several processes)
-            params = shard_params(params, mesh, [])
-            opt_state = shard_opt_state(opt_state, params, mesh, [])
-            data = jax.tree_util.tree_map(lambda x: put(x, NamedSharding(mesh, P())), data)
+        params, opt_state, data = runtime.place((params, opt_state, data))
 
         trace_counter = [0]
-        fn = _make_multi_step(opt, batches, args, vocab_size, counts, trace_counter, mesh)
+        fn = _make_multi_step(opt, batches, args, vocab_size, counts, trace_counter, runtime.mesh)
         t_compile = time.perf_counter()
         compiled = fn.lower(params, opt_state, data).compile()
         TRACE_COUNTS.append(trace_counter[0])
@@ -1012,12 +817,12 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
         except ValueError:  # not the main thread
             pass
 
-        step = int(_host(params["global_step"].value))
+        step = int(distributed.host_values(params["global_step"].value))
         start_step = step
         end_step = total if args.stop_at_step is None else min(total, max(args.stop_at_step, step))
         progress = _Progress(total, step, not (args.no_progress or args.quiet or not chief))
         raw_per_token = n_raw / len(ids)
-        epoch_now, pos_now = _host((params["epoch"].value, params["position"].value))
+        epoch_now, pos_now = distributed.host_values((params["epoch"].value, params["position"].value))
         last_pos = int(epoch_now) * len(ids) + int(pos_now)
         recent: collections.deque = collections.deque(maxlen=max(1, 2000 // k))
         train_time = 0.0
@@ -1028,7 +833,7 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
             while step < end_step:
                 t_call = time.perf_counter()
                 params, opt_state, losses, pairs = compiled(params, opt_state, data)
-                losses, pairs, epoch_now, pos_now = _host(
+                losses, pairs, epoch_now, pos_now = distributed.host_values(
                     (losses, pairs, params["epoch"].value, params["position"].value))
                 dt = time.perf_counter() - t_call
                 train_time += dt
@@ -1053,11 +858,11 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
                     raise UsageError(f"the loss diverged (non-finite) at step {step}; lower --learning-rate")
                 if after_call is not None:
                     after_call(step)
-                if _stop_everywhere(stop["requested"]):  # Ctrl-C in any process stops them all here
+                if distributed.stop_everywhere(stop["requested"]):  # Ctrl-C in any process stops them all here
                     interrupted = True
                     break
                 if args.eval_every and step // args.eval_every != first // args.eval_every and step < total and chief:
-                    progress.write(_neighbour_lines(_host(params["emb_in"].value), vocab))
+                    progress.write(_neighbour_lines(distributed.host_values(params["emb_in"].value), vocab))
                 if (args.checkpoint_every and step // args.checkpoint_every != first // args.checkpoint_every
                         and chief):
                     ckpt.save(params, opt_state)
@@ -1090,7 +895,8 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
             log(f"stopped at step {step} of {total} (--stop-at-step): checkpoint {saved}")
             return 0
 
-        emb, epoch_now, pos_now = _host((params["emb_in"].value, params["epoch"].value, params["position"].value))
+        emb, epoch_now, pos_now = distributed.host_values(
+            (params["emb_in"].value, params["epoch"].value, params["position"].value))
         epochs_done = (int(epoch_now) * len(ids) + int(pos_now)) / len(ids)
 
     words_per_sec = tokens_total * raw_per_token / train_time if train_time else None

@@ -94,7 +94,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import functools
 import hashlib
 import json
 import math
@@ -112,25 +111,22 @@ if __name__ == "__main__":  # before jax is imported: XLA reads the device count
     configure_host_devices()
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from jax.sharding import PartitionSpec as P  # noqa: E402
 
 import jaxgraph as jg  # noqa: E402
 from examples.word2vec import data as w2v_data  # noqa: E402
-from examples.word2vec import distributed, evaluation, export  # noqa: E402
+from examples.word2vec import distributed, evaluation, export, sampling  # noqa: E402
+from examples.word2vec.batches import BatchMaker  # noqa: E402
 from examples.word2vec.cli import ArgumentParser, UsageError, exit_status  # noqa: E402
 from examples.word2vec.data import build_vocabulary  # noqa: E402,F401  (re-exported)
-from jaxgraph.nn.candidate_sampling import alias_table  # noqa: E402
+from examples.word2vec.model import init_params, skipgram_negative_sampling_loss  # noqa: E402
+from examples.word2vec.optimizer import DEFAULT_LEARNING_RATE, linear_decay, make_optimizer  # noqa: E402
+from examples.word2vec.step import make_multi_step  # noqa: E402
 from jaxgraph.train import CheckpointError, Saver, latest_checkpoint  # noqa: E402
 
-__all__ = ["main", "build_parser", "build_vocabulary", "configure_host_devices", "skipgram_negative_sampling_loss",
-           "TRACE_COUNTS"]
+__all__ = ["BatchMaker", "build_parser", "build_vocabulary", "configure_host_devices", "main",
+           "skipgram_negative_sampling_loss"]
 
-#: How many times each run's K-step function was traced (a test guards it at 1).
-TRACE_COUNTS: list[int] = []
-
-_DEFAULT_LR = {"sgd": 0.025, "adagrad": 0.25, "lazyadam": 0.002}
 _TRAINING_KEYS = (
     "min_count", "max_vocab", "subsample", "window", "loss", "negatives", "negatives_per_centre", "batch_size",
     "embedding_size", "optimizer", "learning_rate", "total_steps", "seed",
@@ -267,329 +263,6 @@ def _fingerprint(vocab: Sequence[str], ids: np.ndarray, config: dict[str, Any]) 
     return h.digest()
 
 
-# --------------------------------------------------------------------------------------------------
-# Device-side batches
-
-
-def _mix32(x: jax.Array) -> jax.Array:
-    """lowbias32 integer hash (uint32 in, uint32 out): identical on every backend."""
-    x = x ^ (x >> 16)
-    x = x * jnp.uint32(0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = x * jnp.uint32(0x846CA68B)
-    return x ^ (x >> 16)
-
-
-def _position_hash(seed: int, salt: int, epoch: jax.Array, positions: jax.Array) -> jax.Array:
-    base = _mix32(jnp.uint32((seed * 0x9E3779B1 + salt * 0x85EBCA77) & 0xFFFFFFFF))
-    base = _mix32(base ^ epoch.astype(jnp.uint32))
-    return _mix32(base ^ positions.astype(jnp.uint32))
-
-
-class BatchMaker:
-    """Builds one step's skip-gram windows on the device from ``(epoch, position)``.
-
-    The raw span ``[position - back, position + forward + ahead)`` of the (in-vocabulary) corpus is
-    subsampled (hash of seed, epoch, position) and compacted; the first ``centres`` kept tokens from
-    ``position`` on are the step's centres, each with ``2 * window`` context slots of which the
-    ``b`` nearest kept tokens on each side are active. The next step starts at the first kept token
-    not used as a centre.
-    """
-
-    def __init__(self, n_tokens: int, window: int, batch_size: int, keep_mean: float, seed: int,
-                 row_multiple: int = 1) -> None:
-        self.n = n_tokens
-        self.window = window
-        # batch_size counts pairs: a centre has window + 1 active pairs on average.
-        self.centres = max(1, -(-batch_size // (window + 1)))
-        # Rows of the batch arrays: `centres` rounded up to a multiple of the device count; the extra
-        # rows are masked out (no pairs), so the batch itself does not depend on the device count.
-        self.rows = -(-self.centres // row_multiple) * row_multiple
-        # Raw tokens scanned for centres: about twice what `centres` kept tokens need, so a batch is
-        # full except where subsampling is extreme or an epoch ends.
-        need = 2.0 * self.centres / max(keep_mean, 1e-3)
-        self.forward = int(min(max(need, 2 * self.centres), 64 * self.centres))
-        self.back = 8 * window
-        self.ahead = 8 * window
-        self.span = self.back + self.forward + self.ahead
-        self.seed = seed
-
-    def pad(self, ids: np.ndarray) -> np.ndarray:
-        tail = np.zeros(self.forward + self.ahead, np.int32)
-        return np.concatenate([np.zeros(self.back, np.int32), ids, tail])
-
-    def __call__(self, corpus: jax.Array, keep_prob: jax.Array, epoch: jax.Array, pos: jax.Array):
-        """``(centres [R], contexts [R, 2W], mask [R, 2W], next_epoch, next_position)``; ``R = self.rows``
-        (rows from ``self.centres`` on are masked)."""
-        w, n_c = self.window, self.centres
-        tok = jax.lax.dynamic_slice(corpus, (pos,), (self.span,))
-        off = pos - self.back + jnp.arange(self.span, dtype=jnp.int32)
-        valid = (off >= 0) & (off < self.n)
-        u = (_position_hash(self.seed, 1, epoch, off) >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
-        keep = valid & (u < keep_prob[tok])
-        rank = jnp.cumsum(keep.astype(jnp.int32)) - 1
-        total_kept = rank[-1] + 1
-        slot = jnp.where(keep, rank, self.span)
-        comp_tok = jnp.zeros(self.span, jnp.int32).at[slot].set(tok, mode="drop")
-        comp_off = jnp.full(self.span, self.n, jnp.int32).at[slot].set(off, mode="drop")
-        n_back = jnp.sum(keep[: self.back].astype(jnp.int32))
-        n_fwd = jnp.sum(keep[self.back: self.back + self.forward].astype(jnp.int32))
-
-        i = jnp.arange(self.rows, dtype=jnp.int32)
-        is_centre = (i < n_fwd) & (i < n_c)
-        c_idx = jnp.minimum(n_back + i, self.span - 1)
-        b = 1 + (_position_hash(self.seed, 2, epoch, comp_off[c_idx]) % jnp.uint32(w)).astype(jnp.int32)
-        d = jnp.concatenate([jnp.arange(-w, 0, dtype=jnp.int32), jnp.arange(1, w + 1, dtype=jnp.int32)])
-        ctx = c_idx[:, None] + d[None, :]
-        mask = (is_centre[:, None] & (jnp.abs(d)[None, :] <= b[:, None]) & (ctx >= 0) & (ctx < total_kept))
-        centres = comp_tok[c_idx]
-        contexts = comp_tok[jnp.clip(ctx, 0, self.span - 1)]
-
-        first_unused = comp_off[jnp.minimum(n_back + n_c, self.span - 1)]
-        next_pos = jnp.where(n_fwd <= n_c, pos + self.forward, first_unused)
-        wrap = next_pos >= self.n
-        next_epoch = epoch + wrap.astype(epoch.dtype)
-        next_pos = jnp.where(wrap, 0, next_pos)
-        return centres, contexts, mask, next_epoch, next_pos
-
-
-# --------------------------------------------------------------------------------------------------
-# Model and step
-
-
-def _init_params(vocab_size: int, dim: int, loss: str, seed: int) -> dict[str, Any]:
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), 0x1217)
-    params = {
-        "emb_in": jg.Variable(
-            jax.random.uniform(key, (vocab_size, dim), jnp.float32, -0.5 / dim, 0.5 / dim), name="emb_in"
-        ),
-        "emb_out": jg.Variable(jnp.zeros((vocab_size, dim), jnp.float32), name="emb_out"),
-        "global_step": jg.create_global_step(),
-        "epoch": jg.Variable(jnp.zeros((), jnp.int32), trainable=False, name="epoch"),
-        "position": jg.Variable(jnp.zeros((), jnp.int32), trainable=False, name="position"),
-    }
-    if loss == "nce":
-        params["nce_biases"] = jg.Variable(jnp.zeros((vocab_size,), jnp.float32), name="nce_biases")
-    return params
-
-
-def _make_optimizer(name: str, lr: float, total_steps: int) -> jg.train.Optimizer:
-    def schedule(step):
-        frac = jnp.asarray(step, jnp.float32) / jnp.float32(max(total_steps, 1))
-        return lr * jnp.maximum(jnp.float32(1e-4), 1.0 - frac)
-
-    if name == "sgd":
-        return jg.train.GradientDescentOptimizer(schedule)
-    if name == "adagrad":
-        return jg.train.AdagradOptimizer(schedule)
-    return jg.train.LazyAdamOptimizer(schedule)
-
-
-@jax.custom_vjp
-def _neg_log_sigmoid_sum(z: jax.Array, weight: jax.Array) -> jax.Array:
-    """``-sum(weight * log_sigmoid(z))`` over flat float32 arrays, with a hand-written gradient.
-
-    Differentiating ``jnp.where(weight, jax.nn.log_sigmoid(z), 0)`` leaves XLA's CPU backend several
-    passes over the logits (softplus, its derivative, the selects), which cost as much as the pair
-    products themselves; here one pass computes ``e = exp(-|z|)`` once and from it both the loss
-    (``max(-z, 0) + log1p(e)``) and the gradient (``-weight * sigmoid(-z)``), which the backward pass
-    only scales. About 4x less time for this part of the step.
-    """
-    return _neg_log_sigmoid_sum_fwd(z, weight)[0]
-
-
-def _neg_log_sigmoid_sum_fwd(z, weight):
-    e = jnp.exp(-jnp.abs(z))
-    r = 1.0 / (1.0 + e)
-    sigmoid_neg_z = jnp.where(z >= 0, e * r, r)
-    loss = jnp.sum(weight * (jnp.maximum(-z, 0.0) + jnp.log1p(e)))
-    return loss, (-(weight * sigmoid_neg_z),)
-
-
-def _neg_log_sigmoid_sum_bwd(res, g):
-    (dz,) = res
-    return g * dz, None
-
-
-_neg_log_sigmoid_sum.defvjp(_neg_log_sigmoid_sum_fwd, _neg_log_sigmoid_sum_bwd)
-
-
-def skipgram_negative_sampling_loss(params: dict[str, Any], centres: jax.Array, contexts: jax.Array,
-                                    mask: jax.Array, negs: jax.Array, negatives: int) -> jax.Array:
-    """The summed ``--loss neg`` loss of a batch: ``centres [C]``, ``contexts [C, S]`` with ``mask [C, S]``
-    marking the real pairs, and ``negs [C, M]``, the negatives drawn for each centre.
-
-    Skip-gram as in the word2vec paper: the centre's input vector ``v`` (``params["emb_in"]``) predicts
-    the output vectors ``u`` (``params["emb_out"]``) of its context words. A pair's loss is word2vec's
-    ``-log s(v.u_ctx) - sum_{k<K} log s(-v.u_neg_k)`` with ``K = negatives``; the centre's M negatives
-    serve all its ``n`` pairs, each pair's K negative terms estimated by ``K/M`` times the sum over the
-    M, so the negative part of a centre's loss is ``n K/M sum_m -log s(-v.u_m)``, computed once (a
-    negative equal to the centre is skipped, as in word2vec). That is one row of ``S + M`` dot products
-    per centre (a matrix-vector product) instead of gensim's ``[S, 1 + K]`` block (context predicts
-    centre, negatives per pair), fewer rows and far fewer small products per step.
-
-    >>> p = {"emb_in": jg.Variable(jnp.ones((4, 2))), "emb_out": jg.Variable(jnp.zeros((4, 2)))}
-    >>> loss = skipgram_negative_sampling_loss(p, jnp.array([0]), jnp.array([[1, 2]]),
-    ...                                        jnp.array([[True, False]]), jnp.array([[3, 3]]), 2)
-    >>> round(float(loss / np.log(2)), 4)  # one pair: its positive term and K = 2 negative terms
-    3.0
-    """
-    outs = jnp.concatenate([contexts, negs], axis=1)  # [C, S + M]
-    v = jg.nn.embedding_lookup(params["emb_in"], centres)  # [C, D]
-    u = jg.nn.embedding_lookup(params["emb_out"], outs)  # [C, S + M, D]
-    logits = jnp.einsum("cd,ckd->ck", v, u)
-    n_ctx, drawn = contexts.shape[1], negs.shape[1]
-    sign = jnp.asarray(np.array([1.0] * n_ctx + [-1.0] * drawn, np.float32))
-    n_pairs = jnp.sum(mask, axis=1, keepdims=True).astype(logits.dtype)
-    neg_weight = jnp.where(negs != centres[:, None], n_pairs * (negatives / drawn), 0.0)
-    weight = jnp.concatenate([mask.astype(logits.dtype), neg_weight], axis=1)
-    return _neg_log_sigmoid_sum((logits * sign).reshape(-1), weight.reshape(-1))
-
-
-def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np.ndarray,
-                     trace_counter: list, mesh=None):
-    """The jitted K-step function ``(params, opt_state, data) -> (params, opt_state, losses, pairs)``; ``data``
-    holds the corpus, the subsampling keep probabilities and the negatives' alias table.
-
-    With a ``mesh`` of N > 1 devices it runs data-parallel under ``shard_map``: the tables are
-    replicated; every device builds the (cheap) batch and negatives, takes its ``R / N`` centre rows,
-    computes their sparse gradients, and the ``IndexedSlices`` (ids and row gradients, row-sized) are
-    all-gathered in centre order, so every device applies the same single scatter per table as the
-    single-device step, to its own copy. Nothing of the table's size crosses devices.
-    """
-    k_steps = args.steps_per_call
-    negatives = args.negatives
-    drawn = args.negatives_per_centre if args.loss == "neg" else negatives
-    base_key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 0x5EED)
-    n_dev = 1 if mesh is None else int(mesh.devices.size)
-    rows, n_c = batches.rows, batches.centres
-    two_w = 2 * args.window
-
-    def sample_neg(data, step, first_row, n_rows):
-        """Negatives of centre rows ``first_row ..`` (``[n_rows, M]``): unigram**0.75 by an alias table, the
-        randomness a hash of ``(seed, step, row, k)``, so a row's negatives do not depend on how the batch
-        is split over devices. (jax.random here cost ~0.3 ms/step on CPU: threefry runs as XLA loops.)"""
-        slot = (first_row * drawn + jnp.arange(n_rows * drawn, dtype=jnp.int32)).astype(jnp.uint32)
-        h1 = _position_hash(args.seed, 3, step, slot)
-        h2 = _position_hash(args.seed, 4, step, slot)
-        u1 = (h1 >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
-        u2 = (h2 >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
-        i = jnp.minimum((u1 * vocab_size).astype(jnp.int32), vocab_size - 1)
-        return jnp.where(u2 < data["accept"][i], i, data["alias"][i]).reshape(n_rows, drawn)
-
-    def sample(centres, key):
-        """nce: one shared set of negatives; the expected counts of the labels (the centre, once per context
-        slot) for the first ``n_c`` rows (independent of the device count), padded to ``rows``."""
-        real = centres[:n_c]
-        sampled, true_exp, sampled_exp = jg.nn.log_uniform_candidate_sampler(
-            jnp.repeat(real, two_w)[:, None], 1, negatives, True, vocab_size, key)
-        true_exp = jnp.pad(true_exp.reshape(n_c, two_w), ((0, rows - n_c), (0, 0)), constant_values=1.0)
-        return sampled, true_exp, sampled_exp
-
-    def loss_neg(p, centres, contexts, mask, negs):
-        return skipgram_negative_sampling_loss(p, centres, contexts, mask, negs, negatives)
-
-    def loss_nce(p, centres, contexts, mask, noise):
-        sampled, true_exp, sampled_exp = noise
-        v = jg.nn.embedding_lookup(p["emb_in"], contexts.reshape(-1))
-        labels = jnp.repeat(centres, contexts.shape[1])[:, None]
-        per_pair = jg.nn.nce_loss(p["emb_out"], p["nce_biases"], labels, v, negatives, vocab_size,
-                                  sampled_values=(sampled, true_exp.reshape(-1, 1), sampled_exp))
-        return jnp.sum(per_pair * mask.reshape(-1))
-
-    loss_impl = loss_neg if args.loss == "neg" else loss_nce
-
-    def local_rows(x):
-        """This device's ``rows / N`` centre rows of a per-centre array."""
-        per = rows // n_dev
-        return jax.lax.dynamic_slice_in_dim(x, jax.lax.axis_index("data") * per, per, axis=0)
-
-    def combine(grads):
-        """One device's gradients -> the whole batch's, the same on every device.
-
-        All ``IndexedSlices`` (row gradients and their ids, bit-cast) travel in ONE all-gather per step:
-        on virtual CPU devices every collective is a rendezvous of the device threads, which costs more
-        than the data it moves. Dense gradients (none in this model) would be summed.
-        """
-        sparse = [g for g in grads if isinstance(g, jg.IndexedSlices)]
-        # The barrier keeps XLA from fusing the row-gradient arithmetic into the packing copy (a
-        # non-vectorised loop, several times slower).
-        barrier = jax.lax.optimization_barrier([g.values for g in sparse])
-        parts = []
-        for g, values in zip(sparse, barrier, strict=True):
-            parts += [values.reshape(-1).astype(jnp.float32),
-                      jax.lax.bitcast_convert_type(g.indices.astype(jnp.int32), jnp.float32)]
-        packed = jax.lax.all_gather(jnp.concatenate(parts), "data")  # [N, L]
-        out, offset = {}, 0
-        for g in sparse:
-            n, width = g.values.shape[0], int(np.prod(g.values.shape[1:], dtype=np.int64))
-            values = packed[:, offset: offset + n * width].reshape((n_dev * n,) + g.values.shape[1:])
-            offset += n * width
-            indices = jax.lax.bitcast_convert_type(packed[:, offset: offset + n], jnp.int32).reshape(-1)
-            offset += n
-            if args.loss == "neg":
-                # Every lookup is per centre row: in centre order, the padding rows come last. Dropping
-                # them leaves exactly the single-device step's IndexedSlices (same ids, same order).
-                keep = n_dev * n // rows * n_c
-                values, indices = values[:keep], indices[:keep]
-            out[id(g)] = jg.IndexedSlices(values.astype(g.values.dtype), indices.astype(g.indices.dtype),
-                                          g.dense_shape)
-        return [out[id(g)] if isinstance(g, jg.IndexedSlices) else
-                (None if g is None else jax.lax.psum(g, "data")) for g in grads]
-
-    def one(data, carry, _):
-        params, opt_state = carry
-        step = params["global_step"].value
-        centres, contexts, mask, epoch, pos = batches(
-            data["corpus"], data["keep"], params["epoch"].value, params["position"].value
-        )
-        first, per = 0, rows
-        if n_dev > 1:
-            per = rows // n_dev
-            first = jax.lax.axis_index("data") * per
-        local = [local_rows(x) for x in (centres, contexts, mask)] if n_dev > 1 else [centres, contexts, mask]
-        if args.loss == "neg":
-            noise = sample_neg(data, step, first, per)
-        else:
-            sampled, true_exp, sampled_exp = sample(centres, jax.random.fold_in(base_key, step))
-            noise = (sampled, local_rows(true_exp) if n_dev > 1 else true_exp, sampled_exp)
-        batch = (*local, noise)
-        loss, grads_and_vars = opt.compute_gradients(lambda p: loss_impl(p, *batch), params)
-        if n_dev > 1:  # the loss stays per device (summed once per call, outside the scan)
-            grads = combine([g for g, _ in grads_and_vars])
-            grads_and_vars = [(g, v) for g, (_, v) in zip(grads, grads_and_vars, strict=True)]
-        params, opt_state = opt.apply_gradients(grads_and_vars, params, opt_state,
-                                                global_step=params["global_step"])
-        params = jg.replace_values(params, {"epoch": epoch, "position": pos})
-        return (params, opt_state), (loss, jnp.sum(mask.astype(jnp.int32)))
-
-    def multi_step(params, opt_state, data):
-        trace_counter[0] += 1
-        body = functools.partial(one, data)
-        (params, opt_state), (losses, pairs) = jax.lax.scan(body, (params, opt_state), None, length=k_steps)
-        return params, opt_state, losses, pairs
-
-    if n_dev == 1:
-        return jax.jit(multi_step, donate_argnums=(0, 1))
-
-    def per_device(params, opt_state, data):
-        params, opt_state, losses, pairs = multi_step(params, opt_state, data)
-        return params, opt_state, jax.lax.psum(losses, "data"), pairs
-
-    def sharded(params, opt_state, data):
-        # Everything enters and leaves replicated, the losses summed over the devices (so that every
-        # process can read them, also with several processes); only row-sized gradients are all-gathered
-        # inside.
-        fn = jax.shard_map(per_device, mesh=mesh, in_specs=P(), out_specs=P(), check_vma=False)
-        return fn(params, opt_state, data)
-
-    return jax.jit(sharded, donate_argnums=(0, 1))
-
-
-# --------------------------------------------------------------------------------------------------
-# Devices, checkpoints, reporting
-
-
 class _Checkpointer:
     """Atomic checkpoints carrying a run fingerprint: ``jaxgraph.train.Saver`` (one atomic ``.npz`` per
     checkpoint and a TF-style index) with the fingerprint stored as one more variable."""
@@ -721,7 +394,7 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
     elif args.loss != "neg":
         raise UsageError("--negatives-per-centre applies to --loss neg only")
     if args.learning_rate is None:
-        args.learning_rate = _DEFAULT_LR[args.optimizer]
+        args.learning_rate = DEFAULT_LEARNING_RATE[args.optimizer]
     device, n_dev, n_proc = runtime.device, len(runtime.devices), runtime.processes
 
     t0 = time.perf_counter()
@@ -772,8 +445,9 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
         latest = None
 
     with jax.default_device(device):
-        params = _init_params(vocab_size, args.embedding_size, args.loss, args.seed)
-        opt = _make_optimizer(args.optimizer, args.learning_rate, total)
+        params = init_params(vocab_size, args.embedding_size, args.loss, args.seed)
+        schedule = linear_decay(args.learning_rate, total)
+        opt = make_optimizer(args.optimizer, schedule)
         opt_state = opt.init(params)
         if latest is not None:
             params, opt_state = ckpt.restore(params, opt_state, latest)
@@ -785,16 +459,12 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
             "fingerprint": np.frombuffer(fingerprint, np.uint8), "local devices": n_dev // n_proc,
             "first local device": local.index(device) if device in local else -1,
             "start step": int(params["global_step"].value)})
-        accept, alias = alias_table(counts.astype(np.float64) ** 0.75)
-        data = {"corpus": batches.pad(ids), "keep": keep_prob, "accept": accept, "alias": alias}
+        data = {"corpus": batches.pad(ids), "keep": keep_prob, **sampling.unigram_tables(counts)}
         params, opt_state, data = runtime.place((params, opt_state, data))
 
-        trace_counter = [0]
-        fn = _make_multi_step(opt, batches, args, vocab_size, counts, trace_counter, runtime.mesh)
+        compiled = make_multi_step(opt, batches, args, vocab_size, runtime.mesh)
         t_compile = time.perf_counter()
-        compiled = fn.lower(params, opt_state, data).compile()
-        TRACE_COUNTS.append(trace_counter[0])
-        log(f"compiled the {k}-step function in {time.perf_counter() - t_compile:.1f}s "
+        log(f"compiled the {k}-step function in {compiled.compile(params, opt_state, data):.1f}s "
             f"(setup {t_compile - t0:.1f}s)")
 
         writer = None
@@ -846,7 +516,7 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
                 avg = sum(x for x, _ in recent) / max(sum(n for _, n in recent), 1)
                 wps = (cur - last_pos) * raw_per_token / max(dt, 1e-9)
                 last_pos = cur
-                lr_now = args.learning_rate * max(1e-4, 1.0 - step / total)
+                lr_now = float(schedule(step))
                 progress.update(step, k, avg, wps, cur / len(ids), lr_now)
                 if writer is not None:
                     per_step = losses / np.maximum(pairs, 1)
@@ -941,7 +611,7 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
         "config": config,
         "checkpoint": saved,
         "vectors": vectors_path,
-        "traces": trace_counter[0],
+        "traces": compiled.traces,
     }
     export.write_metrics(os.path.join(args.output_dir, "metrics.json"), metrics)
     rate = f"{words_per_sec:,.0f} words/sec" if words_per_sec else "no training this run"

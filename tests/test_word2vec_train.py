@@ -66,6 +66,45 @@ def test_the_trace_guard_sees_a_retrace(monkeypatch):
         fn(jnp.zeros(2), jnp.zeros(2), jnp.zeros(4))
 
 
+def test_vectors_txt_rows_are_their_words_rows(corpus, tmp_path, trainer_tables):
+    """vectors.txt holds each word with its own row of the trained input table (read back with gensim), the
+    vocabulary in the order the trainer's build_vocabulary gives it."""
+    from gensim.models import KeyedVectors
+
+    from examples.word2vec import data
+
+    out = tmp_path / "run"
+    assert _run(corpus, out, "--steps", "16", "--no-eval") == 0
+    emb = trainer_tables(out)["variables/emb_in"]
+    vocab = data.build_vocabulary(data.read_words(corpus), min_count=2).words  # SMALL's --min-count
+    kv = KeyedVectors.load_word2vec_format(str(out / "vectors.txt"))
+    assert kv.index_to_key == vocab
+    assert len({tuple(row) for row in emb}) == len(vocab)  # distinct rows: a permutation would show
+    for i, word in enumerate(vocab):
+        np.testing.assert_allclose(kv[word], emb[i], rtol=1e-5, atol=1e-7, err_msg=word)
+    tsv = np.loadtxt(out / "vectors.tsv", delimiter="\t", dtype=np.float32)
+    assert (out / "metadata.tsv").read_text().splitlines() == vocab
+    np.testing.assert_allclose(tsv, emb, rtol=1e-5, atol=1e-7)
+
+
+def test_divergence_is_an_error_and_keeps_the_tensorboard_events(corpus, tmp_path, capsys):
+    """A diverged run ends with one error line (exit 2) and its TensorBoard writer closed: the events of the
+    steps it ran are on disk (an unclosed writer keeps them in its queue and loses them)."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    out = tmp_path / "run"
+    args = [a for a in SMALL if a != "--no-tensorboard"]
+    rc = train.main(["--corpus", corpus, "--output-dir", str(out), *args, "--steps", "64",
+                     "--learning-rate", "1e30"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: the loss diverged") and err.count("\n") == 1, err
+    acc = event_accumulator.EventAccumulator(str(out), size_guidance={"scalars": 0})
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("loss")]
+    assert steps and steps == list(range(1, len(steps) + 1)) and len(steps) % 8 == 0
+    assert [e.step for e in acc.Scalars("learning_rate")] == list(range(8, len(steps) + 1, 8))
+
+
 def test_resume_is_exact(corpus, tmp_path, trainer_tables):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert _run(corpus, straight, "--steps", "32") == 0

@@ -155,7 +155,7 @@ def stop_requests() -> Iterator[StopRequest]:
     alone."""
     stop = StopRequest()
 
-    def on_sigint(signum, frame):
+    def on_sigint(_signum, _frame):
         if stop.requested:
             raise KeyboardInterrupt
         stop.requested = True

@@ -86,14 +86,14 @@ class _Share:
 def _noise_fn(args: argparse.Namespace, vocab_size: int, batches: BatchMaker, share: _Share) -> Callable:
     """``(data, step, centres) -> this device's noise``: its centres' negatives (neg) or the shared set (nce)."""
     if args.loss == "neg":
-        def centre_negatives(data, step, centres):
+        def centre_negatives(data, step, _centres):
             return sampling.centre_negatives(data, args.seed, step, share.first(), share.per,
                                              args.negatives_per_centre)
 
         return centre_negatives
     base_key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 0x5EED)
 
-    def shared_negatives(data, step, centres):
+    def shared_negatives(_data, step, centres):
         sampled, true_exp, sampled_exp = sampling.shared_nce_negatives(
             centres, jax.random.fold_in(base_key, step), batches.centres, 2 * args.window, args.negatives, vocab_size)
         return sampled, share.local(true_exp), sampled_exp

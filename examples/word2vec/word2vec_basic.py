@@ -74,6 +74,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from examples.word2vec import export
 from examples.word2vec.cli import ArgumentParser, UsageError, exit_status, report_warnings
 
 TF_NUM_STEPS = 100001
@@ -475,113 +476,45 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
     import jax
 
     import jaxgraph as jg
-    from examples.word2vec import evaluation, export
-    from jaxgraph.train import Saver
-
-    data, _count, _dictionary, reverse_dictionary = dataset
-    vocabulary_size = dataset.vocabulary_size
 
     # Step 4: the skip-gram model.
-    valid_window = min(args.valid_window, vocabulary_size)
-    valid_size = min(args.valid_size, valid_window)
-    valid_examples = np.random.RandomState(args.seed).choice(valid_window, valid_size, replace=False)
-
     init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
-    params = build_model(vocabulary_size, args.embedding_size, init_key)
-    names = [v.name for v in jg.trainable_variables(params)]
-    print("Trainable variables:", ", ".join(names))
+    params = build_model(dataset.vocabulary_size, args.embedding_size, init_key)
+    print("Trainable variables:", ", ".join(v.name for v in jg.trainable_variables(params)))
     optimizer = jg.train.GradientDescentOptimizer(args.learning_rate)
     opt_state = optimizer.init(params)
-    train_steps = make_train_fn(optimizer, args.num_sampled, vocabulary_size)
-    normalize = jax.jit(_normalize)
+    train_steps = make_train_fn(optimizer, args.num_sampled, dataset.vocabulary_size)
 
-    def print_nearest() -> None:
-        normalized = np.asarray(normalize(params["embeddings"].value))
-        near = evaluation.nearest_neighbours(normalized, valid_examples.tolist(), k=8)
-        for line in evaluation.format_nearest(valid_examples.tolist(), near, reverse_dictionary):
-            print(line)
-
-    writer = None
-    try:  # TensorBoard: the loss of every step
-        writer = jg.summary.FileWriter(output_dir)
-    except ImportError as e:
-        print(f"warning: no TensorBoard event file: {e}", file=sys.stderr)
-
-    # Step 5: training. The batches for the whole run start coming while the steps compile.
-    plan = chunk_plan(args.steps, args.steps_per_call, args.eval_every)
-    batches = BatchPrefetcher(plan, data_list, args, state)
-    t_compile = time.perf_counter()
-    compiled = {}
-    for length in sorted({c.length for c in plan}, reverse=True):
-        shapes = (jax.ShapeDtypeStruct((length, args.batch_size), np.int32),
-                  jax.ShapeDtypeStruct((length, args.batch_size, 1), np.int32))
-        compiled[length] = train_steps.lower(params, opt_state, sample_key, *shapes).compile()
-    compile_seconds = time.perf_counter() - t_compile
-    print("Initialized")
-
-    average_loss = 0.0
-    averages: list[list[float]] = []
-    recent: list[np.ndarray] = []  # every step's loss, for the final average
-
-    def finish(chunk: Chunk, losses, summaries) -> None:
-        nonlocal average_loss
-        host_losses = np.asarray(losses, dtype=np.float64)
-        if writer is not None:
-            writer.add_summary(summaries, global_step=chunk.start)
-        recent.append(host_losses)
-        for i, loss_val in enumerate(host_losses.tolist()):
-            step = chunk.start + i
-            average_loss += loss_val
-            if step % args.log_every == 0:
-                if step > 0:
-                    average_loss /= args.log_every
-                # The average loss is an estimate of the loss over the last log_every batches.
-                print("Average loss at step ", step, ": ", average_loss)
-                averages.append([step, average_loss])
-                average_loss = 0.0
-
-    t_train = time.perf_counter()
-    pending = None  # (chunk, losses, summaries) of the call in flight
-    for chunk, (inputs, batch_labels) in zip(plan, batches, strict=True):
-        params, opt_state, losses, summaries = compiled[chunk.length](
-            params, opt_state, sample_key, inputs, batch_labels
-        )
-        if pending is not None:  # the host handles the previous call while this one computes
-            finish(*pending)
-        pending = (chunk, losses, summaries)
-        if chunk.evaluate:
-            finish(*pending)
-            pending = None
-            print_nearest()
-            sys.stdout.flush()
-    if pending is not None:
-        finish(*pending)
-    jax.block_until_ready(params)
-    train_seconds = time.perf_counter() - t_train
-    final_embeddings = np.asarray(normalize(params["embeddings"].value))
+    with _summary_writer(output_dir) as writer:  # TensorBoard: the loss of every step; closed however it ends
+        # Step 5: training. The batches for the whole run start coming while the steps compile.
+        plan = chunk_plan(args.steps, args.steps_per_call, args.eval_every)
+        batches = BatchPrefetcher(plan, data_list, args, state)
+        t_compile = time.perf_counter()
+        compiled = {length: train_steps.lower(params, opt_state, sample_key, *shapes).compile()
+                    for length, shapes in _call_shapes(plan, args.batch_size)}
+        compile_seconds = time.perf_counter() - t_compile
+        print("Initialized")
+        report = LossReport(args.log_every, writer)
+        nearest = NearestWords(args, dataset)
+        t_train = time.perf_counter()
+        params, opt_state = _train(compiled, plan, batches, params, opt_state, sample_key, report, nearest)
+        train_seconds = time.perf_counter() - t_train
+    final_embeddings = nearest.normalized(params)
 
     # Outputs: projector files, checkpoint, event file, t-SNE, metrics.
-    words = [reverse_dictionary[i] for i in range(vocabulary_size)]
-    export.save_projector_tsv(output_dir, final_embeddings, words)
-    export.save_projector_config(
-        output_dir, EMBEDDINGS_TENSOR_NAME, "metadata.tsv", tensor_path="vectors.tsv"
-    )
-    checkpoint = Saver().save(params, opt_state, os.path.join(output_dir, "model.ckpt"))
-    if writer is not None:
-        writer.close()
-
-    last = np.concatenate(recent)[-min(args.log_every, args.steps):]
+    checkpoint = _save(output_dir, final_embeddings, dataset, params, opt_state)
+    final_loss, final_steps = report.final_average(args.steps)
     metrics = {
         "steps": args.steps,
-        "final_average_loss": float(np.mean(last)),
-        "final_average_loss_steps": int(len(last)),
-        "average_losses": averages,
+        "final_average_loss": final_loss,
+        "final_average_loss_steps": final_steps,
+        "average_losses": report.averages,
         "examples_per_sec": args.steps * args.batch_size / train_seconds,
         "train_seconds": train_seconds,
         "compile_seconds": compile_seconds,
         "device": _device_name(params["embeddings"].value),
-        "vocabulary_size": vocabulary_size,
-        "corpus_words": int(len(data)),
+        "vocabulary_size": dataset.vocabulary_size,
+        "corpus_words": int(len(dataset.data)),
         "corpus": description,
         "checkpoint": checkpoint,
         "tensorboard_logdir": output_dir if writer is not None else None,
@@ -591,7 +524,7 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
 
     # Step 6: visualise the embeddings.
     t_plot = time.perf_counter()
-    plot = tsne_plot(final_embeddings, reverse_dictionary, args, os.path.join(output_dir, "tsne.png"))
+    plot = tsne_plot(final_embeddings, dataset.reversed_dictionary, args, os.path.join(output_dir, "tsne.png"))
     metrics["tsne_png"] = plot
     metrics["tsne_seconds"] = time.perf_counter() - t_plot
     metrics["total_seconds"] = time.perf_counter() - t_start
@@ -600,6 +533,120 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
           f"{', events' if writer is not None else ''}"
           f"{', tsne.png' if plot else ''}, metrics.json)")
     return metrics
+
+
+def _summary_writer(output_dir: str):
+    """A ``jaxgraph.summary.FileWriter`` as a context manager, or a null one (said in one line) without
+    tensorboardX."""
+    import contextlib
+
+    import jaxgraph as jg
+
+    try:
+        return jg.summary.FileWriter(output_dir)
+    except ImportError as e:
+        print(f"warning: no TensorBoard event file: {e}", file=sys.stderr)
+        return contextlib.nullcontext()
+
+
+def _call_shapes(plan: list[Chunk], batch_size: int):
+    """``(length, (inputs, labels) shapes)`` of each kind of call in the plan, the longest first."""
+    import jax
+
+    for length in sorted({c.length for c in plan}, reverse=True):
+        yield length, (jax.ShapeDtypeStruct((length, batch_size), np.int32),
+                       jax.ShapeDtypeStruct((length, batch_size, 1), np.int32))
+
+
+class LossReport:
+    """TF's ``Average loss at step N : x`` every ``log_every`` steps (step 0: the first batch's loss), the loss
+    of every step to TensorBoard (``writer``, or None), and the average over the last ``log_every`` steps."""
+
+    def __init__(self, log_every: int, writer) -> None:
+        self.log_every, self.writer = log_every, writer
+        self.average_loss = 0.0
+        self.averages: list[list[float]] = []
+        self.losses: list[np.ndarray] = []  # every step's loss, for the final average
+
+    def add(self, chunk: Chunk, losses, summaries) -> None:
+        """A finished call's losses (read from the device here) and summaries."""
+        host_losses = np.asarray(losses, dtype=np.float64)
+        if self.writer is not None:
+            self.writer.add_summary(summaries, global_step=chunk.start)
+        self.losses.append(host_losses)
+        for i, loss_val in enumerate(host_losses.tolist()):
+            step = chunk.start + i
+            self.average_loss += loss_val
+            if step % self.log_every == 0:
+                if step > 0:
+                    self.average_loss /= self.log_every
+                # The average loss is an estimate of the loss over the last log_every batches.
+                print("Average loss at step ", step, ": ", self.average_loss)
+                self.averages.append([step, self.average_loss])
+                self.average_loss = 0.0
+
+    def final_average(self, steps: int) -> tuple[float, int]:
+        """The mean loss of the last ``min(log_every, steps)`` steps, and that count."""
+        last = np.concatenate(self.losses)[-min(self.log_every, steps):]
+        return float(np.mean(last)), int(len(last))
+
+
+class NearestWords:
+    """TF's ``Nearest to ...`` printout for the validation words (``--valid-size`` of the ``--valid-window``
+    most frequent), from the normalised embeddings (normalised on the device)."""
+
+    def __init__(self, args: argparse.Namespace, dataset) -> None:
+        import jax
+
+        valid_window = min(args.valid_window, dataset.vocabulary_size)
+        valid_size = min(args.valid_size, valid_window)
+        self.ids = np.random.RandomState(args.seed).choice(valid_window, valid_size, replace=False).tolist()
+        self.words = dataset.reversed_dictionary
+        self._normalize = jax.jit(_normalize)
+
+    def normalized(self, params) -> np.ndarray:
+        return np.asarray(self._normalize(params["embeddings"].value))
+
+    def print(self, params) -> None:
+        from examples.word2vec import evaluation
+
+        near = evaluation.nearest_neighbours(self.normalized(params), self.ids, k=8)
+        for line in evaluation.format_nearest(self.ids, near, self.words):
+            print(line)
+        sys.stdout.flush()
+
+
+def _train(compiled, plan, batches, params, opt_state, sample_key, report: LossReport, nearest: NearestWords):
+    """Run the plan's calls; the host reads a call's losses while the next one computes, and prints nearest
+    words after each evaluation call."""
+    import jax
+
+    pending = None  # (chunk, losses, summaries) of the call in flight
+    for chunk, (inputs, batch_labels) in zip(plan, batches, strict=True):
+        params, opt_state, losses, summaries = compiled[chunk.length](
+            params, opt_state, sample_key, inputs, batch_labels
+        )
+        if pending is not None:  # the host handles the previous call while this one computes
+            report.add(*pending)
+        pending = (chunk, losses, summaries)
+        if chunk.evaluate:
+            report.add(*pending)
+            pending = None
+            nearest.print(params)
+    if pending is not None:
+        report.add(*pending)
+    return jax.block_until_ready((params, opt_state))
+
+
+def _save(output_dir: str, final_embeddings: np.ndarray, dataset, params, opt_state) -> str:
+    """The projector files (``metadata.tsv``, ``vectors.tsv``, ``projector_config.pbtxt``) and the checkpoint
+    ``model.ckpt.npz``; returns the checkpoint's path."""
+    from jaxgraph.train import Saver
+
+    words = [dataset.reversed_dictionary[i] for i in range(dataset.vocabulary_size)]
+    export.save_projector_tsv(output_dir, final_embeddings, words)
+    export.save_projector_config(output_dir, EMBEDDINGS_TENSOR_NAME, "metadata.tsv", tensor_path="vectors.tsv")
+    return Saver().save(params, opt_state, os.path.join(output_dir, "model.ckpt"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

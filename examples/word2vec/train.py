@@ -133,13 +133,9 @@ def run(args: argparse.Namespace, after_call: Callable[[int], None] | None = Non
         params, opt_state, interrupted = outcome
         if not runtime.chief:  # the chief saves and writes the outputs: the others are done
             return 130 if interrupted else 0
-        saved = ckpt.save(params, opt_state) if loop.step > start or latest is None else latest
-        if interrupted:
-            print(f"interrupted at step {loop.step}: checkpoint {saved}; continue with --resume", file=sys.stderr)
-            return 130
-        if loop.step < plan.total_steps:
-            log(f"stopped at step {loop.step} of {plan.total_steps} (--stop-at-step): checkpoint {saved}")
-            return 0
+        status, saved = _checkpoint_at_end(loop, params, opt_state, ckpt, latest, start, interrupted, log)
+        if status is not None:
+            return status
         emb = distributed.host_values(params["emb_in"].value)
     results = _evaluate(emb, corpus.vocab, args)
     vectors = _export(args.output_dir, emb, corpus.vocab)
@@ -168,6 +164,20 @@ def _train(loop: TrainingLoop, params: Any, opt_state: Any, start: int, end: int
             print(f"interrupted twice near step {loop.step}: exiting without a new checkpoint (the last one, "
                   "if any, is intact)", file=sys.stderr)
             return None
+
+
+def _checkpoint_at_end(loop: TrainingLoop, params: Any, opt_state: Any, ckpt: Checkpointer, latest: str | None,
+                       start: int, interrupted: bool, log: Callable[[str], None]) -> tuple[int | None, str]:
+    """The chief's checkpoint after the loop (none when no step ran since ``latest``), and the exit status if the
+    run ends here (Ctrl-C, ``--stop-at-step``; None: the run is complete, go on to the outputs)."""
+    saved = ckpt.save(params, opt_state) if loop.step > start or latest is None else latest
+    if interrupted:
+        print(f"interrupted at step {loop.step}: checkpoint {saved}; continue with --resume", file=sys.stderr)
+        return 130, saved
+    if loop.step < loop.plan.total_steps:
+        log(f"stopped at step {loop.step} of {loop.plan.total_steps} (--stop-at-step): checkpoint {saved}")
+        return 0, saved
+    return None, saved
 
 
 def _silent(line: str) -> None:

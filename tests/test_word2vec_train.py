@@ -6,11 +6,12 @@ import json
 import signal
 
 import chex
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from examples.word2vec import step, train
+from examples.word2vec import optimizer, step, train
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -64,6 +65,19 @@ def test_the_trace_guard_sees_a_retrace(monkeypatch):
     assert fn.traces == 1
     with pytest.raises(AssertionError, match="traced > 1 times"):
         fn(jnp.zeros(2), jnp.zeros(2), jnp.zeros(4))
+
+
+def test_learning_rate_schedule_is_one_function_on_host_and_device():
+    """The optimizer evaluates the schedule inside the compiled step, the progress bar and TensorBoard on the
+    host: the same function, the same rates (to float32 rounding), the same linear decay to its floor."""
+    schedule = optimizer.linear_decay(0.025, total_steps=1000)
+    steps = np.array([0, 1, 250, 999, 1000, 1500], np.int32)
+    host = np.array([schedule(int(s)) for s in steps])
+    device = np.asarray(jax.jit(jax.vmap(schedule))(jnp.asarray(steps)))
+    # 1 - step / total cancels near the end: a few float32 ulps of the fraction (XLA multiplies by the
+    # reciprocal and fuses the subtraction) are ~1e-4 of the rate there.
+    np.testing.assert_allclose(host, device, rtol=1e-4)
+    np.testing.assert_allclose(host, 0.025 * np.maximum(1e-4, 1 - steps / 1000), rtol=1e-4)
 
 
 def test_vectors_txt_rows_are_their_words_rows(corpus, tmp_path, trainer_tables):

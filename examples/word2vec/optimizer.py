@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import jaxgraph as jg
 
@@ -28,11 +29,17 @@ Schedule = Callable[[jax.Array | int], jax.Array]
 
 
 def linear_decay(learning_rate: float, total_steps: int, floor: float = 1e-4) -> Schedule:
-    """``step -> learning_rate * max(floor, 1 - step / total_steps)`` in float32 (``step``: an int or an array)."""
+    """``step -> learning_rate * max(floor, 1 - step / total_steps)`` in float32.
+
+    ``step`` is the optimizer's step counter inside the compiled step, or a Python int on the host, where numpy
+    evaluates the same expression (no device call between two training calls). The two agree to a few float32
+    ulps, not bit for bit: XLA turns the division by a constant into a multiplication and fuses the subtraction.
+    """
 
     def schedule(step: jax.Array | int) -> jax.Array:
-        frac = jnp.asarray(step, jnp.float32) / jnp.float32(max(total_steps, 1))
-        return learning_rate * jnp.maximum(jnp.float32(floor), 1.0 - frac)
+        xp = np if isinstance(step, (int, np.integer)) else jnp
+        frac = xp.asarray(step, xp.float32) / xp.float32(max(total_steps, 1))
+        return learning_rate * xp.maximum(xp.float32(floor), 1.0 - frac)
 
     return schedule
 

@@ -4,6 +4,10 @@ from jaxgraph.train.adagrad import AdagradOptimizer as AdagradOptimizer
 from jaxgraph.train.adam import AdamOptimizer as AdamOptimizer
 from jaxgraph.train.adam import LazyAdamOptimizer as LazyAdamOptimizer
 from jaxgraph.train.gradient_descent import GradientDescentOptimizer as GradientDescentOptimizer
+from jaxgraph.train.lazy_optax import NotRowSeparable as NotRowSeparable
+from jaxgraph.train.lazy_optax import apply_updates as apply_updates
+from jaxgraph.train.lazy_optax import global_norm as global_norm
+from jaxgraph.train.lazy_optax import lazy_optax as lazy_optax
 from jaxgraph.train.momentum import MomentumOptimizer as MomentumOptimizer
 from jaxgraph.train.optax_optimizer import OptaxOptimizer as OptaxOptimizer
 from jaxgraph.train.optimizer import Optimizer as Optimizer

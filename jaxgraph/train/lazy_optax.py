@@ -99,7 +99,7 @@ def global_norm(tree: Any) -> jax.Array:
     5.0
     """
     leaves = jax.tree_util.tree_leaves(tree, is_leaf=_is_slices)
-    dense = [leaf.coalesce().values if isinstance(leaf, IndexedSlices) else leaf for leaf in leaves]
+    dense = [_in_range(leaf).coalesce().values if isinstance(leaf, IndexedSlices) else leaf for leaf in leaves]
     return optax.tree.norm(dense)
 
 
@@ -165,8 +165,19 @@ def _check_shapes(grads: list[Any], param_leaves: list[Any] | None, sparse: list
                              f"parameter has shape {tuple(jnp.shape(param_leaves[i]))}")
 
 
+def _in_range(g: IndexedSlices) -> IndexedSlices:
+    """``g`` with ids read as ``to_dense`` reads them (negative ids count from the end) and ids outside
+    the table turned into the padding id with zero values: a row block's untouched slots must be zero,
+    or a norm over it would count rows that the dense gradient drops."""
+    rows = g.dense_shape[0]
+    ids = jnp.where(g.indices < 0, g.indices + rows, g.indices)
+    valid = (ids >= 0) & (ids < rows)
+    values = jnp.where(valid.reshape((-1,) + (1,) * (g.values.ndim - 1)), g.values, jnp.zeros((), g.values.dtype))
+    return IndexedSlices(values, jnp.where(valid, ids, rows).astype(g.indices.dtype), g.dense_shape)
+
+
 def _lazy_update(inner, programs, treedef, grads, state, param_leaves, sparse, names, extra_args):
-    coalesced = {i: grads[i].coalesce() for i in sparse}
+    coalesced = {i: _in_range(grads[i]).coalesce() for i in sparse}
     ids = {i: coalesced[i].indices for i in sparse}
     block_of = {i: k for k, i in enumerate(sparse)}  # leaf position -> sparse leaf number
 

@@ -324,3 +324,55 @@ def test_the_hlo_check_can_fail():
         lowered = _optax_optimizer_step(OptaxOptimizer(optax.lamb(0.1), non_separable="densify"))
     ops = _table_sized_ops(lowered.compile().as_text())
     assert {"broadcast", "multiply"} <= set(ops) - _ALLOWED, ops
+
+
+# -- TF's lazy sparse rules: OptaxOptimizer against jaxgraph's TF-exact optimizers -----------------
+TF_PAIRS = {
+    # optax's adagrad adds eps inside the rsqrt; TF adds nothing
+    "adagrad": (lambda: jg.train.AdagradOptimizer(0.5), lambda: optax.adagrad(0.5, initial_accumulator_value=0.1,
+                                                                            eps=0.0), "accumulator"),
+    "momentum": (lambda: jg.train.MomentumOptimizer(0.5, 0.9), lambda: optax.sgd(0.5, momentum=0.9), "momentum"),
+    "nesterov": (lambda: jg.train.MomentumOptimizer(0.5, 0.9, use_nesterov=True),
+                 lambda: optax.sgd(0.5, momentum=0.9, nesterov=True), "momentum"),
+}
+
+
+@pytest.mark.parametrize("make_core,make_tx,slot", TF_PAIRS.values(), ids=TF_PAIRS.keys())
+def test_optax_sparse_steps_follow_tfs_lazy_rules(make_core, make_tx, slot):
+    # different rows each step (so untouched rows' slots must not decay), with duplicates
+    steps = [np.array([1, 3, 3, 0]), np.array([3, 6, 6, 6]), np.array([0, 1, 7, 7])]
+    rng = np.random.default_rng(3)
+    table = rng.standard_normal((8, 2)).astype(np.float32)
+
+    def loss(p, ids):
+        return jnp.sum(jnp.sin(jg.nn.embedding_lookup(p["emb"], ids)) * jnp.arange(1.0, 3.0))
+
+    results = []
+    for opt in (make_core(), OptaxOptimizer(make_tx())):
+        params = {"emb": V(jnp.asarray(table), name="emb")}
+        state = opt.init(params)
+        step = jax.jit(lambda p, s, ids, opt=opt: opt.minimize(lambda q: loss(q, ids), p, s)[:2])
+        for ids in steps:
+            params, state = step(params, state, jnp.asarray(ids))
+        results.append((params, state))
+    (core_p, core_s), (optax_p, optax_s) = results
+    np.testing.assert_allclose(optax_p["emb"].value, core_p["emb"].value, rtol=1e-6, atol=1e-7)
+    (optax_slot,) = [x for x, o in zip(jax.tree_util.tree_leaves(optax_s.non_slots["optax"]),
+                                       slot_owners(optax_s.non_slots["optax"], {"emb": table}), strict=True)
+                     if o == 0]
+    np.testing.assert_allclose(optax_slot, core_s.slots[slot]["emb"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(optax_p["emb"].value[np.array([2, 4, 5])], table[[2, 4, 5]])
+
+
+def test_optax_optimizer_refuses_or_densifies_a_non_separable_transformation():
+    params = {"emb": V(jnp.ones((ROWS, DIM)), name="emb")}
+
+    def loss(p):
+        return jnp.sum(jg.nn.embedding_lookup(p["emb"], jnp.array([1, 2])))
+
+    with pytest.raises(NotRowSeparable, match=r"scale_by_trust_ratio is not row-separable.*non_separable='densify'"):
+        OptaxOptimizer(optax.lamb(0.1)).minimize(loss, params)
+    opt = OptaxOptimizer(optax.lamb(0.1), non_separable="densify")
+    with pytest.warns(UserWarning, match="gradients of emb are made dense"):
+        new, _, _ = opt.minimize(loss, params, opt.init(params))
+    assert not np.array_equal(new["emb"].value[1], params["emb"].value[1])

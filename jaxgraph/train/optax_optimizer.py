@@ -33,8 +33,8 @@ from jaxgraph.gradients import resolve_var_list
 from jaxgraph.train.lazy_optax import NonSeparable, apply_updates, lazy_optax
 from jaxgraph.train.optimizer import Optimizer, OptimizerState
 from jaxgraph.train.slot_owners import slot_owners
-from jaxgraph.variable_collections import replace_values, resolved_name
-from jaxgraph.variables import Variable
+from jaxgraph.variable_collections import path_to_name, replace_values, resolved_name
+from jaxgraph.variables import GraphKeys, Variable
 
 __all__ = ["CoveredVariables", "OptaxOptimizer"]
 
@@ -77,6 +77,14 @@ class OptaxOptimizer(Optimizer):
         names = CoveredVariables(resolved_name(v) for v in variables)
         state = self.tx.init({n: v.value for n, v in zip(names, variables, strict=True)})
         return OptimizerState(jnp.zeros((), jnp.int32), {}, {_STATE: state, _COVERED: names})
+
+    def variables(self, opt_state: OptimizerState) -> list[Variable]:
+        """TF's ``Optimizer.variables()``: each leaf of the optax state as a non-trainable Variable named
+        ``"<optimizer name>/<tree path>"`` (``"Optax/0/mu/w"``), sorted by name."""
+        leaves = jax.tree_util.tree_flatten_with_path(opt_state.non_slots[_STATE])[0]
+        found = [Variable(x, trainable=False, name=f"{self._name}/{path_to_name(path)}",
+                          collections=[GraphKeys.GLOBAL_VARIABLES]) for path, x in leaves]
+        return sorted(found, key=resolved_name)
 
     def apply_gradients(self, grads_and_vars, params, opt_state=None, global_step=None, name=None):
         checked, by_name = self._check_grads_and_vars(grads_and_vars, params)

@@ -70,6 +70,10 @@ SEPARABLE = {
     "inject_hyperparams_adam": lambda: optax.inject_hyperparams(optax.adam)(learning_rate=0.05),
     "clip_then_adam": lambda: optax.chain(optax.clip_by_global_norm(0.5), optax.adam(0.05)),
     "centralize_then_momentum": lambda: optax.chain(optax.centralize(), optax.sgd(0.1, momentum=0.9)),
+    "normalize_by_update_norm": lambda: optax.chain(optax.normalize_by_update_norm(0.5), optax.sgd(1.0)),
+    "masked_adam": lambda: optax.masked(optax.adam(0.05), {"emb": True, "w": False}),
+    "multi_transform": lambda: optax.multi_transform({"a": optax.adam(0.05), "b": optax.sgd(0.1, momentum=0.9)},
+                                                     {"emb": "a", "w": "b"}),
     "user_elementwise": _user_sign_ema,
 }
 

@@ -24,3 +24,16 @@ def test_training_step_example_runs_and_updates_sparsely():
     assert [v.name for v in namespace["jg"].trainable_variables(params)] == ["model/embeddings", "model/w"]
     assert params["w"].value.shape == (128, 1)
     assert float(jnp.abs(params["w"].value).sum()) > 0.0  # w started at zero and got a gradient
+
+
+def test_optax_example_runs_and_touches_only_the_gathered_rows():
+    namespace: dict = {}
+    exec(compile(_block_after("### optax"), "README.md", "exec"), namespace)
+    params, opt_state, loss = namespace["params"], namespace["opt_state"], namespace["loss"]
+    assert np.isfinite(float(loss))
+    emb = np.asarray(params["emb"])
+    moved = np.flatnonzero(np.abs(emb).sum(axis=1))
+    assert moved.tolist() == [3, 7]  # ids [3, 7, 3]: only those rows of the 50,000 changed
+    adam = opt_state[1][0]
+    assert np.flatnonzero(np.abs(np.asarray(adam.mu["emb"])).sum(axis=1)).tolist() == [3, 7]
+    assert int(adam.count) == 1

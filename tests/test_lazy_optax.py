@@ -380,3 +380,24 @@ def test_optax_optimizer_refuses_or_densifies_a_non_separable_transformation():
     with pytest.warns(UserWarning, match="gradients of emb are made dense"):
         new, _, _ = opt.minimize(loss, params, opt.init(params))
     assert not np.array_equal(new["emb"].value[1], params["emb"].value[1])
+
+
+def test_optax_optimizer_leaves_a_table_without_gradient_alone_in_a_sparse_step():
+    params = {"emb": V(jnp.ones((ROWS, DIM)), name="emb"), "other": V(jnp.ones((ROWS, DIM)), name="other")}
+    opt = OptaxOptimizer(optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.1, momentum=0.9)))
+    step = jax.jit(lambda p, s, f: opt.minimize(f, p, s)[:2], static_argnums=2)
+
+    def both(p):
+        return jnp.sum(jg.nn.embedding_lookup(p["emb"], jnp.array([1])) + jg.nn.embedding_lookup(p["other"],
+                                                                                                 jnp.array([3])))
+
+    def emb_only(p):
+        return jnp.sum(jg.nn.embedding_lookup(p["emb"], jnp.array([1, 2])))
+
+    params, state = step(params, opt.init(params), both)
+    trace = state.non_slots["optax"][1][0].trace["other"]
+    assert float(trace[3, 0]) != 0.0
+    new, state = step(params, state, emb_only)  # "other" has a None gradient
+    np.testing.assert_array_equal(new["other"].value, params["other"].value)
+    np.testing.assert_array_equal(state.non_slots["optax"][1][0].trace["other"], trace)
+    assert not np.array_equal(new["emb"].value[2], params["emb"].value[2])

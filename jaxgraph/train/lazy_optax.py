@@ -51,6 +51,7 @@ from jaxgraph.variable_collections import path_to_name
 __all__ = ["NotRowSeparable", "apply_updates", "global_norm", "lazy_optax"]
 
 NonSeparable = Literal["error", "densify"]
+_MAX_PROGRAMS = 16
 
 
 def _is_slices(x: Any) -> bool:
@@ -271,6 +272,8 @@ def _row_program(programs: dict[Any, _RowProgram], run: Callable[..., Any], flat
             error = exc
     program = _RowProgram(small, out_tree, error)
     if not any(isinstance(c, jax.core.Tracer) for c in small.consts):
+        if len(programs) >= _MAX_PROGRAMS:  # eager calls with ever new row counts: keep the newest
+            programs.pop(next(iter(programs)))
         programs[key] = program
     return program
 

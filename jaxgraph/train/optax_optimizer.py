@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxgraph.gradients import resolve_var_list
+from jaxgraph.sparse import IndexedSlices
 from jaxgraph.train.lazy_optax import NonSeparable, apply_updates, lazy_optax
 from jaxgraph.train.optimizer import Optimizer, OptimizerState
 from jaxgraph.train.slot_owners import slot_owners
@@ -106,9 +107,10 @@ class OptaxOptimizer(Optimizer):
                 )
             grads[var_name] = grad
         skipped = [n for n in covered if n not in grads]
-        # optax needs a gradient for every leaf; a zero stands in for a skipped variable, whose value and
-        # state are then put back (under jit, the work done for it is dead code and removed).
-        all_grads = {n: grads[n] if n in grads else jnp.zeros_like(current[n]) for n in covered}
+        # optax needs a gradient for every leaf. A skipped variable gets a stand-in (no rows when the step
+        # is sparse, so nothing of its size is computed; else zeros) and its state is put back after.
+        sparse_step = any(isinstance(g, IndexedSlices) for g in grads.values())
+        all_grads = {n: grads[n] if n in grads else _stand_in(current[n], sparse_step) for n in covered}
         tx_state = opt_state.non_slots[_STATE]
         updates, new_tx_state = self._lazy.update(all_grads, tx_state, current)
         if skipped:
@@ -118,6 +120,12 @@ class OptaxOptimizer(Optimizer):
         params = replace_values(params, new_values)
         non_slots = {**opt_state.non_slots, _STATE: new_tx_state}
         return params, OptimizerState(opt_state.iterations + 1, {}, non_slots)
+
+
+def _stand_in(value: jax.Array, sparse_step: bool) -> jax.Array | IndexedSlices:
+    if sparse_step and value.ndim:
+        return IndexedSlices(jnp.zeros((0, *value.shape[1:]), value.dtype), jnp.zeros((0,), jnp.int32), value.shape)
+    return jnp.zeros_like(value)
 
 
 def _keep_slots(old: Any, new: Any, params: dict[str, Any], skipped: list[int]) -> Any:

@@ -91,6 +91,8 @@ _ELEMENTWISE = frozenset("""
 # Reductions: the identity, so that rows holding it add nothing to the result.
 _REDUCTIONS = {"reduce_sum": 0, "reduce_prod": 1, "reduce_max": -np.inf, "reduce_min": np.inf,
                "reduce_and": True, "reduce_or": False}
+# Ops that rearrange an array without changing its values.
+_KEEP_UNIFORM = frozenset({"broadcast_in_dim", "reshape", "transpose", "squeeze", "rev", "slice"})
 _CUMULATIVE = frozenset({"cumsum", "cumprod", "cummax", "cummin", "cumlogsumexp"})
 _CALLS = frozenset({"jit", "pjit", "closed_call", "core_call", "remat", "remat2", "checkpoint",
                     "custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"})
@@ -178,6 +180,8 @@ class _Walk:
         if prim == "cond":
             return self.cond(e1, e2, ins)
         if not in_rows and not any(out_rows):
+            if prim in _KEEP_UNIFORM:  # a uniform array stays uniform: keep its known value
+                return [_Fact(None, ins[0].at_untouched)]
             return [_Fact(None, self.fold(e1, ins)) for _ in e1.outvars]
         if prim in _ELEMENTWISE:
             return [_Fact(r, self.fold(e1, ins)) for r in out_rows]

@@ -53,6 +53,14 @@ def _user_sign_ema():
     return optax.GradientTransformation(init, update)
 
 
+def _user(rule):
+    """A user-written stateless transformation applying ``rule(g, p)`` to each leaf."""
+    def update(updates, state, params=None):
+        return jax.tree.map(rule, updates, params), state
+
+    return lambda: optax.GradientTransformation(lambda p: optax.EmptyState(), update)
+
+
 SEPARABLE = {
     "sgd": lambda: optax.sgd(0.1),
     "momentum": lambda: optax.sgd(0.1, momentum=0.9),
@@ -75,6 +83,12 @@ SEPARABLE = {
     "multi_transform": lambda: optax.multi_transform({"a": optax.adam(0.05), "b": optax.sgd(0.1, momentum=0.9)},
                                                      {"emb": "a", "w": "b"}),
     "user_elementwise": _user_sign_ema,
+    # reads that look global but are exact on the row block
+    "user_times_sum_of_gradient": _user(lambda g, p: g * jnp.sum(g)),
+    "user_per_row_norm": _user(lambda g, p: g / (jnp.linalg.norm(g, axis=-1, keepdims=True) + 1e-6)),
+    "user_column_sums": _user(lambda g, p: g - jnp.sum(g, axis=0, keepdims=True) + 0.01 * p),
+    "user_cond_on_gradient_norm": _user(lambda g, p: jax.lax.cond(jnp.sum(g * g) > 1.0, lambda x: x * 0.5,
+                                                                  lambda x: x, g)),
 }
 
 
@@ -188,6 +202,16 @@ REFUSED = {
     "sm3": (lambda: optax.sm3(0.1), "scale_by_sm3 is not row-separable: it cannot run on row blocks of emb"),
     "add_noise": (lambda: optax.add_noise(0.1, 0.5, 0), "add_noise is not row-separable: random_bits"),
     "mean_over_rows": (_row_mean_scaling, r"uses the number of rows as a value .*test_lazy_optax.py"),
+    "user_sum_of_params": (_user(lambda g, p: g + jnp.sum(p)), "reduce_sum reduces over the rows of emb"),
+    "user_max": (_user(lambda g, p: g / jnp.max(g)), "reduce_max reduces over the rows of emb"),
+    "user_roll": (_user(lambda g, p: jnp.roll(g, 1, axis=0)), "slice selects or shifts rows of emb"),
+    "user_reverse": (_user(lambda g, p: g[::-1]), "rev reverses the rows of emb"),
+    "user_cumsum": (_user(lambda g, p: jnp.cumsum(g, axis=0)), "cumsum runs along the rows of emb"),
+    "user_sort": (_user(lambda g, p: jnp.sort(g, axis=0)), "sort runs along the rows of emb"),
+    "user_first_row": (_user(lambda g, p: g * g[0]), "slice selects or shifts rows of emb"),
+    "user_row_position": (_user(lambda g, p: g * jnp.arange(g.shape[0])[:, None] if g.ndim == 2 else g),
+                          "iota makes values that depend on a row's position in emb"),
+    "user_gram": (_user(lambda g, p: g @ g.T @ g if g.ndim == 2 else g), "pairs every row with every other row"),
 }
 
 

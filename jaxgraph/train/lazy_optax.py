@@ -131,7 +131,8 @@ def lazy_optax(tx: optax.GradientTransformation,
     warned: set[str] = set()
 
     def update(updates: Any, state: Any, params: Any = None, **extra_args: Any) -> tuple[Any, Any]:
-        leaves, treedef = jax.tree_util.tree_flatten_with_path(updates, is_leaf=_is_slices)
+        leaves, treedef_ = jax.tree_util.tree_flatten_with_path(updates, is_leaf=_is_slices)
+        treedef: Any = treedef_
         sparse = [i for i, (_, u) in enumerate(leaves) if isinstance(u, IndexedSlices)]
         if not sparse:
             return inner.update(updates, state, params, **extra_args)
@@ -218,10 +219,7 @@ def _lazy_update(inner, programs, treedef, grads, state, param_leaves, sparse, n
         raise program.error
     out = jcore.jaxpr_as_fun(program.closed)(*flat_in)
     new_updates, new_state = jax.tree_util.tree_unflatten(program.out_tree, out)
-    upd_out, upd_def = jax.tree_util.tree_flatten(new_updates)
-    if upd_def != treedef:
-        raise ValueError(f"lazy_optax: the transformation returned updates of structure {upd_def}, expected "
-                         f"{treedef}")
+    upd_out = jax.tree_util.tree_leaves(new_updates)
     result = []
     for i, u in enumerate(upd_out):
         if i in coalesced:
@@ -229,9 +227,7 @@ def _lazy_update(inner, programs, treedef, grads, state, param_leaves, sparse, n
             keep = (ids[i] < dense_rows).reshape((-1,) + (1,) * (u.ndim - 1))
             u = IndexedSlices(jnp.where(keep, u, jnp.zeros((), u.dtype)), ids[i], grads[i].dense_shape)
         result.append(u)
-    new_leaves, new_def = jax.tree_util.tree_flatten(new_state)
-    if new_def != state_def:
-        raise ValueError(f"lazy_optax: the transformation changed its state's structure: {state_def} -> {new_def}")
+    new_leaves = jax.tree_util.tree_leaves(new_state)
     merged = [new if k is None else old.at[ids[sparse[k]]].set(new.astype(old.dtype), mode="drop")
               for old, new, k in zip(state_leaves, new_leaves, state_blocks, strict=True)]
     return treedef.unflatten(result), state_def.unflatten(merged)
@@ -254,11 +250,14 @@ def _row_program(programs: dict[Any, _RowProgram], run: Callable[..., Any], flat
     except NotRowSeparable:
         raise
     except Exception as exc:  # noqa: BLE001 - reported as the reason the rows cannot be updated alone
-        error = NotRowSeparable(_raised_in(exc), f"it cannot run on row blocks of {', '.join(names)} "
-                                f"({_first_line(exc)})")
-        return _RowProgram(None, None, error)
+        return _RowProgram(None, None, NotRowSeparable(
+            _raised_in(exc), f"it cannot run on row blocks of {', '.join(names)} ({_first_line(exc)})"))
     out_tree = jax.tree_util.tree_structure(out_shape)
-    error = None
+    for got, want, what in zip(map(jax.tree_util.tree_structure, out_shape), structure[:2], ("updates", "state"),
+                               strict=True):
+        if got != want:
+            raise ValueError(f"lazy_optax: the transformation returned {what} of structure {got}, expected {want}")
+    error: NotRowSeparable | None = None
     try:
         large = jax.make_jaxpr(run)(*larger)
     except Exception as exc:  # noqa: BLE001
@@ -294,10 +293,10 @@ def _check_outputs(out_rows: list[int | None], out_shape: Any, blocks: list[RowB
         if got == want:
             continue
         what = "update" if pos < n_upd else "state leaf"
-        if want is None:
+        if want is None and got is not None:
             raise NotRowSeparable("the transformation", f"a {what} that is not shaped like "
                                   f"{names[got]} depends on its rows")
-        raise NotRowSeparable("the transformation", f"the {what} of {names[want]} does not keep its rows")
+        raise NotRowSeparable("the transformation", f"the {what} of {names[want or 0]} does not keep its rows")
 
 
 def _raised_in(exc: BaseException) -> str:

@@ -27,7 +27,8 @@ __all__ = ["slot_owners"]
 def slot_owners(state: Any, params: Any) -> list[int | None]:
     """For each leaf of ``state`` (``jax.tree_util.tree_leaves`` order), the index of the leaf of
     ``params`` it is a slot of, or ``None``. ``params`` leaves only need a ``.shape``."""
-    param_paths, param_def = jax.tree_util.tree_flatten_with_path(params)
+    param_paths, param_def_ = jax.tree_util.tree_flatten_with_path(params)
+    param_def: Any = param_def_
     paths = [p for p, _ in param_paths]
     shapes = [tuple(np.shape(leaf)) for _, leaf in param_paths]
 

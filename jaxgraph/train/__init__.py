@@ -3,6 +3,8 @@
 from jaxgraph.train.adagrad import AdagradOptimizer as AdagradOptimizer
 from jaxgraph.train.adam import AdamOptimizer as AdamOptimizer
 from jaxgraph.train.adam import LazyAdamOptimizer as LazyAdamOptimizer
+from jaxgraph.train.checkpoint_utils import list_variables as list_variables
+from jaxgraph.train.checkpoint_utils import load_checkpoint as load_checkpoint
 from jaxgraph.train.gradient_descent import GradientDescentOptimizer as GradientDescentOptimizer
 from jaxgraph.train.momentum import MomentumOptimizer as MomentumOptimizer
 from jaxgraph.train.optax_optimizer import OptaxOptimizer as OptaxOptimizer

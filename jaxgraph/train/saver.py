@@ -120,6 +120,11 @@ def _exists(prefix: str) -> bool:
     return os.path.isfile(_checkpoint_file(prefix)) or tf_checkpoint.is_tf_checkpoint(prefix)
 
 
+def _global_step_name(tree: PyTree) -> str | None:
+    step = get_global_step(tree)
+    return None if step is None else resolved_name(step)
+
+
 def _files_of(prefix: str) -> list[str]:
     return [_checkpoint_file(prefix)] + tf_checkpoint.checkpoint_files(prefix)
 
@@ -409,8 +414,7 @@ class Saver:
     def _save_tf(self, tree: PyTree, opt_state: PyTree | None, prefix: str, optimizer: Any) -> None:
         values = {resolved_name(v): _to_numpy(v.value) for v in self._selected(tree, "save")}
         state = None if opt_state is None else jax.tree_util.tree_map(_to_numpy, opt_state)
-        step_var = get_global_step(tree)
-        tensors = tf_checkpoint.tf_tensors(values, state, optimizer, step_var.name if step_var else None)
+        tensors = tf_checkpoint.tf_tensors(values, state, optimizer, _global_step_name(tree))
         os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
         tf_checkpoint.write_checkpoint(prefix, tensors, write_file=_atomic_write)
 
@@ -505,10 +509,9 @@ class Saver:
     def _restore_tf(self, tree: PyTree, opt_state: PyTree | None, prefix: str, optimizer: Any,
                     assignment_map: Any) -> tuple[PyTree, PyTree | None]:
         variables = self._selected(tree, "restore")
-        step_var = get_global_step(tree)
         with tf_checkpoint.CheckpointReader(prefix) as reader:
             values, state = tf_checkpoint.restore_values(
-                reader, variables, opt_state, optimizer, assignment_map, step_var.name if step_var else None
+                reader, variables, opt_state, optimizer, assignment_map, _global_step_name(tree)
             )
         templates = {resolved_name(v): v.value for v in variables}
         new_tree = replace_values(tree, {n: _place_like(a, templates[n]) for n, a in values.items()})

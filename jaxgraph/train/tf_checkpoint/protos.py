@@ -66,6 +66,8 @@ TF_DTYPE_NAMES: dict[int, str] = {
 def tf_dtype_of(dtype: np.dtype) -> int:
     """TF's ``DataType`` enum value for a numpy dtype (``object`` and bytes/str: ``DT_STRING``)."""
     dtype = np.dtype(dtype)
+    if not dtype.isnative:
+        dtype = dtype.newbyteorder()
     if dtype.kind in "OSU":
         return DT_STRING
     for enum, candidate in NUMPY_DTYPES.items():

@@ -17,7 +17,7 @@ block ends with the restart offsets (uint32 each) and their count.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from jaxgraph.train.tf_checkpoint import crc32c, snappy
 from jaxgraph.train.tf_checkpoint.wire import WireError, encode_varint, read_varint
@@ -162,9 +162,15 @@ def _short_successor(key: bytes) -> bytes:
     return key
 
 
-def build_table(entries: Iterable[tuple[bytes, bytes]]) -> bytes:
+def build_table(
+    entries: Iterable[tuple[bytes, bytes]], snappy_compress: Callable[[bytes], bytes] | None = None
+) -> bytes:
     """A table file holding ``entries`` (keys strictly increasing), byte for byte as TF's
-    ``TableBuilder`` writes it (uncompressed, 256 KiB blocks, short index keys)."""
+    ``TableBuilder`` writes it (uncompressed, 256 KiB blocks, short index keys).
+
+    ``snappy_compress`` (a Snappy block compressor) stores every block compressed, as TF 1.1 wrote
+    index files; TF today, and :mod:`.writer`, write them uncompressed.
+    """
     out = bytearray()
     index = _BlockBuilder(restart_interval=1)
     block = _BlockBuilder(_RESTART_INTERVAL)
@@ -173,8 +179,10 @@ def build_table(entries: Iterable[tuple[bytes, bytes]]) -> bytes:
 
     def write_block(builder: _BlockBuilder) -> bytes:
         contents = builder.finish()
-        handle = encode_varint(len(out)) + encode_varint(len(contents))
         trailer = bytes([_NO_COMPRESSION])
+        if snappy_compress is not None:
+            contents, trailer = snappy_compress(contents), bytes([_SNAPPY])
+        handle = encode_varint(len(out)) + encode_varint(len(contents))
         out.extend(contents + trailer + struct.pack("<I", crc32c.mask(crc32c.value(contents + trailer))))
         return handle
 

@@ -219,13 +219,17 @@ def restore_values(
         ]
     shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
     missing, mismatched, found = [], [], []
+    used = set()
     for target, name, shape, dtype in wanted:
         key = _lookup(reader, name)
         label = target[1] if target[0] == "variable" else "/".join(target)
         if key is None:
             missing.append(name if name == label else f"{name} (for {label})")
-        elif tuple(shapes[key]) != shape or not _dtype_compatible(dtypes[key], dtype):
-            stored = dtypes[key].name if dtypes[key] is not None else reader.tf_dtype_name(key)
+            continue
+        used.add(key)
+        if tuple(shapes[key]) != shape or not _dtype_compatible(dtypes[key], dtype):
+            stored_dtype = dtypes[key]
+            stored = stored_dtype.name if stored_dtype is not None else reader.tf_dtype_name(key)
             mismatched.append(
                 f"{key} has shape {tuple(shapes[key])} and dtype {stored}, "
                 f"{label} has shape {shape} and dtype {dtype.name}"
@@ -233,7 +237,6 @@ def restore_values(
         else:
             found.append((target, key, shape, dtype))
     if missing or mismatched:
-        used = {key for _, key, _, _ in found}
         raise CheckpointError(_mismatch_message(reader, missing, mismatched, used, assignment_map is None, optimizer))
     values: dict[str, np.ndarray] = {}
     leaves: dict[tuple, np.ndarray] = {}

@@ -97,7 +97,7 @@ def write_checkpoint(prefix: str, tensors: Mapping[str, Any], write_file: WriteF
             else:
                 data_arr = _little_endian(arr.astype(NUMPY_DTYPES[dtype], copy=False))
                 raw = data_arr.reshape(-1).view(np.uint8)
-                f.write(memoryview(raw))
+                f.write(raw.data)
                 size, crc = raw.size, crc32c.value(raw)
             entry = BundleEntry(dtype, tuple(arr.shape), 0, offset, size, crc32c.mask(crc))
             entries.append((key, encode_entry(entry)))

@@ -3,11 +3,13 @@
 TF stores ``mask(crc32c(bytes))``; :func:`mask` / :func:`unmask` are its ``crc32c::Mask`` /
 ``Unmask`` (a rotation plus a constant, so a CRC of data holding CRCs does not degenerate).
 
-Speed: the data is cut into 4,096 equal lanes whose CRCs advance together, 8 bytes a step, through
-16-bit lookup tables (so each step is a few numpy calls over 4,096 lanes), then the lane CRCs are
-joined with the "append n zero bytes" operator of the CRC (a linear map, precomputed per length).
-About 150-250 MB/s on one busy CPU core (``benchmarks/crc32c_speed.py``), so verifying a few hundred
-MB of checkpoint takes seconds; stdlib ``zlib.crc32`` is a different polynomial and cannot be used.
+Two implementations, the same results: Google's C library through the ``google-crc32c`` package
+(a dependency: several GB/s, hardware CRC instructions where the CPU has them), used when it is
+installed with its C extension; else numpy (:func:`extend_numpy`, always available): the data is cut
+into 4,096 equal lanes whose CRCs advance together, 8 bytes a step, through 16-bit lookup tables, then
+the lane CRCs are joined with the "append n zero bytes" operator of the CRC (a linear map, precomputed
+per length): 80-250 MB/s on one CPU core of this project's machine, about a tenth of TF's reader
+(``benchmarks/tf_checkpoint_read.py``). The stdlib's ``zlib.crc32`` is another polynomial.
 
 >>> hex(value(b"123456789"))   # the CRC-32C check value
 '0xe3069283'
@@ -21,7 +23,16 @@ import functools
 
 import numpy as np
 
-__all__ = ["value", "extend", "mask", "unmask"]
+__all__ = ["BACKEND", "value", "extend", "extend_numpy", "mask", "unmask"]
+
+try:
+    import google_crc32c as _google_crc32c
+
+    _FAST = _google_crc32c.implementation == "c"  # its pure-Python fallback is far slower than numpy
+except ImportError:
+    _FAST = False
+#: Which implementation :func:`value` and :func:`extend` use: ``"google-crc32c"`` or ``"numpy"``.
+BACKEND = "google-crc32c" if _FAST else "numpy"
 
 _POLY = 0x82F63B78  # Castagnoli, bit-reversed
 _MASK_DELTA = 0xA282EAD8
@@ -124,6 +135,13 @@ def _as_bytes(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
 
 def extend(crc: int, data: bytes | bytearray | memoryview | np.ndarray) -> int:
     """TF's ``crc32c::Extend``: the CRC-32C of ``A + data`` given ``crc`` = CRC-32C of ``A``."""
+    if _FAST:
+        return int(_google_crc32c.extend(crc, _as_bytes(data)))
+    return extend_numpy(crc, data)
+
+
+def extend_numpy(crc: int, data: bytes | bytearray | memoryview | np.ndarray) -> int:
+    """:func:`extend` in numpy alone (what runs without ``google-crc32c``)."""
     buf = _as_bytes(data)
     if buf.size < 1024:  # numpy's per-call cost beats the lanes below this
         return _bytes_raw(crc ^ 0xFFFFFFFF, buf.tobytes()) ^ 0xFFFFFFFF

@@ -6,6 +6,7 @@ give TF's numbers. No TensorFlow is imported.
 """
 
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -107,6 +108,18 @@ def test_paths_that_name_a_tf_checkpoint():
         results.append(np.asarray(params["embeddings"].value))
     np.testing.assert_array_equal(results[0], results[1])
     np.testing.assert_array_equal(results[0], results[2])
+
+
+def test_directory_copied_from_another_machine(tmp_path):
+    # TF1's Saver writes absolute paths into `checkpoint` unless save_relative_paths=True.
+    shutil.copytree(os.path.join(FIXTURES, "word2vec_momentum"), tmp_path / "copied")
+    (tmp_path / "copied" / "checkpoint").write_text(
+        'model_checkpoint_path: "/cluster/job7/model.ckpt-3"\n'
+        'all_model_checkpoint_paths: "/cluster/job7/model.ckpt-3"\n'
+    )
+    assert latest_checkpoint(str(tmp_path / "copied")) == str(tmp_path / "copied" / "model.ckpt-3")
+    params, _ = Saver().restore(word2vec_model(), None, str(tmp_path / "copied"))
+    assert int(params["global_step"].value) == 3
 
 
 def test_partitioned_variable_and_slot_restore_whole():

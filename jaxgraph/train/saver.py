@@ -262,12 +262,16 @@ def latest_checkpoint(checkpoint_dir: str) -> str | None:
 
     The index's latest entry is used if its file exists; else the newest kept one that exists. TF's
     checkpoints (``<prefix>.index`` + data files, as ``tf.compat.v1.train.Saver`` writes them under the
-    same ``checkpoint`` index) count as well as jaxgraph's.
+    same ``checkpoint`` index) count as well as jaxgraph's. TF1's Saver records absolute paths, so a
+    directory copied from another machine names files that are not there: an absolute entry that
+    does not exist is looked for in ``checkpoint_dir`` under its base name.
     """
-    latest, all_paths = _read_index(os.fspath(checkpoint_dir))
+    dirname = os.fspath(checkpoint_dir)
+    latest, all_paths = _read_index(dirname)
     for prefix in ([latest] if latest else []) + list(reversed(all_paths)):
-        if _exists(prefix):
-            return prefix
+        for candidate in (prefix, os.path.join(dirname, os.path.basename(prefix))):
+            if _exists(candidate):
+                return candidate
     return None
 
 

@@ -142,6 +142,7 @@ def test_writer_round_trips_every_dtype_and_refuses_unknown_ones(tmp_path):
     tensors["bf16"] = np.array([1.5, -2.0], ml_dtypes.bfloat16)
     tensors["big_endian"] = np.array([1, 2], ">i4")
     tensors["unicode"] = np.array(["é", "ab"])
+    tensors["latin-1 name caf\udce9"] = np.ones(2, np.float32)  # a non-UTF-8 key, kept as Python keeps it
     write_checkpoint(str(tmp_path / "c"), tensors)
     with load_checkpoint(str(tmp_path / "c")) as reader:
         for key, value in tensors.items():

@@ -145,6 +145,20 @@ def test_variables_only_and_var_list():
     assert float(jnp.abs(params["embeddings"].value).sum()) == 0 and int(params["global_step"].value) == 0
 
 
+def test_restore_into_abstract_templates(tmp_path):
+    # jax.eval_shape builds model and state without allocating them; restore fills in real arrays.
+    opt = AdamOptimizer(0.1)
+    params = jax.eval_shape(word2vec_model)
+    state = jax.eval_shape(lambda: opt.init(word2vec_model()))
+    params, state = Saver().restore(params, state, os.path.join(FIXTURES, "word2vec_adam"), optimizer=opt)
+    assert int(state.iterations) == 3 and isinstance(state.slots["m"]["weights/Variable"], jax.Array)
+    # Without a global step in the checkpoint nothing can fill `iterations` in: said, not left abstract.
+    tree = {"w": jg.Variable(jnp.ones(2), name="w")}
+    prefix = Saver(format="tf").save(tree, opt.init(tree), str(tmp_path / "c"), optimizer=opt)
+    with pytest.raises(CheckpointError, match=r"nothing for the optimizer state entries \['iterations'\]"):
+        Saver().restore(tree, jax.eval_shape(lambda: opt.init(tree)), prefix, optimizer=opt)
+
+
 # -- assignment_map -------------------------------------------------------------------------------------
 def test_assignment_map_renamed_scope_brings_slots_along():
     ckpt_dir = os.path.join(FIXTURES, "word2vec_adam")

@@ -47,7 +47,7 @@ def _string(value: bytes) -> bytes:
 
 def encode_slice_key(name: str, extents: Sequence[tuple[int, int]]) -> bytes:
     """The index key of the slice ``extents`` (``(start, length)`` per dimension) of tensor ``name``."""
-    out = _num_increasing(0) + _string(name.encode("utf-8")) + _num_increasing(len(extents))
+    out = _num_increasing(0) + _string(name.encode("utf-8", "surrogateescape")) + _num_increasing(len(extents))
     for start, length in extents:
         out += _signed_num_increasing(start) + _signed_num_increasing(length)
     return out

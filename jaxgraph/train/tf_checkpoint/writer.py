@@ -81,7 +81,7 @@ def write_checkpoint(prefix: str, tensors: Mapping[str, Any], write_file: WriteF
         if arr.dtype.kind in "SU":
             arr = arr.astype(object)
         tf_dtype_of(arr.dtype)  # fails early, naming the dtype
-        arrays[name.encode("utf-8")] = arr
+        arrays[name.encode("utf-8", "surrogateescape")] = arr
     write = write_file or _plain_write
     entries: list[tuple[bytes, bytes]] = []
 

@@ -180,6 +180,11 @@ def _fit(arr: np.ndarray, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray
     return None
 
 
+def _label(target: tuple) -> str:
+    """A variable's name, or an optimizer state entry's path (``slots/m/<var>``)."""
+    return target[1] if target[0] == "variable" else "/".join(target)
+
+
 def _dtype_compatible(stored: np.dtype | None, wanted: np.dtype) -> bool:
     return stored == wanted or (stored is not None and stored.kind in "iu" and wanted.kind in "iu")
 
@@ -222,7 +227,7 @@ def restore_values(
     used = set()
     for target, name, shape, dtype in wanted:
         key = _lookup(reader, name)
-        label = target[1] if target[0] == "variable" else "/".join(target)
+        label = _label(target)
         if key is None:
             missing.append(name if name == label else f"{name} (for {label})")
             continue
@@ -240,15 +245,12 @@ def restore_values(
         raise CheckpointError(_mismatch_message(reader, missing, mismatched, used, assignment_map is None, optimizer))
     values: dict[str, np.ndarray] = {}
     leaves: dict[tuple, np.ndarray] = {}
-    read: dict[str, np.ndarray] = {}
     for target, key, shape, dtype in found:
         arr = _fit(reader.get_tensor(key), dtype, shape)
         if arr is None:
             raise CheckpointError(
-                f"{key} in TF checkpoint {reader.prefix} has values that do not fit {dtype.name} "
-                f"({target[1] if target[0] == 'variable' else '/'.join(target)})"
+                f"{key} in TF checkpoint {reader.prefix} has values that do not fit {dtype.name} ({_label(target)})"
             )
-        read[key] = arr
         if target[0] == "variable":
             values[target[1]] = arr
         else:

@@ -3,6 +3,8 @@
 from jaxgraph.train.adagrad import AdagradOptimizer as AdagradOptimizer
 from jaxgraph.train.adam import AdamOptimizer as AdamOptimizer
 from jaxgraph.train.adam import LazyAdamOptimizer as LazyAdamOptimizer
+from jaxgraph.train.checkpoint_utils import list_variables as list_variables
+from jaxgraph.train.checkpoint_utils import load_checkpoint as load_checkpoint
 from jaxgraph.train.gradient_descent import GradientDescentOptimizer as GradientDescentOptimizer
 from jaxgraph.train.lazy_optax import NotRowSeparable as NotRowSeparable
 from jaxgraph.train.lazy_optax import apply_updates as apply_updates
@@ -23,5 +25,5 @@ __all__ = [
     "AdagradOptimizer", "AdamOptimizer", "CheckpointError", "GradientDescentOptimizer", "LazyAdamOptimizer",
     "MomentumOptimizer", "NotRowSeparable", "OptaxOptimizer", "Optimizer", "OptimizerState", "RMSPropOptimizer",
     "Saver", "apply_updates", "create_global_step", "get_global_step", "global_norm", "latest_checkpoint",
-    "lazy_optax",
+    "lazy_optax", "list_variables", "load_checkpoint",
 ]

@@ -77,6 +77,12 @@ import numpy as np
 from examples.word2vec import export
 from examples.word2vec.cli import ArgumentParser, UsageError, exit_status, report_warnings
 
+__all__ = [
+    "DEFAULT_CORPUS_STEPS", "DEFAULT_CORPUS_VOCABULARY_SIZE", "TF_NUM_STEPS", "TF_VOCABULARY_SIZE", "BatchPrefetcher",
+    "Chunk", "LossReport", "NearestWords", "build_model", "build_parser", "chunk_plan", "main", "make_train_fn",
+    "parse_args", "plot_with_labels", "prepare_output_dir", "run", "tsne_plot",
+]
+
 TF_NUM_STEPS = 100001
 TF_VOCABULARY_SIZE = 50000
 DEFAULT_CORPUS_STEPS = 50001

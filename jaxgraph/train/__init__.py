@@ -1,13 +1,20 @@
 """TF1's ``tf.train``: optimizers, the global step, the Saver."""
 
+from jaxgraph.train.adadelta import AdadeltaOptimizer as AdadeltaOptimizer
 from jaxgraph.train.adagrad import AdagradOptimizer as AdagradOptimizer
+from jaxgraph.train.adagrad_da import AdagradDAOptimizer as AdagradDAOptimizer
 from jaxgraph.train.adam import AdamOptimizer as AdamOptimizer
 from jaxgraph.train.adam import LazyAdamOptimizer as LazyAdamOptimizer
+from jaxgraph.train.ftrl import FtrlOptimizer as FtrlOptimizer
 from jaxgraph.train.gradient_descent import GradientDescentOptimizer as GradientDescentOptimizer
 from jaxgraph.train.momentum import MomentumOptimizer as MomentumOptimizer
 from jaxgraph.train.optax_optimizer import OptaxOptimizer as OptaxOptimizer
 from jaxgraph.train.optimizer import Optimizer as Optimizer
 from jaxgraph.train.optimizer import OptimizerState as OptimizerState
+from jaxgraph.train.proximal_adagrad import ProximalAdagradOptimizer as ProximalAdagradOptimizer
+from jaxgraph.train.proximal_gradient_descent import (
+    ProximalGradientDescentOptimizer as ProximalGradientDescentOptimizer,
+)
 from jaxgraph.train.rmsprop import RMSPropOptimizer as RMSPropOptimizer
 from jaxgraph.train.saver import CheckpointError as CheckpointError
 from jaxgraph.train.saver import Saver as Saver

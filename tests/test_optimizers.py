@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -295,6 +296,28 @@ def test_contract_sparse(case):
         eager_params, eager_state = _apply_step(opt, eager_params, eager_state, g_emb, g_w)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
                  after, _tree_arrays(eager_params, eager_state))
+
+
+_BIG = (20_000, 16)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.lazy], ids=[c.id for c in CASES if c.lazy])
+def test_contract_lazy_update_scatters_once_per_buffer(case):
+    """The compiled sparse step (buffers donated) writes the table and each of its slots with one
+    in-place scatter and makes no other table-sized value: no copy, no broadcast, no full-table math."""
+    opt = case.make()
+    params = {"emb": jg.Variable(jnp.zeros(_BIG), name="emb"), "global_step": jg.create_global_step()}
+
+    def step(p, s, values, ids):
+        return opt.apply_gradients([(IndexedSlices(values, ids, _BIG), "emb")], p, s, global_step="global_step")
+
+    hlo = jax.jit(step, donate_argnums=(0, 1)).lower(
+        params, opt.init(params), jnp.ones((64, _BIG[1])), jnp.zeros((64,), jnp.int32)).compile().as_text()
+    table_type = f"f32[{_BIG[0]},{_BIG[1]}]"
+    ops = [re.match(r"\s*(?:ROOT\s+)?%\S+\s*=\s*(\S+)\s+([\w-]+)\(", line) for line in hlo.splitlines()]
+    table_ops = [m.group(2) for m in ops if m and m.group(1).startswith(table_type)]
+    assert set(table_ops) <= {"parameter", "scatter", "fusion"}, sorted(set(table_ops))
+    assert table_ops.count("scatter") == 1 + len(case.slots)
 
 
 @_CASE

@@ -44,3 +44,23 @@ def test_writing_an_optimizer_example_runs_dense_and_lazy_sparse():
     m = np.where(np.arange(5)[:, None] == 3, [0.05, -0.1], 0.0) * 0.9 + 0.05
     expected = emb - 0.1 * (1.0 + 0.5 * np.sign(m)) * 0.5
     np.testing.assert_allclose(np.asarray(params["emb"].value), expected, rtol=1e-6)
+
+
+def test_tf1_migration_recipe_and_its_reverse(tmp_path, monkeypatch):
+    tf1_job = Path(__file__).parent / "fixtures" / "tf_checkpoints" / "word2vec_adam"  # written by TF
+    recipe = _block_after("### Moving a TF1 model to jaxgraph")
+    assert '"tf1_job/"' in recipe
+    namespace: dict = {}
+    exec(compile(recipe.replace('"tf1_job/"', repr(str(tf1_job))), "README.md", "exec"), namespace)
+    params, opt_state = namespace["params"], namespace["opt_state"]
+    assert int(params["global_step"].value) == 3 and int(opt_state.iterations) == 3
+    assert float(opt_state.non_slots["beta1_power"]) == np.float32(0.9) ** 4  # TF's, after 3 steps
+
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_block_after("And the reverse"), "README.md", "exec"), namespace)
+    from jaxgraph.train import list_variables, load_checkpoint
+
+    assert list_variables("for_tf") == list_variables(str(tf1_job))
+    theirs, ours = load_checkpoint(str(tf1_job)), load_checkpoint("for_tf/model.ckpt-3")
+    for name in theirs.get_variable_to_shape_map():
+        np.testing.assert_array_equal(ours.get_tensor(name), theirs.get_tensor(name))

@@ -128,8 +128,9 @@ class Optimizer:
         """TF's name of the slot variable ``slot_name`` of variable ``var_name``.
 
         TF's ``slot_creator`` names a slot ``<var>/<op name>`` and uniquifies repeats in creation order:
-        Adam's ``m`` and ``v`` are ``"w/Adam"`` and ``"w/Adam_1"``. The non-slot variables (Adam's
-        ``beta1_power``) are named by their keys in ``OptimizerState.non_slots``.
+        Adam's ``m`` and ``v`` are ``"w/Adam"`` and ``"w/Adam_1"``. TF checkpoints key optimizer state by
+        these names; the non-slot variables (Adam's ``beta1_power``) are named by their keys in
+        ``OptimizerState.non_slots``.
 
         >>> import jaxgraph as jg
         >>> jg.train.AdamOptimizer().slot_variable_name("w", "v")

@@ -70,7 +70,8 @@ class Optimizer:
       ``_finish(non_slots, hyper)`` updates it once per ``apply_gradients``, after the variables.
     - ``_prepare(step, read_global_step)``: the hyper-parameters of this step (schedules evaluated at ``step``).
     - ``_apply_dense(grad, var, slots, hyper, non_slots) -> (var, slots)``: **the update rule**, written
-      once for arrays: the whole variable for a dense gradient, or a block of its rows for a sparse one.
+      once for arrays: the whole variable for a dense gradient, or a block of its rows for a sparse one
+      (so a row's update may read only that row of the gradient, the variable and its slots).
     - ``_apply_sparse_rows(grad, var, slots, hyper, non_slots)``: the rule on the gathered rows of a
       sparse update. It is ``_apply_dense`` unless TF's sparse kernel computes differently (RMSProp).
     - ``_apply_sparse(grad, var, slots, hyper, non_slots)``: a coalesced :class:`IndexedSlices` (unique

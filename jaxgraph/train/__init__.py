@@ -9,6 +9,10 @@ from jaxgraph.train.checkpoint_utils import list_variables as list_variables
 from jaxgraph.train.checkpoint_utils import load_checkpoint as load_checkpoint
 from jaxgraph.train.ftrl import FtrlOptimizer as FtrlOptimizer
 from jaxgraph.train.gradient_descent import GradientDescentOptimizer as GradientDescentOptimizer
+from jaxgraph.train.lazy_optax import NotRowSeparable as NotRowSeparable
+from jaxgraph.train.lazy_optax import apply_updates as apply_updates
+from jaxgraph.train.lazy_optax import global_norm as global_norm
+from jaxgraph.train.lazy_optax import lazy_optax as lazy_optax
 from jaxgraph.train.momentum import MomentumOptimizer as MomentumOptimizer
 from jaxgraph.train.optax_optimizer import OptaxOptimizer as OptaxOptimizer
 from jaxgraph.train.optimizer import Optimizer as Optimizer
@@ -26,8 +30,8 @@ from jaxgraph.variables import create_global_step as create_global_step
 
 __all__ = [
     "AdadeltaOptimizer", "AdagradDAOptimizer", "AdagradOptimizer", "AdamOptimizer", "CheckpointError",
-    "FtrlOptimizer", "GradientDescentOptimizer", "LazyAdamOptimizer", "MomentumOptimizer", "OptaxOptimizer",
-    "Optimizer", "OptimizerState", "ProximalAdagradOptimizer", "ProximalGradientDescentOptimizer",
-    "RMSPropOptimizer", "Saver", "create_global_step", "get_global_step", "latest_checkpoint", "list_variables",
-    "load_checkpoint",
+    "FtrlOptimizer", "GradientDescentOptimizer", "LazyAdamOptimizer", "MomentumOptimizer", "NotRowSeparable",
+    "OptaxOptimizer", "Optimizer", "OptimizerState", "ProximalAdagradOptimizer", "ProximalGradientDescentOptimizer",
+    "RMSPropOptimizer", "Saver", "apply_updates", "create_global_step", "get_global_step", "global_norm",
+    "latest_checkpoint", "lazy_optax", "list_variables", "load_checkpoint",
 ]

@@ -131,9 +131,9 @@ def test_variables_use_one_lookup_per_table(monkeypatch):
     calls = []
     real = gradients.gather_rows
 
-    def spy(table, ids):
+    def spy(table, ids, **kwargs):
         calls.append(table.name if isinstance(table, Variable) else "array")
-        return real(table, ids)
+        return real(table, ids, **kwargs)
 
     monkeypatch.setattr(gradients, "gather_rows", spy)
     w, b, labels, inputs, sv = _problem(1)

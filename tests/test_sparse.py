@@ -86,7 +86,7 @@ def test_gather_rows_checks_ids():
     np.testing.assert_array_equal(np.asarray(rows), [[[10, 11]], [[0, 1]]])
     with pytest.raises(ValueError, match=r"^indices\[1\] = 6 is not in \[0, 6\)$"):
         gather_rows(table, jnp.array([0, 6]))
-    with pytest.raises(TypeError, match=r"^ids must be integers, got dtype float32$"):
+    with pytest.raises(TypeError, match=r"^ids must be integers \(int32 or int64\), got dtype float32$"):
         gather_rows(table, jnp.array([1.0]))
 
 

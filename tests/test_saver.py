@@ -1,5 +1,6 @@
 """Saver: name-keyed checkpoints that restore into a fresh model, survive a crash, and fail clearly."""
 
+import errno
 import os
 import signal
 import subprocess
@@ -15,11 +16,11 @@ import numpy as np
 import optax
 import pytest
 
-from jaxgraph import Variable, create_global_step, named_variables
+from jaxgraph import JaxgraphWarning, Variable, create_global_step, named_variables
 from jaxgraph.train import saver as saver_module
 from jaxgraph.train.adam import AdamOptimizer
 from jaxgraph.train.optax_optimizer import OptaxOptimizer
-from jaxgraph.train.saver import CheckpointError, Saver, latest_checkpoint
+from jaxgraph.train.saver import CheckpointError, CheckpointWriteError, Saver, latest_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -153,9 +154,10 @@ def test_max_to_keep_and_index(tmp_path):
     resumed.save(tree, None, str(tmp_path / "m"), global_step=4)
     assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".npz")) == ["m-3.npz", "m-4.npz"]
     assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "m-4")
-    # The index names a deleted file: fall back to the newest kept one that exists.
+    # The index names a deleted file: fall back to the newest kept one that exists, and say so.
     os.remove(tmp_path / "m-4.npz")
-    assert latest_checkpoint(tmp_path) == str(tmp_path / "m-3")
+    with pytest.warns(JaxgraphWarning, match=r"m-4.npz does not exist; using .*/m-3, the newest intact"):
+        assert latest_checkpoint(tmp_path) == str(tmp_path / "m-3")
     keep_all = Saver(max_to_keep=None)
     for s in range(5, 9):
         keep_all.save(tree, None, str(tmp_path / "m"), global_step=s)
@@ -220,18 +222,22 @@ def test_corrupt_files_give_a_clear_error(tmp_path):
     Saver().restore(build_model(), None, prefix)
 
 
-def test_crash_after_data_file_before_index_keeps_previous_latest(tmp_path, monkeypatch):
+def test_failed_index_write_keeps_previous_latest_and_leaves_no_unlisted_file(tmp_path, monkeypatch):
     tree = build_model(seed=8)
     saver = Saver()
     first = saver.save(tree, None, str(tmp_path / "m"), global_step=1)
+    index_before = (tmp_path / "checkpoint").read_bytes()
 
     def crash(*args, **kwargs):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(saver_module, "_write_index", crash)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(saver_module, "write_checkpoint_state", crash)
+    with pytest.raises(CheckpointWriteError, match=r"^Cannot update the checkpoint index .*: No space left") as e:
         saver.save(tree, None, str(tmp_path / "m"), global_step=2)
+    assert isinstance(e.value, OSError) and e.value.errno == errno.ENOSPC
     assert latest_checkpoint(tmp_path) == first
+    assert (tmp_path / "checkpoint").read_bytes() == index_before
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "checkpoint.lock", "m-1.npz"]
 
 
 CHILD = textwrap.dedent(
@@ -242,7 +248,7 @@ CHILD = textwrap.dedent(
     from jaxgraph.train.saver import Saver
 
     ckpt_dir = sys.argv[1]
-    saver = Saver()
+    saver = Saver(max_to_keep=1)  # the save being killed would make room by deleting model-1
     tree = {"big": Variable(jnp.full((1024, 1024), 1.0), name="big"),
             "small": Variable(jnp.ones(3), name="small")}
     saver.save(tree, None, ckpt_dir + "/model", global_step=1)
@@ -262,7 +268,9 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_killed_writer_never_corrupts_the_latest_checkpoint(tmp_path):
+def test_killed_writer_never_loses_the_previous_checkpoint(tmp_path):
+    # max_to_keep=1: a Saver that wrote its index (or deleted old files) before the new data file was
+    # complete would leave nothing to restore after this kill.
     env = dict(
         os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), JAX_PLATFORMS="cpu"
     )
@@ -295,10 +303,15 @@ def test_killed_writer_never_corrupts_the_latest_checkpoint(tmp_path):
     }
     restored, _ = Saver().restore(template, None, tmp_path)
     np.testing.assert_array_equal(restored["big"].value, 1.0)
-    # The next save in the same directory works and becomes the latest.
+    np.testing.assert_array_equal(restored["small"].value, 1.0)
+    # The next save in the same directory works and becomes the latest; the dead writer's lock is
+    # taken over, saying so.
     start = time.monotonic()
-    Saver().save(restored, None, str(tmp_path / "model"), global_step=3)
+    with pytest.warns(JaxgraphWarning, match=rf"Took over checkpoint directory .* from pid {child.pid} "):
+        with Saver(max_to_keep=1) as saver:
+            saver.save(restored, None, str(tmp_path / "model"), global_step=3)
     assert latest_checkpoint(tmp_path) == str(tmp_path / "model-3") and time.monotonic() - start < 10
+    assert not (tmp_path / "model-1.npz").exists()  # adopted from the index, then over the limit
     partial = [f for f in os.listdir(tmp_path) if ".tmp-" in f][0]
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         Saver().restore(template, None, str(tmp_path / partial))

@@ -3,13 +3,16 @@
 from jaxgraph.train.adagrad import AdagradOptimizer as AdagradOptimizer
 from jaxgraph.train.adam import AdamOptimizer as AdamOptimizer
 from jaxgraph.train.adam import LazyAdamOptimizer as LazyAdamOptimizer
+from jaxgraph.train.checkpoint_management import check_writable_dir as check_writable_dir
 from jaxgraph.train.gradient_descent import GradientDescentOptimizer as GradientDescentOptimizer
 from jaxgraph.train.momentum import MomentumOptimizer as MomentumOptimizer
 from jaxgraph.train.optax_optimizer import OptaxOptimizer as OptaxOptimizer
 from jaxgraph.train.optimizer import Optimizer as Optimizer
 from jaxgraph.train.optimizer import OptimizerState as OptimizerState
 from jaxgraph.train.rmsprop import RMSPropOptimizer as RMSPropOptimizer
+from jaxgraph.train.saver import CheckpointCorruptError as CheckpointCorruptError
 from jaxgraph.train.saver import CheckpointError as CheckpointError
+from jaxgraph.train.saver import CheckpointWriteError as CheckpointWriteError
 from jaxgraph.train.saver import Saver as Saver
 from jaxgraph.train.saver import latest_checkpoint as latest_checkpoint
 from jaxgraph.variable_collections import get_global_step as get_global_step

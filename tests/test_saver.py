@@ -1,6 +1,7 @@
 """Saver: name-keyed checkpoints that restore into a fresh model, survive a crash, and fail clearly."""
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -162,6 +163,21 @@ def test_max_to_keep_and_index(tmp_path):
     for s in range(5, 9):
         keep_all.save(tree, None, str(tmp_path / "m"), global_step=s)
     assert len([f for f in os.listdir(tmp_path) if f.endswith(".npz")]) == 5
+
+
+@pytest.mark.parametrize(
+    "step", [7, np.int64(7), jnp.int32(7), Variable(jnp.int32(7), name="s")], ids=["int", "np", "jax", "Variable"]
+)
+def test_global_step_forms_and_path_like_paths(tmp_path, step):
+    # Every test above passes str paths and one step form; the API takes os.PathLike and any integer.
+    tree = build_model(seed=11)
+    with Saver(max_to_keep=1) as saver:
+        prefix = saver.save(tree, None, tmp_path / "model", global_step=step)
+    assert prefix == str(tmp_path / "model-7") and latest_checkpoint(tmp_path) == prefix
+    with np.load(prefix + ".npz") as z:
+        assert json.loads(bytes(z["__jaxgraph_checkpoint__"]))["global_step"] == 7
+    restored, _ = Saver().restore(build_model(), None, tmp_path / "model-7")
+    np.testing.assert_array_equal(restored["emb"].value, tree["emb"].value)
 
 
 def test_no_checkpoint_errors(tmp_path):

@@ -60,8 +60,6 @@ from jaxgraph.train.checkpoint_management import (
     write_checkpoint_state,
 )
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 # Every row is non-zero and names its id, so a zero row, a wrapped row or a NaN is told apart.
 TABLE = np.arange(1.0, 13.0, dtype=np.float32).reshape(6, 2)
 MOD_SHARDS = [TABLE[0::2], TABLE[1::2]]  # ids 0,2,4 | 1,3,5
@@ -302,25 +300,16 @@ WRITER = textwrap.dedent(
 )
 
 
-def _start_writer(directory):
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), JAX_PLATFORMS="cpu")
-    return subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(directory)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=env,
-    )
-
-
 def _next_saved(child):
     line = child.stdout.readline()
     assert line.startswith("SAVED "), line + child.stderr.read()
     return line.split(" ", 1)[1].strip()
 
 
-def test_a_second_writer_process_is_refused_and_deletes_nothing(tmp_path):
+def test_a_second_writer_process_is_refused_and_deletes_nothing(tmp_path, python_child):
     # Two writers with max_to_keep=2 in one directory used to delete each other's checkpoints. Now the
     # directory has one writer at a time: the other one gets an error naming it, and writes nothing.
-    child = _start_writer(tmp_path)
-    try:
+    with python_child(WRITER, tmp_path, stdin=True) as child:
         printed = [_next_saved(child)]
         before = _snapshot(tmp_path)
         for attempt in (lambda s: s.save(_tree(99), None, str(tmp_path / "model"), global_step=99),
@@ -338,14 +327,8 @@ def test_a_second_writer_process_is_refused_and_deletes_nothing(tmp_path):
             for prefix in printed[-2:]:
                 assert _restored_value(prefix) == float(prefix.rsplit("-", 1)[1])
         child.stdin.write("\n")
-        child.stdin.close()
+        child.stdin.flush()
         assert child.wait(timeout=60) == 0, child.stderr.read()
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stdout.close()
-        child.stderr.close()
     assert sorted(os.listdir(tmp_path)) == ["checkpoint", LOCK_FILENAME, "model-3.npz", "model-4.npz"]
     # Its Saver released the directory at exit: another writer may now use it (no stale-lock warning),
     # and a checkpoint under another name leaves the first writer's entries listed and in place.

@@ -4,8 +4,6 @@ import errno
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 import zipfile
@@ -22,8 +20,6 @@ from jaxgraph.train import saver as saver_module
 from jaxgraph.train.adam import AdamOptimizer
 from jaxgraph.train.optax_optimizer import OptaxOptimizer
 from jaxgraph.train.saver import CheckpointError, CheckpointWriteError, Saver, latest_checkpoint
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def build_model(seed=None):
@@ -284,32 +280,16 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_killed_writer_never_loses_the_previous_checkpoint(tmp_path):
+def test_killed_writer_never_loses_the_previous_checkpoint(tmp_path, python_child):
     # max_to_keep=1: a Saver that wrote its index (or deleted old files) before the new data file was
     # complete would leave nothing to restore after this kill.
-    env = dict(
-        os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), JAX_PLATFORMS="cpu"
-    )
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
-    try:
+    with python_child(CHILD, tmp_path) as child:
         line = child.stdout.readline()
         assert line.strip() == "WRITING", child.stderr.read()
         temp_files = [f for f in os.listdir(tmp_path) if ".tmp-" in f]
         assert len(temp_files) == 1 and os.path.getsize(tmp_path / temp_files[0]) > 4 * 1024 * 1024
         child.send_signal(signal.SIGKILL)  # mid-save: the temp file is half written
         assert child.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stdout.close()
-        child.stderr.close()
 
     assert not (tmp_path / "model-2.npz").exists()
     assert latest_checkpoint(tmp_path) == str(tmp_path / "model-1")

@@ -160,7 +160,9 @@ def checked(fun: Callable[..., Any], **jit_kwargs: Any) -> Callable[..., Any]:
     order, raises :class:`~jaxgraph.errors.InvalidArgumentError` (``indices[i] = v is not in [0, n)``).
     The cost is a few comparisons per id and one small device-to-host read per call: a mode for
     debugging and tests, not the training loop (where the jit rule applies: zeros, dropped updates).
-    Buffers donated with ``donate_argnums`` are consumed even when the call raises.
+    Buffers donated with ``donate_argnums`` are consumed even when the call raises. A function that
+    uses ``jax.shard_map`` cannot be checked: checkify itself fails there in jax 0.10 (any
+    ``checkify.check``); check the single-device step instead (sharded arrays under ``jit`` work).
 
     >>> import jax.numpy as jnp
     >>> from jaxgraph.nn import embedding_lookup

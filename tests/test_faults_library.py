@@ -31,7 +31,7 @@ import pytest
 
 import jaxgraph as jg
 from jaxgraph import IndexedSlices, JaxgraphWarning, Variable
-from jaxgraph.errors import CheckpointCorruptError, CheckpointWriteError, InvalidArgumentError
+from jaxgraph.errors import InvalidArgumentError
 from jaxgraph.gradients import gather_rows
 from jaxgraph.nn import (
     embedding_lookup,
@@ -44,6 +44,8 @@ from jaxgraph.nn import (
 from jaxgraph.train import (
     AdagradOptimizer,
     AdamOptimizer,
+    CheckpointCorruptError,
+    CheckpointWriteError,
     GradientDescentOptimizer,
     LazyAdamOptimizer,
     MomentumOptimizer,
@@ -277,8 +279,8 @@ def _snapshot(directory):
     }
 
 
-def _save_series(directory, steps, max_to_keep=None):
-    with Saver(max_to_keep=max_to_keep) as saver:
+def _save_series(directory, steps, max_to_keep=None, format="npz"):
+    with Saver(max_to_keep=max_to_keep, format=format) as saver:
         return [saver.save(_tree(s), None, str(directory / "model"), global_step=s) for s in steps]
 
 
@@ -438,6 +440,22 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_intact_one(tmp_pat
         Saver().restore(_template(), None, tmp_path / "model-3")
 
 
+@pytest.mark.parametrize("damage", ["data file truncated", "index deleted"])
+def test_damaged_newest_tf_checkpoint_falls_back_too(tmp_path, damage):
+    _save_series(tmp_path, [1, 2], format="tf")
+    if damage == "index deleted":
+        (tmp_path / "model-2.index").unlink()
+        said = r"TF checkpoint .*/model-2 is incomplete: its index .*model-2.index is missing; using .*/model-1, "
+    else:
+        data = tmp_path / "model-2.data-00000-of-00001"
+        data.write_bytes(data.read_bytes()[:100])
+        said = r"model-2.data-00000-of-00001 is truncated.*; using .*/model-1, the newest intact"
+    with pytest.warns(JaxgraphWarning, match=said):
+        assert latest_checkpoint(tmp_path) == str(tmp_path / "model-1")
+    with pytest.warns(JaxgraphWarning, match=said):
+        assert _restored_value(tmp_path) == 1.0
+
+
 def test_no_intact_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
     # The only checkpoint is damaged: None would let a program start afresh over it; an error instead.
     _save_series(tmp_path, [8])
@@ -448,7 +466,7 @@ def test_no_intact_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
             find(tmp_path)
     # The index names files that are gone (deleted by hand): nothing to lose, so None, saying why.
     (tmp_path / "model-8.npz").unlink()
-    with pytest.warns(JaxgraphWarning, match=r"model-8.npz does not exist\): no checkpoint in"):
+    with pytest.warns(JaxgraphWarning, match=r"model-8 does not exist .*\): no checkpoint in"):
         assert latest_checkpoint(tmp_path) is None
 
 
@@ -546,13 +564,13 @@ def test_foreign_files_are_named_for_what_they_are(tmp_path):
     text.write_text("hello, not a checkpoint\n")
     npy = tmp_path / "array.npy"
     np.save(npy, np.ones(3))
-    tf_index = tmp_path / "model.ckpt-5.index"  # a LevelDB table, as TF writes it
-    tf_index.write_bytes(b"\x00" * 40 + bytes.fromhex("57fb808b247547db"))
+    tf_data = tmp_path / "model.ckpt-5.data-00000-of-00001"  # TF's data file without its .index
+    tf_data.write_bytes(b"\x00" * 64)
     cases = [
         (text, r"notes.txt is not a jaxgraph checkpoint \(not a zip/.npz file\)$"),
         (npy, r"array.npy is a single numpy array \(.npy\), not a jaxgraph checkpoint$"),
-        (tf_index, r"model.ckpt-5.index looks like a TensorFlow checkpoint"),
-        (tmp_path / "model.ckpt-5", r"model.ckpt-5 is a TensorFlow checkpoint \(.*model.ckpt-5.index\)"),
+        (tf_data, r"model.ckpt-5.data-00000-of-00001 looks like part of a TensorFlow checkpoint, but its "
+                  r".index file is missing"),
     ]
     for path, expected in cases:
         with pytest.raises(CheckpointCorruptError, match=expected) as error:

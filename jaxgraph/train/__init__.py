@@ -4,6 +4,8 @@ from jaxgraph.train.adagrad import AdagradOptimizer as AdagradOptimizer
 from jaxgraph.train.adam import AdamOptimizer as AdamOptimizer
 from jaxgraph.train.adam import LazyAdamOptimizer as LazyAdamOptimizer
 from jaxgraph.train.checkpoint_management import check_writable_dir as check_writable_dir
+from jaxgraph.train.checkpoint_utils import list_variables as list_variables
+from jaxgraph.train.checkpoint_utils import load_checkpoint as load_checkpoint
 from jaxgraph.train.gradient_descent import GradientDescentOptimizer as GradientDescentOptimizer
 from jaxgraph.train.momentum import MomentumOptimizer as MomentumOptimizer
 from jaxgraph.train.optax_optimizer import OptaxOptimizer as OptaxOptimizer
@@ -17,3 +19,10 @@ from jaxgraph.train.saver import Saver as Saver
 from jaxgraph.train.saver import latest_checkpoint as latest_checkpoint
 from jaxgraph.variable_collections import get_global_step as get_global_step
 from jaxgraph.variables import create_global_step as create_global_step
+
+__all__ = [
+    "AdagradOptimizer", "AdamOptimizer", "CheckpointCorruptError", "CheckpointError", "CheckpointWriteError",
+    "GradientDescentOptimizer", "LazyAdamOptimizer", "MomentumOptimizer", "OptaxOptimizer", "Optimizer",
+    "OptimizerState", "RMSPropOptimizer", "Saver", "check_writable_dir", "create_global_step", "get_global_step",
+    "latest_checkpoint", "list_variables", "load_checkpoint",
+]

@@ -11,7 +11,7 @@ What :class:`~jaxgraph.train.Saver` relies on, independent of the checkpoint fil
 * **One writer per directory** (:class:`DirectoryLock`, held through :func:`hold_directory`): the lock
   file ``checkpoint.lock`` records the writing process (pid, host, boot id, start time) and is locked
   with ``flock`` for as long as the process writes there. A second process gets a
-  :class:`~jaxgraph.errors.CheckpointWriteError` naming the owner. The lock of a process that died
+  :class:`~jaxgraph.train.checkpoint_error.CheckpointWriteError` naming the owner. The lock of a process that died
   (killed, crashed) is taken over with a :class:`~jaxgraph.errors.JaxgraphWarning` saying so: on one
   machine ``flock`` tells for sure (the kernel releases it when a process dies), and a lock written
   before the machine rebooted is stale too. A lock written by a process on another machine is not
@@ -49,7 +49,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import IO, Any, NamedTuple
 
-from jaxgraph.errors import CheckpointWriteError, JaxgraphWarning
+from jaxgraph.errors import JaxgraphWarning
+from jaxgraph.train.checkpoint_error import CheckpointWriteError
 
 try:  # POSIX; elsewhere the lock falls back to the recorded pid
     import fcntl
@@ -215,7 +216,7 @@ def check_writable_dir(directory: str, needed_bytes: int = 0) -> str:
 
     Creates the directory (and its parents) if needed, then writes, ``fsync``-s and removes a small
     probe file, and, if ``needed_bytes`` is given, checks that the file system has that much free
-    space. Raises :class:`~jaxgraph.errors.CheckpointWriteError` (an ``OSError``) naming the directory
+    space. Raises :class:`~jaxgraph.train.checkpoint_error.CheckpointWriteError` (an ``OSError``) naming the directory
     and the cause: a path that is or runs through a file, permission denied, a read-only or full file
     system.
 
@@ -283,7 +284,7 @@ class DirectoryLock:
 
     The file holds JSON with the owner's pid, host, boot id and start time, and is ``flock``-ed while
     held, so the kernel releases it when the owner dies. :meth:`acquire` raises
-    :class:`~jaxgraph.errors.CheckpointWriteError` naming a live owner, and takes over (with a
+    :class:`~jaxgraph.train.checkpoint_error.CheckpointWriteError` naming a live owner, and takes over (with a
     :class:`~jaxgraph.errors.JaxgraphWarning`) the lock of one that is gone. :meth:`release` empties
     the file (an empty lock file is free) and unlocks it. Use :func:`hold_directory` rather than this
     class: it shares one lock among the Savers of a process.
@@ -419,7 +420,8 @@ _registry = threading.Lock()
 def hold_directory(directory: str, holder: int) -> str:
     """Own ``directory`` for ``holder`` (e.g. a Saver's id): create it, lock it for this process if no
     other holder here has yet, and return its absolute path. Raises
-    :class:`~jaxgraph.errors.CheckpointWriteError` when it cannot be created or another process owns it."""
+    :class:`~jaxgraph.train.checkpoint_error.CheckpointWriteError` when it cannot be created or another
+    process owns it."""
     directory = _make_dirs(directory)
     with _registry:
         entry = _held.get(directory)

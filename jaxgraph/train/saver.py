@@ -21,11 +21,12 @@ Writes are atomic: the file is written to a temporary name in the same directory
 ``fsync``-ed, then ``os.replace``-d into place and the directory ``fsync``-ed; the ``checkpoint`` index
 (TF's text format, listing the latest and all kept checkpoints) is replaced the same way, after the
 data file, and old checkpoints are deleted last. A crash at any point leaves the index naming a
-complete checkpoint. A failed save raises :class:`~jaxgraph.errors.CheckpointWriteError` and leaves the
-directory as it was. One process writes a directory at a time (a lock file; see
+complete checkpoint. A failed save raises a ``CheckpointWriteError`` and leaves the directory as it
+was. One process writes a directory at a time (a lock file; see
 :mod:`jaxgraph.train.checkpoint_management`). :func:`latest_checkpoint` and :meth:`Saver.restore` on a
 directory recover from a missing or damaged index and skip a damaged newest checkpoint, saying so with
-a :class:`~jaxgraph.errors.JaxgraphWarning`.
+a :class:`~jaxgraph.errors.JaxgraphWarning`. ``Saver(format="tf")`` writes TF's format instead, and
+``restore`` reads either (:mod:`jaxgraph.train.tf_checkpoint`).
 
 >>> import tempfile, jax.numpy as jnp
 >>> from jaxgraph import Variable
@@ -59,7 +60,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgraph.errors import CheckpointCorruptError, CheckpointError, CheckpointWriteError, JaxgraphWarning
+from jaxgraph.errors import JaxgraphWarning
+from jaxgraph.train import tf_checkpoint
+from jaxgraph.train.checkpoint_error import CheckpointCorruptError, CheckpointError, CheckpointWriteError
 from jaxgraph.train.checkpoint_management import (
     INDEX_FILENAME,
     atomic_write,
@@ -71,10 +74,17 @@ from jaxgraph.train.checkpoint_management import (
     release_directory,
     write_checkpoint_state,
 )
-from jaxgraph.variable_collections import named_variables, path_to_name, replace_values, resolved_name
+from jaxgraph.variable_collections import (
+    get_global_step,
+    named_variables,
+    path_to_name,
+    replace_values,
+    resolved_name,
+)
 from jaxgraph.variables import Variable
 
 __all__ = [
+    "FORMATS",
     "CheckpointCorruptError",
     "CheckpointError",
     "CheckpointWriteError",
@@ -86,6 +96,7 @@ __all__ = [
 PyTree = Any
 
 FORMAT = "jaxgraph.checkpoint"
+FORMATS = ("npz", "tf")
 VERSION = 1
 SUFFIX = ".npz"
 _META_KEY = "__jaxgraph_checkpoint__"
@@ -100,6 +111,19 @@ def _checkpoint_file(prefix: str) -> str:
 
 def _prefix_of(path: str) -> str:
     return path[: -len(SUFFIX)] if path.endswith(SUFFIX) else path
+
+
+def _exists(prefix: str) -> bool:
+    return os.path.isfile(_checkpoint_file(prefix)) or tf_checkpoint.is_tf_checkpoint(prefix)
+
+
+def _global_step_name(tree: PyTree) -> str | None:
+    step = get_global_step(tree)
+    return None if step is None else resolved_name(step)
+
+
+def _files_of(prefix: str) -> list[str]:
+    return [_checkpoint_file(prefix)] + tf_checkpoint.checkpoint_files(prefix)
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -128,26 +152,14 @@ def _write_npz(f: IO[bytes], arrays: dict[str, np.ndarray], meta: dict[str, Any]
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _TF_FILE = re.compile(r"\.(index|meta|data-\d{5}-of-\d{5})$")
-_TF_INDEX_MAGIC = bytes.fromhex("57fb808b247547db")  # LevelDB table footer: TF's <prefix>.index
-
-
-def _tf_like(filename: str) -> bool:
-    """Whether ``filename`` looks like part of a TensorFlow checkpoint (by its name or its footer)."""
-    if _TF_FILE.search(filename) or os.path.isfile(_prefix_of(filename) + ".index"):
-        return True
-    try:
-        with open(filename, "rb") as f:
-            f.seek(-8, os.SEEK_END)
-            return f.read(8) == _TF_INDEX_MAGIC
-    except OSError:
-        return False
 
 
 def _not_a_checkpoint(filename: str, head: bytes) -> str:
-    if _tf_like(filename):
+    # TF checkpoints are dispatched to their reader before this one; a TF file here lacks its index.
+    if _TF_FILE.search(filename):
         return (
-            f"{filename} looks like a TensorFlow checkpoint (.index / .data-* files), "
-            "not a jaxgraph .npz checkpoint"
+            f"{filename} looks like part of a TensorFlow checkpoint, but its .index file is missing; "
+            "pass the checkpoint's prefix with its .index and .data-* files beside it"
         )
     if head.startswith(b"\x93NUMPY"):
         return f"{filename} is a single numpy array (.npy), not a jaxgraph checkpoint"
@@ -249,7 +261,8 @@ _STEP = re.compile(r"-(\d+)$")
 
 
 def _scan(checkpoint_dir: str) -> list[str]:
-    """Prefixes of the directory's ``.npz`` files, newest first: by the step in the name, then by mtime."""
+    """Prefixes of the directory's checkpoints (``.npz`` files, TF ``.index`` files), newest first: by the
+    step in the name, then by modification time."""
     try:
         names = os.listdir(checkpoint_dir)
     except OSError:
@@ -257,17 +270,36 @@ def _scan(checkpoint_dir: str) -> list[str]:
     found = []
     for name in names:
         path = os.path.join(checkpoint_dir, name)
-        if name.startswith(".") or not name.endswith(SUFFIX) or not os.path.isfile(path):
+        if name.startswith(".") or not os.path.isfile(path):
             continue  # hidden names are temporary files of writes in progress or killed
-        prefix = _prefix_of(path)
+        if name.endswith(SUFFIX):
+            prefix = _prefix_of(path)
+        elif name.endswith(".index"):  # a TF checkpoint's
+            prefix = path[: -len(".index")]
+        else:
+            continue
         step = _STEP.search(prefix)
         found.append((int(step.group(1)) if step else -1, os.path.getmtime(path), prefix))
     return [prefix for *_, prefix in sorted(found, reverse=True)]
 
 
 def _probe(prefix: str) -> None:
-    """Raise CheckpointCorruptError unless ``prefix`` is a complete checkpoint (structure only: the zip
-    directory and the metadata, not the arrays' checksums, which restoring verifies)."""
+    """Raise CheckpointCorruptError unless ``prefix`` is a complete checkpoint, checked from its structure
+    (the zip directory and the metadata, or a TF checkpoint's index and data file sizes), not from the
+    arrays' checksums, which restoring verifies."""
+    if tf_checkpoint.is_tf_checkpoint(prefix):
+        try:
+            with tf_checkpoint.CheckpointReader(prefix):  # reads the index, checks the data files' sizes
+                pass
+        except CheckpointCorruptError:
+            raise
+        except CheckpointError as e:
+            raise CheckpointCorruptError(str(e)) from e
+        return
+    if not os.path.exists(_checkpoint_file(prefix)):
+        if tf_checkpoint.checkpoint_files(prefix):
+            raise CheckpointCorruptError(f"TF checkpoint {prefix} is incomplete: its index {prefix}.index is missing")
+        raise _Missing(f"Checkpoint {prefix} does not exist (no {prefix}.npz, nor TF's {prefix}.index)")
     with _Reader(_checkpoint_file(prefix)):
         pass
 
@@ -275,11 +307,16 @@ def _probe(prefix: str) -> None:
 def _newest_intact(checkpoint_dir: str, attempt: Any) -> tuple[str | None, Any]:
     """Try the directory's checkpoints newest first with ``attempt(prefix)``, which raises
     CheckpointCorruptError for an unusable one: those the index lists (its latest first), then any other
-    ``.npz`` file. Returns ``(prefix, attempt's result)`` or ``(None, None)``, and says in one warning
+    checkpoint file. Returns ``(prefix, attempt's result)`` or ``(None, None)``, and says in one warning
     what was skipped and why when the index's latest was not the one used."""
     state = read_checkpoint_state(checkpoint_dir)
     listed: list[str] = []
     for prefix in [state.model_checkpoint_path, *reversed(state.all_model_checkpoint_paths)]:
+        if prefix and not _exists(prefix):
+            # TF1's Saver records absolute paths: a directory copied from another machine names files
+            # that are not there, but are here under their base names.
+            moved = os.path.join(checkpoint_dir, os.path.basename(prefix))
+            prefix = moved if _exists(moved) else prefix
         if prefix and os.path.abspath(prefix) not in map(os.path.abspath, listed):
             listed.append(prefix)
     seen = set(map(os.path.abspath, listed))
@@ -329,14 +366,17 @@ def latest_checkpoint(checkpoint_dir: str) -> str | None:
     The index's latest entry is used when its file is a complete checkpoint. Otherwise, with one
     :class:`~jaxgraph.errors.JaxgraphWarning` naming what was wrong and what is used instead: the newest
     complete one the index lists (when its latest is missing or damaged), else, when the index is
-    missing, damaged, or lists nothing intact, the newest complete ``.npz`` checkpoint found in the
-    directory (by the step in its name, then modification time). A fresh directory (no index, no
-    checkpoint) gives ``None`` silently; so does a directory whose index names only files that no
-    longer exist, with a warning. "Complete" is checked from the file's structure (the zip directory
-    and the metadata: cheap); :meth:`Saver.restore` on a directory also verifies checksums.
+    missing, damaged, or lists nothing intact, the newest complete checkpoint found in the directory
+    (by the step in its name, then modification time). TF's checkpoints (``<prefix>.index`` + data
+    files, as ``tf.compat.v1.train.Saver`` writes them under the same ``checkpoint`` index) count as
+    well as jaxgraph's; an absolute index entry that does not exist (TF1 records absolute paths: a
+    directory copied from another machine) is looked for in ``checkpoint_dir`` under its base name.
+    A fresh directory (no index, no checkpoint) gives ``None`` silently; so does a directory whose
+    index names only files that no longer exist, with a warning. "Complete" is checked from the
+    file's structure (cheap); :meth:`Saver.restore` on a directory also verifies checksums.
 
-    Raises :class:`~jaxgraph.errors.CheckpointCorruptError` when the directory holds checkpoints but
-    none is intact: ``None`` would tell a program to start afresh over data that needs a look.
+    Raises ``CheckpointCorruptError`` when the directory holds checkpoints but none is intact: ``None``
+    would tell a program to start afresh over data that needs a look.
     """
     checkpoint_dir = os.fspath(checkpoint_dir)
     if not os.path.isdir(checkpoint_dir):
@@ -399,6 +439,10 @@ class Saver:
         the same save path (``path`` or ``path-<step>``) are adopted (as TF2's ``CheckpointManager``
         does), so a resumed run keeps the limit. Only files this Saver's list names, that are complete
         checkpoints inside the directory, are ever deleted; other entries of the index stay listed.
+      format: what :meth:`save` writes: ``"npz"`` (jaxgraph's, below) or ``"tf"``: TF's own format
+        (``<prefix>.index`` + ``<prefix>.data-00000-of-00001``), keyed by TF1's names, which
+        ``tf.compat.v1.train.Saver`` restores into the TF1 graph of the same program
+        (:mod:`jaxgraph.train.tf_checkpoint`). :meth:`restore` reads either, whatever ``format`` is.
 
     The optimizer state is saved whole when given (``opt_state=None`` skips it), whatever ``var_list``
     says. Restoring it needs a template state of the same structure, e.g. ``opt.init(tree)``.
@@ -407,7 +451,7 @@ class Saver:
     until :meth:`close` (or the end of a ``with Saver(...) as saver:`` block, or the Saver being garbage
     collected, or the process ending), the Saver's process owns that directory through the lock file
     ``checkpoint.lock`` (see :mod:`jaxgraph.train.checkpoint_management`). A Saver in another process
-    then gets a :class:`~jaxgraph.errors.CheckpointWriteError` naming the owner (pid, host, since when)
+    then gets a :class:`~jaxgraph.train.checkpoint_error.CheckpointWriteError` naming the owner (pid, host, since when)
     instead of deleting or overwriting its checkpoints; the lock of a process that died is taken over
     with a :class:`~jaxgraph.errors.JaxgraphWarning`. Savers of one process share the directory.
 
@@ -422,7 +466,8 @@ class Saver:
     (1.0, 0.0, 7)
     """
 
-    def __init__(self, var_list: Iterable[Variable | str] | None = None, max_to_keep: int | None = 5) -> None:
+    def __init__(self, var_list: Iterable[Variable | str] | None = None, max_to_keep: int | None = 5,
+                 format: str = "npz") -> None:
         if var_list is None:
             self._names: list[str] | None = None
         else:
@@ -440,6 +485,9 @@ class Saver:
             raise ValueError(f"max_to_keep must be >= 0 or None, got {max_to_keep}")
         self._max_to_keep = max_to_keep or None
         self._kept: dict[str, list[str]] = {}
+        if format not in FORMATS:
+            raise ValueError(f"Saver format must be one of {FORMATS}, got {format!r}")
+        self._format = format
         self._holder = next(_HOLDER_IDS)
         self._held: set[str] = set()
         # Not a method of self: the finalizer must not keep the Saver alive.
@@ -455,7 +503,7 @@ class Saver:
         """Check now, before any work, that this Saver can save into ``directory``; return its absolute
         path. Creates it, writes and removes a probe file, checks ``needed_bytes`` of free space if
         given (see :func:`~jaxgraph.train.checkpoint_management.check_writable_dir`), and takes the
-        directory's lock for this process. Raises :class:`~jaxgraph.errors.CheckpointWriteError` (an
+        directory's lock for this process. Raises :class:`~jaxgraph.train.checkpoint_error.CheckpointWriteError` (an
         ``OSError``) naming the directory and the cause, or the other writer that owns it.
 
         >>> import tempfile
@@ -493,54 +541,77 @@ class Saver:
         return [by_name[n] for n in self._names]
 
     # -- save -----------------------------------------------------------------------------------
-    def save(self, tree: PyTree, opt_state: PyTree | None, path: str, global_step: Any = None) -> str:
+    def save(self, tree: PyTree, opt_state: PyTree | None, path: str, global_step: Any = None, *,
+             optimizer: Any = None) -> str:
         """Write a checkpoint; return its prefix (``path``, or ``path-<global_step>`` when given).
 
         The file is ``<prefix>.npz``; the directory's ``checkpoint`` index is updated to name it the
         latest, and checkpoints beyond ``max_to_keep`` are deleted, all after the new file is durable.
+        With ``format="tf"``, TF's files instead (data file, then index), and ``optimizer`` (the
+        optimizer that made ``opt_state``) names the slots as TF1 does.
 
         A save is all or nothing: when it fails (an unwritable directory, a path under a file, a full
         disk, another writer owning the directory) it raises
-        :class:`~jaxgraph.errors.CheckpointWriteError` (an ``OSError``) naming the path and the cause,
+        :class:`~jaxgraph.train.checkpoint_error.CheckpointWriteError` (an ``OSError``) naming the path and the cause,
         and leaves the directory as it was: no partial file, the previous checkpoints and the index
         intact.
         """
         path = os.fspath(path)
         step = None if global_step is None else int(_to_numpy(global_step))
         prefix = path if step is None else f"{path}-{step}"
-        arrays: dict[str, np.ndarray] = {}
-        for var in self._selected(tree, "save"):
-            arrays[_VAR_PREFIX + resolved_name(var)] = _to_numpy(var.value)
-        if opt_state is not None:
-            keyed, _ = _opt_leaves(opt_state)
-            for key, leaf in keyed:
-                arrays[_OPT_PREFIX + key] = _to_numpy(leaf)
-        meta = {
-            "format": FORMAT,
-            "version": VERSION,
-            "global_step": step,
-            "has_optimizer_state": opt_state is not None,
-            "arrays": {k: _entry_info(a) for k, a in arrays.items()},
-        }
+        if self._format == "tf":
+            target = prefix
+
+            def write() -> None:
+                self._save_tf(tree, opt_state, prefix, optimizer)
+        else:
+            target = _checkpoint_file(prefix)
+            arrays: dict[str, np.ndarray] = {}
+            for var in self._selected(tree, "save"):
+                arrays[_VAR_PREFIX + resolved_name(var)] = _to_numpy(var.value)
+            if opt_state is not None:
+                keyed, _ = _opt_leaves(opt_state)
+                for key, leaf in keyed:
+                    arrays[_OPT_PREFIX + key] = _to_numpy(leaf)
+            meta = {
+                "format": FORMAT,
+                "version": VERSION,
+                "global_step": step,
+                "has_optimizer_state": opt_state is not None,
+                "arrays": {k: _entry_info(a) for k, a in arrays.items()},
+            }
+
+            def write() -> None:
+                atomic_write(target, lambda f: _write_npz(f, arrays, meta))
+
         dirname = self._hold(os.path.dirname(os.path.abspath(prefix)))
-        filename = _checkpoint_file(prefix)
         with directory_mutex(dirname):
-            existed = os.path.exists(filename)
+            existed = _exists(prefix)
             try:
-                atomic_write(filename, lambda f: _write_npz(f, arrays, meta))
-            except OSError as e:
-                raise CheckpointWriteError(e.errno, f"Cannot write checkpoint {filename}: {os_cause(e)}") from e
-            try:
-                self._record(dirname, path, prefix)
-            except OSError as e:
+                try:
+                    write()
+                except OSError as e:
+                    raise CheckpointWriteError(e.errno, f"Cannot write checkpoint {target}: {os_cause(e)}") from e
+                try:
+                    self._record(dirname, path, prefix)
+                except OSError as e:
+                    index = os.path.join(dirname, INDEX_FILENAME)
+                    raise CheckpointWriteError(
+                        e.errno, f"Cannot update the checkpoint index {index}: {os_cause(e)}"
+                    ) from e
+            except CheckpointWriteError:
                 if not existed:  # the index still names the previous checkpoints: leave none unlisted
-                    with contextlib.suppress(OSError):
-                        os.remove(filename)
-                index = os.path.join(dirname, INDEX_FILENAME)
-                raise CheckpointWriteError(
-                    e.errno, f"Cannot update the checkpoint index {index}: {os_cause(e)}"
-                ) from e
+                    for filename in _files_of(prefix):
+                        with contextlib.suppress(OSError):
+                            os.remove(filename)
+                raise
         return prefix
+
+    def _save_tf(self, tree: PyTree, opt_state: PyTree | None, prefix: str, optimizer: Any) -> None:
+        values = {resolved_name(v): _to_numpy(v.value) for v in self._selected(tree, "save")}
+        state = None if opt_state is None else jax.tree_util.tree_map(_to_numpy, opt_state)
+        tensors = tf_checkpoint.tf_tensors(values, state, optimizer, _global_step_name(tree))
+        tf_checkpoint.write_checkpoint(prefix, tensors, write_file=atomic_write)
 
     def _record(self, dirname: str, path: str, prefix: str) -> None:
         """Write the index naming ``prefix`` latest, then delete this Saver's checkpoints beyond the limit."""
@@ -548,7 +619,7 @@ class Saver:
         if state.damage:
             _say(f"the checkpoint index {os.path.join(dirname, INDEX_FILENAME)} is damaged ({state.damage}); "
                  "writing a new one (the checkpoints it listed stay on disk)")
-        listed = [p for p in state.all_model_checkpoint_paths if os.path.isfile(_checkpoint_file(p))]
+        listed = [p for p in state.all_model_checkpoint_paths if _exists(p)]
         kept = self._kept.get(dirname)
         if kept is None:  # the first save here: adopt the index's checkpoints of this save path
             series = re.compile(re.escape(os.path.abspath(path)) + r"(-\d+)?")
@@ -563,18 +634,19 @@ class Saver:
         write_checkpoint_state(dirname, prefix, others + kept)
         self._kept[dirname] = kept
         for old in removed:
-            filename = _checkpoint_file(old)
-            if os.path.dirname(os.path.abspath(filename)) != dirname:
+            if os.path.dirname(os.path.abspath(old)) != dirname:
                 continue  # never delete outside the directory this Saver owns
             try:
                 _probe(old)  # only complete checkpoints: never a file that merely shares the name
             except CheckpointError:
                 continue
-            with contextlib.suppress(OSError):
-                os.remove(filename)
+            for filename in _files_of(old):
+                with contextlib.suppress(OSError):
+                    os.remove(filename)
 
     # -- restore --------------------------------------------------------------------------------
-    def restore(self, tree: PyTree, opt_state: PyTree | None, path: str) -> tuple[PyTree, PyTree | None]:
+    def restore(self, tree: PyTree, opt_state: PyTree | None, path: str, *, optimizer: Any = None,
+                assignment_map: Any = None) -> tuple[PyTree, PyTree | None]:
         """Return ``(tree, opt_state)`` with the checkpoint's values; the inputs are templates.
 
         ``path`` is a prefix returned by :meth:`save` / :func:`latest_checkpoint`, the ``.npz`` file, or
@@ -584,20 +656,43 @@ class Saver:
         both. Every selected Variable must be in the checkpoint with the template's shape and dtype;
         arrays land where the template's arrays live. ``opt_state=None`` skips the optimizer state.
         Raises :class:`CheckpointError` (a ``ValueError``) naming the file and the offending variable;
-        :class:`~jaxgraph.errors.CheckpointCorruptError` for a missing, damaged or foreign file.
+        :class:`~jaxgraph.train.checkpoint_error.CheckpointCorruptError` for a missing, damaged or foreign file.
+
+        A TF checkpoint (a prefix, its ``.index`` file, or a directory whose ``checkpoint`` index names
+        one) is restored by TF names: variables by their resolved names, optimizer state by TF1's
+        slot names, which need ``optimizer`` (the optimizer ``opt_state`` belongs to), and
+        ``assignment_map`` (``tf.compat.v1.train.init_from_checkpoint``'s rules) loads a renamed or
+        partial subset. See :mod:`jaxgraph.train.tf_checkpoint.names`.
         """
         path = os.fspath(path)
         if os.path.isdir(path):
-            prefix, restored = _newest_intact(
-                path, lambda p: self._restore_file(tree, opt_state, _checkpoint_file(p))
-            )
+            if tf_checkpoint.saved_model_variables(path) is not None:
+                raise CheckpointError(tf_checkpoint.not_found_message(path))
+
+            def attempt(prefix: str) -> tuple[PyTree, PyTree | None]:
+                _probe(prefix)
+                filename = prefix if tf_checkpoint.is_tf_checkpoint(prefix) else _checkpoint_file(prefix)
+                return self._restore_path(tree, opt_state, filename, optimizer, assignment_map)
+
+            prefix, restored = _newest_intact(path, attempt)
             if prefix is None:
                 raise CheckpointError(
                     f"No checkpoint found in directory {path} (none intact in its '{INDEX_FILENAME}' "
-                    f"index or among its {SUFFIX} files)"
+                    f"index or among its checkpoint files)"
                 )
             return restored
-        return self._restore_file(tree, opt_state, self._resolve(path))
+        return self._restore_path(tree, opt_state, self._resolve(path), optimizer, assignment_map)
+
+    def _restore_path(self, tree: PyTree, opt_state: PyTree | None, filename: str, optimizer: Any,
+                      assignment_map: Any) -> tuple[PyTree, PyTree | None]:
+        tf_prefix = tf_checkpoint.tf_prefix(filename)
+        if tf_prefix is not None:
+            return self._restore_tf(tree, opt_state, tf_prefix, optimizer, assignment_map)
+        if assignment_map is not None:
+            raise CheckpointError(
+                f"assignment_map applies to TF checkpoints; {filename} is jaxgraph's, restored by name"
+            )
+        return self._restore_file(tree, opt_state, filename)
 
     def _restore_file(self, tree: PyTree, opt_state: PyTree | None, filename: str) -> tuple[PyTree, PyTree | None]:
         with _Reader(filename) as reader:
@@ -646,15 +741,36 @@ class Saver:
                 leaves.append(_place_like(arr, leaf))
             return new_tree, jax.tree_util.tree_unflatten(treedef, leaves)
 
+    def _restore_tf(self, tree: PyTree, opt_state: PyTree | None, prefix: str, optimizer: Any,
+                    assignment_map: Any) -> tuple[PyTree, PyTree | None]:
+        variables = self._selected(tree, "restore")
+        with tf_checkpoint.CheckpointReader(prefix) as reader:
+            values, state = tf_checkpoint.restore_values(
+                reader, variables, opt_state, optimizer, assignment_map, _global_step_name(tree)
+            )
+        templates = {resolved_name(v): v.value for v in variables}
+        new_tree = replace_values(tree, {n: _place_like(a, templates[n]) for n, a in values.items()})
+        if state is None:
+            return new_tree, None
+        state = jax.tree_util.tree_map(
+            lambda new, old: _place_like(new, old) if isinstance(new, np.ndarray) else new, state, opt_state
+        )
+        abstract = [path_to_name(p) for p, leaf in jax.tree_util.tree_flatten_with_path(state)[0]
+                    if isinstance(leaf, jax.ShapeDtypeStruct)]
+        if abstract:
+            raise CheckpointError(
+                f"TF checkpoint {prefix} has nothing for the optimizer state entries {abstract}, which the "
+                "template leaves abstract; pass a concrete template (opt.init(tree))"
+            )
+        return new_tree, state
+
     @staticmethod
     def _resolve(path: str) -> str:
-        if os.path.isfile(path):
+        if os.path.isfile(path) or tf_checkpoint.is_tf_checkpoint(path):
             return path
         filename = _checkpoint_file(path)
         if not os.path.exists(filename):
-            if os.path.isfile(path + ".index"):
-                raise CheckpointCorruptError(
-                    f"Checkpoint {path} is a TensorFlow checkpoint ({path}.index), not a jaxgraph .npz checkpoint"
-                )
-            raise CheckpointCorruptError(f"Checkpoint {_prefix_of(path)} does not exist (no file {filename})")
+            raise _Missing(
+                f"Checkpoint {_prefix_of(path)} does not exist (no file {filename}, nor TF's {path}.index)"
+            )
         return filename

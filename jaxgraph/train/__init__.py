@@ -7,6 +7,10 @@ from jaxgraph.train.checkpoint_management import check_writable_dir as check_wri
 from jaxgraph.train.checkpoint_utils import list_variables as list_variables
 from jaxgraph.train.checkpoint_utils import load_checkpoint as load_checkpoint
 from jaxgraph.train.gradient_descent import GradientDescentOptimizer as GradientDescentOptimizer
+from jaxgraph.train.lazy_optax import NotRowSeparable as NotRowSeparable
+from jaxgraph.train.lazy_optax import apply_updates as apply_updates
+from jaxgraph.train.lazy_optax import global_norm as global_norm
+from jaxgraph.train.lazy_optax import lazy_optax as lazy_optax
 from jaxgraph.train.momentum import MomentumOptimizer as MomentumOptimizer
 from jaxgraph.train.optax_optimizer import OptaxOptimizer as OptaxOptimizer
 from jaxgraph.train.optimizer import Optimizer as Optimizer
@@ -22,7 +26,8 @@ from jaxgraph.variables import create_global_step as create_global_step
 
 __all__ = [
     "AdagradOptimizer", "AdamOptimizer", "CheckpointCorruptError", "CheckpointError", "CheckpointWriteError",
-    "GradientDescentOptimizer", "LazyAdamOptimizer", "MomentumOptimizer", "OptaxOptimizer", "Optimizer",
-    "OptimizerState", "RMSPropOptimizer", "Saver", "check_writable_dir", "create_global_step", "get_global_step",
-    "latest_checkpoint", "list_variables", "load_checkpoint",
+    "GradientDescentOptimizer", "LazyAdamOptimizer", "MomentumOptimizer", "NotRowSeparable", "OptaxOptimizer",
+    "Optimizer", "OptimizerState", "RMSPropOptimizer", "Saver", "apply_updates", "check_writable_dir",
+    "create_global_step", "get_global_step", "global_norm", "latest_checkpoint", "lazy_optax", "list_variables",
+    "load_checkpoint",
 ]

@@ -5,6 +5,7 @@ from jaxgraph.train.adagrad import AdagradOptimizer as AdagradOptimizer
 from jaxgraph.train.adagrad_da import AdagradDAOptimizer as AdagradDAOptimizer
 from jaxgraph.train.adam import AdamOptimizer as AdamOptimizer
 from jaxgraph.train.adam import LazyAdamOptimizer as LazyAdamOptimizer
+from jaxgraph.train.checkpoint_management import check_writable_dir as check_writable_dir
 from jaxgraph.train.checkpoint_utils import list_variables as list_variables
 from jaxgraph.train.checkpoint_utils import load_checkpoint as load_checkpoint
 from jaxgraph.train.ftrl import FtrlOptimizer as FtrlOptimizer
@@ -22,16 +23,19 @@ from jaxgraph.train.proximal_gradient_descent import (
     ProximalGradientDescentOptimizer as ProximalGradientDescentOptimizer,
 )
 from jaxgraph.train.rmsprop import RMSPropOptimizer as RMSPropOptimizer
+from jaxgraph.train.saver import CheckpointCorruptError as CheckpointCorruptError
 from jaxgraph.train.saver import CheckpointError as CheckpointError
+from jaxgraph.train.saver import CheckpointWriteError as CheckpointWriteError
 from jaxgraph.train.saver import Saver as Saver
 from jaxgraph.train.saver import latest_checkpoint as latest_checkpoint
 from jaxgraph.variable_collections import get_global_step as get_global_step
 from jaxgraph.variables import create_global_step as create_global_step
 
 __all__ = [
-    "AdadeltaOptimizer", "AdagradDAOptimizer", "AdagradOptimizer", "AdamOptimizer", "CheckpointError",
-    "FtrlOptimizer", "GradientDescentOptimizer", "LazyAdamOptimizer", "MomentumOptimizer", "NotRowSeparable",
-    "OptaxOptimizer", "Optimizer", "OptimizerState", "ProximalAdagradOptimizer", "ProximalGradientDescentOptimizer",
-    "RMSPropOptimizer", "Saver", "apply_updates", "create_global_step", "get_global_step", "global_norm",
-    "latest_checkpoint", "lazy_optax", "list_variables", "load_checkpoint",
+    "AdadeltaOptimizer", "AdagradDAOptimizer", "AdagradOptimizer", "AdamOptimizer", "CheckpointCorruptError",
+    "CheckpointError", "CheckpointWriteError", "FtrlOptimizer", "GradientDescentOptimizer", "LazyAdamOptimizer",
+    "MomentumOptimizer", "NotRowSeparable", "OptaxOptimizer", "Optimizer", "OptimizerState",
+    "ProximalAdagradOptimizer", "ProximalGradientDescentOptimizer", "RMSPropOptimizer", "Saver", "apply_updates",
+    "check_writable_dir", "create_global_step", "get_global_step", "global_norm", "latest_checkpoint", "lazy_optax",
+    "list_variables", "load_checkpoint",
 ]

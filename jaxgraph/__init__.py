@@ -6,6 +6,9 @@ from jaxgraph import summary as summary
 from jaxgraph import train as train
 from jaxgraph.device import device as device
 from jaxgraph.device import parse_device_spec as parse_device_spec
+from jaxgraph.errors import InvalidArgumentError as InvalidArgumentError
+from jaxgraph.errors import JaxgraphWarning as JaxgraphWarning
+from jaxgraph.ids import checked as checked
 from jaxgraph.module import Module as Module
 from jaxgraph.sparse import IndexedSlices as IndexedSlices
 from jaxgraph.variable_collections import all_variables as all_variables

@@ -4,6 +4,11 @@ from jaxgraph import nn as nn
 from jaxgraph import sharding as sharding
 from jaxgraph import summary as summary
 from jaxgraph import train as train
+from jaxgraph.clip_ops import clip_by_average_norm as clip_by_average_norm
+from jaxgraph.clip_ops import clip_by_global_norm as clip_by_global_norm
+from jaxgraph.clip_ops import clip_by_norm as clip_by_norm
+from jaxgraph.clip_ops import clip_by_value as clip_by_value
+from jaxgraph.clip_ops import global_norm as global_norm
 from jaxgraph.device import device as device
 from jaxgraph.device import parse_device_spec as parse_device_spec
 from jaxgraph.module import Module as Module

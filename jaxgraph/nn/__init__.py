@@ -1,5 +1,6 @@
 """Neural-network ops with TF1 semantics: embedding lookups, candidate samplers, sampled losses."""
 
+from jaxgraph.clip_ops import l2_loss as l2_loss
 from jaxgraph.nn.candidate_sampling import compute_accidental_hits as compute_accidental_hits
 from jaxgraph.nn.candidate_sampling import fixed_unigram_candidate_sampler as fixed_unigram_candidate_sampler
 from jaxgraph.nn.candidate_sampling import log_uniform_candidate_sampler as log_uniform_candidate_sampler

@@ -4,6 +4,17 @@ from jaxgraph.train.adagrad import AdagradOptimizer as AdagradOptimizer
 from jaxgraph.train.adam import AdamOptimizer as AdamOptimizer
 from jaxgraph.train.adam import LazyAdamOptimizer as LazyAdamOptimizer
 from jaxgraph.train.gradient_descent import GradientDescentOptimizer as GradientDescentOptimizer
+from jaxgraph.train.learning_rate_decay import LearningRateSchedule as LearningRateSchedule
+from jaxgraph.train.learning_rate_decay import cosine_decay as cosine_decay
+from jaxgraph.train.learning_rate_decay import cosine_decay_restarts as cosine_decay_restarts
+from jaxgraph.train.learning_rate_decay import exponential_decay as exponential_decay
+from jaxgraph.train.learning_rate_decay import inverse_time_decay as inverse_time_decay
+from jaxgraph.train.learning_rate_decay import linear_cosine_decay as linear_cosine_decay
+from jaxgraph.train.learning_rate_decay import natural_exp_decay as natural_exp_decay
+from jaxgraph.train.learning_rate_decay import noisy_linear_cosine_decay as noisy_linear_cosine_decay
+from jaxgraph.train.learning_rate_decay import piecewise_constant as piecewise_constant
+from jaxgraph.train.learning_rate_decay import piecewise_constant_decay as piecewise_constant_decay
+from jaxgraph.train.learning_rate_decay import polynomial_decay as polynomial_decay
 from jaxgraph.train.momentum import MomentumOptimizer as MomentumOptimizer
 from jaxgraph.train.optax_optimizer import OptaxOptimizer as OptaxOptimizer
 from jaxgraph.train.optimizer import Optimizer as Optimizer

@@ -2,6 +2,7 @@
 
 from jaxgraph import nn as nn
 from jaxgraph import sharding as sharding
+from jaxgraph import sparse as sparse
 from jaxgraph import summary as summary
 from jaxgraph import train as train
 from jaxgraph.clip_ops import clip_by_average_norm as clip_by_average_norm
@@ -13,6 +14,10 @@ from jaxgraph.device import device as device
 from jaxgraph.device import parse_device_spec as parse_device_spec
 from jaxgraph.module import Module as Module
 from jaxgraph.sparse import IndexedSlices as IndexedSlices
+from jaxgraph.sparse_tensor import SparseTensor as SparseTensor
+from jaxgraph.sparse_tensor import sparse_reorder as sparse_reorder
+from jaxgraph.sparse_tensor import sparse_retain as sparse_retain
+from jaxgraph.sparse_tensor import sparse_tensor_to_dense as sparse_tensor_to_dense
 from jaxgraph.variable_collections import all_variables as all_variables
 from jaxgraph.variable_collections import freeze as freeze
 from jaxgraph.variable_collections import get_collection as get_collection

@@ -7,5 +7,7 @@ from jaxgraph.nn.candidate_sampling import log_uniform_candidate_sampler as log_
 from jaxgraph.nn.candidate_sampling import uniform_candidate_sampler as uniform_candidate_sampler
 from jaxgraph.nn.embedding import embedding_lookup as embedding_lookup
 from jaxgraph.nn.embedding import embedding_lookup_v2 as embedding_lookup_v2
+from jaxgraph.nn.embedding_sparse import embedding_lookup_sparse as embedding_lookup_sparse
+from jaxgraph.nn.embedding_sparse import safe_embedding_lookup_sparse as safe_embedding_lookup_sparse
 from jaxgraph.nn.sampled_losses import nce_loss as nce_loss
 from jaxgraph.nn.sampled_losses import sampled_softmax_loss as sampled_softmax_loss

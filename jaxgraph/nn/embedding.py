@@ -21,9 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgraph import gradients
+from jaxgraph.clip_ops import clip_by_norm
 from jaxgraph.variables import Variable
 
-__all__ = ["embedding_lookup", "embedding_lookup_v2"]
+__all__ = ["embedding_lookup", "embedding_lookup_masked", "embedding_lookup_v2"]
 
 _STRATEGIES = ("mod", "div")
 
@@ -101,17 +102,6 @@ def _partition(flat_ids: Any, strategy: str, sizes: Sequence[int], xp: Any) -> t
     return assignments, new_ids
 
 
-def _clip_by_norm(x: jax.Array, clip_norm: Any, axes: tuple[int, ...]) -> jax.Array:
-    # The same algebraic form as tf.clip_by_norm (safe zero norm, max(norm, clip)), so values and
-    # gradients agree with TF's to rounding.
-    l2sum = jnp.sum(x * x, axis=axes, keepdims=True)
-    pred = l2sum > 0
-    l2sum_safe = jnp.where(pred, l2sum, jnp.ones_like(l2sum))
-    l2norm = jnp.where(pred, jnp.sqrt(l2sum_safe), l2sum)
-    clip_norm = jnp.asarray(clip_norm, dtype=x.dtype)
-    return x * clip_norm / jnp.maximum(l2norm, clip_norm)
-
-
 def embedding_lookup(
     params: Any,
     ids: Any,
@@ -152,18 +142,8 @@ def embedding_lookup(
     [[0.6000000238418579, 0.800000011920929]]
     """
     del name, validate_indices
-    shards = _as_shard_list(params)
-    if partition_strategy not in _STRATEGIES:
-        raise ValueError("Unrecognized partition strategy: " + str(partition_strategy))
+    shards, sizes, tail = _shards_and_sizes(params, partition_strategy)
     ids, concrete = _as_ids(ids)
-    sizes = []
-    _, tail = _rows_and_tail(shards[0])  # _as_shard_list never returns an empty list
-    for shard in shards:
-        rows, shard_tail = _rows_and_tail(shard)
-        if shard_tail != tail:
-            raise ValueError(f"All shards must have the same trailing shape, got {tail} and {shard_tail}")
-        sizes.append(rows)
-
     if len(shards) == 1:
         if concrete is not None:
             flat = concrete.reshape(-1)
@@ -172,31 +152,117 @@ def embedding_lookup(
     else:
         if concrete is not None:
             flat = concrete.reshape(-1).astype(np.int64)
-            p, local = _partition(flat, partition_strategy, sizes, np)
-            size_of = np.asarray(sizes)[np.clip(p, 0, len(sizes) - 1)]
-            valid = (flat >= 0) & (p >= 0) & (p < len(sizes)) & (local >= 0) & (local < size_of)
-            _check_range(flat, valid, sum(sizes))
+            _check_range(flat, _in_range(flat, partition_strategy, sizes), sum(sizes))
         flat_ids = ids.reshape(-1)
-        assignments, new_ids = _partition(flat_ids, partition_strategy, sizes, jnp)
-        # Static shapes instead of TF's dynamic_partition/stitch: every shard gathers one row per id,
-        # with its padding index (one past its last row) standing in where it does not own the id, then
-        # a select keeps the owner's row. The stand-ins read zeros and, in a shard's IndexedSlices
-        # gradient, carry the padding index that sparse updates drop: no row of a shard is touched
-        # unless one of its own ids was looked up (lazy optimizers depend on that).
-        for p, shard in enumerate(shards):
-            owned = assignments == p
-            gathered = gradients.gather_rows(shard, jnp.where(owned, new_ids, sizes[p]), padded=True)
-            if p == 0:
-                result = gathered
-            else:
-                mask = owned.reshape(owned.shape + (1,) * len(tail))
-                result = jnp.where(mask, gathered, result)
+        result = _gather_partitioned(shards, sizes, tail, flat_ids, partition_strategy, None)
         result = result.reshape(ids.shape + tail)
+    return _clip_rows(result, ids.ndim, max_norm)
 
-    if max_norm is not None:
-        axes = tuple(range(ids.ndim, result.ndim))
-        result = _clip_by_norm(result, max_norm, axes)
+
+def _shards_and_sizes(params: Any, partition_strategy: str) -> tuple[list[Any], list[int], tuple[int, ...]]:
+    """The shards, their row counts and their common trailing shape, with TF's checks."""
+    shards = _as_shard_list(params)
+    if partition_strategy not in _STRATEGIES:
+        raise ValueError("Unrecognized partition strategy: " + str(partition_strategy))
+    sizes = []
+    _, tail = _rows_and_tail(shards[0])  # _as_shard_list never returns an empty list
+    for shard in shards:
+        rows, shard_tail = _rows_and_tail(shard)
+        if shard_tail != tail:
+            raise ValueError(f"All shards must have the same trailing shape, got {tail} and {shard_tail}")
+        if shard.dtype != shards[0].dtype:
+            raise TypeError(f"All shards must have the same dtype, got {shards[0].dtype} and {shard.dtype}")
+        sizes.append(rows)
+    return shards, sizes, tail
+
+
+def _in_range(flat: np.ndarray, strategy: str, sizes: Sequence[int]) -> np.ndarray:
+    """Which (host) ids some shard owns."""
+    if len(sizes) == 1:
+        return (flat >= 0) & (flat < sizes[0])
+    p, local = _partition(flat, strategy, sizes, np)
+    size_of = np.asarray(sizes)[np.clip(p, 0, len(sizes) - 1)]
+    return (flat >= 0) & (p >= 0) & (p < len(sizes)) & (local >= 0) & (local < size_of)
+
+
+def _gather_partitioned(shards: list[Any], sizes: list[int], tail: tuple[int, ...], flat_ids: jax.Array,
+                        strategy: str, valid: jax.Array | None) -> jax.Array:
+    """Rows ``flat_ids`` of the partitioned table; where ``valid`` is False, zeros and no gradient.
+
+    Static shapes instead of TF's dynamic_partition/stitch: every shard gathers one row per id, with
+    its padding index (one past its last row) standing in where it does not own the id (or the id is
+    not valid), then a select keeps the owner's row. The stand-ins read zeros and, in a shard's
+    IndexedSlices gradient, carry the padding index that sparse updates drop: no row of a shard is
+    touched unless one of its own ids was looked up (lazy optimizers depend on that).
+    """
+    if len(shards) == 1:
+        local = flat_ids if valid is None else jnp.where(valid, flat_ids, sizes[0])
+        return gradients.gather_rows(shards[0], local, padded=True)
+    assignments, new_ids = _partition(flat_ids, strategy, sizes, jnp)
+    result = None
+    for p, shard in enumerate(shards):
+        owned = assignments == p
+        if valid is not None:
+            owned = owned & valid
+        gathered = gradients.gather_rows(shard, jnp.where(owned, new_ids, sizes[p]), padded=True)
+        if result is None:
+            result = gathered
+        else:
+            mask = owned.reshape(owned.shape + (1,) * len(tail))
+            result = jnp.where(mask, gathered, result)
     return result
+
+
+def _clip_rows(result: jax.Array, ids_ndim: int, max_norm: Any) -> jax.Array:
+    if max_norm is None:
+        return result
+    # tf.clip_by_norm over each looked-up row's own axes.
+    return clip_by_norm(result, max_norm, axes=tuple(range(ids_ndim, result.ndim)))
+
+
+def embedding_lookup_masked(
+    params: Any,
+    ids: Any,
+    mask: Any,
+    partition_strategy: str = "mod",
+    max_norm: float | None = None,
+) -> jax.Array:
+    """:func:`embedding_lookup` of the ids where ``mask`` is True; zeros elsewhere, and no update there.
+
+    Not in TF: the building block of :func:`jaxgraph.nn.embedding_lookup_sparse`, public for models that
+    keep padded id matrices. A masked-out id is never read and never appears in the table's
+    ``IndexedSlices`` gradient (it carries the padding index that sparse updates drop), so a lazy
+    optimizer leaves its row bit-identical; its value does not matter (``-1`` padding is fine).
+
+    Raises ``ValueError`` ``"indices[i] = x is not in [0, N)"`` for a concrete unmasked id outside the
+    table. Under ``jit`` such an id cannot be checked: its output row is NaN (never a real row).
+
+    >>> import jax.numpy as jnp
+    >>> table = jnp.arange(6.0).reshape(3, 2)
+    >>> ids = jnp.array([[2, -1], [0, 1]])
+    >>> embedding_lookup_masked(table, ids, ids >= 0).tolist()
+    [[[4.0, 5.0], [0.0, 0.0]], [[0.0, 1.0], [2.0, 3.0]]]
+    """
+    shards, sizes, tail = _shards_and_sizes(params, partition_strategy)
+    ids, concrete = _as_ids(ids)
+    mask = jnp.asarray(mask)
+    if mask.shape != ids.shape or mask.dtype != jnp.bool_:
+        raise ValueError(f"mask must be a bool array of the ids' shape {ids.shape}, got {mask.dtype}{list(mask.shape)}")
+    flat_ids, flat_mask = ids.reshape(-1), mask.reshape(-1)
+    if concrete is not None and not isinstance(mask, jax.core.Tracer):
+        flat = concrete.reshape(-1).astype(np.int64)
+        _check_range(flat, _in_range(flat, partition_strategy, sizes) | ~np.asarray(flat_mask), sum(sizes))
+    if len(sizes) == 1:
+        inside = (flat_ids >= 0) & (flat_ids < sizes[0])
+    else:
+        assignments, local = _partition(flat_ids, partition_strategy, sizes, jnp)
+        size_of = jnp.asarray(sizes)[jnp.clip(assignments, 0, len(sizes) - 1)]
+        inside = (flat_ids >= 0) & (assignments < len(sizes)) & (local >= 0) & (local < size_of)
+    result = _gather_partitioned(shards, sizes, tail, flat_ids, partition_strategy, flat_mask & inside)
+    # An unmasked id outside the table (only possible under jit) reads NaN, never a silent zero row.
+    bad = (flat_mask & ~inside).reshape((-1,) + (1,) * len(tail))
+    result = jnp.where(bad, jnp.asarray(jnp.nan, result.dtype), result).reshape(ids.shape + tail)
+    return _clip_rows(result, ids.ndim, max_norm)
 
 
 def embedding_lookup_v2(params: Any, ids: Any, max_norm: float | None = None, name: str | None = None) -> jax.Array:

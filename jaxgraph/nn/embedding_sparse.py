@@ -1,0 +1,250 @@
+"""``embedding_lookup_sparse`` and ``safe_embedding_lookup_sparse``: TF1's bag-of-ids lookups.
+
+Each row of a :class:`~jaxgraph.SparseTensor` of ids (optionally with a ``SparseTensor`` of weights) is
+turned into one embedding: the rows of ``params`` for its ids, weighted and combined (``"sum"``,
+``"mean"`` or ``"sqrtn"``). The math is TF's ``embedding_lookup_sparse_impl``: the ids are made unique
+first and looked up once each (so the table's gradient is an ``IndexedSlices`` with one slice per
+distinct id, summed, as TF's), then gathered per entry, weighted, and reduced per row with
+``div_no_nan`` for the mean and sqrtn normalisations.
+
+Empty slots of the ``SparseTensor`` (and, in the safe variant, pruned ids) are never looked up: they
+get the padding index that sparse updates drop, so a lazy optimizer leaves every row that no real id
+touched bit-identical.
+
+>>> import jax.numpy as jnp
+>>> from jaxgraph.sparse import from_ragged
+>>> params = jnp.array([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
+>>> ids = from_ragged([[0, 2], [1], []])
+>>> embedding_lookup_sparse(params, ids, None, combiner="mean").tolist()
+[[1.5, 1.0], [0.0, 1.0], [0.0, 0.0]]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgraph.nn.embedding import embedding_lookup_masked
+from jaxgraph.sparse_tensor import SparseTensor
+from jaxgraph.variables import Variable
+
+__all__ = ["embedding_lookup_sparse", "safe_embedding_lookup_sparse"]
+
+_COMBINERS = ("mean", "sqrtn", "sum")
+
+
+def _total_rows(params: Any) -> int:
+    shards = params if isinstance(params, (list, tuple)) else [params]
+    return sum(int(np.shape(s.value if isinstance(s, Variable) else s)[0]) for s in shards if s is not None)
+
+
+def _check_combiner(combiner: str) -> None:
+    if combiner not in _COMBINERS:
+        raise ValueError(f"combiner must be one of 'mean', 'sqrtn' or 'sum', got {combiner}")
+
+
+def _check_weights(sp_ids: SparseTensor, sp_weights: SparseTensor | None) -> None:
+    if sp_weights is None:
+        return
+    if sp_weights.capacity != sp_ids.capacity:
+        raise ValueError(f"Shapes ({sp_weights.capacity},) and ({sp_ids.capacity},) are incompatible")
+    if sp_weights.dense_shape != sp_ids.dense_shape:
+        raise ValueError(f"Shapes {sp_weights.dense_shape} and {sp_ids.dense_shape} are incompatible")
+    if not jnp.issubdtype(sp_weights.dtype, jnp.floating):
+        raise TypeError(f"sp_weights must hold floating point weights, got dtype {sp_weights.dtype}")
+    concrete = not isinstance(sp_ids.indices, jax.core.Tracer) and not isinstance(sp_weights.indices, jax.core.Tracer)
+    if concrete and not np.array_equal(np.asarray(sp_ids.indices), np.asarray(sp_weights.indices)):
+        # TF assumes this and pairs them by position without checking.
+        raise ValueError("sp_ids and sp_weights must have the same indices (pair each id with its weight)")
+
+
+def _check_ids(sp_ids: SparseTensor, name: str) -> jax.Array:
+    if not jnp.issubdtype(sp_ids.dtype, jnp.integer):
+        raise TypeError(f"{name} must hold integer ids, got dtype {sp_ids.dtype}")
+    return sp_ids.values
+
+
+def _check_range(ids: jax.Array, real: jax.Array, total: int) -> None:
+    """TF's gather error for a concrete real id outside the table."""
+    if isinstance(ids, jax.core.Tracer) or isinstance(real, jax.core.Tracer):
+        return
+    host, keep = np.asarray(ids), np.asarray(real)
+    bad = np.flatnonzero(keep & ((host < 0) | (host >= total)))
+    if bad.size:
+        k = int(bad[0])
+        raise ValueError(f"indices[{k}] = {int(host[k])} is not in [0, {total})")
+
+
+def _combine(params: Any, ids: jax.Array, segments: jax.Array, weights: jax.Array | None, real: jax.Array,
+             num_segments: int, combiner: str, partition_strategy: str, max_norm: Any) -> jax.Array:
+    """``[num_segments, *row_shape]``: each segment's real entries looked up, weighted and combined.
+
+    ``real`` marks the entries that take part; the others are neither read nor differentiated. A real
+    id outside the table (possible only under ``jit``) makes its segment's row NaN.
+    """
+    total = _total_rows(params)
+    inside = (ids >= 0) & (ids < total)
+    take = real & inside
+    # One lookup per distinct id, as TF (its unique + embedding_lookup): the sentinel `total` collects
+    # everything not looked up and is masked out of the lookup itself.
+    lookup_ids = jnp.where(take, ids, total)
+    unique, position = jnp.unique(lookup_ids, size=ids.shape[0], fill_value=total, return_inverse=True)
+    rows = embedding_lookup_masked(params, unique, unique < total, partition_strategy=partition_strategy,
+                                   max_norm=max_norm)
+    embeddings = jnp.take(rows, position.reshape(-1), axis=0)
+    original_dtype = embeddings.dtype
+    if original_dtype in (jnp.float16, jnp.bfloat16):
+        # TF computes the weighted combination of low-precision embeddings in float32.
+        embeddings = embeddings.astype(jnp.float32)
+    w = jnp.ones(ids.shape, embeddings.dtype) if weights is None else weights.astype(embeddings.dtype)
+    w = jnp.where(take, w, jnp.zeros((), embeddings.dtype))
+    w_b = w.reshape(w.shape + (1,) * (embeddings.ndim - 1))
+    seg = jnp.where(take, segments, num_segments)  # out of range: dropped by segment_sum
+    summed = jax.ops.segment_sum(embeddings * w_b, seg, num_segments=num_segments)
+    if combiner != "sum":
+        norm = w_b if combiner == "mean" else w_b * w_b
+        denom = jax.ops.segment_sum(jnp.broadcast_to(norm, embeddings.shape[:1] + (1,) * (embeddings.ndim - 1)),
+                                    seg, num_segments=num_segments)
+        if combiner == "sqrtn":
+            denom = jnp.sqrt(denom)
+        # div_no_nan, with a safe denominator so that the gradient stays finite where it is zero.
+        zero = denom == 0
+        safe = jnp.where(zero, jnp.ones((), denom.dtype), denom)
+        summed = jnp.where(zero, jnp.zeros((), summed.dtype), summed / safe)
+    bad = jax.ops.segment_max((real & ~inside).astype(jnp.int32), jnp.where(real, segments, num_segments),
+                              num_segments=num_segments) > 0
+    summed = jnp.where(bad.reshape(bad.shape + (1,) * (summed.ndim - 1)), jnp.asarray(jnp.nan, summed.dtype), summed)
+    return summed.astype(original_dtype)
+
+
+def embedding_lookup_sparse(
+    params: Any,
+    sp_ids: SparseTensor,
+    sp_weights: SparseTensor | None,
+    partition_strategy: str = "mod",
+    name: str | None = None,
+    combiner: str | None = None,
+    max_norm: float | None = None,
+    allow_fast_lookup: bool = False,
+) -> jax.Array:
+    """``tf.compat.v1.nn.embedding_lookup_sparse``: one combined embedding per row of ``sp_ids``.
+
+    Args:
+      params: one table (a :class:`~jaxgraph.Variable` or array ``[N, ...]``) or a list of shards.
+      sp_ids: a ``[batch, ...]`` :class:`~jaxgraph.SparseTensor` of integer ids; its first index is the
+        row (TF's ``segment_ids``).
+      sp_weights: ``None`` (every weight 1) or a float ``SparseTensor`` with the same indices.
+      partition_strategy: ``"mod"`` or ``"div"``, for a list of shards.
+      combiner: ``"mean"`` (default): ``sum(w * e) / sum(w)``; ``"sqrtn"``: ``sum(w * e) /
+        sqrt(sum(w ** 2))``; ``"sum"``: ``sum(w * e)``. A zero denominator gives zeros (``div_no_nan``).
+      max_norm: clip each looked-up row to this L2 norm before combining.
+      allow_fast_lookup: accepted for TF compatibility; the gradient is always sparse here.
+
+    Returns:
+      ``[batch, *params.shape[1:]]``. A row without ids is zeros. (TF's output has ``max(row) + 1``
+      rows, fewer when the last rows are empty; static shapes keep all ``batch`` rows.)
+
+    Weights are not pruned: a weight of 0 still looks its id up (a zero-gradient update, as in TF).
+    Ids must lie in the table: concrete ones outside it raise TF's ``"indices[k] = x is not in [0,
+    N)"``; under ``jit`` such an id turns its row's output into NaN. The entries need not be in
+    row-major order.
+
+    >>> import jax.numpy as jnp
+    >>> from jaxgraph.sparse import from_ragged
+    >>> params = jnp.eye(4)
+    >>> ids = from_ragged([[1, 3], [0]])
+    >>> weights = from_ragged([[2.0, 0.5], [1.0]])
+    >>> embedding_lookup_sparse(params, ids, weights, combiner="mean")[0].tolist()
+    [0.0, 0.800000011920929, 0.0, 0.20000000298023224]
+    """
+    del name, allow_fast_lookup
+    combiner = "mean" if combiner is None else combiner
+    _check_combiner(combiner)
+    if not isinstance(sp_ids, SparseTensor):
+        raise TypeError(f"sp_ids must be SparseTensor, got {type(sp_ids)}")
+    if sp_weights is not None and not isinstance(sp_weights, SparseTensor):
+        raise TypeError(f"sp_weights must be either None or SparseTensor,got {type(sp_weights)}")
+    _check_weights(sp_ids, sp_weights)
+    ids = _check_ids(sp_ids, "sp_ids")
+    real = sp_ids.mask
+    _check_range(ids, real, _total_rows(params))
+    weights = None if sp_weights is None else sp_weights.values
+    return _combine(params, ids, sp_ids.indices[:, 0], weights, real, sp_ids.dense_shape[0], combiner,
+                    partition_strategy, max_norm)
+
+
+def safe_embedding_lookup_sparse(
+    embedding_weights: Any,
+    sparse_ids: SparseTensor,
+    sparse_weights: SparseTensor | None = None,
+    combiner: str = "mean",
+    default_id: int | None = None,
+    name: str | None = None,
+    partition_strategy: str = "div",
+    max_norm: float | None = None,
+    allow_fast_lookup: bool = False,
+) -> jax.Array:
+    """``tf.compat.v1.nn.safe_embedding_lookup_sparse``: :func:`embedding_lookup_sparse` that tolerates
+    invalid ids and empty rows.
+
+    * Ids ``< 0`` are dropped, and so (unless ``combiner="sum"``) are ids whose weight is ``<= 0``.
+    * A row left without ids gives zeros, or the embedding of ``default_id`` (which is then looked up,
+      and updated, as in TF).
+    * ``sparse_ids`` of rank ``> 2`` are combined along their last dimension: the output is
+      ``dense_shape[:-1] + params.shape[1:]``.
+
+    The default ``partition_strategy`` is ``"div"`` here, as in TF. Ids beyond the table raise TF's
+    ``"indices[k] = x is not in [0, N)"`` when concrete (NaN rows under ``jit``). Unlike TF, an empty
+    row with no ``default_id`` does not look up row 0 (TF gathers it and zeroes the result, so a lazy
+    optimizer such as Momentum or FTRL gives row 0 a zero-gradient update); here it touches nothing.
+
+    >>> import jax.numpy as jnp
+    >>> from jaxgraph.sparse import from_ragged
+    >>> params = jnp.array([[1.0], [2.0], [4.0]])
+    >>> ids = from_ragged([[1, -1], [], [2]])
+    >>> safe_embedding_lookup_sparse(params, ids)[:, 0].tolist()
+    [2.0, 0.0, 4.0]
+    >>> safe_embedding_lookup_sparse(params, ids, default_id=0)[:, 0].tolist()
+    [2.0, 1.0, 4.0]
+    """
+    del name, allow_fast_lookup
+    if embedding_weights is None or (isinstance(embedding_weights, (list, tuple)) and not embedding_weights):
+        raise ValueError(f"Missing embedding_weights {embedding_weights}.")
+    _check_combiner(combiner)
+    if not isinstance(sparse_ids, SparseTensor):
+        raise TypeError(f"sparse_ids must be SparseTensor, got {type(sparse_ids)}")
+    if sparse_weights is not None and not isinstance(sparse_weights, SparseTensor):
+        raise TypeError(f"sparse_weights must be either None or SparseTensor, got {type(sparse_weights)}")
+    _check_weights(sparse_ids, sparse_weights)
+    ids = _check_ids(sparse_ids, "sparse_ids")
+    shape = sparse_ids.dense_shape
+    if len(shape) < 2:
+        raise ValueError(f"sparse_ids must have rank >= 2, got dense_shape {shape}")
+    total = _total_rows(embedding_weights)
+    num_rows = int(np.prod(shape[:-1]))
+    real = sparse_ids.mask
+    # Higher-rank ids: every dimension but the last one names the output row (TF's sparse_reshape).
+    lead = sparse_ids.indices[:, :-1]
+    segments = jnp.ravel_multi_index(tuple(lead[:, d] for d in range(lead.shape[1])), shape[:-1], mode="clip")
+    keep = real & (ids >= 0)
+    weights = None if sparse_weights is None else sparse_weights.values
+    if weights is not None and combiner != "sum":
+        keep = keep & (weights > 0)
+    _check_range(ids, keep, total)
+    if default_id is not None:
+        if not 0 <= int(default_id) < total:
+            raise ValueError(f"indices[0] = {int(default_id)} is not in [0, {total})")
+        # TF's sparse_fill_empty_rows: an entry (default_id, weight 1) for each row left empty.
+        has_ids = jax.ops.segment_sum(keep.astype(jnp.int32), jnp.where(keep, segments, num_rows),
+                                      num_segments=num_rows) > 0
+        ids = jnp.concatenate([ids, jnp.full((num_rows,), default_id, ids.dtype)])
+        segments = jnp.concatenate([segments, jnp.arange(num_rows, dtype=segments.dtype)])
+        keep = jnp.concatenate([keep, ~has_ids])
+        if weights is not None:
+            weights = jnp.concatenate([weights, jnp.ones((num_rows,), weights.dtype)])
+    result = _combine(embedding_weights, ids, segments, weights, keep, num_rows, combiner, partition_strategy,
+                      max_norm)
+    return result.reshape(shape[:-1] + result.shape[1:])

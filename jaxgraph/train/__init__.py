@@ -16,6 +16,7 @@ from jaxgraph.train.learning_rate_decay import piecewise_constant as piecewise_c
 from jaxgraph.train.learning_rate_decay import piecewise_constant_decay as piecewise_constant_decay
 from jaxgraph.train.learning_rate_decay import polynomial_decay as polynomial_decay
 from jaxgraph.train.momentum import MomentumOptimizer as MomentumOptimizer
+from jaxgraph.train.moving_averages import ExponentialMovingAverage as ExponentialMovingAverage
 from jaxgraph.train.optax_optimizer import OptaxOptimizer as OptaxOptimizer
 from jaxgraph.train.optimizer import Optimizer as Optimizer
 from jaxgraph.train.optimizer import OptimizerState as OptimizerState
@@ -23,5 +24,6 @@ from jaxgraph.train.rmsprop import RMSPropOptimizer as RMSPropOptimizer
 from jaxgraph.train.saver import CheckpointError as CheckpointError
 from jaxgraph.train.saver import Saver as Saver
 from jaxgraph.train.saver import latest_checkpoint as latest_checkpoint
+from jaxgraph.train.training_util import get_or_create_global_step as get_or_create_global_step
 from jaxgraph.variable_collections import get_global_step as get_global_step
 from jaxgraph.variables import create_global_step as create_global_step

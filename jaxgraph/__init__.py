@@ -1,5 +1,6 @@
 """jaxgraph: TensorFlow 1's training semantics on JAX."""
 
+from jaxgraph import losses as losses
 from jaxgraph import nn as nn
 from jaxgraph import sharding as sharding
 from jaxgraph import sparse as sparse

@@ -70,6 +70,13 @@ def test_polynomial(power):
     close(train.polynomial_decay(0.001, 0, 10, cycle=True), 0.001)   # testBeginWithCycle
 
 
+def test_polynomial_fractional_power_at_the_end_under_jit():
+    # At the end (1 - p == 0) a fractional power must give end_learning_rate, not NaN from rounding.
+    schedule = train.polynomial_decay(0.2, None, 20, end_learning_rate=0.01, power=0.5)
+    for s in (20, 21, 40):
+        close(jax.jit(schedule)(jnp.int32(s)), 0.01)
+
+
 # -- cosine family -------------------------------------------------------------------------------------
 def np_cosine(step, decay_steps, alpha=0.0):
     step = min(step, decay_steps)

@@ -237,7 +237,9 @@ def polynomial_decay(
         else:
             step = jnp.minimum(step, horizon)
         p = step / horizon
-        return (rate - end) * jnp.power(1 - p, jnp.asarray(power, dtype)) + end
+        # p <= 1 exactly in TF; XLA may compute step / horizon as step * (1 / horizon) with a fused
+        # multiply-add, leaving 1 - p a hair below zero at p = 1, where a fractional power is NaN.
+        return (rate - end) * jnp.power(jnp.maximum(1 - p, 0), jnp.asarray(power, dtype)) + end
 
     return _decay("polynomial_decay", global_step, compute, learning_rate=learning_rate,
                   decay_steps=decay_steps, end_learning_rate=end_learning_rate, power=power, cycle=cycle)

@@ -191,7 +191,7 @@ def clip_by_global_norm(
     clip = jnp.asarray(clip_norm, use_norm.dtype)
     # (use_norm - use_norm) is NaN exactly when the norm is inf or NaN: TF's way of poisoning the result.
     scale = clip * jnp.minimum(one / use_norm, one / clip) + (use_norm - use_norm)
-    clipped = []
+    clipped: list[Clippable] = []
     for t in t_list:
         if t is None:
             clipped.append(None)

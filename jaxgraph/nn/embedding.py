@@ -199,7 +199,7 @@ def _gather_partitioned(shards: list[Any], sizes: list[int], tail: tuple[int, ..
         local = flat_ids if valid is None else jnp.where(valid, flat_ids, sizes[0])
         return gradients.gather_rows(shards[0], local, padded=True)
     assignments, new_ids = _partition(flat_ids, strategy, sizes, jnp)
-    result = None
+    result: jax.Array | None = None
     for p, shard in enumerate(shards):
         owned = assignments == p
         if valid is not None:
@@ -210,6 +210,7 @@ def _gather_partitioned(shards: list[Any], sizes: list[int], tail: tuple[int, ..
         else:
             mask = owned.reshape(owned.shape + (1,) * len(tail))
             result = jnp.where(mask, gathered, result)
+    assert result is not None  # there are at least two shards here
     return result
 
 

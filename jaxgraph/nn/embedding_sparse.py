@@ -41,30 +41,30 @@ def _total_rows(params: Any) -> int:
     return sum(int(np.shape(s.value if isinstance(s, Variable) else s)[0]) for s in shards if s is not None)
 
 
-def _check_combiner(combiner: str) -> None:
+def _check_inputs(combiner: str, ids: Any, weights: Any, ids_name: str, weights_name: str) -> jax.Array:
+    """TF's argument checks (its texts, with the argument names of the calling function); the ids' values."""
     if combiner not in _COMBINERS:
         raise ValueError(f"combiner must be one of 'mean', 'sqrtn' or 'sum', got {combiner}")
-
-
-def _check_weights(sp_ids: SparseTensor, sp_weights: SparseTensor | None) -> None:
-    if sp_weights is None:
-        return
-    if sp_weights.capacity != sp_ids.capacity:
-        raise ValueError(f"Shapes ({sp_weights.capacity},) and ({sp_ids.capacity},) are incompatible")
-    if sp_weights.dense_shape != sp_ids.dense_shape:
-        raise ValueError(f"Shapes {sp_weights.dense_shape} and {sp_ids.dense_shape} are incompatible")
-    if not jnp.issubdtype(sp_weights.dtype, jnp.floating):
-        raise TypeError(f"sp_weights must hold floating point weights, got dtype {sp_weights.dtype}")
-    concrete = not isinstance(sp_ids.indices, jax.core.Tracer) and not isinstance(sp_weights.indices, jax.core.Tracer)
-    if concrete and not np.array_equal(np.asarray(sp_ids.indices), np.asarray(sp_weights.indices)):
+    if not isinstance(ids, SparseTensor):
+        raise TypeError(f"{ids_name} must be SparseTensor, got {type(ids)}")
+    if weights is not None and not isinstance(weights, SparseTensor):
+        # TF's text, missing space included.
+        raise TypeError(f"{weights_name} must be either None or SparseTensor,got {type(weights)}")
+    if not jnp.issubdtype(ids.dtype, jnp.integer):
+        raise TypeError(f"{ids_name} must hold integer ids, got dtype {ids.dtype}")
+    if weights is None:
+        return ids.values
+    if weights.capacity != ids.capacity:
+        raise ValueError(f"Shapes ({weights.capacity},) and ({ids.capacity},) are incompatible")
+    if weights.dense_shape != ids.dense_shape:
+        raise ValueError(f"Shapes {weights.dense_shape} and {ids.dense_shape} are incompatible")
+    if not jnp.issubdtype(weights.dtype, jnp.floating):
+        raise TypeError(f"{weights_name} must hold floating point weights, got dtype {weights.dtype}")
+    concrete = not isinstance(ids.indices, jax.core.Tracer) and not isinstance(weights.indices, jax.core.Tracer)
+    if concrete and not np.array_equal(np.asarray(ids.indices), np.asarray(weights.indices)):
         # TF assumes this and pairs them by position without checking.
-        raise ValueError("sp_ids and sp_weights must have the same indices (pair each id with its weight)")
-
-
-def _check_ids(sp_ids: SparseTensor, name: str) -> jax.Array:
-    if not jnp.issubdtype(sp_ids.dtype, jnp.integer):
-        raise TypeError(f"{name} must hold integer ids, got dtype {sp_ids.dtype}")
-    return sp_ids.values
+        raise ValueError(f"{ids_name} and {weights_name} must have the same indices (pair each id with its weight)")
+    return ids.values
 
 
 def _check_range(ids: jax.Array, real: jax.Array, total: int) -> None:
@@ -162,13 +162,7 @@ def embedding_lookup_sparse(
     """
     del name, allow_fast_lookup
     combiner = "mean" if combiner is None else combiner
-    _check_combiner(combiner)
-    if not isinstance(sp_ids, SparseTensor):
-        raise TypeError(f"sp_ids must be SparseTensor, got {type(sp_ids)}")
-    if sp_weights is not None and not isinstance(sp_weights, SparseTensor):
-        raise TypeError(f"sp_weights must be either None or SparseTensor,got {type(sp_weights)}")
-    _check_weights(sp_ids, sp_weights)
-    ids = _check_ids(sp_ids, "sp_ids")
+    ids = _check_inputs(combiner, sp_ids, sp_weights, "sp_ids", "sp_weights")
     real = sp_ids.mask
     _check_range(ids, real, _total_rows(params))
     weights = None if sp_weights is None else sp_weights.values
@@ -213,13 +207,7 @@ def safe_embedding_lookup_sparse(
     del name, allow_fast_lookup
     if embedding_weights is None or (isinstance(embedding_weights, (list, tuple)) and not embedding_weights):
         raise ValueError(f"Missing embedding_weights {embedding_weights}.")
-    _check_combiner(combiner)
-    if not isinstance(sparse_ids, SparseTensor):
-        raise TypeError(f"sparse_ids must be SparseTensor, got {type(sparse_ids)}")
-    if sparse_weights is not None and not isinstance(sparse_weights, SparseTensor):
-        raise TypeError(f"sparse_weights must be either None or SparseTensor, got {type(sparse_weights)}")
-    _check_weights(sparse_ids, sparse_weights)
-    ids = _check_ids(sparse_ids, "sparse_ids")
+    ids = _check_inputs(combiner, sparse_ids, sparse_weights, "sparse_ids", "sparse_weights")
     shape = sparse_ids.dense_shape
     if len(shape) < 2:
         raise ValueError(f"sparse_ids must have rank >= 2, got dense_shape {shape}")

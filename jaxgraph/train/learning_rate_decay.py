@@ -107,7 +107,7 @@ def _step_value(step: Any, dtype: Any, fn_name: str) -> jax.Array:
     return step.astype(dtype)
 
 
-def _decay(fn_name: str, global_step: Any, compute: Callable[[Any], jax.Array], **shown: Any) -> Any:
+def _as_schedule_or_value(fn_name: str, global_step: Any, compute: Callable[[Any], jax.Array], **shown: Any) -> Any:
     """Evaluate ``compute`` at ``global_step``, or wrap it as a schedule (``None`` or a Variable)."""
     if global_step is None or isinstance(global_step, Variable):
         if isinstance(global_step, Variable) and global_step.shape != ():
@@ -115,6 +115,31 @@ def _decay(fn_name: str, global_step: Any, compute: Callable[[Any], jax.Array], 
         name = global_step.name if isinstance(global_step, Variable) else None
         return LearningRateSchedule(compute, _describe(fn_name, **shown), name)
     return compute(global_step)
+
+
+Formula = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+def _decay(fn_name: str, learning_rate: Any, global_step: Any, horizon_name: str, horizon: Any, formula: Formula,
+           **shown: Any) -> Any:
+    """The common frame: TF's dtype rule (the learning rate's), checks, and the value-or-schedule choice.
+
+    ``formula(rate, step, horizon)`` gets the step and the horizon (``decay_steps``) cast to the rate's dtype.
+    """
+    rate = _float_rate(learning_rate, fn_name)
+    _positive(horizon, horizon_name, fn_name)
+    dtype = rate.dtype
+
+    def compute(step: Any) -> jax.Array:
+        return formula(rate, _step_value(step, dtype, fn_name), jnp.asarray(horizon, dtype))
+
+    return _as_schedule_or_value(fn_name, global_step, compute, learning_rate=learning_rate,
+                                 **{horizon_name: horizon}, **shown)
+
+
+def _exponent(step: jax.Array, horizon: jax.Array, staircase: bool) -> jax.Array:
+    p = step / horizon
+    return jnp.floor(p) if staircase else p
 
 
 def exponential_decay(
@@ -131,18 +156,12 @@ def exponential_decay(
     0.7071067690849304
     """
     del name
-    rate = _float_rate(learning_rate, "exponential_decay")
-    _positive(decay_steps, "decay_steps", "exponential_decay")
-    dtype = rate.dtype
 
-    def compute(step: Any) -> jax.Array:
-        p = _step_value(step, dtype, "exponential_decay") / jnp.asarray(decay_steps, dtype)
-        if staircase:
-            p = jnp.floor(p)
-        return rate * jnp.power(jnp.asarray(decay_rate, dtype), p)
+    def formula(rate: jax.Array, step: jax.Array, horizon: jax.Array) -> jax.Array:
+        return rate * jnp.power(jnp.asarray(decay_rate, rate.dtype), _exponent(step, horizon, staircase))
 
-    return _decay("exponential_decay", global_step, compute, learning_rate=learning_rate,
-                  decay_steps=decay_steps, decay_rate=decay_rate, staircase=staircase)
+    return _decay("exponential_decay", learning_rate, global_step, "decay_steps", decay_steps, formula,
+                  decay_rate=decay_rate, staircase=staircase)
 
 
 def natural_exp_decay(
@@ -160,20 +179,14 @@ def natural_exp_decay(
     0.606531
     """
     del name
-    rate = _float_rate(learning_rate, "natural_exp_decay")
-    _positive(decay_steps, "decay_steps", "natural_exp_decay")
-    dtype = rate.dtype
-    # TF converts decay_rate to a float32 tensor before exp, then casts to the learning rate's dtype.
-    natural = jnp.exp(-jnp.asarray(decay_rate, jnp.float32)).astype(dtype)
 
-    def compute(step: Any) -> jax.Array:
-        p = _step_value(step, dtype, "natural_exp_decay") / jnp.asarray(decay_steps, dtype)
-        if staircase:
-            p = jnp.floor(p)
-        return rate * jnp.power(natural, p)
+    def formula(rate: jax.Array, step: jax.Array, horizon: jax.Array) -> jax.Array:
+        # TF converts decay_rate to a float32 tensor before exp, then casts to the learning rate's dtype.
+        natural = jnp.exp(-jnp.asarray(decay_rate, jnp.float32)).astype(rate.dtype)
+        return rate * jnp.power(natural, _exponent(step, horizon, staircase))
 
-    return _decay("natural_exp_decay", global_step, compute, learning_rate=learning_rate,
-                  decay_steps=decay_steps, decay_rate=decay_rate, staircase=staircase)
+    return _decay("natural_exp_decay", learning_rate, global_step, "decay_steps", decay_steps, formula,
+                  decay_rate=decay_rate, staircase=staircase)
 
 
 def inverse_time_decay(
@@ -190,18 +203,13 @@ def inverse_time_decay(
     0.6666666865348816
     """
     del name
-    rate = _float_rate(learning_rate, "inverse_time_decay")
-    _positive(decay_steps, "decay_steps", "inverse_time_decay")
-    dtype = rate.dtype
 
-    def compute(step: Any) -> jax.Array:
-        p = _step_value(step, dtype, "inverse_time_decay") / jnp.asarray(decay_steps, dtype)
-        if staircase:
-            p = jnp.floor(p)
-        return rate / (jnp.ones((), dtype) + jnp.asarray(decay_rate, dtype) * p)
+    def formula(rate: jax.Array, step: jax.Array, horizon: jax.Array) -> jax.Array:
+        p = _exponent(step, horizon, staircase)
+        return rate / (jnp.ones((), rate.dtype) + jnp.asarray(decay_rate, rate.dtype) * p)
 
-    return _decay("inverse_time_decay", global_step, compute, learning_rate=learning_rate,
-                  decay_steps=decay_steps, decay_rate=decay_rate, staircase=staircase)
+    return _decay("inverse_time_decay", learning_rate, global_step, "decay_steps", decay_steps, formula,
+                  decay_rate=decay_rate, staircase=staircase)
 
 
 def polynomial_decay(
@@ -222,27 +230,22 @@ def polynomial_decay(
     0.16675
     """
     del name
-    rate = _float_rate(learning_rate, "polynomial_decay")
-    _positive(decay_steps, "decay_steps", "polynomial_decay")
-    dtype = rate.dtype
 
-    def compute(step: Any) -> jax.Array:
-        end = jnp.asarray(end_learning_rate, dtype)
-        step = _step_value(step, dtype, "polynomial_decay")
-        horizon = jnp.asarray(decay_steps, dtype)
+    def formula(rate: jax.Array, step: jax.Array, horizon: jax.Array) -> jax.Array:
+        end = jnp.asarray(end_learning_rate, rate.dtype)
         if cycle:
             # The first multiple of decay_steps above the step; 1 at step 0.
-            multiplier = jnp.where(step == 0, jnp.ones((), dtype), jnp.ceil(step / horizon))
+            multiplier = jnp.where(step == 0, jnp.ones((), rate.dtype), jnp.ceil(step / horizon))
             horizon = horizon * multiplier
         else:
             step = jnp.minimum(step, horizon)
         p = step / horizon
         # p <= 1 exactly in TF; XLA may compute step / horizon as step * (1 / horizon) with a fused
         # multiply-add, leaving 1 - p a hair below zero at p = 1, where a fractional power is NaN.
-        return (rate - end) * jnp.power(jnp.maximum(1 - p, 0), jnp.asarray(power, dtype)) + end
+        return (rate - end) * jnp.power(jnp.maximum(1 - p, 0), jnp.asarray(power, rate.dtype)) + end
 
-    return _decay("polynomial_decay", global_step, compute, learning_rate=learning_rate,
-                  decay_steps=decay_steps, end_learning_rate=end_learning_rate, power=power, cycle=cycle)
+    return _decay("polynomial_decay", learning_rate, global_step, "decay_steps", decay_steps, formula,
+                  end_learning_rate=end_learning_rate, power=power, cycle=cycle)
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -292,7 +295,7 @@ def piecewise_constant(x: Any, boundaries: Sequence[Any], values: Sequence[Any],
         index = sum((step > b.astype(step.dtype)).astype(jnp.int32) for b in bounds) if bounds else 0
         return stacked_values[index]
 
-    return _decay("piecewise_constant", x, compute, boundaries=boundaries, values=values)
+    return _as_schedule_or_value("piecewise_constant", x, compute, boundaries=boundaries, values=values)
 
 
 piecewise_constant_decay = piecewise_constant
@@ -313,18 +316,12 @@ def cosine_decay(
     0.5
     """
     del name
-    rate = _float_rate(learning_rate, "cosine_decay")
-    _positive(decay_steps, "decay_steps", "cosine_decay")
-    dtype = rate.dtype
 
-    def compute(step: Any) -> jax.Array:
-        horizon = jnp.asarray(decay_steps, dtype)
-        step = jnp.minimum(_step_value(step, dtype, "cosine_decay"), horizon)
-        decayed = (1 - alpha) * _cosine(step / horizon) + alpha
-        return rate * decayed
+    def formula(rate: jax.Array, step: jax.Array, horizon: jax.Array) -> jax.Array:
+        step = jnp.minimum(step, horizon)
+        return rate * ((1 - alpha) * _cosine(step / horizon) + alpha)
 
-    return _decay("cosine_decay", global_step, compute, learning_rate=learning_rate,
-                  decay_steps=decay_steps, alpha=alpha)
+    return _decay("cosine_decay", learning_rate, global_step, "decay_steps", decay_steps, formula, alpha=alpha)
 
 
 def cosine_decay_restarts(
@@ -345,16 +342,11 @@ def cosine_decay_restarts(
     1.0
     """
     del name
-    rate = _float_rate(learning_rate, "cosine_decay_restarts")
-    _positive(first_decay_steps, "first_decay_steps", "cosine_decay_restarts")
-    dtype = rate.dtype
 
-    def compute(step: Any) -> jax.Array:
-        first = jnp.asarray(first_decay_steps, dtype)
-        a = jnp.asarray(alpha, dtype)
-        tm = jnp.asarray(t_mul, dtype)
-        mm = jnp.asarray(m_mul, dtype)
-        fraction = _step_value(step, dtype, "cosine_decay_restarts") / first
+    def formula(rate: jax.Array, step: jax.Array, first: jax.Array) -> jax.Array:
+        dtype = rate.dtype
+        a, tm, mm = (jnp.asarray(v, dtype) for v in (alpha, t_mul, m_mul))
+        fraction = step / first
         # TF picks one of two formulas with tf.cond on t_mul == 1; both are computed and one selected.
         safe_tm = jnp.where(tm == 1.0, jnp.asarray(2.0, dtype), tm)
         i_geo = jnp.floor(jnp.log(1.0 - fraction * (1.0 - safe_tm)) / jnp.log(safe_tm))
@@ -363,17 +355,19 @@ def cosine_decay_restarts(
         i_lin = jnp.floor(fraction)
         i_restart = jnp.where(tm == 1.0, i_lin, i_geo)
         fraction = jnp.where(tm == 1.0, fraction - i_lin, frac_geo)
-        m_fac = mm**i_restart
-        cosine_decayed = m_fac * _cosine(fraction)
+        cosine_decayed = mm**i_restart * _cosine(fraction)
         return rate * ((1 - a) * cosine_decayed + a)
 
-    return _decay("cosine_decay_restarts", global_step, compute, learning_rate=learning_rate,
-                  first_decay_steps=first_decay_steps, t_mul=t_mul, m_mul=m_mul, alpha=alpha)
+    return _decay("cosine_decay_restarts", learning_rate, global_step, "first_decay_steps", first_decay_steps,
+                  formula, t_mul=t_mul, m_mul=m_mul, alpha=alpha)
 
 
-def _linear_cosine(step: jax.Array, horizon: jax.Array, num_periods: Any, linear_part: Callable[[jax.Array], Any],
-                   alpha: Any, beta: Any, dtype: Any) -> jax.Array:
-    linear_decayed = linear_part((horizon - step) / horizon)
+def _linear_cosine(step: jax.Array, horizon: jax.Array, num_periods: Any, noise: Any, alpha: Any, beta: Any
+                   ) -> jax.Array:
+    """``(alpha + linear + noise) * cosine + beta``, the step capped at the horizon."""
+    dtype = step.dtype
+    step = jnp.minimum(step, horizon)
+    linear_decayed = (horizon - step) / horizon + noise
     fraction = 2.0 * jnp.asarray(num_periods, dtype) * (step / horizon)
     return (jnp.asarray(alpha, dtype) + linear_decayed) * _cosine(fraction) + jnp.asarray(beta, dtype)
 
@@ -395,17 +389,12 @@ def linear_cosine_decay(
     0.251
     """
     del name
-    rate = _float_rate(learning_rate, "linear_cosine_decay")
-    _positive(decay_steps, "decay_steps", "linear_cosine_decay")
-    dtype = rate.dtype
 
-    def compute(step: Any) -> jax.Array:
-        horizon = jnp.asarray(decay_steps, dtype)
-        step = jnp.minimum(_step_value(step, dtype, "linear_cosine_decay"), horizon)
-        return rate * _linear_cosine(step, horizon, num_periods, lambda lin: lin, alpha, beta, dtype)
+    def formula(rate: jax.Array, step: jax.Array, horizon: jax.Array) -> jax.Array:
+        return rate * _linear_cosine(step, horizon, num_periods, 0.0, alpha, beta)
 
-    return _decay("linear_cosine_decay", global_step, compute, learning_rate=learning_rate,
-                  decay_steps=decay_steps, num_periods=num_periods, alpha=alpha, beta=beta)
+    return _decay("linear_cosine_decay", learning_rate, global_step, "decay_steps", decay_steps, formula,
+                  num_periods=num_periods, alpha=alpha, beta=beta)
 
 
 def noisy_linear_cosine_decay(
@@ -433,26 +422,21 @@ def noisy_linear_cosine_decay(
     (True, True)
     """
     del name
-    rate = _float_rate(learning_rate, "noisy_linear_cosine_decay")
-    _positive(decay_steps, "decay_steps", "noisy_linear_cosine_decay")
     if key is None:
         raise ValueError(
             "noisy_linear_cosine_decay needs key=jax.random.PRNGKey(...) for its noise (JAX has no global "
             "random state)"
         )
-    dtype = rate.dtype
     scheduled = global_step is None or isinstance(global_step, Variable)
 
-    def compute(step: Any) -> jax.Array:
-        step = step.value if isinstance(step, Variable) else step
-        raw_step = _step_value(step, dtype, "noisy_linear_cosine_decay")
-        horizon = jnp.asarray(decay_steps, dtype)
-        capped = jnp.minimum(raw_step, horizon)
-        variance = jnp.asarray(initial_variance, dtype) / jnp.power(1.0 + capped, jnp.asarray(variance_decay, dtype))
-        step_key = jax.random.fold_in(key, jnp.asarray(step).astype(jnp.uint32)) if scheduled else key
-        noise = jax.random.normal(step_key, (), dtype) * jnp.sqrt(variance)
-        return rate * _linear_cosine(capped, horizon, num_periods, lambda lin: lin + noise, alpha, beta, dtype)
+    def formula(rate: jax.Array, step: jax.Array, horizon: jax.Array) -> jax.Array:
+        capped = jnp.minimum(step, horizon)
+        variance = jnp.asarray(initial_variance, rate.dtype) / jnp.power(
+            1.0 + capped, jnp.asarray(variance_decay, rate.dtype))
+        step_key = jax.random.fold_in(key, step.astype(jnp.uint32)) if scheduled else key
+        noise = jax.random.normal(step_key, (), rate.dtype) * jnp.sqrt(variance)
+        return rate * _linear_cosine(step, horizon, num_periods, noise, alpha, beta)
 
-    return _decay("noisy_linear_cosine_decay", global_step, compute, learning_rate=learning_rate,
-                  decay_steps=decay_steps, initial_variance=initial_variance, variance_decay=variance_decay,
-                  num_periods=num_periods, alpha=alpha, beta=beta)
+    return _decay("noisy_linear_cosine_decay", learning_rate, global_step, "decay_steps", decay_steps, formula,
+                  initial_variance=initial_variance, variance_decay=variance_decay, num_periods=num_periods,
+                  alpha=alpha, beta=beta)

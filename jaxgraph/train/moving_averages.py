@@ -39,6 +39,7 @@ from jaxgraph.variable_collections import (
     named_variables,
     names_by_id,
     replace_values,
+    resolved_name,
     trainable_variables,
 )
 from jaxgraph.variables import GraphKeys, Variable
@@ -96,17 +97,21 @@ class ExponentialMovingAverage:
     def _targets(self, tree: Any, var_list: Sequence[Variable | str] | None,
                  tensors: Mapping[str, Any] | None) -> list[tuple[str, jax.Array, bool]]:
         """``(name, value, is_variable)`` for every variable and array to average."""
-        by_name = {v.name: v for v in named_variables(tree)}
+        by_name = {resolved_name(v): v for v in named_variables(tree)}
         by_id = names_by_id(tree)
+        selected: list[str]
         if var_list is None:
-            selected = [v.name for v in trainable_variables(tree)]
+            selected = [resolved_name(v) for v in trainable_variables(tree)]
         else:
             if isinstance(var_list, (Variable, str)):
                 var_list = [var_list]
             selected = []
             for entry in var_list:
                 if isinstance(entry, Variable):
-                    name = by_id.get(id(entry), entry.name)
+                    found = by_id.get(id(entry)) or entry.name
+                    if found is None:
+                        raise ValueError(f"var_list entry {entry!r} has no name and is not a leaf of the tree")
+                    name = found
                 elif isinstance(entry, str):
                     name = entry
                 else:
@@ -117,7 +122,7 @@ class ExponentialMovingAverage:
                 if name not in by_name:
                     raise ValueError(f"var_list entry {name!r} is not a variable of the tree")
                 selected.append(name)
-        targets = [(n, by_name[n].value, True) for n in dict.fromkeys(selected)]
+        targets: list[tuple[str, jax.Array, bool]] = [(n, by_name[n].value, True) for n in dict.fromkeys(selected)]
         for name, value in (tensors or {}).items():
             if name in by_name:
                 raise ValueError(f"tensors key {name!r} is also a variable of the tree; give the array another name")
@@ -227,11 +232,11 @@ class ExponentialMovingAverage:
         What TF1 gets by restoring ``variables_to_restore()`` into an evaluation graph. Variables without
         an average keep their values.
         """
-        values = {}
+        values: dict[str, jax.Array] = {}
         for v in named_variables(tree):
             avg = ema_state.get(self.average_name(v))
             if avg is not None:
                 if avg.value.shape != v.value.shape:
                     raise ValueError(f"The average of {v.name!r} has shape {avg.value.shape}, the variable {v.shape}")
-                values[v.name] = avg.value.astype(v.dtype)
+                values[resolved_name(v)] = avg.value.astype(v.dtype)
         return replace_values(tree, values)

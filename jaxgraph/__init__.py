@@ -36,4 +36,42 @@ from jaxgraph.variables import Variable as Variable
 from jaxgraph.variables import create_global_step as create_global_step
 from jaxgraph.variables import name_scope as name_scope
 
+__all__ = [
+    "all_variables",
+    "clip_by_average_norm",
+    "clip_by_global_norm",
+    "clip_by_norm",
+    "clip_by_value",
+    "create_global_step",
+    "device",
+    "freeze",
+    "get_collection",
+    "get_global_step",
+    "global_norm",
+    "global_variables",
+    "GraphKeys",
+    "IndexedSlices",
+    "local_variables",
+    "losses",
+    "map_variables",
+    "model_variables",
+    "Module",
+    "name_scope",
+    "named_variables",
+    "nn",
+    "parse_device_spec",
+    "replace_values",
+    "sharding",
+    "sparse",
+    "sparse_reorder",
+    "sparse_retain",
+    "sparse_tensor_to_dense",
+    "SparseTensor",
+    "summary",
+    "train",
+    "trainable_variables",
+    "unfreeze",
+    "Variable",
+]
+
 __version__ = "0.1.0"

@@ -11,3 +11,17 @@ from jaxgraph.nn.embedding_sparse import embedding_lookup_sparse as embedding_lo
 from jaxgraph.nn.embedding_sparse import safe_embedding_lookup_sparse as safe_embedding_lookup_sparse
 from jaxgraph.nn.sampled_losses import nce_loss as nce_loss
 from jaxgraph.nn.sampled_losses import sampled_softmax_loss as sampled_softmax_loss
+
+__all__ = [
+    "compute_accidental_hits",
+    "embedding_lookup",
+    "embedding_lookup_sparse",
+    "embedding_lookup_v2",
+    "fixed_unigram_candidate_sampler",
+    "l2_loss",
+    "log_uniform_candidate_sampler",
+    "nce_loss",
+    "safe_embedding_lookup_sparse",
+    "sampled_softmax_loss",
+    "uniform_candidate_sampler",
+]

@@ -27,3 +27,33 @@ from jaxgraph.train.saver import latest_checkpoint as latest_checkpoint
 from jaxgraph.train.training_util import get_or_create_global_step as get_or_create_global_step
 from jaxgraph.variable_collections import get_global_step as get_global_step
 from jaxgraph.variables import create_global_step as create_global_step
+
+__all__ = [
+    "AdagradOptimizer",
+    "AdamOptimizer",
+    "CheckpointError",
+    "cosine_decay",
+    "cosine_decay_restarts",
+    "create_global_step",
+    "exponential_decay",
+    "ExponentialMovingAverage",
+    "get_global_step",
+    "get_or_create_global_step",
+    "GradientDescentOptimizer",
+    "inverse_time_decay",
+    "latest_checkpoint",
+    "LazyAdamOptimizer",
+    "LearningRateSchedule",
+    "linear_cosine_decay",
+    "MomentumOptimizer",
+    "natural_exp_decay",
+    "noisy_linear_cosine_decay",
+    "OptaxOptimizer",
+    "Optimizer",
+    "OptimizerState",
+    "piecewise_constant",
+    "piecewise_constant_decay",
+    "polynomial_decay",
+    "RMSPropOptimizer",
+    "Saver",
+]

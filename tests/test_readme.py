@@ -24,3 +24,23 @@ def test_training_step_example_runs_and_updates_sparsely():
     assert [v.name for v in namespace["jg"].trainable_variables(params)] == ["model/embeddings", "model/w"]
     assert params["w"].value.shape == (128, 1)
     assert float(jnp.abs(params["w"].value).sum()) > 0.0  # w started at zero and got a gradient
+
+
+def test_tf1_migration_recipe_and_its_reverse(tmp_path, monkeypatch):
+    tf1_job = Path(__file__).parent / "fixtures" / "tf_checkpoints" / "word2vec_adam"  # written by TF
+    recipe = _block_after("### Moving a TF1 model to jaxgraph")
+    assert '"tf1_job/"' in recipe
+    namespace: dict = {}
+    exec(compile(recipe.replace('"tf1_job/"', repr(str(tf1_job))), "README.md", "exec"), namespace)
+    params, opt_state = namespace["params"], namespace["opt_state"]
+    assert int(params["global_step"].value) == 3 and int(opt_state.iterations) == 3
+    assert float(opt_state.non_slots["beta1_power"]) == np.float32(0.9) ** 4  # TF's, after 3 steps
+
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_block_after("And the reverse"), "README.md", "exec"), namespace)
+    from jaxgraph.train import list_variables, load_checkpoint
+
+    assert list_variables("for_tf") == list_variables(str(tf1_job))
+    theirs, ours = load_checkpoint(str(tf1_job)), load_checkpoint("for_tf/model.ckpt-3")
+    for name in theirs.get_variable_to_shape_map():
+        np.testing.assert_array_equal(ours.get_tensor(name), theirs.get_tensor(name))

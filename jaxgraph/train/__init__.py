@@ -3,6 +3,8 @@
 from jaxgraph.train.adagrad import AdagradOptimizer as AdagradOptimizer
 from jaxgraph.train.adam import AdamOptimizer as AdamOptimizer
 from jaxgraph.train.adam import LazyAdamOptimizer as LazyAdamOptimizer
+from jaxgraph.train.checkpoint_utils import list_variables as list_variables
+from jaxgraph.train.checkpoint_utils import load_checkpoint as load_checkpoint
 from jaxgraph.train.gradient_descent import GradientDescentOptimizer as GradientDescentOptimizer
 from jaxgraph.train.learning_rate_decay import LearningRateSchedule as LearningRateSchedule
 from jaxgraph.train.learning_rate_decay import cosine_decay as cosine_decay
@@ -29,31 +31,11 @@ from jaxgraph.variable_collections import get_global_step as get_global_step
 from jaxgraph.variables import create_global_step as create_global_step
 
 __all__ = [
-    "AdagradOptimizer",
-    "AdamOptimizer",
-    "CheckpointError",
-    "cosine_decay",
-    "cosine_decay_restarts",
-    "create_global_step",
-    "exponential_decay",
-    "ExponentialMovingAverage",
-    "get_global_step",
-    "get_or_create_global_step",
-    "GradientDescentOptimizer",
-    "inverse_time_decay",
-    "latest_checkpoint",
-    "LazyAdamOptimizer",
-    "LearningRateSchedule",
-    "linear_cosine_decay",
-    "MomentumOptimizer",
-    "natural_exp_decay",
-    "noisy_linear_cosine_decay",
-    "OptaxOptimizer",
-    "Optimizer",
-    "OptimizerState",
-    "piecewise_constant",
-    "piecewise_constant_decay",
-    "polynomial_decay",
-    "RMSPropOptimizer",
-    "Saver",
+    "AdagradOptimizer", "AdamOptimizer", "CheckpointError", "GradientDescentOptimizer", "LazyAdamOptimizer",
+    "MomentumOptimizer", "OptaxOptimizer", "Optimizer", "OptimizerState", "RMSPropOptimizer", "Saver",
+    "create_global_step", "get_global_step", "latest_checkpoint", "list_variables", "load_checkpoint",
+    "ExponentialMovingAverage", "get_or_create_global_step",
+    "LearningRateSchedule", "cosine_decay", "cosine_decay_restarts", "exponential_decay", "inverse_time_decay",
+    "linear_cosine_decay", "natural_exp_decay", "noisy_linear_cosine_decay", "piecewise_constant",
+    "piecewise_constant_decay", "polynomial_decay",
 ]

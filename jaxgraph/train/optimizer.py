@@ -115,6 +115,20 @@ class Optimizer:
         i = self._slot_names.index(slot_name)
         return f"{var_name}/{self._name}" + (f"_{i}" if i else "")
 
+    def slot_variable_name(self, var_name: str, slot_name: str) -> str:
+        """TF1's name of the slot ``slot_name`` of the variable ``var_name``, as ``get_slot`` names it.
+
+        ``<var>/<optimizer name>`` for the first slot TF creates, ``_1``, ``_2``... for the later ones
+        (Adam: ``m`` -> ``"w/Adam"``, ``v`` -> ``"w/Adam_1"``). TF checkpoints key optimizer state by it.
+
+        >>> from jaxgraph.train import AdamOptimizer
+        >>> AdamOptimizer().slot_variable_name("w", "v")
+        'w/Adam_1'
+        """
+        if slot_name not in self._slot_names:
+            raise ValueError(f"{type(self).__name__} has no slot {slot_name!r}; its slots are {list(self._slot_names)}")
+        return self._slot_variable_name(var_name, slot_name)
+
     def get_slot(self, opt_state: OptimizerState, var: Variable | str, name: str) -> Variable | None:
         """The slot ``name`` of ``var`` as a non-trainable Variable named like TF's
         (``"<var>/Adam"``, ``"<var>/Adam_1"``), or ``None`` when there is no such slot."""

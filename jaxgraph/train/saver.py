@@ -52,22 +52,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgraph.variable_collections import named_variables, path_to_name, replace_values, resolved_name
+from jaxgraph.train import tf_checkpoint
+from jaxgraph.train.checkpoint_error import CheckpointError
+from jaxgraph.variable_collections import (
+    get_global_step,
+    named_variables,
+    path_to_name,
+    replace_values,
+    resolved_name,
+)
 from jaxgraph.variables import Variable
+
+__all__ = ["Saver", "latest_checkpoint", "CheckpointError", "FORMATS"]
 
 PyTree = Any
 
 FORMAT = "jaxgraph.checkpoint"
+FORMATS = ("npz", "tf")
 VERSION = 1
 SUFFIX = ".npz"
 INDEX_FILENAME = "checkpoint"
 _META_KEY = "__jaxgraph_checkpoint__"
 _VAR_PREFIX = "variables/"
 _OPT_PREFIX = "optimizer/"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, damaged, or does not match the tree it is restored into."""
 
 
 # -- file helpers ---------------------------------------------------------------------------------
@@ -107,6 +114,19 @@ def _checkpoint_file(prefix: str) -> str:
 
 def _prefix_of(path: str) -> str:
     return path[: -len(SUFFIX)] if path.endswith(SUFFIX) else path
+
+
+def _exists(prefix: str) -> bool:
+    return os.path.isfile(_checkpoint_file(prefix)) or tf_checkpoint.is_tf_checkpoint(prefix)
+
+
+def _global_step_name(tree: PyTree) -> str | None:
+    step = get_global_step(tree)
+    return None if step is None else resolved_name(step)
+
+
+def _files_of(prefix: str) -> list[str]:
+    return [_checkpoint_file(prefix)] + tf_checkpoint.checkpoint_files(prefix)
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -240,12 +260,18 @@ def _write_index(dirname: str, latest: str, all_paths: Sequence[str]) -> None:
 def latest_checkpoint(checkpoint_dir: str) -> str | None:
     """The prefix of the newest complete checkpoint in ``checkpoint_dir``, or ``None`` (as TF).
 
-    The index's latest entry is used if its file exists; else the newest kept one that exists.
+    The index's latest entry is used if its file exists; else the newest kept one that exists. TF's
+    checkpoints (``<prefix>.index`` + data files, as ``tf.compat.v1.train.Saver`` writes them under the
+    same ``checkpoint`` index) count as well as jaxgraph's. TF1's Saver records absolute paths, so a
+    directory copied from another machine names files that are not there: an absolute entry that
+    does not exist is looked for in ``checkpoint_dir`` under its base name.
     """
-    latest, all_paths = _read_index(os.fspath(checkpoint_dir))
+    dirname = os.fspath(checkpoint_dir)
+    latest, all_paths = _read_index(dirname)
     for prefix in ([latest] if latest else []) + list(reversed(all_paths)):
-        if os.path.isfile(_checkpoint_file(prefix)):
-            return prefix
+        for candidate in (prefix, os.path.join(dirname, os.path.basename(prefix))):
+            if _exists(candidate):
+                return candidate
     return None
 
 
@@ -293,6 +319,10 @@ class Saver:
       max_to_keep: how many recent checkpoints to keep; older ones are deleted. ``None`` or ``0``
         keeps all. On the first save into a directory, the checkpoints already listed in its index are
         adopted (as TF2's ``CheckpointManager`` does), so a resumed run keeps the limit.
+      format: what :meth:`save` writes: ``"npz"`` (jaxgraph's, below) or ``"tf"``: TF's own format
+        (``<prefix>.index`` + ``<prefix>.data-00000-of-00001``), keyed by TF1's names, which
+        ``tf.compat.v1.train.Saver`` restores into the TF1 graph of the same program
+        (:mod:`jaxgraph.train.tf_checkpoint`). :meth:`restore` reads either, whatever ``format`` is.
 
     The optimizer state is saved whole when given (``opt_state=None`` skips it), whatever ``var_list``
     says. Restoring it needs a template state of the same structure, e.g. ``opt.init(tree)``.
@@ -308,7 +338,8 @@ class Saver:
     (1.0, 0.0, 7)
     """
 
-    def __init__(self, var_list: Iterable[Variable | str] | None = None, max_to_keep: int | None = 5) -> None:
+    def __init__(self, var_list: Iterable[Variable | str] | None = None, max_to_keep: int | None = 5,
+                 format: str = "npz") -> None:
         if var_list is None:
             self._names: list[str] | None = None
         else:
@@ -326,6 +357,9 @@ class Saver:
             raise ValueError(f"max_to_keep must be >= 0 or None, got {max_to_keep}")
         self._max_to_keep = max_to_keep or None
         self._kept: dict[str, list[str]] = {}
+        if format not in FORMATS:
+            raise ValueError(f"Saver format must be one of {FORMATS}, got {format!r}")
+        self._format = format
 
     @property
     def last_checkpoints(self) -> list[str]:
@@ -345,15 +379,22 @@ class Saver:
         return [by_name[n] for n in self._names]
 
     # -- save -----------------------------------------------------------------------------------
-    def save(self, tree: PyTree, opt_state: PyTree | None, path: str, global_step: Any = None) -> str:
+    def save(self, tree: PyTree, opt_state: PyTree | None, path: str, global_step: Any = None, *,
+             optimizer: Any = None) -> str:
         """Write a checkpoint; return its prefix (``path``, or ``path-<global_step>`` when given).
 
         The file is ``<prefix>.npz``; the directory's ``checkpoint`` index is updated to name it the
         latest, and checkpoints beyond ``max_to_keep`` are deleted, all after the new file is durable.
+        With ``format="tf"``, TF's files instead (data file, then index), and ``optimizer`` (the
+        optimizer that made ``opt_state``) names the slots as TF1 does.
         """
         path = os.fspath(path)
         step = None if global_step is None else int(_to_numpy(global_step))
         prefix = path if step is None else f"{path}-{step}"
+        if self._format == "tf":
+            self._save_tf(tree, opt_state, prefix, optimizer)
+            self._record(os.path.dirname(os.path.abspath(prefix)), prefix)
+            return prefix
         arrays: dict[str, np.ndarray] = {}
         for var in self._selected(tree, "save"):
             arrays[_VAR_PREFIX + resolved_name(var)] = _to_numpy(var.value)
@@ -374,11 +415,18 @@ class Saver:
         self._record(dirname, prefix)
         return prefix
 
+    def _save_tf(self, tree: PyTree, opt_state: PyTree | None, prefix: str, optimizer: Any) -> None:
+        values = {resolved_name(v): _to_numpy(v.value) for v in self._selected(tree, "save")}
+        state = None if opt_state is None else jax.tree_util.tree_map(_to_numpy, opt_state)
+        tensors = tf_checkpoint.tf_tensors(values, state, optimizer, _global_step_name(tree))
+        os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+        tf_checkpoint.write_checkpoint(prefix, tensors, write_file=_atomic_write)
+
     def _record(self, dirname: str, prefix: str) -> None:
         kept = self._kept.get(dirname)
         if kept is None:
             _, existing = _read_index(dirname)
-            kept = [p for p in existing if os.path.isfile(_checkpoint_file(p))]
+            kept = [p for p in existing if _exists(p)]
         key = os.path.abspath(prefix)
         kept = [p for p in kept if os.path.abspath(p) != key] + [prefix]
         removed: list[str] = []
@@ -387,11 +435,13 @@ class Saver:
         _write_index(dirname, prefix, kept)
         self._kept[dirname] = kept
         for old in removed:
-            with contextlib.suppress(OSError):
-                os.remove(_checkpoint_file(old))
+            for filename in _files_of(old):
+                with contextlib.suppress(OSError):
+                    os.remove(filename)
 
     # -- restore --------------------------------------------------------------------------------
-    def restore(self, tree: PyTree, opt_state: PyTree | None, path: str) -> tuple[PyTree, PyTree | None]:
+    def restore(self, tree: PyTree, opt_state: PyTree | None, path: str, *, optimizer: Any = None,
+                assignment_map: Any = None) -> tuple[PyTree, PyTree | None]:
         """Return ``(tree, opt_state)`` with the checkpoint's values; the inputs are templates.
 
         ``path`` is a prefix returned by :meth:`save` / :func:`latest_checkpoint`, the ``.npz`` file, or
@@ -399,8 +449,21 @@ class Saver:
         template's shape and dtype; arrays land where the template's arrays live. ``opt_state=None``
         skips the optimizer state. Raises :class:`CheckpointError` (a ``ValueError``) naming the file
         and the offending variable.
+
+        A TF checkpoint (a prefix, its ``.index`` file, or a directory whose ``checkpoint`` index names
+        one) is restored by TF names: variables by their resolved names, optimizer state by TF1's
+        slot names, which need ``optimizer`` (the optimizer ``opt_state`` belongs to), and
+        ``assignment_map`` (``tf.compat.v1.train.init_from_checkpoint``'s rules) loads a renamed or
+        partial subset. See :mod:`jaxgraph.train.tf_checkpoint.names`.
         """
         filename = self._resolve(os.fspath(path))
+        tf_prefix = tf_checkpoint.tf_prefix(filename)
+        if tf_prefix is not None:
+            return self._restore_tf(tree, opt_state, tf_prefix, optimizer, assignment_map)
+        if assignment_map is not None:
+            raise CheckpointError(
+                f"assignment_map applies to TF checkpoints; {filename} is jaxgraph's, restored by name"
+            )
         with _Reader(filename) as reader:
             variables = self._selected(tree, "restore")
             names = [resolved_name(v) for v in variables]
@@ -447,18 +510,45 @@ class Saver:
                 leaves.append(_place_like(arr, leaf))
             return new_tree, jax.tree_util.tree_unflatten(treedef, leaves)
 
+    def _restore_tf(self, tree: PyTree, opt_state: PyTree | None, prefix: str, optimizer: Any,
+                    assignment_map: Any) -> tuple[PyTree, PyTree | None]:
+        variables = self._selected(tree, "restore")
+        with tf_checkpoint.CheckpointReader(prefix) as reader:
+            values, state = tf_checkpoint.restore_values(
+                reader, variables, opt_state, optimizer, assignment_map, _global_step_name(tree)
+            )
+        templates = {resolved_name(v): v.value for v in variables}
+        new_tree = replace_values(tree, {n: _place_like(a, templates[n]) for n, a in values.items()})
+        if state is None:
+            return new_tree, None
+        state = jax.tree_util.tree_map(
+            lambda new, old: _place_like(new, old) if isinstance(new, np.ndarray) else new, state, opt_state
+        )
+        abstract = [path_to_name(p) for p, leaf in jax.tree_util.tree_flatten_with_path(state)[0]
+                    if isinstance(leaf, jax.ShapeDtypeStruct)]
+        if abstract:
+            raise CheckpointError(
+                f"TF checkpoint {prefix} has nothing for the optimizer state entries {abstract}, which the "
+                "template leaves abstract; pass a concrete template (opt.init(tree))"
+            )
+        return new_tree, state
+
     @staticmethod
     def _resolve(path: str) -> str:
         if os.path.isdir(path):
+            if tf_checkpoint.saved_model_variables(path) is not None:
+                raise CheckpointError(tf_checkpoint.not_found_message(path))
             latest = latest_checkpoint(path)
             if latest is None:
                 raise CheckpointError(
                     f"No checkpoint found in directory {path} (no valid '{INDEX_FILENAME}' index)"
                 )
-            return _checkpoint_file(latest)
-        if os.path.isfile(path):
+            return latest if tf_checkpoint.is_tf_checkpoint(latest) else _checkpoint_file(latest)
+        if os.path.isfile(path) or tf_checkpoint.is_tf_checkpoint(path):
             return path
         filename = _checkpoint_file(path)
         if not os.path.exists(filename):
-            raise CheckpointError(f"Checkpoint {_prefix_of(path)} does not exist (no file {filename})")
+            raise CheckpointError(
+                f"Checkpoint {_prefix_of(path)} does not exist (no file {filename}, nor TF's {path}.index)"
+            )
         return filename

@@ -138,3 +138,16 @@ def test_get_or_create_global_step():
         get_or_create_global_step([jg.Variable(1.0)])
     with pytest.raises(ValueError, match="is not a global step"):
         get_or_create_global_step({"global_step": jg.Variable(0.0)})
+
+
+def test_variables_to_restore_as_assignment_map_of_a_tf_checkpoint(tmp_path):
+    # TF1's evaluation recipe: a checkpoint holding the averages, restored into the variables by name map.
+    tree = {"w": jg.Variable(jnp.array([10.0, 1.0]), name="w"), "global_step": jg.create_global_step()}
+    ema = ExponentialMovingAverage(0.5)
+    state = ema.init(tree)
+    tree = {**tree, "w": tree["w"].assign(jnp.array([20.0, 3.0]))}
+    state = ema.apply(tree, state)                                   # average: [15, 2]
+    path = jg.train.Saver(format="tf").save({**tree, "ema": state}, None, str(tmp_path / "model.ckpt"))
+    fresh = {"w": jg.Variable(jnp.zeros(2), name="w"), "global_step": jg.create_global_step()}
+    restored, _ = jg.train.Saver().restore(fresh, None, path, assignment_map=ema.variables_to_restore(fresh))
+    np.testing.assert_array_equal(restored["w"].value, [15.0, 2.0])

@@ -211,8 +211,10 @@ class ExponentialMovingAverage:
 
         Every variable of ``moving_avg_variables`` (default: the tree's trainable variables and its
         ``MOVING_AVERAGE_VARIABLES`` collection) is mapped from its average's name; every other global
-        variable from its own name. Give it to a saver that takes a name map, or use
-        :meth:`averaged_tree` to evaluate with the averages directly.
+        variable from its own name. It is an ``assignment_map`` for restoring a TF checkpoint
+        (``Saver().restore(tree, None, path, assignment_map=ema.variables_to_restore(tree))``, TF1's
+        evaluation recipe); with jaxgraph's own checkpoints, restore the EMA state and use
+        :meth:`averaged_tree`.
         """
         if moving_avg_variables is None:
             moving_avg_variables = trainable_variables(tree) + get_collection(tree, GraphKeys.MOVING_AVERAGE_VARIABLES)

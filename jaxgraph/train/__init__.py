@@ -6,6 +6,10 @@ from jaxgraph.train.adam import LazyAdamOptimizer as LazyAdamOptimizer
 from jaxgraph.train.checkpoint_utils import list_variables as list_variables
 from jaxgraph.train.checkpoint_utils import load_checkpoint as load_checkpoint
 from jaxgraph.train.gradient_descent import GradientDescentOptimizer as GradientDescentOptimizer
+from jaxgraph.train.lazy_optax import NotRowSeparable as NotRowSeparable
+from jaxgraph.train.lazy_optax import apply_updates as apply_updates
+from jaxgraph.train.lazy_optax import global_norm as global_norm
+from jaxgraph.train.lazy_optax import lazy_optax as lazy_optax
 from jaxgraph.train.learning_rate_decay import LearningRateSchedule as LearningRateSchedule
 from jaxgraph.train.learning_rate_decay import cosine_decay as cosine_decay
 from jaxgraph.train.learning_rate_decay import cosine_decay_restarts as cosine_decay_restarts
@@ -32,8 +36,9 @@ from jaxgraph.variables import create_global_step as create_global_step
 
 __all__ = [
     "AdagradOptimizer", "AdamOptimizer", "CheckpointError", "GradientDescentOptimizer", "LazyAdamOptimizer",
-    "MomentumOptimizer", "OptaxOptimizer", "Optimizer", "OptimizerState", "RMSPropOptimizer", "Saver",
-    "create_global_step", "get_global_step", "latest_checkpoint", "list_variables", "load_checkpoint",
+    "MomentumOptimizer", "NotRowSeparable", "OptaxOptimizer", "Optimizer", "OptimizerState", "RMSPropOptimizer",
+    "Saver", "apply_updates", "create_global_step", "get_global_step", "global_norm", "latest_checkpoint",
+    "lazy_optax", "list_variables", "load_checkpoint",
     "ExponentialMovingAverage", "get_or_create_global_step",
     "LearningRateSchedule", "cosine_decay", "cosine_decay_restarts", "exponential_decay", "inverse_time_decay",
     "linear_cosine_decay", "natural_exp_decay", "noisy_linear_cosine_decay", "piecewise_constant",

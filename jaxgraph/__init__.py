@@ -13,6 +13,9 @@ from jaxgraph.clip_ops import clip_by_value as clip_by_value
 from jaxgraph.clip_ops import global_norm as global_norm
 from jaxgraph.device import device as device
 from jaxgraph.device import parse_device_spec as parse_device_spec
+from jaxgraph.errors import InvalidArgumentError as InvalidArgumentError
+from jaxgraph.errors import JaxgraphWarning as JaxgraphWarning
+from jaxgraph.ids import checked as checked
 from jaxgraph.module import Module as Module
 from jaxgraph.sparse import IndexedSlices as IndexedSlices
 from jaxgraph.sparse_tensor import SparseTensor as SparseTensor

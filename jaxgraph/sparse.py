@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgraph.ids import check_ids
+
 # TF's `tf.sparse` namespace: the SparseTensor type and its ops live in jaxgraph.sparse_tensor.
 from jaxgraph.sparse_tensor import SparseTensor as SparseTensor
 from jaxgraph.sparse_tensor import from_dense as from_dense
@@ -53,8 +55,11 @@ class IndexedSlices:
 
     Args:
       values: ``[n, *dense_shape[1:]]``.
-      indices: integer ``[n]``; may repeat (repeats add up) and, after :meth:`coalesce`, may hold the
-        padding index ``dense_shape[0]`` for unused slots, which every consumer drops.
+      indices: integer ``[n]``; may repeat (repeats add up) and may hold the padding index
+        ``dense_shape[0]`` for unused slots (:meth:`coalesce` and sharded lookups make them), which every
+        consumer drops. Any other index outside ``[0, dense_shape[0])`` is an error when concrete
+        (TF's ``indices[i] = v is not in [0, n)``) and, under ``jit``, is treated as padding: dropped,
+        never wrapped (see :mod:`jaxgraph.ids`).
       dense_shape: the shape of the dense tensor (a tuple of ints).
     """
 
@@ -104,7 +109,12 @@ class IndexedSlices:
     def to_dense(self) -> jax.Array:
         """The dense array these slices stand for (repeats summed, padding dropped)."""
         zeros = jnp.zeros(self.dense_shape, dtype=self.values.dtype)
-        return zeros.at[self.indices].add(self.values, mode="drop")
+        return zeros.at[self.checked_indices()].add(self.values, mode="drop")
+
+    def checked_indices(self) -> jax.Array:
+        """The indices after :func:`jaxgraph.ids.check_ids` (padding allowed): concrete ones out of
+        range raise TF's message; traced ones out of range become the padding index."""
+        return check_ids(self.indices, self.dense_shape[0], allow_padding=True, what="IndexedSlices indices")
 
     def coalesce(self) -> IndexedSlices:
         """Sum the values of repeated indices (TF's ``_deduplicate_indexed_slices``).
@@ -114,7 +124,7 @@ class IndexedSlices:
         """
         n = self.indices.shape[0]
         pad = self.dense_shape[0]
-        unique, inverse = jnp.unique(self.indices, size=n, fill_value=pad, return_inverse=True)
+        unique, inverse = jnp.unique(self.checked_indices(), size=n, fill_value=pad, return_inverse=True)
         summed = jax.ops.segment_sum(self.values, inverse.reshape(-1), num_segments=n)
         return IndexedSlices(summed, unique.astype(self.indices.dtype), self.dense_shape)
 

@@ -143,8 +143,13 @@ class SparseTensor:
 
     @property
     def mask(self) -> jax.Array:
-        """``[capacity]`` bool: True for a real entry, False for an empty slot."""
-        return self.indices[:, 0] != self.dense_shape[0]
+        """``[capacity]`` bool: True for a real entry, False for an empty slot.
+
+        An entry whose index lies outside ``dense_shape`` (possible only for indices made under ``jit``,
+        where they are not checked) counts as empty too: it is ignored, never wrapped around.
+        """
+        inside = (self.indices >= 0) & (self.indices < jnp.asarray(self.dense_shape, self.indices.dtype))
+        return jnp.all(inside, axis=1)
 
     def nnz(self) -> jax.Array:
         """The number of real entries (a scalar array; traced under ``jit``)."""
@@ -306,7 +311,10 @@ def to_dense(sp_input: SparseTensor, default_value: Any = None, validate_indices
         _check_no_repeats(sp_input)
     fill = jnp.zeros((), sp_input.dtype) if default_value is None else jnp.asarray(default_value, sp_input.dtype)
     dense = jnp.full(sp_input.dense_shape, fill, sp_input.dtype)
-    index = tuple(sp_input.indices[:, d] for d in range(len(sp_input.dense_shape)))
+    # Empty slots (and indices outside the shape) point past the end and are dropped, never wrapped.
+    past_end = jnp.asarray(sp_input.dense_shape, sp_input.indices.dtype)
+    placed = jnp.where(sp_input.mask[:, None], sp_input.indices, past_end)
+    index = tuple(placed[:, d] for d in range(len(sp_input.dense_shape)))
     return dense.at[index].set(sp_input.values, mode="drop")
 
 

@@ -257,7 +257,8 @@ def test_embedding_lookup_masked():
     with pytest.raises(ValueError, match=r"indices\[3\] = 9 is not in \[0, 4\)"):
         embedding_lookup_masked(TABLE, ids, jnp.array([[True, False], [True, True]]))
     jitted = jax.jit(lambda m: embedding_lookup_masked(TABLE, ids, m))(jnp.ones((2, 2), bool))
-    assert np.isnan(np.asarray(jitted[1, 1])).all() and np.isfinite(np.asarray(jitted[0, 0])).all()
+    np.testing.assert_array_equal(np.asarray(jitted[:, 1]), np.zeros((2, 4)))   # -1 and 9: zero rows under jit
+    np.testing.assert_array_equal(np.asarray(jitted[0, 0]), TABLE[2])
     with pytest.raises(ValueError, match="mask must be a bool array"):
         embedding_lookup_masked(TABLE, ids, jnp.ones((2,), bool))
 
@@ -288,12 +289,25 @@ def test_errors():
         safe_embedding_lookup_sparse(TABLE, ids, default_id=4)
 
 
-def test_out_of_range_id_under_jit_is_nan_not_a_row():
+def test_out_of_range_id_under_jit_reads_zeros_and_checked_raises():
     ids = sparse.from_ragged([[0, 1], [2], [3]])
-    bad = jax.jit(lambda v: embedding_lookup_sparse(TABLE, ids.with_values(v), None))(jnp.array([0, 1, 9, 3]))
-    assert np.isnan(np.asarray(bad[1])).all()
-    np.testing.assert_allclose(bad[0], (TABLE[0] + TABLE[1]) / 2, rtol=1e-6)
-    np.testing.assert_allclose(bad[2], TABLE[3], rtol=1e-6)
+    values = jnp.array([0, 1, 9, 3])                       # entry 2 (row 1) names id 9 of a 4-row table
+    lookup = lambda v: embedding_lookup_sparse(TABLE, ids.with_values(v), None)
+    out = jax.jit(lookup)(values)
+    np.testing.assert_array_equal(np.asarray(out[1]), np.zeros(4))     # TF's GPU rule: a zero row, never another
+    np.testing.assert_allclose(out[0], (TABLE[0] + TABLE[1]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(out[2], TABLE[3], rtol=1e-6)
+    with pytest.raises(jg.InvalidArgumentError, match=r"indices\[2\] = 9 is not in \[0, 4\)"):
+        jg.checked(lookup)(values)
+    # Its gradient is dropped: no row moves for it, and the weight still counts in the mean (TF's GPU rule).
+    grad = jax.grad(lambda t: jnp.sum(embedding_lookup_sparse(t, sparse.from_ragged([[1, 0]]).with_values(
+        jnp.array([1, 9])), None)))
+    with pytest.raises(jg.InvalidArgumentError):
+        grad(TABLE)                                        # concrete ids are checked eagerly
+    dense = jax.jit(lambda t, v: jax.grad(lambda u: jnp.sum(embedding_lookup_sparse(
+        u, sparse.from_ragged([[1, 0]]).with_values(v), None)))(t))(TABLE, jnp.array([1, 9]))
+    np.testing.assert_array_equal(np.asarray(dense)[[0, 2, 3]], 0.0)
+    np.testing.assert_allclose(np.asarray(dense)[1], 0.5, rtol=1e-6)   # mean over 2 entries, one of them zero
 
 
 # -- the compiled step: nothing table-sized but the table's in-place update -----------------------------------

@@ -286,7 +286,8 @@ def test_saver_tf_format_round_trip_with_tf_names(tmp_path, make_opt):
     saver = Saver(format="tf", max_to_keep=2)
     prefix = saver.save(params, opt_state, str(tmp_path / "model.ckpt"), global_step=7, optimizer=opt)
     assert prefix == str(tmp_path / "model.ckpt-7") and latest_checkpoint(str(tmp_path)) == prefix
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "model.ckpt-7.data-00000-of-00001", "model.ckpt-7.index"]
+    assert sorted(os.listdir(tmp_path)) == [  # and the Saver's lock (one writer per directory)
+        "checkpoint", "checkpoint.lock", "model.ckpt-7.data-00000-of-00001", "model.ckpt-7.index"]
     with load_checkpoint(prefix) as reader:
         names = reader.get_variable_to_shape_map()
         assert set(names) == {v.name for v in jg.named_variables(params) + opt.variables(opt_state)}

@@ -18,10 +18,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxgraph import gradients
 from jaxgraph.clip_ops import clip_by_norm
+from jaxgraph.ids import as_ids, check_ids
 from jaxgraph.variables import Variable
 
 __all__ = ["embedding_lookup", "embedding_lookup_masked", "embedding_lookup_v2"]
@@ -55,30 +55,6 @@ def _rows_and_tail(shard: Any) -> tuple[int, tuple[int, ...]]:
     return shape[0], shape[1:]
 
 
-def _as_ids(ids: Any) -> tuple[jax.Array, np.ndarray | None]:
-    """The ids as a JAX int array, plus a NumPy copy when they are concrete (for range checks)."""
-    if isinstance(ids, Variable):
-        raise TypeError("ids must be an integer array, not a Variable; pass `ids_var.value`.")
-    if isinstance(ids, jax.core.Tracer):
-        concrete = None
-    else:
-        # Keep the host copy before any int64 -> int32 narrowing, so a huge id is reported as given.
-        concrete = np.asarray(ids)
-        if concrete.dtype == object:
-            raise TypeError(f"ids must be an integer array, got {ids!r}")
-    dtype = concrete.dtype if concrete is not None else ids.dtype
-    if not np.issubdtype(dtype, np.integer):
-        raise TypeError(f"ids must be integers (int32 or int64), got dtype {dtype}")
-    return jnp.asarray(ids), concrete
-
-
-def _check_range(flat_ids: np.ndarray, valid: np.ndarray, total_rows: int) -> None:
-    bad = np.flatnonzero(~valid)
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"indices[{i}] = {int(flat_ids[i])} is not in [0, {total_rows})")
-
-
 def _partition(flat_ids: Any, strategy: str, sizes: Sequence[int], xp: Any) -> tuple[Any, Any]:
     """Shard index and shard-local row of each id, as TF's ``_embedding_lookup_and_transform``.
 
@@ -102,6 +78,17 @@ def _partition(flat_ids: Any, strategy: str, sizes: Sequence[int], xp: Any) -> t
     return assignments, new_ids
 
 
+def _in_layout(strategy: str, sizes: Sequence[int]) -> Any:
+    """``in_range`` for :func:`~jaxgraph.ids.check_ids`: the id's shard exists and has its row."""
+
+    def in_range(flat_ids: Any, xp: Any) -> Any:
+        p, local = _partition(flat_ids, strategy, sizes, xp)
+        size_of = xp.asarray(sizes)[xp.clip(p, 0, len(sizes) - 1)]
+        return (p >= 0) & (p < len(sizes)) & (local >= 0) & (local < size_of)
+
+    return in_range
+
+
 def embedding_lookup(
     params: Any,
     ids: Any,
@@ -115,7 +102,7 @@ def embedding_lookup(
     Args:
       params: one table (a :class:`jaxgraph.Variable` or an array of shape ``[N, ...]``) or a list of
         shards of it. Shards may hold different row counts; they must share the trailing shape.
-      ids: integer array of any shape (a Python list is accepted).
+      ids: integer array of any shape (a Python list is accepted; ``[]`` is an empty id array).
       partition_strategy: how ids map to shards when there are several: ``"mod"`` (id ``i`` lives in
         shard ``i % n`` at row ``i // n``) or ``"div"`` (contiguous blocks, the first ``N % n`` shards
         holding one extra row). Unlike TF, a bad value is rejected even for a single table.
@@ -128,11 +115,15 @@ def embedding_lookup(
       An array of shape ``ids.shape + params.shape[1:]`` with the params' dtype.
 
     Raises:
-      ValueError: ``params`` missing or empty (TF's messages), unknown strategy, or, when ``ids`` are
-        concrete, an id outside the table: ``"indices[i] = x is not in [0, N)"`` (``i`` indexes the
-        flattened ids, ``N`` counts all rows). Under ``jax.jit`` the ids are tracers and cannot be
-        checked: an out-of-range id then gives unspecified values (currently NaN fill), not an error.
+      ValueError: ``params`` missing or empty (TF's messages), unknown strategy.
+      InvalidArgumentError: (a ``ValueError``) concrete ``ids`` with an id outside the table, negative
+        ones included: ``"indices[i] = x is not in [0, N)"`` (``i`` indexes the flattened ids, ``N``
+        counts all rows).
       TypeError: non-integer ``ids``.
+
+    Under ``jax.jit`` the ids are tracers and are not checked (see :mod:`jaxgraph.ids`): an id outside
+    the table reads a row of zeros and its gradient is dropped, never another row. Compile with
+    :func:`jaxgraph.checked` instead of ``jax.jit`` to have them raise TF's message.
 
     >>> import jax.numpy as jnp
     >>> table = jnp.arange(6.0).reshape(3, 2)
@@ -140,21 +131,22 @@ def embedding_lookup(
     (2, 1, 2)
     >>> embedding_lookup(jnp.array([[3.0, 4.0]]), jnp.array([0]), max_norm=1.0).tolist()
     [[0.6000000238418579, 0.800000011920929]]
+    >>> import jax
+    >>> jax.jit(embedding_lookup)(table, jnp.array([1, 3, -1])).tolist()  # out of range: zeros
+    [[2.0, 3.0], [0.0, 0.0], [0.0, 0.0]]
     """
     del name, validate_indices
     shards, sizes, tail = _shards_and_sizes(params, partition_strategy)
-    ids, concrete = _as_ids(ids)
     if len(shards) == 1:
-        if concrete is not None:
-            flat = concrete.reshape(-1)
-            _check_range(flat, (flat >= 0) & (flat < sizes[0]), sizes[0])
-        result = gradients.gather_rows(shards[0], ids)
+        ids = check_ids(ids, sizes[0])
+        # Out-of-range ids now hold the padding index: they read zeros and their gradient is dropped.
+        result = gradients.gather_rows(shards[0], ids, padded=True)
     else:
-        if concrete is not None:
-            flat = concrete.reshape(-1).astype(np.int64)
-            _check_range(flat, _in_range(flat, partition_strategy, sizes), sum(sizes))
+        total = sum(sizes)
+        ids = check_ids(ids, total, in_range=_in_layout(partition_strategy, sizes))
         flat_ids = ids.reshape(-1)
-        result = _gather_partitioned(shards, sizes, tail, flat_ids, partition_strategy, None)
+        # An out-of-range id (now the padding index `total`) is owned by no shard: zeros everywhere.
+        result = _gather_partitioned(shards, sizes, tail, flat_ids, partition_strategy, flat_ids != total)
         result = result.reshape(ids.shape + tail)
     return _clip_rows(result, ids.ndim, max_norm)
 
@@ -174,15 +166,6 @@ def _shards_and_sizes(params: Any, partition_strategy: str) -> tuple[list[Any], 
             raise TypeError(f"All shards must have the same dtype, got {shards[0].dtype} and {shard.dtype}")
         sizes.append(rows)
     return shards, sizes, tail
-
-
-def _in_range(flat: np.ndarray, strategy: str, sizes: Sequence[int]) -> np.ndarray:
-    """Which (host) ids some shard owns."""
-    if len(sizes) == 1:
-        return (flat >= 0) & (flat < sizes[0])
-    p, local = _partition(flat, strategy, sizes, np)
-    size_of = np.asarray(sizes)[np.clip(p, 0, len(sizes) - 1)]
-    return (flat >= 0) & (p >= 0) & (p < len(sizes)) & (local >= 0) & (local < size_of)
 
 
 def _gather_partitioned(shards: list[Any], sizes: list[int], tail: tuple[int, ...], flat_ids: jax.Array,
@@ -231,12 +214,11 @@ def embedding_lookup_masked(
     """:func:`embedding_lookup` of the ids where ``mask`` is True; zeros elsewhere, and no update there.
 
     Not in TF: the building block of :func:`jaxgraph.nn.embedding_lookup_sparse`, public for models that
-    keep padded id matrices. A masked-out id is never read and never appears in the table's
-    ``IndexedSlices`` gradient (it carries the padding index that sparse updates drop), so a lazy
-    optimizer leaves its row bit-identical; its value does not matter (``-1`` padding is fine).
-
-    Raises ``ValueError`` ``"indices[i] = x is not in [0, N)"`` for a concrete unmasked id outside the
-    table. Under ``jit`` such an id cannot be checked: its output row is NaN (never a real row).
+    keep padded id matrices. A masked-out id is never read, checked or differentiated (it carries the
+    padding index that sparse updates drop), so a lazy optimizer leaves its row bit-identical; its value
+    does not matter (``-1`` padding is fine). The unmasked ids follow :mod:`jaxgraph.ids`: a concrete one
+    outside the table raises TF's ``"indices[i] = x is not in [0, N)"``; under ``jit`` it reads zeros and
+    its gradient is dropped (:func:`jaxgraph.checked` raises instead).
 
     >>> import jax.numpy as jnp
     >>> table = jnp.arange(6.0).reshape(3, 2)
@@ -245,25 +227,17 @@ def embedding_lookup_masked(
     [[[4.0, 5.0], [0.0, 0.0]], [[0.0, 1.0], [2.0, 3.0]]]
     """
     shards, sizes, tail = _shards_and_sizes(params, partition_strategy)
-    ids, concrete = _as_ids(ids)
+    ids, _ = as_ids(ids)
     mask = jnp.asarray(mask)
     if mask.shape != ids.shape or mask.dtype != jnp.bool_:
         raise ValueError(f"mask must be a bool array of the ids' shape {ids.shape}, got {mask.dtype}{list(mask.shape)}")
-    flat_ids, flat_mask = ids.reshape(-1), mask.reshape(-1)
-    if concrete is not None and not isinstance(mask, jax.core.Tracer):
-        flat = concrete.reshape(-1).astype(np.int64)
-        _check_range(flat, _in_range(flat, partition_strategy, sizes) | ~np.asarray(flat_mask), sum(sizes))
-    if len(sizes) == 1:
-        inside = (flat_ids >= 0) & (flat_ids < sizes[0])
-    else:
-        assignments, local = _partition(flat_ids, partition_strategy, sizes, jnp)
-        size_of = jnp.asarray(sizes)[jnp.clip(assignments, 0, len(sizes) - 1)]
-        inside = (flat_ids >= 0) & (assignments < len(sizes)) & (local >= 0) & (local < size_of)
-    result = _gather_partitioned(shards, sizes, tail, flat_ids, partition_strategy, flat_mask & inside)
-    # An unmasked id outside the table (only possible under jit) reads NaN, never a silent zero row.
-    bad = (flat_mask & ~inside).reshape((-1,) + (1,) * len(tail))
-    result = jnp.where(bad, jnp.asarray(jnp.nan, result.dtype), result).reshape(ids.shape + tail)
-    return _clip_rows(result, ids.ndim, max_norm)
+    total = sum(sizes)
+    in_range = _in_layout(partition_strategy, sizes) if len(shards) > 1 else None
+    # A masked-out slot holds id 0 for the check, so only the real ids are checked (positions kept).
+    flat_ids = check_ids(jnp.where(mask, ids, 0), total, in_range=in_range).reshape(-1)
+    valid = mask.reshape(-1) & (flat_ids != total)
+    result = _gather_partitioned(shards, sizes, tail, flat_ids, partition_strategy, valid)
+    return _clip_rows(result.reshape(ids.shape + tail), ids.ndim, max_norm)
 
 
 def embedding_lookup_v2(params: Any, ids: Any, max_norm: float | None = None, name: str | None = None) -> jax.Array:

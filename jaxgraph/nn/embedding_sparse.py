@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgraph.ids import check_ids
 from jaxgraph.nn.embedding import embedding_lookup_masked
 from jaxgraph.sparse_tensor import SparseTensor
 from jaxgraph.variables import Variable
@@ -67,30 +68,20 @@ def _check_inputs(combiner: str, ids: Any, weights: Any, ids_name: str, weights_
     return ids.values
 
 
-def _check_range(ids: jax.Array, real: jax.Array, total: int) -> None:
-    """TF's gather error for a concrete real id outside the table."""
-    if isinstance(ids, jax.core.Tracer) or isinstance(real, jax.core.Tracer):
-        return
-    host, keep = np.asarray(ids), np.asarray(real)
-    bad = np.flatnonzero(keep & ((host < 0) | (host >= total)))
-    if bad.size:
-        k = int(bad[0])
-        raise ValueError(f"indices[{k}] = {int(host[k])} is not in [0, {total})")
-
-
 def _combine(params: Any, ids: jax.Array, segments: jax.Array, weights: jax.Array | None, real: jax.Array,
              num_segments: int, combiner: str, partition_strategy: str, max_norm: Any) -> jax.Array:
     """``[num_segments, *row_shape]``: each segment's real entries looked up, weighted and combined.
 
-    ``real`` marks the entries that take part; the others are neither read nor differentiated. A real
-    id outside the table (possible only under ``jit``) makes its segment's row NaN.
+    ``real`` marks the entries that take part; the others are neither read, checked nor differentiated.
+    A real id outside the table raises TF's message when concrete; under ``jit`` it reads zeros (its
+    weight still counts, as with TF's GPU gather) and its gradient is dropped (:mod:`jaxgraph.ids`).
     """
     total = _total_rows(params)
-    inside = (ids >= 0) & (ids < total)
-    take = real & inside
+    # Only the real entries are checked (the others hold 0 for the check); positions are the entries'.
+    checked = check_ids(jnp.where(real, ids, 0), total)
     # One lookup per distinct id, as TF (its unique + embedding_lookup): the sentinel `total` collects
-    # everything not looked up and is masked out of the lookup itself.
-    lookup_ids = jnp.where(take, ids, total)
+    # everything not looked up (empty slots, pruned and out-of-range ids) and reads zeros.
+    lookup_ids = jnp.where(real, checked, total)
     unique, position = jnp.unique(lookup_ids, size=ids.shape[0], fill_value=total, return_inverse=True)
     rows = embedding_lookup_masked(params, unique, unique < total, partition_strategy=partition_strategy,
                                    max_norm=max_norm)
@@ -100,9 +91,9 @@ def _combine(params: Any, ids: jax.Array, segments: jax.Array, weights: jax.Arra
         # TF computes the weighted combination of low-precision embeddings in float32.
         embeddings = embeddings.astype(jnp.float32)
     w = jnp.ones(ids.shape, embeddings.dtype) if weights is None else weights.astype(embeddings.dtype)
-    w = jnp.where(take, w, jnp.zeros((), embeddings.dtype))
+    w = jnp.where(real, w, jnp.zeros((), embeddings.dtype))
     w_b = w.reshape(w.shape + (1,) * (embeddings.ndim - 1))
-    seg = jnp.where(take, segments, num_segments)  # out of range: dropped by segment_sum
+    seg = jnp.where(real, segments, num_segments)  # out of range: dropped by segment_sum
     summed = jax.ops.segment_sum(embeddings * w_b, seg, num_segments=num_segments)
     if combiner != "sum":
         norm = w_b if combiner == "mean" else w_b * w_b
@@ -114,9 +105,6 @@ def _combine(params: Any, ids: jax.Array, segments: jax.Array, weights: jax.Arra
         zero = denom == 0
         safe = jnp.where(zero, jnp.ones((), denom.dtype), denom)
         summed = jnp.where(zero, jnp.zeros((), summed.dtype), summed / safe)
-    bad = jax.ops.segment_max((real & ~inside).astype(jnp.int32), jnp.where(real, segments, num_segments),
-                              num_segments=num_segments) > 0
-    summed = jnp.where(bad.reshape(bad.shape + (1,) * (summed.ndim - 1)), jnp.asarray(jnp.nan, summed.dtype), summed)
     return summed.astype(original_dtype)
 
 
@@ -149,8 +137,9 @@ def embedding_lookup_sparse(
 
     Weights are not pruned: a weight of 0 still looks its id up (a zero-gradient update, as in TF).
     Ids must lie in the table: concrete ones outside it raise TF's ``"indices[k] = x is not in [0,
-    N)"``; under ``jit`` such an id turns its row's output into NaN. The entries need not be in
-    row-major order.
+    N)"`` (``k`` indexes ``sp_ids.values``); under ``jit`` such an id reads zeros (its weight still
+    counts, as with TF's GPU kernels) and its gradient is dropped, and :func:`jaxgraph.checked` raises
+    the message instead (:mod:`jaxgraph.ids`). The entries need not be in row-major order.
 
     >>> import jax.numpy as jnp
     >>> from jaxgraph.sparse import from_ragged
@@ -164,7 +153,6 @@ def embedding_lookup_sparse(
     combiner = "mean" if combiner is None else combiner
     ids = _check_inputs(combiner, sp_ids, sp_weights, "sp_ids", "sp_weights")
     real = sp_ids.mask
-    _check_range(ids, real, _total_rows(params))
     weights = None if sp_weights is None else sp_weights.values
     return _combine(params, ids, sp_ids.indices[:, 0], weights, real, sp_ids.dense_shape[0], combiner,
                     partition_strategy, max_norm)
@@ -191,7 +179,8 @@ def safe_embedding_lookup_sparse(
       ``dense_shape[:-1] + params.shape[1:]``.
 
     The default ``partition_strategy`` is ``"div"`` here, as in TF. Ids beyond the table raise TF's
-    ``"indices[k] = x is not in [0, N)"`` when concrete (NaN rows under ``jit``). Unlike TF, an empty
+    ``"indices[k] = x is not in [0, N)"`` when concrete (under ``jit``: zeros, no update; see
+    :func:`embedding_lookup_sparse`). Unlike TF, an empty
     row with no ``default_id`` does not look up row 0 (TF gathers it and zeroes the result, so a lazy
     optimizer such as Momentum or FTRL gives row 0 a zero-gradient update); here it touches nothing.
 
@@ -221,10 +210,8 @@ def safe_embedding_lookup_sparse(
     weights = None if sparse_weights is None else sparse_weights.values
     if weights is not None and combiner != "sum":
         keep = keep & (weights > 0)
-    _check_range(ids, keep, total)
     if default_id is not None:
-        if not 0 <= int(default_id) < total:
-            raise ValueError(f"indices[0] = {int(default_id)} is not in [0, {total})")
+        check_ids([int(default_id)], total)
         # TF's sparse_fill_empty_rows: an entry (default_id, weight 1) for each row left empty.
         has_ids = jax.ops.segment_sum(keep.astype(jnp.int32), jnp.where(keep, segments, num_rows),
                                       num_segments=num_rows) > 0

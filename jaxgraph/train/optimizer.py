@@ -237,6 +237,10 @@ class Optimizer:
             if grad is not None:
                 grad = convert_to_tensor_or_indexed_slices(grad)
                 self._check_gradient(grad, by_name[name])
+                if isinstance(grad, IndexedSlices):
+                    # Concrete indices outside [0, rows] raise TF's message; traced ones become padding,
+                    # so no update ever lands on another row (a negative index must not wrap).
+                    grad = IndexedSlices(grad.values, grad.checked_indices(), grad.dense_shape)
             checked.append((grad, name))
         if all(g is None for g, _ in checked):
             raise ValueError(f"No gradients provided for any variable: {[n for _, n in checked]}.")
@@ -290,6 +294,11 @@ class Optimizer:
         with a gradient); pass ``opt.init(params)`` to create them up front, which keeps the state's
         structure fixed across jitted steps. ``global_step`` (a Variable of ``params``, or its name)
         is incremented by one after the updates.
+
+        An ``IndexedSlices`` gradient's indices must lie in ``[0, rows)``, or be the padding index
+        ``rows`` (dropped). Other concrete indices raise TF's ``indices[i] = v is not in [0, rows)``;
+        under ``jit`` they are dropped too (never wrapped onto another row), and
+        :func:`jaxgraph.checked` raises the message instead.
         """
         checked, by_name = self._check_grads_and_vars(grads_and_vars, params)
         if opt_state is None:

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxgraph.train.checkpoint_error import CheckpointError
+from jaxgraph.train.checkpoint_error import CheckpointCorruptError, CheckpointError
 from jaxgraph.train.tf_checkpoint import crc32c
 from jaxgraph.train.tf_checkpoint.protos import (
     DT_STRING,
@@ -160,9 +160,9 @@ class CheckpointReader:
         prefix = os.fspath(prefix)
         found = tf_prefix(prefix)
         if found is not None and not os.path.isfile(index_file(found)):
-            raise CheckpointError(not_found_message(found))
+            raise CheckpointCorruptError(not_found_message(found))
         if found is None:
-            raise CheckpointError(not_found_message(prefix))
+            raise CheckpointCorruptError(not_found_message(prefix))
         self.prefix = found
         self._maps: dict[int, Any] = {}
         filename = index_file(found)
@@ -171,18 +171,20 @@ class CheckpointReader:
         try:
             rows = read_table(data)
             if not rows or rows[0][0] != b"":
-                raise CheckpointError(f"{filename} has no header entry (key ''); it is not a TF checkpoint index")
+                raise CheckpointCorruptError(
+                    f"{filename} has no header entry (key ''); it is not a TF checkpoint index"
+                )
             header = decode_header(rows[0][1])
             entries = [(key, decode_entry(value)) for key, value in rows[1:]]
         except (TableError, WireError) as e:
-            raise CheckpointError(f"TF checkpoint index {filename} is corrupt or truncated: {e}") from None
+            raise CheckpointCorruptError(f"TF checkpoint index {filename} is corrupt or truncated: {e}") from None
         if header.min_consumer > _BUNDLE_VERSION or _BUNDLE_VERSION in header.bad_consumers:
-            raise CheckpointError(
+            raise CheckpointCorruptError(
                 f"{filename} needs a reader of bundle format version >= {header.min_consumer} "
                 f"(this one reads version {_BUNDLE_VERSION}); it was written by a newer TensorFlow"
             )
         if header.num_shards < 1:
-            raise CheckpointError(f"{filename} is corrupt: its header says {header.num_shards} data shards")
+            raise CheckpointCorruptError(f"{filename} is corrupt: its header says {header.num_shards} data shards")
         self._header = header
         self._entries: dict[str, BundleEntry] = {}
         by_key = dict(entries)
@@ -196,7 +198,7 @@ class CheckpointReader:
         self._slice_entries = {k: by_key[k] for k in slice_keys if k in by_key}
         missing_slices = sorted(slice_keys - set(by_key))
         if missing_slices:
-            raise CheckpointError(
+            raise CheckpointCorruptError(
                 f"TF checkpoint index {filename} is corrupt: slice entries {missing_slices} are missing"
             )
         self._check_data_files()
@@ -209,13 +211,13 @@ class CheckpointReader:
             if entry.slices:
                 continue
             if not 0 <= entry.shard_id < n:
-                raise CheckpointError(
+                raise CheckpointCorruptError(
                     f"TF checkpoint {self.prefix} is corrupt: an entry names data shard {entry.shard_id} of {n}"
                 )
             needed[entry.shard_id] = max(needed.get(entry.shard_id, 0), entry.offset + entry.size)
         missing = [data_file(self.prefix, s, n) for s in range(n) if not os.path.isfile(data_file(self.prefix, s, n))]
         if missing:
-            raise CheckpointError(
+            raise CheckpointCorruptError(
                 f"TF checkpoint {self.prefix} is incomplete: data files {missing} are missing "
                 f"(it has {n} shards; copy every {os.path.basename(self.prefix)}.data-* file)"
             )
@@ -223,7 +225,7 @@ class CheckpointReader:
             name = data_file(self.prefix, shard, n)
             size = os.path.getsize(name)
             if size < end:
-                raise CheckpointError(
+                raise CheckpointCorruptError(
                     f"TF checkpoint data file {name} is truncated: {size} bytes, the index needs {end}"
                 )
 
@@ -281,13 +283,15 @@ class CheckpointReader:
             return self._read(name, entry)
         problem = check_cover(entry.slices, entry.shape)
         if problem is not None:
-            raise CheckpointError(f"Partitioned tensor {name!r} in {self.prefix} is corrupt: {problem}")
+            raise CheckpointCorruptError(f"Partitioned tensor {name!r} in {self.prefix} is corrupt: {problem}")
         out = np.empty(entry.shape, NUMPY_DTYPES[entry.dtype])
         for extents in entry.slices:
             part = self._slice_entries[encode_slice_key(name, extents)]
             index = slice_index(extents, entry.shape)
             if part.dtype != entry.dtype or part.slices:
-                raise CheckpointError(f"Partitioned tensor {name!r} in {self.prefix}: slice {extents} is corrupt")
+                raise CheckpointCorruptError(
+                    f"Partitioned tensor {name!r} in {self.prefix}: slice {extents} is corrupt"
+                )
             out[index] = self._read(f"{name} slice {list(extents)}", part)
         return out
 
@@ -300,7 +304,7 @@ class CheckpointReader:
         if entry.dtype == DT_STRING:
             return self._read_strings(view, count, where, entry).reshape(entry.shape)
         if entry.size != count * dtype.itemsize:
-            raise CheckpointError(
+            raise CheckpointCorruptError(
                 f"Tensor {where} is corrupt: the index says {entry.size} bytes, its shape {list(entry.shape)} "
                 f"and dtype {dtype.name} need {count * dtype.itemsize}"
             )
@@ -314,7 +318,7 @@ class CheckpointReader:
 
     def _verify(self, actual: int, entry: BundleEntry, where: str) -> None:
         if actual != crc32c.unmask(entry.crc32c):
-            raise CheckpointError(
+            raise CheckpointCorruptError(
                 f"Tensor {where} is corrupt: its CRC-32C is {actual:08x}, the index recorded "
                 f"{crc32c.unmask(entry.crc32c):08x} ({entry.size} bytes at offset {entry.offset})"
             )
@@ -339,13 +343,13 @@ class CheckpointReader:
                 raise WireError("missing the length checksum")
             (stored,) = struct.unpack_from(order + "I", view, pos)
             if crc32c.unmask(stored) != crc:
-                raise CheckpointError(f"Tensor {where} is corrupt: the string lengths' checksum does not match")
+                raise CheckpointCorruptError(f"Tensor {where} is corrupt: the string lengths' checksum does not match")
             crc = crc32c.extend(crc, view[pos : pos + 4])
             pos += 4
             if pos + sum(lengths) != len(view):
                 raise WireError(f"{pos + sum(lengths)} bytes of lengths and strings, the index says {len(view)}")
         except WireError as e:
-            raise CheckpointError(f"Tensor {where} is corrupt: {e}") from None
+            raise CheckpointCorruptError(f"Tensor {where} is corrupt: {e}") from None
         out = np.empty(count, dtype=object)
         for i, n in enumerate(lengths):
             out[i] = bytes(view[pos : pos + n])

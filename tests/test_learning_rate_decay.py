@@ -188,3 +188,15 @@ def test_errors(fn):
         fn(1.0, jnp.array([1, 2]), 10, 0.5)
     with pytest.raises(ValueError, match="scalar Variable"):
         fn(1.0, jg.Variable(jnp.zeros(2), name="s"), 10, 0.5)
+
+
+def test_schedule_reads_a_restored_global_step():
+    # A job restored at global step 200 with a fresh optimizer state trains at the step-200 rate, as TF1.
+    params = {"w": jg.Variable(jnp.array([1.0]), name="w"),
+              "global_step": jg.create_global_step().assign(200)}
+    lr = train.exponential_decay(0.5, params["global_step"], 100, 0.5)          # 0.125 at step 200
+    opt = train.GradientDescentOptimizer(lr)
+    new, _ = opt.apply_gradients([(jnp.array([1.0]), "w")], params, opt.init(params),
+                                 global_step=params["global_step"])
+    close(new["w"].value[0], 1.0 - 0.125)
+    assert int(new["global_step"].value) == 201

@@ -8,8 +8,9 @@ the numbers agree to float rounding). What comes back depends on ``global_step``
   step, a scalar array. TF1 returns a tensor of the global step; in jaxgraph a step function that reads
   ``params["global_step"].value`` and calls the decay function gets exactly that.
 * **``None`` or the global-step Variable**: a :class:`LearningRateSchedule`, ``step -> learning rate``.
-  Give it to an optimizer as its learning rate and the optimizer evaluates it at each step, which is
-  how TF1's graph re-reads ``global_step`` on every run. (Passing the Variable does not freeze its
+  Give it to an optimizer as its learning rate and ``apply_gradients(..., global_step=...)`` evaluates
+  it at that global step (before the increment; the state's ``iterations`` without one), which is how
+  TF1's graph re-reads ``global_step`` on every run. (Passing the Variable does not freeze its
   current value: a jaxgraph Variable is immutable, so reading it once would train at that step's rate
   forever.)
 

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.parity
 STEPS = 25
 
 # wide optimizer name -> TF constructor, matching wide_deep.default_optimizers.
-TF_WIDE = {"adagrad": lambda: tf.compat.v1.train.AdagradOptimizer(0.2)}
+TF_WIDE = {"ftrl": lambda: tf.compat.v1.train.FtrlOptimizer(0.2),
+           "adagrad": lambda: tf.compat.v1.train.AdagradOptimizer(0.2)}
 
 
 def _sparse_value(rows, dtype, n):

@@ -125,6 +125,8 @@ OPTIMIZERS = [
     ("adagrad", lambda: tf.compat.v1.train.AdagradOptimizer(0.1), lambda: jg.train.AdagradOptimizer(0.1)),
     ("momentum", lambda: tf.compat.v1.train.MomentumOptimizer(0.05, 0.9),
      lambda: jg.train.MomentumOptimizer(0.05, 0.9)),
+    ("ftrl", lambda: tf.compat.v1.train.FtrlOptimizer(0.1, l1_regularization_strength=0.001),
+     lambda: jg.train.FtrlOptimizer(0.1, l1_regularization_strength=0.001)),
 ]
 
 
@@ -194,8 +196,8 @@ def _train_jg(make_opt, table, dense0, batches, safe, shards, default_id):
 
 CASES = [(name, safe, shards, default_id) for name, *_ in OPTIMIZERS
          for safe, shards, default_id in [(False, 1, None), (False, 3, None), (True, 1, 2), (True, 3, None)]
-         # Momentum with empty rows and no default_id: see test_safe_empty_rows_do_not_touch_row_0.
-         if not (name == "momentum" and safe and default_id is None)]
+         # Momentum (or FTRL) with empty rows and no default_id: see test_safe_empty_rows_do_not_touch_row_0.
+         if not (name in ("momentum", "ftrl") and safe and default_id is None)]
 
 
 @pytest.mark.parametrize("name, safe, shards, default_id", CASES)
@@ -222,8 +224,9 @@ def test_training_steps(name, safe, shards, default_id):
 
 def test_safe_empty_rows_do_not_touch_row_0():
     """The one documented difference: TF fills an empty row with id 0 and zeroes its result, so a lazy
-    optimizer with state (Momentum) keeps moving TF's row 0 on zero gradients; jaxgraph does not look
-    row 0 up. Row 0 is used once (it gets momentum), then only empty rows follow."""
+    optimizer with state (Momentum; FTRL, which re-solves a row from its slots) gives TF's row 0
+    zero-gradient updates; jaxgraph does not look row 0 up. Row 0 is used once (it gets momentum), then
+    only empty rows follow."""
     rng = np.random.default_rng(5)
     table = rng.normal(size=(V, D)).astype(np.float32)
     dense0 = rng.normal(size=(D, 2)).astype(np.float32)

@@ -1,4 +1,8 @@
-"""``IndexedSlices``: TF1's sparse gradient, a set of rows of a dense tensor.
+"""``IndexedSlices``: TF1's sparse gradient, a set of rows of a dense tensor; and TF's ``tf.sparse`` ops.
+
+This module is also jaxgraph's ``tf.sparse``: :class:`~jaxgraph.SparseTensor` and ``from_dense``,
+``to_dense``, ``reorder``, ``retain``, ``from_padded``, ``from_ragged`` (defined in
+:mod:`jaxgraph.sparse_tensor`) are importable from here.
 
 ``IndexedSlices(values, indices, dense_shape)`` stands for the dense array that is zero everywhere
 except rows ``indices[i]``, which hold ``values[i]``; repeated indices add up. It is a pytree (values
@@ -23,7 +27,26 @@ import numpy as np
 
 from jaxgraph.ids import check_ids
 
-__all__ = ["IndexedSlices", "convert_to_tensor_or_indexed_slices"]
+# TF's `tf.sparse` namespace: the SparseTensor type and its ops live in jaxgraph.sparse_tensor.
+from jaxgraph.sparse_tensor import SparseTensor as SparseTensor
+from jaxgraph.sparse_tensor import from_dense as from_dense
+from jaxgraph.sparse_tensor import from_padded as from_padded
+from jaxgraph.sparse_tensor import from_ragged as from_ragged
+from jaxgraph.sparse_tensor import reorder as reorder
+from jaxgraph.sparse_tensor import retain as retain
+from jaxgraph.sparse_tensor import to_dense as to_dense
+
+__all__ = [
+    "IndexedSlices",
+    "SparseTensor",
+    "convert_to_tensor_or_indexed_slices",
+    "from_dense",
+    "from_padded",
+    "from_ragged",
+    "reorder",
+    "retain",
+    "to_dense",
+]
 
 
 @jax.tree_util.register_pytree_with_keys_class

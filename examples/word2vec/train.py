@@ -262,8 +262,7 @@ def _evaluate(emb: np.ndarray, vocab: list[str], args: argparse.Namespace) -> di
 
 def _export(output_dir: str, emb: np.ndarray, vocab: list[str]) -> str:
     """``vectors.txt`` and the projector files; the path of ``vectors.txt``."""
-    vectors = export.save_word2vec_format(os.path.join(output_dir, "vectors.txt"), emb, vocab)
-    tsv, meta = export.save_projector_tsv(output_dir, emb, vocab)
+    vectors, tsv, meta = export.save_embeddings(output_dir, emb, vocab)
     export.save_projector_config(output_dir, "embeddings", os.path.basename(meta), os.path.basename(tsv))
     return vectors
 

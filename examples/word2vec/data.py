@@ -56,6 +56,7 @@ __all__ = [
     "Vocabulary",
     "build_dataset",
     "build_vocabulary",
+    "corpus_source",
     "default_corpus",
     "download_text8",
     "expected_keep_fraction",
@@ -417,27 +418,42 @@ def _verify(path: str, expected_size: int, expected_sha256: str) -> str | None:
     return _mismatch(os.path.getsize(path), digest.hexdigest(), expected_size, expected_sha256)
 
 
+def corpus_source(
+    corpus: str | None, download_text8: bool = False, data_dir: str = ".", log: Callable[[str], None] | None = None
+) -> tuple[str | list[str], Callable[[int], str]]:
+    """The corpus the command-line flags name, as a path to read (``corpus``, or text8 downloaded into
+    ``data_dir`` if ``download_text8``) or the words of the offline :func:`default_corpus` (``log`` is told
+    first: it takes seconds to read); and a function of its word count that describes it in one line.
+
+    Raises:
+        CorpusError: see :func:`download_text8` and :func:`default_corpus`.
+    """
+    if corpus:
+        return corpus, lambda n: f"{os.path.abspath(corpus)} ({n:,} words)"
+    if download_text8:
+        # The flag's name shadows the function here (calling it was a TypeError before): look the function up.
+        path = globals()["download_text8"](data_dir)
+        return path, lambda n: f"text8 ({path}, {n:,} words)"
+    if log is not None:
+        log("reading the embedded default corpus (gensim test data) ...")
+    words, description = default_corpus()
+    return words, lambda n: description
+
+
 def load_corpus(
     corpus: str | None, download_text8: bool = False, data_dir: str = ".", log: Callable[[str], None] | None = None
 ) -> tuple[list[str], str]:
     """The words of the corpus the command-line flags name, and a one-line description of it.
 
     ``corpus`` (a path) if given, else text8 downloaded into ``data_dir`` if ``download_text8``, else the
-    offline :func:`default_corpus` (``log`` is told first: it takes seconds to read).
+    offline :func:`default_corpus` (``log`` is told first: it takes seconds to read). See :func:`corpus_source`.
 
     Raises:
         CorpusError: see :func:`read_words`, :func:`download_text8` and :func:`default_corpus`.
     """
-    if corpus:
-        words = read_words(corpus)
-        return words, f"{os.path.abspath(corpus)} ({len(words):,} words)"
-    if download_text8:
-        path = download_text8(data_dir)
-        words = read_words(path)
-        return words, f"text8 ({path}, {len(words):,} words)"
-    if log is not None:
-        log("reading the embedded default corpus (gensim test data) ...")
-    return default_corpus()
+    source, describe = corpus_source(corpus, download_text8, data_dir, log)
+    words = read_words(source) if isinstance(source, str) else source
+    return words, describe(len(words))
 
 
 # --------------------------------------------------------------------------------------------------

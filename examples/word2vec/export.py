@@ -186,14 +186,17 @@ def format_rows(vec: np.ndarray, precision: int, sep: bytes, words: Sequence[str
     return _join(*format_g(vec, precision), vec.shape[1], sep, words)
 
 
-def _join(chars: np.ndarray, length: np.ndarray, dim: int, sep: bytes, words: Sequence[str] | None) -> bytes:
-    """:func:`format_g`'s values as lines of ``dim`` values (``chars`` is not changed)."""
+def _join(chars: np.ndarray, length: np.ndarray, dim: int, sep: bytes, words: Sequence[str] | None,
+          keep: np.ndarray | None = None) -> bytes:
+    """:func:`format_g`'s values as lines of ``dim`` values. Each value's separator is written into ``chars``,
+    in the column after the value (the spare column at most); ``keep`` (the mask of the columns in use, which
+    this computes when None) can be shared by calls on the same ``chars``."""
     ends = np.full(len(length), sep[0], np.uint8)
     ends[dim - 1:: dim] = ord("\n")
-    cols = np.arange(chars.shape[1], dtype=np.int64)[None, :]
-    # Each value's separator goes into the column after it (the spare column at most).
-    lines = np.where(cols == length[:, None], ends[:, None], chars)
-    text = lines[cols <= length[:, None]].tobytes()
+    chars.reshape(-1)[np.arange(0, chars.size, chars.shape[1]) + length] = ends
+    if keep is None:
+        keep = np.arange(chars.shape[1], dtype=np.int64)[None, :] <= length[:, None]
+    text = chars[keep].tobytes()
     if words is None:
         return text
     line_ends = np.cumsum((length + 1).reshape(-1, dim).sum(axis=1)).tolist()
@@ -228,8 +231,9 @@ def save_embeddings(directory: str | os.PathLike[str], vectors: Any, words: Sequ
         for start in range(0, vec.shape[0], step):
             block = vec[start: start + step]
             chars, length = format_g(block, precision)
-            txt.buffer.write(_join(chars, length, vec.shape[1], b" ", words[start: start + step]))  # type: ignore
-            tsv.buffer.write(_join(chars, length, vec.shape[1], b"\t", None))  # type: ignore[attr-defined]
+            keep = np.arange(chars.shape[1], dtype=np.int64)[None, :] <= length[:, None]
+            txt.buffer.write(_join(chars, length, vec.shape[1], b" ", words[start: start + step], keep))  # type: ignore
+            tsv.buffer.write(_join(chars, length, vec.shape[1], b"\t", None, keep))  # type: ignore[attr-defined]
 
     tsv_path = os.path.join(directory, "vectors.tsv")
     txt_path = atomic_write(os.path.join(directory, "vectors.txt"),

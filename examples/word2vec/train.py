@@ -3,14 +3,17 @@
 Run it as ``python -m examples.word2vec.train [--corpus PATH] [--output-dir DIR] ...`` (``--help`` lists every
 flag). It trains with jaxgraph's public API only: the two embedding tables are :class:`jaxgraph.Variable` s read
 through :func:`jaxgraph.nn.embedding_lookup`, so the optimizer gets ``IndexedSlices`` gradients and applies one
-in-place scatter per table. The corpus lives on the device, batches are made there, and K steps run per compiled
-call: there is no host work per step.
+in-place scatter per table. The corpus lives on the device (whole, or the chunk in use when it is larger than
+``--max-corpus-memory``), batches are made there, and K steps run per compiled call: there is no host work per
+step.
 
 This file only wires the run together (:func:`run`, top to bottom); each job has its own module:
 
 =================  =====================================================================================
 ``flags.py``       the command line, checked, with its dependent defaults
 ``data.py``        reading the corpus, the vocabulary (``--min-count``; out-of-vocabulary tokens dropped)
+``corpus_ids.py``  the corpus as ids in one pass, in memory or in an id file (``--max-corpus-memory``)
+``feed.py``        the corpus on the device: whole, or streamed chunk by chunk
 ``batches.py``     skip-gram windows built on the device (subsampling, dynamic window)
 ``sampling.py``    the negatives (unigram^0.75 alias table per centre; TF's shared set for nce)
 ``hashing.py``     the counter-based randomness behind both (why resume is exact)

@@ -199,3 +199,48 @@ def test_id_file_write_error_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(CorpusError, match=r"cannot write the corpus id file in .*: No space left on device"):
         ids.append(np.arange(10, dtype=np.int32))
     ids.close()
+
+
+def test_reader_processes_give_the_same_ids(tmp_path, monkeypatch):
+    """Blocks tokenised in two reader processes and merged in order: the vocabulary and ids of one pass, also when
+    the first appearance of many words falls in later blocks; a UTF-8 error found by a reader names its offset."""
+    monkeypatch.setattr(data, "_BLOCK_BYTES", 4096)  # text_blocks' default: many blocks
+    monkeypatch.setattr(data, "_SNIFF_CHARS", 64)
+    words = _zipf_words(40_000, seed=3)
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(" ".join(words[i: i + 11]) for i in range(0, len(words), 11)) + " Ünïcode ok")
+    expected = corpus_ids.read_corpus(path, 2, None, memory_bytes=1 << 30, spill_dir=str(tmp_path), processes=0)
+    got = corpus_ids.read_corpus(path, 2, None, memory_bytes=1 << 30, spill_dir=str(tmp_path), processes=2)
+    assert got.words == expected.words and got.raw_tokens == expected.raw_tokens == len(words) + 2
+    np.testing.assert_array_equal(got.counts, expected.counts)
+    np.testing.assert_array_equal(got.ids, expected.ids)
+    bad = tmp_path / "bad.txt"
+    raw = path.read_bytes() + b" caf\xe9 "
+    bad.write_bytes(raw)
+    offset = raw.index(b"\xe9")
+    with pytest.raises(CorpusError, match=rf"invalid byte at offset {offset}\)"):
+        corpus_ids.read_corpus(bad, 2, None, memory_bytes=1 << 30, spill_dir=str(tmp_path), processes=2)
+
+
+def test_a_dead_reader_process_is_an_error(tmp_path, monkeypatch):
+    path = tmp_path / "corpus.txt"
+    path.write_text("a b c " * 1000)
+
+    def crash(*args):
+        raise OSError(32, "Broken pipe")
+
+    monkeypatch.setattr(corpus_ids, "_send", crash)
+    with pytest.raises(CorpusError, match="a corpus reader process failed while reading .*Broken pipe"):
+        corpus_ids.read_corpus(path, 1, None, memory_bytes=1 << 30, spill_dir=str(tmp_path), processes=1)
+
+
+def test_reader_processes_by_default_only_for_big_files(tmp_path, monkeypatch):
+    small = tmp_path / "small.txt"
+    small.write_text("a b " * 10)
+    assert corpus_ids._reader_processes(small, None) == 0
+    assert corpus_ids._reader_processes(small, 3) == 3
+    monkeypatch.setattr(corpus_ids.os.path, "getsize", lambda p: 1 << 30)
+    monkeypatch.setattr(corpus_ids.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert corpus_ids._reader_processes(small, None) == 2
+    monkeypatch.setattr(corpus_ids.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert corpus_ids._reader_processes(small, None) == 0

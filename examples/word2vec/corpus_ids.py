@@ -26,16 +26,23 @@ memory map, so that the resident set stays bounded by the blocks in use, not the
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
 from examples.word2vec import data
 
-__all__ = ["CorpusIds", "IdFile", "read_corpus"]
+__all__ = ["CorpusIds", "IdFile", "index_block", "read_corpus"]
 
 # Provisional ids are counted and remapped this many at a time (64 MiB of int32).
 _IDS_PER_BLOCK = 1 << 24
@@ -173,21 +180,139 @@ class _Provisional:
         return np.pad(self.counts, (0, vocab_size_seen - len(self.counts)))
 
 
-def _token_source(source: str | os.PathLike[str] | Sequence[str]) -> Iterator[Sequence]:
-    if isinstance(source, (str, os.PathLike)):
-        yield from data.token_blocks(source, as_bytes=True)
+def index_block(block: bytes, offset: int, path: str) -> tuple[list[bytes], np.ndarray]:
+    """One block of ``data.text_blocks`` tokenised and indexed on its own: its distinct tokens (UTF-8 bytes) in
+    order of first appearance, and its tokens as ids into that list. What a reader process does."""
+    index = data.first_seen_index()
+    ids = data.index_tokens(index, data.block_tokens(block, offset, path, as_bytes=True))
+    return list(index), ids
+
+
+class _Readers:
+    """``processes`` child processes (``python -m examples.word2vec.corpus_ids``, which imports only numpy and
+    ``data.py``) running :func:`index_block` on blocks sent through their pipes; one thread per process talks
+    to it, so the pipes never block the main thread, which merges the results in order."""
+
+    def __init__(self, processes: int) -> None:
+        paths = [os.path.abspath(p or os.curdir) for p in sys.path]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+        self.children = [subprocess.Popen([sys.executable, "-m", "examples.word2vec.corpus_ids"], env=env,
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                         for _ in range(processes)]
+        self.free: queue.Queue = queue.Queue()
+        for child in self.children:
+            self.free.put(child)
+        self.threads = concurrent.futures.ThreadPoolExecutor(processes, thread_name_prefix="corpus-reader")
+
+    def _index(self, block: bytes, offset: int, path: str) -> tuple[list[bytes], np.ndarray]:
+        child = self.free.get()
+        try:
+            _send(child.stdin, (block, offset, path))
+            status, result = _receive(child.stdout)
+        except (OSError, EOFError, ValueError) as e:
+            raise data.CorpusError(f"a corpus reader process failed while reading {path}: {e}") from None
+        finally:
+            self.free.put(child)
+        if status == "error":
+            raise data.CorpusError(result)
+        return result
+
+    def map(self, blocks: Iterator[tuple[bytes, int]], path: str) -> Iterator[tuple[list[bytes], np.ndarray]]:
+        """:func:`index_block` of each block, in order, with at most two blocks per process in flight."""
+        pending: collections.deque = collections.deque()
+        for block, offset in blocks:
+            pending.append(self.threads.submit(self._index, block, offset, path))
+            if len(pending) >= 2 * len(self.children):
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    def close(self) -> None:
+        self.threads.shutdown(wait=True, cancel_futures=True)
+        for child in self.children:
+            child.stdin.close()  # the child's loop ends at end of input
+        for child in self.children:
+            child.wait()
+            child.stdout.close()
+
+
+def _send(stream: IO[bytes], obj: object) -> None:
+    payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(len(payload).to_bytes(8, "little"))
+    stream.write(payload)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> Any:
+    header = stream.read(8)
+    if len(header) < 8:
+        raise EOFError("the process ended")
+    return pickle.loads(stream.read(int.from_bytes(header, "little")))
+
+
+def _serve() -> None:
+    """A reader process: :func:`index_block` on each request until the end of its input."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        try:
+            block, offset, path = _receive(stdin)
+        except EOFError:
+            return
+        try:
+            reply: tuple = ("ok", index_block(block, offset, path))
+        except data.CorpusError as e:
+            reply = ("error", str(e))
+        _send(stdout, reply)
+
+
+def _reader_processes(source: str | os.PathLike[str], processes: int | None) -> int:
+    """Reader processes for a corpus file: ``processes``, or by default one per core (at most 4) for files of
+    32 MiB or more (below that, starting them costs more than they save), none on one core."""
+    if processes is not None:
+        return processes
+    try:
+        size = os.path.getsize(source)
+    except OSError:
+        return 0  # read_corpus reports it
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(cores, 4) if cores > 1 and size >= 32 << 20 else 0
+
+
+def _index_source(source: str | os.PathLike[str] | Sequence[str], index: dict, provisional: _Provisional,
+                  processes: int | None) -> None:
+    """Pass 1: every token of ``source`` as a provisional id of ``index``, into ``provisional``."""
+    if not isinstance(source, (str, os.PathLike)):
+        for start in range(0, len(source), 1 << 20):
+            provisional.add(data.index_tokens(index, source[start: start + (1 << 20)]))
         return
-    for start in range(0, len(source), 1 << 20):
-        yield source[start: start + (1 << 20)]
+    path = os.fspath(source)
+    processes = _reader_processes(path, processes)
+    if processes == 0:
+        for tokens in data.token_blocks(path, as_bytes=True):
+            provisional.add(data.index_tokens(index, tokens))
+        return
+    readers = _Readers(processes)
+    try:
+        for words, local in readers.map(data.text_blocks(path), path):
+            # The block's distinct tokens, in their order of first appearance, after the earlier blocks': the
+            # same provisional ids as one pass over the tokens.
+            provisional.add(data.index_tokens(index, words)[local])
+    finally:
+        readers.close()
+    if provisional.n == 0:
+        raise data.CorpusError(f"corpus file {path} contains no words")
 
 
 def read_corpus(source: str | os.PathLike[str] | Sequence[str], min_count: int, max_vocab: int | None, *,
-                memory_bytes: int, spill_dir: str, to_file: bool = False) -> CorpusIds:
+                memory_bytes: int, spill_dir: str, to_file: bool = False, processes: int | None = None) -> CorpusIds:
     """The vocabulary and in-vocabulary ids of ``source`` (a corpus file, read as ``data.read_words`` reads it,
     or a list of words) with ``--min-count`` / ``--max-vocab``, identical to ``data.build_vocabulary``'s.
 
     The ids stay in memory if they fit in ``memory_bytes`` (4 bytes per token) and ``to_file`` is false; otherwise
-    they are in an :class:`IdFile` in ``spill_dir`` (see the module docstring).
+    they are in an :class:`IdFile` in ``spill_dir`` (see the module docstring). A file's blocks are tokenised by
+    ``processes`` reader processes (default: one per core, at most 4, for files of 32 MiB or more; 0: in this
+    process), the main process merging their distinct tokens in order: the same ids either way.
 
     Raises:
         CorpusError: see ``data.token_blocks`` and ``data.rank_vocabulary``; more than 2^31 - 2^26 tokens; the id
@@ -195,8 +320,7 @@ def read_corpus(source: str | os.PathLike[str] | Sequence[str], min_count: int, 
     """
     index = data.first_seen_index()
     provisional = _Provisional(-1 if to_file else memory_bytes, spill_dir)
-    for tokens in _token_source(source):
-        provisional.add(data.index_tokens(index, tokens))
+    _index_source(source, index, provisional, processes)
     counts = provisional.finish(len(index))
     words, counts, remap = data.rank_vocabulary(list(index), counts, min_count, max_vocab)
     del index
@@ -211,3 +335,7 @@ def read_corpus(source: str | os.PathLike[str] | Sequence[str], min_count: int, 
         ids_file.close()
         return CorpusIds(words, counts, in_memory, provisional.n)
     return CorpusIds(words, counts, ids_file, provisional.n)
+
+
+if __name__ == "__main__":
+    _serve()

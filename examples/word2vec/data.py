@@ -55,6 +55,7 @@ __all__ = [
     "Dataset",
     "Vocabulary",
     "build_dataset",
+    "block_tokens",
     "build_vocabulary",
     "corpus_source",
     "default_corpus",
@@ -67,6 +68,7 @@ __all__ = [
     "rank_vocabulary",
     "read_words",
     "subsample_keep_prob",
+    "text_blocks",
     "token_blocks",
     "tokenize",
 ]
@@ -209,8 +211,9 @@ def _decode(raw: bytes, path: str, offset: int) -> str:
         raise CorpusError(msg) from None
 
 
-def _block_tokens(block: bytes, offset: int, path: str, as_bytes: bool) -> list:
-    """The tokens of one block (see the module docstring), as ``str`` or as UTF-8 ``bytes``.
+def block_tokens(block: bytes, offset: int, path: str, as_bytes: bool = False) -> list:
+    """The tokens of one block of :func:`text_blocks` (see the module docstring), as ``str`` or as UTF-8 ``bytes``;
+    ``offset`` and ``path`` name the place of a UTF-8 error.
 
     ASCII text takes the fast path: one ``bytes.translate`` (letters lowercased, digits kept, every other byte a
     space) and ``split``, which for ASCII is exactly the regex on the lowercased text. Where a block has other
@@ -243,21 +246,18 @@ def _block_tokens(block: bytes, offset: int, path: str, as_bytes: bool) -> list:
     return tokens
 
 
-def token_blocks(path: str | os.PathLike[str], *, as_bytes: bool = False,
-                 block_bytes: int = _BLOCK_BYTES) -> Iterator[list]:
-    """The tokens of a corpus file, block by block (lists of ``str``, or of UTF-8 ``bytes`` with ``as_bytes``),
-    reading a few megabytes at a time: memory does not grow with the file. Together the blocks are exactly
-    :func:`read_words`'s list. The checks are the same too, each on the data it needs: NUL bytes in the first MiB,
-    the share of letters and digits in the first million characters, UTF-8 throughout, emptiness at the end.
-
-    >>> [len(b) for b in token_blocks("text8.zip")]        # doctest: +SKIP
-    [698540, 699037, ...]
+def text_blocks(path: str | os.PathLike[str], block_bytes: int | None = None) -> Iterator[tuple[bytes, int]]:
+    """The decompressed bytes of a corpus file in blocks of about ``block_bytes``, each cut after an ASCII
+    whitespace byte, with the offset of each in the file's text: ``(block, offset)``, for :func:`block_tokens`.
+    The first block is checked (NUL bytes in the first MiB; mostly letters and digits in the first million
+    characters; a UTF-8 BOM is dropped), and a file without a non-whitespace byte is an error at the end.
 
     Raises:
-        CorpusError: missing, unreadable, not text, corrupt archive, or no words at all.
+        CorpusError: missing, unreadable, corrupt archive, binary, not text, or empty.
     """
     path = os.fspath(path)
-    offset, any_text, any_tokens = 0, False, False
+    block_bytes = block_bytes or _BLOCK_BYTES
+    offset, any_text = 0, False
     # The first block holds at least the sniffed million characters (4 bytes each at most).
     first_bytes = max(block_bytes, 4 * _SNIFF_CHARS)
     for i, block in enumerate(_raw_blocks(path, first_bytes, block_bytes)):
@@ -270,12 +270,34 @@ def token_blocks(path: str | os.PathLike[str], *, as_bytes: bool = False,
             if block.startswith(codecs.BOM_UTF8):
                 block, start = block[3:], start + 3
             _check_text(block.decode("ascii") if block.isascii() else _decode(block, path, start), path)
-        tokens = _block_tokens(block, start, path, as_bytes)
+        yield block, start
+    if not any_text:
+        raise CorpusError(f"corpus file {path} is empty")
+
+
+def token_blocks(path: str | os.PathLike[str], *, as_bytes: bool = False,
+                 block_bytes: int | None = None) -> Iterator[list]:
+    """The tokens of a corpus file, block by block (lists of ``str``, or of UTF-8 ``bytes`` with ``as_bytes``),
+    reading a few megabytes at a time: memory does not grow with the file. Together the blocks are exactly
+    :func:`read_words`'s list. The checks are the same too, each on the data it needs (:func:`text_blocks`):
+    NUL bytes in the first MiB, the share of letters and digits in the first million characters, UTF-8
+    throughout, emptiness and the absence of words at the end.
+
+    >>> [len(b) for b in token_blocks("text8.zip")]        # doctest: +SKIP
+    [698540, 699037, ...]
+
+    Raises:
+        CorpusError: missing, unreadable, not text, corrupt archive, or no words at all.
+    """
+    path = os.fspath(path)
+    any_tokens = False
+    for block, offset in text_blocks(path, block_bytes):
+        tokens = block_tokens(block, offset, path, as_bytes)
         if tokens:
             any_tokens = True
             yield tokens
     if not any_tokens:
-        raise CorpusError(f"corpus file {path} {'contains no words' if any_text else 'is empty'}")
+        raise CorpusError(f"corpus file {path} contains no words")
 
 
 def read_words(path: str | os.PathLike[str]) -> list[str]:

@@ -1,14 +1,17 @@
 """Corpora and vocabularies for both word2vec programs, and the tutorial's batch generator.
 
 * :func:`read_words` reads text8 (or any UTF-8 text, plain or ``.gz`` / ``.bz2`` / ``.zip``) into tokens;
-  :func:`load_corpus` is what both programs' ``--corpus`` / ``--download-text8`` / default corpus flags read.
+  :func:`token_blocks` (:func:`text_blocks` + :func:`block_tokens`) reads the same tokens a few megabytes at a
+  time, never holding the file; :func:`corpus_source` / :func:`load_corpus` are what both programs'
+  ``--corpus`` / ``--download-text8`` / default corpus flags read.
 * :func:`build_dataset` is TF's tutorial vocabulary (``word2vec_basic.py``): UNK is id 0, then
   ``Counter.most_common``; :func:`generate_batch` is the tutorial's batch generator, with its ``data_index``
   backtrack. Both are TF1's code, kept exact where observable.
 * :func:`build_vocabulary` is the fast trainer's vocabulary (``--min-count``, no UNK: out-of-vocabulary
-  tokens are dropped, as gensim and word2vec's C tool do), and :func:`subsample_keep_prob` its subsampling
-  rule (from ``models/embedding/word2vec.py``). The trainer's batches are built on the device
-  (``batches.py``).
+  tokens are dropped, as gensim and word2vec's C tool do), built in one pass from provisional ids in order of
+  first appearance (:func:`first_seen_index`, :func:`index_tokens`, :func:`rank_vocabulary`; the trainer does
+  the same for a file block by block, ``corpus_ids.py``), and :func:`subsample_keep_prob` its subsampling rule
+  (from ``models/embedding/word2vec.py``). The trainer's batches are built on the device (``batches.py``).
 
 Tokenisation
 ------------
@@ -17,6 +20,12 @@ Tokenisation
 * **Any other text**: decoded as UTF-8 (a BOM is dropped), lowercased, and split into maximal runs of
   Unicode letters and digits (regex ``[^\\W_]+``). Punctuation, apostrophes and underscores separate
   tokens (``"Don't stop_now"`` -> ``don t stop now``), the same way text8 was made from Wikipedia.
+
+The two rules agree on text8-style input, so the block reader applies the second everywhere, fast: ASCII is
+lowercased and split with one ``bytes.translate`` + ``split`` (the regex's result for ASCII), and only the
+whitespace-delimited pieces holding other bytes go through the regex; blocks are cut after ASCII whitespace,
+which ends every token, UTF-8 sequence and lowercasing context (Greek final sigma looks past ``'`` and ``.``,
+never past whitespace). ``tests/test_word2vec_corpus_ids.py`` checks it against the whole-file reader.
 
 Every bad-input problem raises :class:`CorpusError` with a one-line message naming the file and the
 problem, so a command-line front end can print it and exit non-zero without a traceback.

@@ -16,6 +16,7 @@ CPU seconds of the process are reported beside wall seconds. Usage::
 
     python benchmarks/make_large_corpus.py /tmp/corpus_14m.txt --tokens 14000000
     PYTHONPATH=. python benchmarks/word2vec_setup.py --corpus /tmp/corpus_14m.txt --before ../main
+    PYTHONPATH=. python benchmarks/word2vec_setup.py --wiki-copies 29      # real text: gensim's Wikipedia excerpt
 
 The last line printed is one JSON object with every figure.
 """
@@ -135,14 +136,37 @@ def best_of(steps: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict
     return {name: {"wall_s": round(w, 3), "cpu_s": round(c, 3), "result": r} for name, (w, c, r) in best.items()}
 
 
+def write_wiki_text(path: str, copies: int) -> None:
+    """gensim's Wikipedia excerpt as raw article text (upper case, punctuation, some non-ASCII: what
+    ``filter_wiki`` leaves of the markup), ``copies`` times: real text for the tokeniser's slower path."""
+    import bz2
+
+    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
+    from gensim.test.utils import datapath
+
+    with bz2.open(datapath(w2v_data.WIKI_EXCERPT), "rb") as f:
+        text = "\n".join(filter_wiki(t) for _, t, _ in extract_pages(f, filter_namespaces=("0",))
+                         if not t.lstrip().lower().startswith("#redirect"))
+    with open(path, "w", encoding="utf-8") as out:
+        for _ in range(copies):
+            out.write(text + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--corpus", required=True, help="a corpus file (make one with make_large_corpus.py)")
+    p.add_argument("--corpus", help="a corpus file (make one with make_large_corpus.py)")
+    p.add_argument("--wiki-copies", type=int, default=0,
+                   help="instead: gensim's Wikipedia excerpt as raw text, this many times (29: 14.1M words)")
     p.add_argument("--dim", type=int, default=128, help="values per word in the export (default 128)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--before", default=None, help="another checkout whose reader and export to time as well")
     args = p.parse_args(argv)
     logging.getLogger("gensim").setLevel(logging.WARNING)
+    if args.wiki_copies:
+        args.corpus = os.path.join(tempfile.mkdtemp(prefix="w2v_setup_wiki_"), "wiki.txt")
+        write_wiki_text(args.corpus, args.wiki_copies)
+    elif not args.corpus:
+        p.error("give --corpus or --wiki-copies")
     print(f"corpus {args.corpus} ({os.path.getsize(args.corpus) / 2**20:,.1f} MiB), min_count {MIN_COUNT}, "
           f"export dim {args.dim}, best of {args.repeats}, load average {os.getloadavg()[0]:.1f}", flush=True)
     results: dict[str, Any] = {"corpus": os.path.abspath(args.corpus), "dim": args.dim, "repeats": args.repeats,
@@ -167,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{gensim_export / r['wall_s']:.2f}x")
     results.update(setup=setup, export=exported, tokens=corpus.raw_tokens, vocabulary=len(corpus.words),
                    load_average_end=os.getloadavg()[0])
+    if args.wiki_copies:
+        os.unlink(args.corpus)
+        os.rmdir(os.path.dirname(args.corpus))
     print(json.dumps(results))
     return 0
 

@@ -554,15 +554,15 @@ class Vocabulary(NamedTuple):
 
 def first_seen_index() -> dict:
     """An empty ``{token: provisional id}`` map that gives each new token the next id, in order of first
-    appearance (a ``defaultdict`` whose default is its own length: :func:`index_tokens` runs at C speed).
+    appearance (a ``defaultdict`` whose default is the next number of a counter: :func:`index_tokens` runs at C
+    speed; the counter, unlike the map's own ``__len__``, makes no reference cycle, which would keep a dropped
+    map alive until a full garbage collection).
 
     >>> index = first_seen_index()
     >>> index_tokens(index, ["b", "a", "b"]).tolist(), list(index)
     ([0, 1, 0], ['b', 'a'])
     """
-    index: collections.defaultdict = collections.defaultdict()
-    index.default_factory = index.__len__
-    return index
+    return collections.defaultdict(itertools.count().__next__)
 
 
 def index_tokens(index: dict, tokens: Sequence) -> np.ndarray:

@@ -192,6 +192,42 @@ def test_several_optimizer_states_need_matching_optimizers(tmp_path):
     assert not os.listdir(tmp_path) or os.listdir(tmp_path) == ["checkpoint.lock"]
 
 
+def test_non_slot_variables_follow_the_name_scope_of_the_optimizer(tmp_path):
+    # TF creates Adam's beta powers in the name scope of apply_gradients: `optimizer/beta1_power` for a
+    # program that trains under `with tf.name_scope("optimizer"):`. A port builds the optimizer there.
+    params = {"w": jg.Variable(jnp.ones(2), name="w")}
+    with jg.name_scope("optimizer"):
+        scoped = AdamOptimizer(0.1)
+    state = jax.tree_util.tree_map(lambda x: x * 0.5, scoped.init(params))
+    assert [v.name for v in scoped.variables(state)] == [
+        "optimizer/beta1_power", "optimizer/beta2_power", "w/Adam", "w/Adam_1"]
+    prefix = Saver(format="tf").save(params, state, str(tmp_path / "scoped"), optimizer=scoped)
+    assert [name for name, _ in jg.train.list_variables(prefix)] == [
+        "optimizer/beta1_power", "optimizer/beta2_power", "w", "w/Adam", "w/Adam_1"]
+    _, restored = Saver().restore(params, scoped.init(params), prefix, optimizer=scoped)
+    assert float(restored.non_slots["beta1_power"]) == np.float32(0.45)
+    # An optimizer built outside the scope finds them where they are, and says so.
+    plain = AdamOptimizer(0.1)
+    with pytest.warns(jg.JaxgraphWarning, match=r"restored 'beta1_power' from 'optimizer/beta1_power'.*"
+                                                r"jaxgraph.name_scope\('optimizer'\)"):
+        _, restored = Saver().restore(params, plain.init(params), prefix, optimizer=plain)
+    assert float(restored.non_slots["beta1_power"]) == np.float32(0.45)
+    # Two scopes hold a beta1_power each: which one is not guessed.
+    two = {"a": jg.Variable(jnp.ones(2), name="a"), "b": jg.Variable(jnp.ones(2), name="b")}
+    opts = []
+    for scope in ("wide", "deep"):
+        with jg.name_scope(scope):
+            opts.append(AdamOptimizer(0.1))
+    states = tuple(opt.init(two, var_list=[v]) for opt, v in zip(opts, "ab", strict=True))
+    prefix = Saver(format="tf").save(two, states, str(tmp_path / "two"), optimizer=tuple(opts))
+    with pytest.raises(CheckpointError, match=r"not found in the checkpoint: \['beta1_power \(for non_slots/"
+                                              r"beta1_power\)'.*construct each optimizer inside jaxgraph.name_scope"):
+        Saver().restore(two, AdamOptimizer(0.1).init(two, var_list=["a"]), prefix, optimizer=AdamOptimizer(0.1))
+    _, restored = Saver().restore(two, states, prefix, optimizer=tuple(opts))  # no warning: TF's names
+    assert [opt.non_slot_variable_name("beta1_power") for opt in opts] == ["wide/beta1_power", "deep/beta1_power"]
+    assert float(restored[1].non_slots["beta1_power"]) == np.float32(0.9)
+
+
 # -- the wide-and-deep job -----------------------------------------------------------------------------------
 def test_tf1_wide_and_deep_job_resumes_with_both_optimizers():
     tf = tf_run("wide_deep")

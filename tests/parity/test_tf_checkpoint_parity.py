@@ -7,7 +7,8 @@ in TF's format (``Saver(format="tf")``) and trains k more steps, while a fresh T
 checkpoint with ``tf.compat.v1.train.Saver`` (every variable of the graph must be in it) and trains the same
 k steps: the same losses. The jobs:
 
-* TF's word2vec graph (sparse gradients for all three tables) with Momentum, Adagrad, Adam and RMSProp;
+* TF's word2vec graph (sparse gradients for all three tables) with Momentum, Adagrad, Adam and RMSProp, and
+  with Adam under ``tf.name_scope("optimizer")`` as ``word2vec_basic.py`` builds it (``optimizer/beta1_power``);
 * for every row of ``tests/optimizer_cases.py`` (every TF1 optimizer jaxgraph has, all hyper-parameters
   away from their defaults), an embedding table read with repeated ids (IndexedSlices) plus a dense
   kernel and bias (``make_fixtures.SparseDenseGraph``);
@@ -62,11 +63,19 @@ jg_side = _load("tf_checkpoint_restore_tests", os.path.join(TESTS, "test_tf_chec
 jg_opts = _load("tf_checkpoint_optimizer_tests", os.path.join(TESTS, "test_tf_checkpoint_optimizers.py"))
 close, by_tf_name = jg_opts.close, jg_opts.by_tf_name
 
+def _scoped_adam():
+    with jg.name_scope("optimizer"):  # where word2vec_basic.py builds its training op
+        return AdamOptimizer(0.1)
+
+
+# name: (TF optimizer, jaxgraph optimizer, the name scope TF's training op is built in)
 OPTIMIZERS = {
-    "momentum": (lambda: tf1.train.MomentumOptimizer(0.5, 0.9), lambda: MomentumOptimizer(0.5, 0.9)),
-    "adagrad": (lambda: tf1.train.AdagradOptimizer(0.5), lambda: AdagradOptimizer(0.5)),
-    "adam": (lambda: tf1.train.AdamOptimizer(0.1), lambda: AdamOptimizer(0.1)),
-    "rmsprop": (lambda: tf1.train.RMSPropOptimizer(0.05, momentum=0.5), lambda: RMSPropOptimizer(0.05, momentum=0.5)),
+    "momentum": (lambda: tf1.train.MomentumOptimizer(0.5, 0.9), lambda: MomentumOptimizer(0.5, 0.9), None),
+    "adagrad": (lambda: tf1.train.AdagradOptimizer(0.5), lambda: AdagradOptimizer(0.5), None),
+    "adam": (lambda: tf1.train.AdamOptimizer(0.1), lambda: AdamOptimizer(0.1), None),
+    "adam_in_name_scope": (lambda: tf1.train.AdamOptimizer(0.1), _scoped_adam, "optimizer"),
+    "rmsprop": (lambda: tf1.train.RMSPropOptimizer(0.05, momentum=0.5), lambda: RMSPropOptimizer(0.05, momentum=0.5),
+                None),
 }
 
 
@@ -107,7 +116,7 @@ def tf_to_jaxgraph_and_back(tmp_path, build_tf_graph, batches, resume):
 
 @pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
 def test_word2vec_job_round_trips_between_tf_and_jaxgraph(tmp_path, opt_name):
-    make_tf_opt, make_jg_opt = OPTIMIZERS[opt_name]
+    make_tf_opt, make_jg_opt, scope = OPTIMIZERS[opt_name]
     rng = np.random.default_rng(1)
     emb0, w0 = tf_side.word2vec_start(rng)
     batches = tf_side.word2vec_batches(rng, 3 * K)
@@ -131,7 +140,7 @@ def test_word2vec_job_round_trips_between_tf_and_jaxgraph(tmp_path, opt_name):
         after = by_tf_name(params, (opt, opt_state))
         return losses, after, prefix, steps(params, opt_state, range(2 * K, 3 * K))[2]
 
-    tf_to_jaxgraph_and_back(tmp_path, lambda: tf_side.Word2VecGraph(make_tf_opt(), emb0, w0), batches, resume)
+    tf_to_jaxgraph_and_back(tmp_path, lambda: tf_side.Word2VecGraph(make_tf_opt(), emb0, w0, scope), batches, resume)
 
 
 def sparse_dense_job(tmp_path, make_tf_optimizer, opt, ema_decay=None):

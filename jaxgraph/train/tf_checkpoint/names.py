@@ -3,11 +3,14 @@
 Variables are keyed by their resolved jaxgraph name, which :func:`jaxgraph.name_scope` makes the same
 as a TF1 program's (``embeddings/Variable``, ``global_step``). Optimizer state follows TF1's
 ``Optimizer``: slot ``s`` of variable ``v`` is ``optimizer.slot_variable_name(v, s)`` (``v/Adam``,
-``v/Adam_1``: named after the OPTIMIZER, numbered in TF's creation order), and non-slot state keeps its
-key (``beta1_power``, ``beta2_power``). A job that trains its variables with several optimizers has one
-state per optimizer: pass the states and the optimizers in the same structure (a tuple, or dicts with the
-same keys), in the order TF created them (its ``apply_gradients`` calls): a non-slot name already taken
-gets TF's graph-unique suffix (a second Adam's ``beta1_power_1``). TF has no counterpart of
+``v/Adam_1``: named after the OPTIMIZER, numbered in TF's creation order), and non-slot state is
+``optimizer.non_slot_variable_name(key)`` (``beta1_power``; ``optimizer/beta1_power`` for an optimizer
+built in ``jaxgraph.name_scope("optimizer")``, as TF names it when ``apply_gradients`` runs in that name
+scope; restoring finds a non-slot in another scope when that is unambiguous, and warns). A job that
+trains its variables with several optimizers has one state per optimizer: pass the states and the
+optimizers in the same structure (a tuple, or dicts with the same keys), in the order TF created them
+(its ``apply_gradients`` calls): a non-slot name already taken gets TF's graph-unique suffix (a second
+Adam's ``beta1_power_1``). TF has no counterpart of
 ``OptimizerState.iterations``: on restore it takes the global step's value (TF1's schedules read
 ``global_step``); it is not written.
 
@@ -30,11 +33,13 @@ checkpoint a name may leave out the ``/.ATTRIBUTES/VARIABLE_VALUE`` suffix.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from jaxgraph.errors import JaxgraphWarning
 from jaxgraph.train.checkpoint_error import CheckpointError
 from jaxgraph.train.optimizer import Optimizer, OptimizerState
 from jaxgraph.train.tf_checkpoint.reader import OBJECT_GRAPH_KEY, CheckpointReader
@@ -118,8 +123,9 @@ def _state_names(pairs: Sequence[_Pair], rename: Mapping[str, str] | None):
 
     A path is ``(key, "slots", slot, variable)`` or ``(key, "non_slots", name)``. ``rename`` maps
     variable names to the checkpoint's (an assignment map); variables it leaves out are skipped.
-    ``None``: every slot, under the variable's own name. A non-slot name taken by an earlier optimizer
-    gets TF's graph-unique suffix: a second Adam's ``beta1_power`` is ``beta1_power_1``.
+    ``None``: every slot, under the variable's own name. A non-slot is named by
+    ``opt.non_slot_variable_name`` (its name scope); a name taken by an earlier optimizer gets TF's
+    graph-unique suffix: a second Adam's ``beta1_power`` is ``beta1_power_1``.
     """
     taken: dict[str, int] = {}
     for key, state, opt in pairs:
@@ -129,9 +135,10 @@ def _state_names(pairs: Sequence[_Pair], rename: Mapping[str, str] | None):
                 if source is not None:
                     yield (key, "slots", slot, var_name), opt.slot_variable_name(source, slot), leaf
         for name, leaf in state.non_slots.items():
-            count = taken.get(name, 0)
-            taken[name] = count + 1
-            yield (key, "non_slots", name), name if count == 0 else f"{name}_{count}", leaf
+            full = opt.non_slot_variable_name(name)
+            count = taken.get(full, 0)
+            taken[full] = count + 1
+            yield (key, "non_slots", name), full if count == 0 else f"{full}_{count}", leaf
 
 
 def _clash_error(clashes: list[str]) -> CheckpointError:
@@ -225,6 +232,27 @@ def _lookup(reader: CheckpointReader, name: str) -> str | None:
     return None
 
 
+def _find_scoped_non_slots(reader: CheckpointReader, wanted: Sequence[tuple], keys: dict[str, str | None],
+                           used: set[str]) -> dict[str, str]:
+    """Non-slot variables (Adam's ``beta1_power``) not found under their name, found in another name scope.
+
+    TF names them after the name scope its ``apply_gradients`` ran in (``optimizer/beta1_power``). When
+    exactly one unused checkpoint tensor has the same last name component, it is the one: ``keys`` and
+    ``used`` are updated, and ``{wanted name: checkpoint name}`` returned (the caller says so).
+    """
+    moved: dict[str, str] = {}
+    names = list(reader.get_variable_to_shape_map())
+    for target, name, _, _ in wanted:
+        if target[0] == "variable" or target[1] != "non_slots" or keys[name] is not None:
+            continue
+        base = name.rsplit("/", 1)[-1]
+        candidates = [k for k in names if k not in used and (k == base or k.endswith("/" + base))]
+        if len(candidates) == 1:
+            keys[name] = moved[name] = candidates[0]
+            used.add(candidates[0])
+    return moved
+
+
 def _fit(arr: np.ndarray, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray | None:
     """``arr`` as ``dtype`` when that is exact (same dtype, or integers that fit), else ``None``."""
     if tuple(arr.shape) != tuple(shape):
@@ -293,9 +321,11 @@ def restore_values(
         raise _clash_error(clashes)
     shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
     missing, mismatched, found = [], [], []
-    used = set()
+    keys = {name: _lookup(reader, name) for _, name, _, _ in wanted}
+    used = {key for key in keys.values() if key is not None}
+    moved = _find_scoped_non_slots(reader, wanted, keys, used)
     for target, name, shape, dtype in wanted:
-        key = _lookup(reader, name)
+        key = keys[name]
         label = _label(target)
         if key is None:
             missing.append(name if name == label else f"{name} (for {label})")
@@ -313,6 +343,14 @@ def restore_values(
     if missing or mismatched:
         raise CheckpointError(_mismatch_message(reader, missing, mismatched, used, assignment_map is None,
                                                 [opt for _, _, opt in pairs]))
+    if moved:
+        scopes = sorted({key.rsplit("/", 1)[0] for key in moved.values() if "/" in key})
+        warnings.warn(JaxgraphWarning(
+            f"TF checkpoint {reader.prefix} has the optimizer's non-slot variables in another name scope: "
+            f"restored {', '.join(f'{n!r} from {k!r}' for n, k in moved.items())}. TF creates them in the name "
+            "scope of apply_gradients; construct the optimizer inside jaxgraph.name_scope("
+            f"{scopes[0] if scopes else ''!r}) so that its names (and the checkpoints jaxgraph writes) are TF's"
+        ), stacklevel=2)
     values: dict[str, np.ndarray] = {}
     leaves: dict[tuple, np.ndarray] = {}
     for target, key, shape, dtype in found:
@@ -384,6 +422,12 @@ def _mismatch_message(reader: CheckpointReader, missing: list[str], mismatched: 
             "with jaxgraph.train.load_checkpoint(path).get_tensor(key)."
         )
     else:
+        if any("non_slots/" in m for m in missing):
+            parts.append(
+                "Non-slot variables (Adam's beta1_power) are named in the name scope TF's apply_gradients ran "
+                "in ('optimizer/beta1_power'); when several tensors could be the one, construct each "
+                "optimizer inside jaxgraph.name_scope('<that scope>')."
+            )
         named = [opt.get_name() for opt in optimizers if any("/" + opt.get_name() in m for m in missing)]
         if named:
             parts.append(

@@ -6,7 +6,8 @@ smaller than the corpus's ids: the ids go to an id file and the device holds two
 that holds them: the baseline, the corpus on the device whole). Reported per configuration: peak RSS, the time
 from the process's start to the end of its first compiled call ("time to first step": reading, vocabulary, id
 file, fingerprint, compilation, the first chunk), the reading + vocabulary time the trainer logs, and the
-training words/sec (raw corpus tokens, from metrics.json).
+training words/sec (raw corpus tokens, from metrics.json), and the CPU seconds of the run (its reader processes
+included).
 
 Usage (generate the corpus first, outside the repository; it takes ~3 GB for 500M tokens, the streamed run's
 id file another 2 GB in --workdir while it runs)::
@@ -57,6 +58,7 @@ def run_trainer(argv: list[str], log_path: str) -> dict:
     read = re.search(r"read with its vocabulary in ([\d.]+)s \(([\d,]+) words/s\)", text)
     plan = re.search(r"^[\d,]+ tokens, .*$", text, re.M)
     return {"exit_status": child.returncode, "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),  # with its reader processes
             "read_and_vocabulary_s": float(read.group(1)) if read else None,
             "read_words_per_sec": int(read.group(2).replace(",", "")) if read else None,
             "plan_line": plan.group(0) if plan else None, **bench}

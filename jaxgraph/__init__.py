@@ -6,9 +6,13 @@ from jaxgraph import summary as summary
 from jaxgraph import train as train
 from jaxgraph.device import device as device
 from jaxgraph.device import parse_device_spec as parse_device_spec
+from jaxgraph.frozen import FrozenArray as FrozenArray
+from jaxgraph.gradients import grad as grad
+from jaxgraph.gradients import value_and_grad as value_and_grad
 from jaxgraph.module import Module as Module
 from jaxgraph.sparse import IndexedSlices as IndexedSlices
 from jaxgraph.variable_collections import all_variables as all_variables
+from jaxgraph.variable_collections import describe as describe
 from jaxgraph.variable_collections import freeze as freeze
 from jaxgraph.variable_collections import get_collection as get_collection
 from jaxgraph.variable_collections import get_global_step as get_global_step
@@ -20,6 +24,7 @@ from jaxgraph.variable_collections import named_variables as named_variables
 from jaxgraph.variable_collections import replace_values as replace_values
 from jaxgraph.variable_collections import trainable_variables as trainable_variables
 from jaxgraph.variable_collections import unfreeze as unfreeze
+from jaxgraph.variable_index import VariableIndex as VariableIndex
 from jaxgraph.variables import GraphKeys as GraphKeys
 from jaxgraph.variables import Variable as Variable
 from jaxgraph.variables import create_global_step as create_global_step

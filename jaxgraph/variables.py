@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = ["GraphKeys", "Variable", "create_global_step", "current_name_scope", "name_scope"]
+
 
 class GraphKeys:
     """TF1's standard collection names (the same string values as ``tf.compat.v1.GraphKeys``)."""
@@ -182,14 +184,34 @@ class Variable:
         self.collections: tuple[str, ...] = _default_collections(collections, self.trainable)
 
     @classmethod
-    def _make(cls, value: Any, name: str | None, trainable: bool, collections: tuple[str, ...]) -> Variable:
-        # Bypasses __init__: JAX rebuilds nodes with tracers, ShapeDtypeStructs or sentinels as values.
+    def from_value(
+        cls,
+        value: Any,
+        name: str | None,
+        trainable: bool = True,
+        collections: tuple[str, ...] | None = None,
+    ) -> Variable:
+        """A Variable holding ``value`` as it is, with the given metadata: no conversion, no name scope,
+        no device placement.
+
+        JAX rebuilds Variables this way with tracers, ``ShapeDtypeStruct`` s, shardings or gradients
+        as values; jaxgraph uses it for the named views it returns (slots, plain-array leaves).
+        ``collections=None`` gives TF's default for ``trainable``.
+
+        >>> import jax.numpy as jnp
+        >>> Variable.from_value(jnp.zeros(2), "w/Adam", trainable=False).collections
+        ('variables',)
+        """
         obj = object.__new__(cls)
         obj._value = value
         obj.name = name
-        obj.trainable = trainable
-        obj.collections = collections
+        obj.trainable = bool(trainable)
+        obj.collections = (
+            _default_collections(None, obj.trainable) if collections is None else tuple(collections)
+        )
         return obj
+
+    _make = from_value  # the former private spelling, kept for code written against it
 
     # -- pytree protocol ------------------------------------------------------------------------
     def tree_flatten_with_keys(self):
@@ -200,7 +222,7 @@ class Variable:
 
     @classmethod
     def tree_unflatten(cls, aux, children):
-        return cls._make(children[0], *aux)
+        return cls.from_value(children[0], *aux)
 
     # -- reading --------------------------------------------------------------------------------
     @property
@@ -246,7 +268,7 @@ class Variable:
             )
             if trainable and GraphKeys.TRAINABLE_VARIABLES not in collections:
                 collections = collections + (GraphKeys.TRAINABLE_VARIABLES,)
-        return Variable._make(value, name, bool(trainable), tuple(collections))
+        return Variable.from_value(value, name, bool(trainable), tuple(collections))
 
     def assign(self, value: Any) -> Variable:
         """A new Variable holding ``value`` (same shape and dtype required), like ``tf.assign``."""

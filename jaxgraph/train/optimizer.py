@@ -30,7 +30,8 @@ import jax.numpy as jnp
 
 from jaxgraph.gradients import resolve_var_list, value_and_gradients
 from jaxgraph.sparse import IndexedSlices, convert_to_tensor_or_indexed_slices
-from jaxgraph.variable_collections import named_variables, names_by_id, replace_values, resolved_name
+from jaxgraph.variable_collections import replace_values, resolved_name
+from jaxgraph.variable_index import VariableIndex
 from jaxgraph.variables import Variable
 
 Hyper = float | jax.Array | Callable[..., Any]
@@ -128,15 +129,15 @@ class Optimizer:
         value = opt_state.slots.get(name, {}).get(var_name)
         if value is None:
             return None
-        return Variable._make(value, self._slot_variable_name(var_name, name), False, ("variables",))
+        return Variable.from_value(value, self._slot_variable_name(var_name, name), False, ("variables",))
 
     def variables(self, opt_state: OptimizerState) -> list[Variable]:
         """TF's ``Optimizer.variables()``: non-slot and slot variables, sorted by name."""
-        result = [Variable._make(v, k, False, ("variables",)) for k, v in opt_state.non_slots.items()]
+        result = [Variable.from_value(v, k, False, ("variables",)) for k, v in opt_state.non_slots.items()]
         for slot, per_var in opt_state.slots.items():
             for var_name, value in per_var.items():
-                result.append(Variable._make(value, self._slot_variable_name(var_name, slot), False,
-                                             ("variables",)))
+                result.append(Variable.from_value(value, self._slot_variable_name(var_name, slot), False,
+                                                  ("variables",)))
         return sorted(result, key=resolved_name)
 
     # -- hyper-parameters -------------------------------------------------------------------------
@@ -196,26 +197,28 @@ class Optimizer:
                 "`loss` passed to Optimizer.compute_gradients must be a callable of the parameter tree, "
                 f"got {type(loss).__name__}"
             )
-        variables = resolve_var_list(params, var_list)
-        loss_value, grads = value_and_gradients(loss, params, variables, grad_loss=grad_loss)
+        index = VariableIndex.of(params)  # params may already be an index (minimize passes one)
+        variables = resolve_var_list(index, var_list)
+        loss_value, grads = value_and_gradients(loss, index, variables, grad_loss=grad_loss)
         return loss_value, list(zip(grads, variables, strict=True))
 
     def _check_grads_and_vars(self, grads_and_vars: Any, params: Any):
         grads_and_vars = tuple(grads_and_vars)
         if not grads_and_vars:
             raise ValueError("No variables provided.")
-        by_name = {resolved_name(v): v for v in named_variables(params)}
-        by_id = names_by_id(params)
+        index = VariableIndex.of(params)
+        by_name = {name: entry.variable for name, entry in index.by_name.items()}
         checked: list[tuple[Any, str]] = []
         for pair in grads_and_vars:
             try:
                 grad, var = pair
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"grads_and_vars must hold (gradient, variable) pairs, got {pair!r}") from exc
-            if isinstance(var, Variable):
-                name = by_id.get(id(var), var.name)
-            elif isinstance(var, str):
-                name = var
+            entry = index.find(var)
+            if entry is not None:
+                name = entry.name
+            elif isinstance(var, (Variable, str)):
+                name = var if isinstance(var, str) else var.name
             else:
                 raise NotImplementedError("Trying to update a Tensor ", var)
             if name is None or name not in by_name:
@@ -247,11 +250,11 @@ class Optimizer:
                                params: Any = None) -> None:
         if global_step is None:
             return
-        by_id = names_by_id(params) if params is not None else {}
-        if isinstance(global_step, Variable):
-            name = by_id.get(id(global_step), global_step.name)
+        entry = VariableIndex.of(params).find(global_step) if params is not None else None
+        if entry is not None:
+            name = entry.name
         else:
-            name = global_step
+            name = global_step.name if isinstance(global_step, Variable) else global_step
         if not isinstance(name, str) or name not in by_name:
             raise ValueError(
                 "global_step must be a Variable of the parameter tree (or its name), e.g. "
@@ -277,6 +280,7 @@ class Optimizer:
         structure fixed across jitted steps. ``global_step`` (a Variable of ``params``, or its name)
         is incremented by one after the updates.
         """
+        params = VariableIndex.of(params)  # resolved once for every lookup below
         checked, by_name = self._check_grads_and_vars(grads_and_vars, params)
         if opt_state is None:
             opt_state = self.init(params, [n for g, n in checked if g is not None])
@@ -319,8 +323,9 @@ class Optimizer:
         grad_loss: Any = None,
     ) -> tuple[Any, OptimizerState, jax.Array]:
         """``compute_gradients`` then ``apply_gradients``; returns ``(params, opt_state, loss_value)``."""
+        index = VariableIndex.of(params)  # resolved once, passed down to both halves
         loss_value, grads_and_vars = self.compute_gradients(
-            loss, params, var_list=var_list, gate_gradients=gate_gradients,
+            loss, index, var_list=var_list, gate_gradients=gate_gradients,
             aggregation_method=aggregation_method,
             colocate_gradients_with_ops=colocate_gradients_with_ops, grad_loss=grad_loss,
         )
@@ -329,7 +334,7 @@ class Optimizer:
                 "No gradients provided for any variable, check your graph for ops that do not support "
                 f"gradients, between variables {[v.name for _, v in grads_and_vars]} and loss {loss}."
             )
-        params, opt_state = self.apply_gradients(grads_and_vars, params, opt_state, global_step, name)
+        params, opt_state = self.apply_gradients(grads_and_vars, index, opt_state, global_step, name)
         return params, opt_state, loss_value
 
 

@@ -52,7 +52,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgraph.variable_collections import named_variables, path_to_name, replace_values, resolved_name
+from jaxgraph.variable_collections import path_to_name, resolved_name
+from jaxgraph.variable_index import VariableIndex
 from jaxgraph.variables import Variable
 
 PyTree = Any
@@ -109,9 +110,20 @@ def _prefix_of(path: str) -> str:
     return path[: -len(SUFFIX)] if path.endswith(SUFFIX) else path
 
 
+def _is_key(x: Any) -> bool:
+    return jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key)
+
+
+def _stored_like(x: Any) -> Any:
+    # Typed PRNG keys (e.g. Flax NNX's RngKey) are stored as their raw key data.
+    return jax.eval_shape(jax.random.key_data, x) if _is_key(x) else x
+
+
 def _to_numpy(x: Any) -> np.ndarray:
     if isinstance(x, Variable):
         x = x.value
+    if _is_key(x):
+        x = jax.random.key_data(x)
     if isinstance(x, (jax.Array, np.ndarray, np.generic)):
         return np.asarray(jax.device_get(x))
     # Python scalars: JAX's dtype (int32/float32 without x64), so they match the template on restore.
@@ -271,6 +283,9 @@ def _describe(arr: Any) -> str:
 def _place_like(arr: np.ndarray, template: Any) -> jax.Array:
     # Keep the template's placement (device scope, sharding) so a restored tree runs where it was built.
     # Committed-ness is kept too: it is part of jit's cache key, so changing it would retrace the step.
+    if _is_key(template):
+        return jax.random.wrap_key_data(_place_like(arr, jax.random.key_data(template)),
+                                        impl=jax.random.key_impl(template))
     if isinstance(template, jax.Array) and not isinstance(template, jax.core.Tracer):
         if template.committed:
             return jax.device_put(arr, template.sharding)
@@ -332,8 +347,8 @@ class Saver:
         """Prefixes of the checkpoints this Saver keeps, oldest first (all directories it saved into)."""
         return [p for paths in self._kept.values() for p in paths]
 
-    def _selected(self, tree: PyTree, what: str) -> list[Variable]:
-        variables = named_variables(tree)
+    def _selected(self, tree: PyTree | VariableIndex, what: str) -> list[Variable]:
+        variables = VariableIndex.of(tree).variables()
         if self._names is None:
             return variables
         by_name = {resolved_name(v): v for v in variables}
@@ -402,7 +417,8 @@ class Saver:
         """
         filename = self._resolve(os.fspath(path))
         with _Reader(filename) as reader:
-            variables = self._selected(tree, "restore")
+            index = VariableIndex.of(tree)
+            variables = self._selected(index, "restore")
             names = [resolved_name(v) for v in variables]
             missing = [n for n in names if _VAR_PREFIX + n not in reader.entries]
             if missing:
@@ -413,13 +429,14 @@ class Saver:
             values = {}
             for name, var in zip(names, variables, strict=True):
                 arr = reader.get(_VAR_PREFIX + name)
-                if arr.shape != var.shape or arr.dtype != var.dtype:
+                want = _stored_like(var.value)
+                if arr.shape != tuple(want.shape) or arr.dtype != want.dtype:
                     raise CheckpointError(
                         f"Variable {name!r}: the checkpoint {filename} has {_describe(arr)} but the "
-                        f"tree's variable has {_describe(var)}"
+                        f"tree's variable has {_describe(want)}"
                     )
                 values[name] = _place_like(arr, var.value)
-            new_tree = replace_values(tree, values)
+            new_tree = index.replace_values(values)
             if opt_state is None:
                 return new_tree, None
             if not reader.meta.get("has_optimizer_state"):

@@ -89,7 +89,8 @@ def value_and_gradients(
     variables: Sequence[Variable],
     grad_loss: Any = None,
     has_aux: bool = False,
-) -> tuple[Any, list[jax.Array | Any | None]]:
+    return_updates: bool = False,
+) -> tuple[Any, ...]:
     """Loss value and one gradient per variable (dense array, ``IndexedSlices`` or ``None``).
 
     ``params`` is the tree or its :class:`VariableIndex`; ``variables`` are named Variables of it (see
@@ -97,7 +98,9 @@ def value_and_gradients(
     (frozen plain arrays as plain arrays). A non-scalar loss is differentiated as its sum, or as
     ``sum(loss * grad_loss)`` when ``grad_loss`` is given (TF's ``grad_ys``). With ``has_aux`` the
     loss function returns ``(loss, aux)`` and so does this. Summaries the loss records are passed on to
-    the enclosing :func:`jaxgraph.summary.record_summaries` block.
+    the enclosing :func:`jaxgraph.summary.record_summaries` block. With ``return_updates`` a third
+    result holds ``{name: value}`` for the other variables the loss changed in place (Flax NNX modules
+    are mutable: batch statistics, RNG counts).
     """
     index = VariableIndex.of(params)
     names = [resolved_name(v) for v in variables]
@@ -109,12 +112,14 @@ def value_and_gradients(
             out = loss_fn(tree)
         loss, aux = out if has_aux else (out, None)
         loss = jnp.asarray(loss)
-        return _objective(loss, grad_loss), (loss, aux, summaries)
+        updates = index.changed_in_place(tree, exclude=names)
+        return _objective(loss, grad_loss), (loss, aux, summaries, updates)
 
-    (loss, aux, summaries), grads = capture.value_and_grad_flat(fn, primals)
+    (loss, aux, summaries, updates), grads = capture.value_and_grad_flat(fn, primals)
     for tag, value in summaries.items():
         summary.write(tag, jax.lax.stop_gradient(value))
-    return ((loss, aux) if has_aux else loss), grads
+    value = (loss, aux) if has_aux else loss
+    return (value, grads, updates) if return_updates else (value, grads)
 
 
 def _float0_zeros(leaf: Any) -> np.ndarray:

@@ -325,6 +325,22 @@ class VariableIndex:
             leaves[entry.position] = leaf_kinds.for_loss(entry.leaf, value)
         return self.treedef.unflatten(leaves)
 
+    def changed_in_place(self, loss_tree: PyTree, exclude: Iterable[str] = ()) -> dict[str, Any]:
+        """``{name: new value}`` for the mutable variables (Flax NNX) that a function changed in place in
+        ``loss_tree`` (a tree made by :meth:`loss_tree`), except those named in ``exclude``."""
+        leaves, treedef = jax.tree_util.tree_flatten(loss_tree, is_leaf=leaf_kinds.is_variable_node)
+        if treedef != self.treedef:
+            return {}  # the function added or removed attributes: nothing to match its changes against
+        skip = set(exclude)
+        out = {}
+        for entry in self.entries:
+            if entry.name in skip or not entry.kind.startswith("nnx."):
+                continue
+            (value,) = jax.tree_util.tree_leaves(leaves[entry.position])
+            if value is not entry.value:
+                out[entry.name] = value
+        return out
+
     def map(self, fn: Callable[[IndexEntry], Any]) -> PyTree:
         """The tree with every variable leaf replaced by ``fn(entry)``; other leaves are kept."""
         leaves = list(self.leaves)

@@ -22,6 +22,7 @@ sparse indices are summed before a nonlinear update, and the global step moves b
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -186,7 +187,22 @@ class Optimizer:
         variable read only through ``embedding_lookup``), or ``None`` when the loss does not depend on
         the variable. ``gate_gradients``, ``aggregation_method`` and ``colocate_gradients_with_ops``
         are accepted for TF compatibility; XLA schedules the computation, so they change nothing.
+        ``params`` may also be a :class:`~jaxgraph.VariableIndex` of the tree.
+
+        A loss that changes variables in place (Flax NNX batch statistics, RNG counts) has those
+        changes kept by :meth:`minimize`; ``compute_gradients`` cannot return them and warns.
         """
+        loss_value, grads_and_vars, updates = self._gradients_and_state_updates(
+            loss, params, var_list, gate_gradients, grad_loss)
+        if updates:
+            warnings.warn(
+                f"the loss changed variables {sorted(updates)} in place (e.g. NNX batch statistics or RNG "
+                "counts); compute_gradients drops those changes. Use minimize(), which keeps them.",
+                stacklevel=2,
+            )
+        return loss_value, grads_and_vars
+
+    def _gradients_and_state_updates(self, loss, params, var_list, gate_gradients, grad_loss):
         if gate_gradients not in (Optimizer.GATE_NONE, Optimizer.GATE_OP, Optimizer.GATE_GRAPH):
             raise ValueError(
                 "gate_gradients must be one of: Optimizer.GATE_NONE, Optimizer.GATE_OP, "
@@ -199,8 +215,9 @@ class Optimizer:
             )
         index = VariableIndex.of(params)  # params may already be an index (minimize passes one)
         variables = resolve_var_list(index, var_list)
-        loss_value, grads = value_and_gradients(loss, index, variables, grad_loss=grad_loss)
-        return loss_value, list(zip(grads, variables, strict=True))
+        loss_value, grads, updates = value_and_gradients(loss, index, variables, grad_loss=grad_loss,
+                                                         return_updates=True)
+        return loss_value, list(zip(grads, variables, strict=True)), updates
 
     def _check_grads_and_vars(self, grads_and_vars: Any, params: Any):
         grads_and_vars = tuple(grads_and_vars)
@@ -324,16 +341,15 @@ class Optimizer:
     ) -> tuple[Any, OptimizerState, jax.Array]:
         """``compute_gradients`` then ``apply_gradients``; returns ``(params, opt_state, loss_value)``."""
         index = VariableIndex.of(params)  # resolved once, passed down to both halves
-        loss_value, grads_and_vars = self.compute_gradients(
-            loss, index, var_list=var_list, gate_gradients=gate_gradients,
-            aggregation_method=aggregation_method,
-            colocate_gradients_with_ops=colocate_gradients_with_ops, grad_loss=grad_loss,
-        )
+        loss_value, grads_and_vars, updates = self._gradients_and_state_updates(
+            loss, index, var_list, gate_gradients, grad_loss)
         if all(g is None for g, _ in grads_and_vars):
             raise ValueError(
                 "No gradients provided for any variable, check your graph for ops that do not support "
                 f"gradients, between variables {[v.name for _, v in grads_and_vars]} and loss {loss}."
             )
+        if updates:  # variables the loss changed in place (NNX batch statistics, RNG counts) keep the change
+            index = VariableIndex(index.replace_values(updates))
         params, opt_state = self.apply_gradients(grads_and_vars, index, opt_state, global_step, name)
         return params, opt_state, loss_value
 

@@ -117,7 +117,7 @@ def inspect_leaf(x: Any) -> LeafInfo | None:
     if is_array(x):
         if _inexact(x):
             return LeafInfo("array", x, True, _GLOBAL_TRAINABLE)
-        return LeafInfo("array", x, False, _GLOBAL, None, f"{jnp.dtype(x.dtype).name} array: not differentiable")
+        return LeafInfo("array", x, False, _GLOBAL, None, f"{x.dtype} array: not differentiable")
     if _is_nnx_variable(x):
         (value,) = jax.tree_util.tree_leaves(x)
         kind = f"nnx.{type(x).__name__}"

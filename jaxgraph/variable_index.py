@@ -126,7 +126,7 @@ class IndexEntry:
         if not self.trainable:
             return self.info.untrainable_reason or "not trainable"
         if self.dtype not in VALID_DTYPES:
-            return f"{jnp.dtype(self.dtype).name}: not differentiable"
+            return f"{str(self.dtype)}: not differentiable"
         return None
 
 
@@ -367,5 +367,5 @@ class VariableIndex:
                 status = entry.default_exclusion() or "trained"
             else:
                 status = "trained" if entry.name in chosen else "not in var_list"
-            rows.append(DescribedLeaf(entry.name, entry.shape, jnp.dtype(entry.dtype).name, entry.kind, status))
+            rows.append(DescribedLeaf(entry.name, entry.shape, str(entry.dtype), entry.kind, status))
         return rows

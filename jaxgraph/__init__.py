@@ -30,4 +30,36 @@ from jaxgraph.variables import Variable as Variable
 from jaxgraph.variables import create_global_step as create_global_step
 from jaxgraph.variables import name_scope as name_scope
 
+__all__ = [
+    "all_variables",
+    "create_global_step",
+    "describe",
+    "device",
+    "freeze",
+    "FrozenArray",
+    "get_collection",
+    "get_global_step",
+    "global_variables",
+    "grad",
+    "GraphKeys",
+    "IndexedSlices",
+    "local_variables",
+    "map_variables",
+    "model_variables",
+    "Module",
+    "name_scope",
+    "named_variables",
+    "nn",
+    "parse_device_spec",
+    "replace_values",
+    "sharding",
+    "summary",
+    "train",
+    "trainable_variables",
+    "unfreeze",
+    "value_and_grad",
+    "Variable",
+    "VariableIndex",
+]
+
 __version__ = "0.1.0"

@@ -21,6 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgraph.variables import Variable
+
+__all__ = ["IndexedSlices", "convert_to_tensor_or_indexed_slices"]
+
 
 @jax.tree_util.register_pytree_with_keys_class
 class IndexedSlices:
@@ -113,8 +117,6 @@ def convert_to_tensor_or_indexed_slices(value: Any) -> jax.Array | IndexedSlices
     """An IndexedSlices passes through; anything else becomes an array (TypeError if it cannot)."""
     if isinstance(value, IndexedSlices):
         return value
-    from jaxgraph.variables import Variable
-
     if isinstance(value, Variable):
         return value.value
     try:

@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgraph.device import current_device
+
 __all__ = ["GraphKeys", "Variable", "create_global_step", "current_name_scope", "name_scope"]
 
 
@@ -166,8 +168,6 @@ class Variable:
         # A Python scalar gives a weakly-typed array; the first update makes it strongly typed, and jit
         # would then trace the step a second time. A variable's dtype is definite, as in TF.
         self._value = jnp.asarray(value, dtype=value.dtype) if getattr(value, "weak_type", False) else value
-        from jaxgraph.device import current_device  # local: device scopes are optional for this module
-
         placed_on = current_device()
         if placed_on is not None and not isinstance(self._value, jax.core.Tracer):
             # Inside jaxgraph.device(...) the variable is pinned there (committed), as tf.device pins it.

@@ -14,3 +14,20 @@ from jaxgraph.train.saver import Saver as Saver
 from jaxgraph.train.saver import latest_checkpoint as latest_checkpoint
 from jaxgraph.variable_collections import get_global_step as get_global_step
 from jaxgraph.variables import create_global_step as create_global_step
+
+__all__ = [
+    "AdagradOptimizer",
+    "AdamOptimizer",
+    "CheckpointError",
+    "create_global_step",
+    "get_global_step",
+    "GradientDescentOptimizer",
+    "latest_checkpoint",
+    "LazyAdamOptimizer",
+    "MomentumOptimizer",
+    "OptaxOptimizer",
+    "Optimizer",
+    "OptimizerState",
+    "RMSPropOptimizer",
+    "Saver",
+]

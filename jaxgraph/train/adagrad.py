@@ -17,6 +17,8 @@ import jax.numpy as jnp
 
 from jaxgraph.train.optimizer import Hyper, Optimizer, _take_rows, cast_hyper
 
+__all__ = ["AdagradOptimizer"]
+
 
 class AdagradOptimizer(Optimizer):
     """TF1's Adagrad. Slot: ``"accumulator"``, filled with ``initial_accumulator_value``."""

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 
 from jaxgraph.train.optimizer import Hyper, Optimizer, _take_rows, cast_hyper
 
+__all__ = ["AdamOptimizer", "LazyAdamOptimizer"]
+
 
 class AdamOptimizer(Optimizer):
     """TF1's Adam. Slots ``"m"``, ``"v"`` (zeros); non-slots ``"beta1_power"``, ``"beta2_power"``."""

@@ -28,6 +28,8 @@ from jaxgraph.train.optimizer import Optimizer, OptimizerState
 from jaxgraph.variable_collections import replace_values
 from jaxgraph.variables import Variable
 
+__all__ = ["OptaxOptimizer"]
+
 
 class OptaxOptimizer(Optimizer):
     """Wrap ``tx`` (an ``optax.GradientTransformation``). Its state lives in ``non_slots["optax"]``."""

@@ -22,6 +22,8 @@ import jax.numpy as jnp
 
 from jaxgraph.train.optimizer import Hyper, Optimizer, _take_rows, cast_hyper
 
+__all__ = ["RMSPropOptimizer"]
+
 
 class RMSPropOptimizer(Optimizer):
     """TF1's RMSProp. Slots: ``"rms"`` (ones), ``"momentum"`` (zeros), ``"mg"`` (zeros, centered only)."""

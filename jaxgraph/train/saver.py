@@ -56,6 +56,8 @@ from jaxgraph.variable_collections import path_to_name, resolved_name
 from jaxgraph.variable_index import VariableIndex
 from jaxgraph.variables import Variable
 
+__all__ = ["FORMAT", "INDEX_FILENAME", "SUFFIX", "VERSION", "CheckpointError", "Saver", "latest_checkpoint"]
+
 PyTree = Any
 
 FORMAT = "jaxgraph.checkpoint"

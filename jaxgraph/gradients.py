@@ -10,7 +10,7 @@ dense one, as TF converts; an array the loss does not depend on gets ``None`` fr
 >>> params = {"emb": jnp.arange(8.0).reshape(4, 2), "w": jnp.ones(2)}
 >>> loss, grads = value_and_grad(lambda p, ids: jnp.sum(p["emb"][ids] @ p["w"]))(params, jnp.array([3, 1]))
 >>> float(loss), grads["emb"].indices.tolist(), grads["w"].tolist()
-(20.0, [3, 1], [8.0, 10.0])
+(18.0, [3, 1], [8.0, 10.0])
 """
 
 from __future__ import annotations

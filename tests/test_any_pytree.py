@@ -216,6 +216,31 @@ def test_no_variables_to_optimize_when_everything_is_frozen():
         GradientDescentOptimizer(1.0).compute_gradients(lambda p: jnp.sum(p["w"]), jg.freeze({"w": jnp.ones(2)}))
 
 
+def test_minimize_resolves_the_tree_once(monkeypatch):
+    built = []
+    original = jg.VariableIndex.__init__
+
+    def counting(self, tree):
+        built.append(1)
+        original(self, tree)
+
+    monkeypatch.setattr(jg.VariableIndex, "__init__", counting)
+    p, opt = _dict_model(), AdagradOptimizer(0.1)
+    state = opt.init(p)
+    built.clear()
+    opt.minimize(lambda p: _mse(_dict_forward(p, IDS)), p, state, global_step=None)
+    assert len(built) == 1  # compute_gradients, apply_gradients and the global step share one index
+
+
+def test_get_slot_of_a_plain_array_names_the_problem():
+    p, opt = _dict_model(), AdagradOptimizer(0.1)
+    state = opt.init(p)
+    assert opt.get_slot(state, "emb", "accumulator").name == "emb/Adagrad"
+    assert opt.get_slot(state, jg.trainable_variables(p, "emb")[0], "accumulator") is not None
+    with pytest.raises(ValueError, match=r"get_slot needs the variable's name"):
+        opt.get_slot(state, p["emb"], "accumulator")
+
+
 def test_var_list_accepts_the_trees_own_leaves():
     p = _dict_model()
     _, gv = GradientDescentOptimizer(1.0).compute_gradients(lambda p: _mse(_dict_forward(p, IDS)), p,

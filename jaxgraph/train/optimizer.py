@@ -121,10 +121,12 @@ class Optimizer:
         """The slot ``name`` of ``var`` as a non-trainable Variable named like TF's
         (``"<var>/Adam"``, ``"<var>/Adam_1"``), or ``None`` when there is no such slot."""
         var_name = var.name if isinstance(var, Variable) else var
-        if var_name is None:
+        if var_name is None or not isinstance(var_name, str):
             # A path-named leaf taken straight from the tree: its name is only known with the tree.
+            shape = getattr(var, "shape", None)
+            what = repr(var) if isinstance(var, Variable) else f"a {type(var).__name__} of shape {shape}"
             raise ValueError(
-                f"get_slot needs the variable's name; {var!r} has none. Pass its name, or a Variable "
+                f"get_slot needs the variable's name; {what} has none. Pass its name, or a Variable "
                 "from jaxgraph.trainable_variables(params)."
             )
         value = opt_state.slots.get(name, {}).get(var_name)

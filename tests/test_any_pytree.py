@@ -345,3 +345,22 @@ def test_jaxgraph_imports_neither_flax_nor_equinox():
             "jg.describe({'w': jnp.ones(2)}); "
             "assert 'flax' not in sys.modules and 'equinox' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sharding_rules_place_plain_arrays_and_nnx_params_by_name():
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    from jaxgraph.sharding import make_mesh, shard_params, tree_shardings
+
+    mesh = make_mesh()
+    rules = [("emb", P("data", None))]
+    rows = 4 * len(jax.devices())
+    placed = shard_params({"emb": jnp.zeros((rows, 2)), "w": jnp.ones(2)}, mesh, rules)
+    assert placed["emb"].sharding.spec == P("data", None) and placed["w"].sharding.spec == P()
+    model = nnx.Embed(rows, 2, rngs=nnx.Rngs(0))
+    placed_model = shard_params(model, mesh, [("embedding", P("data", None))])
+    assert type(placed_model.embedding) is nnx.Param
+    assert placed_model.embedding.get_value().sharding.spec == P("data", None)
+    shardings = tree_shardings({"emb": jnp.zeros((rows, 2)), "frozen": jg.freeze(jnp.ones(3))}, mesh, rules)
+    assert isinstance(shardings["emb"], NamedSharding) and isinstance(shardings["frozen"].value, NamedSharding)

@@ -29,31 +29,9 @@ import subprocess
 import sys
 import time
 
+from proc_memory import peak_rss_bytes, reset_peak_rss, rss_bytes
+
 FORMS = ("reference", "dict", "equinox", "nnx", "dense")
-
-
-def _peak_rss_reset() -> None:
-    try:  # Linux: writing 5 to clear_refs resets the peak resident set size (VmHWM)
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak_rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return -1
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return -1
 
 
 def run_one(form: str, V: int, D: int, B: int, S: int, steps: int, per_call: int, hlo_to: str | None = None) -> dict:
@@ -63,7 +41,7 @@ def run_one(form: str, V: int, D: int, B: int, S: int, steps: int, per_call: int
 
     import jaxgraph as jg
 
-    rss_start = _rss_bytes()
+    rss_start = rss_bytes()
     k_emb, k_w, k_data = jax.random.split(jax.random.PRNGKey(0), 3)
     emb = jax.random.uniform(k_emb, (V, D), minval=-1.0, maxval=1.0)
     nce_w = jax.random.truncated_normal(k_w, -2.0, 2.0, (V, D)) / np.sqrt(D)
@@ -169,8 +147,8 @@ def run_one(form: str, V: int, D: int, B: int, S: int, steps: int, per_call: int
     step_call = jax.jit(call if per_call > 1 else
                         (lambda p, s, xs, ys, i: step(p, s, xs[0], ys[0], i)), donate_argnums=(0, 1))
     jax.block_until_ready((model, opt_state))
-    rss_tables = _rss_bytes()
-    _peak_rss_reset()
+    rss_tables = rss_bytes()
+    reset_peak_rss()
     batches = [(inputs[i], labels[i]) for i in range(calls + 1)]
     if hlo_to:  # the compiled step's HLO, for inspection
         with open(hlo_to, "w") as f:
@@ -187,7 +165,7 @@ def run_one(form: str, V: int, D: int, B: int, S: int, steps: int, per_call: int
         "form": form, "vocabulary_size": V, "steps": calls * per_call, "steps_per_call": per_call,
         "ms_per_step": elapsed / (calls * per_call) * 1e3,
         "first_loss": first_loss, "final_loss": float(value), "state_bytes": state_bytes,
-        "peak_rss_bytes": _peak_rss_bytes(), "rss_start_bytes": rss_start, "rss_tables_bytes": rss_tables,
+        "peak_rss_bytes": peak_rss_bytes(), "rss_start_bytes": rss_start, "rss_tables_bytes": rss_tables,
     }
 
 

@@ -27,23 +27,7 @@ import sys
 import time
 
 import numpy as np
-
-
-def _peak_rss_reset() -> None:
-    # Linux: writing 5 to clear_refs resets the peak resident set size (VmHWM).
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak_rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return -1
+from proc_memory import peak_rss_bytes, reset_peak_rss
 
 
 def _batches(args, n):
@@ -140,8 +124,8 @@ def run_jaxgraph(args) -> dict:
     param_bytes = sum(v.value.nbytes for v in jg.global_variables(params)) + sum(
         x.nbytes for x in jax.tree_util.tree_leaves(opt_state.slots))
     jax.block_until_ready(params)
-    _peak_rss_reset()
-    rss_before = _peak_rss_bytes()
+    reset_peak_rss()
+    rss_before = peak_rss_bytes()
     # Warm up (compile) on the first batch, then time.
     params, opt_state, loss = step(params, opt_state, *batches[0])
     jax.block_until_ready(loss)
@@ -150,7 +134,7 @@ def run_jaxgraph(args) -> dict:
         params, opt_state, loss = step(params, opt_state, *batches[i])
     jax.block_until_ready((params, loss))
     elapsed = time.perf_counter() - t0
-    peak = _peak_rss_bytes()
+    peak = peak_rss_bytes()
     steps = n_calls * K
     ms = elapsed / steps * 1e3
 

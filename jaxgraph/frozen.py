@@ -32,13 +32,15 @@ import numpy as np
 __all__ = ["FrozenArray"]
 
 
-def _delegate(op: Any, reflected: bool = False) -> Any:
-    if reflected:
-        def method(self: FrozenArray, other: Any) -> Any:
-            return op(other, self.value)
-    else:
-        def method(self: FrozenArray, *args: Any) -> Any:
-            return op(self.value, *args)
+def _delegate(op: Any) -> Any:
+    def method(self: FrozenArray, *args: Any) -> Any:
+        return op(self.value, *args)
+    return method
+
+
+def _reflected(op: Any) -> Any:
+    def method(self: FrozenArray, other: Any) -> Any:
+        return op(other, self.value)
     return method
 
 
@@ -47,6 +49,7 @@ class FrozenArray:
     """An array that optimizers leave alone (not in ``TRAINABLE_VARIABLES``), usable as the array."""
 
     __slots__ = ("value",)
+    value: Any
 
     def __init__(self, value: Any) -> None:
         if isinstance(value, FrozenArray):
@@ -121,5 +124,5 @@ for _name, _op in [
     ("rshift", operator.rshift), ("divmod", divmod),
 ]:
     setattr(FrozenArray, f"__{_name}__", _delegate(_op))
-    setattr(FrozenArray, f"__r{_name}__", _delegate(_op, reflected=True))
+    setattr(FrozenArray, f"__r{_name}__", _reflected(_op))
 del _name, _op

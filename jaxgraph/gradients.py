@@ -177,7 +177,7 @@ def value_and_grad(
             for k, value in zip(at, values, strict=True):
                 new_leaves[k] = value
             call_args = list(args)
-            for n, arg in zip(nums, treedef.unflatten(new_leaves), strict=True):
+            for n, arg in zip(nums, jax.tree_util.tree_unflatten(treedef, new_leaves), strict=True):
                 call_args[n] = arg
             out = fun(*call_args, **kwargs)
             value, aux = out if has_aux else (out, None)
@@ -195,7 +195,7 @@ def value_and_grad(
         out_leaves: list[Any] = [_float0_zeros(leaf) for leaf in leaves]
         for k, g in zip(at, grads, strict=True):
             out_leaves[k] = jnp.zeros_like(jnp.asarray(leaves[k])) if g is None else g
-        g_args = treedef.unflatten(out_leaves)
+        g_args = jax.tree_util.tree_unflatten(treedef, out_leaves)
         g_out = g_args[0] if isinstance(argnums, int) else g_args
         return ((value, aux) if has_aux else value), g_out
 

@@ -119,12 +119,13 @@ def inspect_leaf(x: Any) -> LeafInfo | None:
             return LeafInfo("array", x, True, _GLOBAL_TRAINABLE)
         return LeafInfo("array", x, False, _GLOBAL, None, f"{x.dtype} array: not differentiable")
     if _is_nnx_variable(x):
-        (value,) = jax.tree_util.tree_leaves(x)
+        nnx_variable: Any = x
+        (value,) = jax.tree_util.tree_leaves(nnx_variable)
         kind = f"nnx.{type(x).__name__}"
         param = _nnx_param_type()
         if param is None or not isinstance(x, param):
             return LeafInfo(kind, value, False, _GLOBAL, None, f"{kind} is not an nnx.Param")
-        if x.get_metadata().get(NNX_FROZEN_KEY, False):
+        if nnx_variable.get_metadata().get(NNX_FROZEN_KEY, False):
             return LeafInfo(kind, value, False, _GLOBAL, None, "frozen (jaxgraph.freeze)")
         return LeafInfo(kind, value, True, _GLOBAL_TRAINABLE)
     return None
@@ -138,7 +139,8 @@ def rebuild(x: Any, value: Any) -> Any:
         return FrozenArray(value)
     if is_array(x):
         return value
-    return jax.tree_util.tree_structure(x).unflatten([value])  # an NNX variable: same type and metadata
+    # an NNX variable: the same type and metadata
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(x), [value])
 
 
 def for_loss(x: Any, value: Any) -> Any:
@@ -162,10 +164,11 @@ def with_trainable(x: Any, trainable: bool) -> Any:
         return FrozenArray(x) if not trainable and _inexact(x) else x
     param = _nnx_param_type()
     if param is not None and isinstance(x, param):
-        frozen = bool(x.get_metadata().get(NNX_FROZEN_KEY, False))
+        nnx_param: Any = x
+        frozen = bool(nnx_param.get_metadata().get(NNX_FROZEN_KEY, False))
         if frozen == (not trainable):
             return x
-        copy = x.copy()
+        copy = nnx_param.copy()
         if trainable:
             copy.del_metadata(NNX_FROZEN_KEY)
         else:

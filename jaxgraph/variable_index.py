@@ -189,7 +189,8 @@ class VariableIndex:
         if isinstance(tree, VariableIndex):
             raise TypeError("VariableIndex(tree) got an index; use VariableIndex.of(x) to accept either")
         self.tree = tree
-        leaves, self.treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=leaf_kinds.is_variable_node)
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(tree, is_leaf=leaf_kinds.is_variable_node)
+        self.treedef: Any = treedef
         self.leaves = [leaf for _, leaf in leaves]
         self.paths = [path for path, _ in leaves]
         entries: list[IndexEntry] = []
@@ -309,7 +310,7 @@ class VariableIndex:
         for name, value in values.items():
             entry = self.by_name[name]
             leaves[entry.position] = make(entry.leaf, value)
-        return self.treedef.unflatten(leaves)
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
     def replace_values(self, values: Mapping[str, Any]) -> PyTree:
         """A copy of the tree whose variables named in ``values`` hold the new arrays; every leaf keeps
@@ -323,7 +324,7 @@ class VariableIndex:
         for entry in self.entries:
             value = values.get(entry.name, entry.value)
             leaves[entry.position] = leaf_kinds.for_loss(entry.leaf, value)
-        return self.treedef.unflatten(leaves)
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
     def changed_in_place(self, loss_tree: PyTree, exclude: Iterable[str] = ()) -> dict[str, Any]:
         """``{name: new value}`` for the mutable variables (Flax NNX) that a function changed in place in
@@ -346,7 +347,7 @@ class VariableIndex:
         leaves = list(self.leaves)
         for entry in self.entries:
             leaves[entry.position] = fn(entry)
-        return self.treedef.unflatten(leaves)
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
     # -- reporting --------------------------------------------------------------------------------
     def describe(self, var_list: Sequence[Any] | None = None) -> Description:

@@ -234,6 +234,7 @@ class Optimizer:
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"grads_and_vars must hold (gradient, variable) pairs, got {pair!r}") from exc
             entry = index.find(var)
+            name: str | None
             if entry is not None:
                 name = entry.name
             elif isinstance(var, (Variable, str)):
@@ -270,6 +271,7 @@ class Optimizer:
         if global_step is None:
             return
         entry = VariableIndex.of(params).find(global_step) if params is not None else None
+        name: Any
         if entry is not None:
             name = entry.name
         else:

@@ -32,8 +32,10 @@ class IndexedSlices:
 
     Args:
       values: ``[n, *dense_shape[1:]]``.
-      indices: integer ``[n]``; may repeat (repeats add up) and, after :meth:`coalesce`, may hold the
-        padding index ``dense_shape[0]`` for unused slots, which every consumer drops.
+      indices: integer ``[n]``; may repeat (repeats add up) and may hold the padding index
+        ``dense_shape[0]``, which every consumer drops: a captured read of a row out of range, a
+        sharded lookup's id that a shard does not own, or, after :meth:`coalesce`, an unused slot.
+        Never negative.
       dense_shape: the shape of the dense tensor (a tuple of ints).
     """
 

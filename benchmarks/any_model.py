@@ -30,6 +30,7 @@ import sys
 import time
 
 from proc_memory import peak_rss_bytes, reset_peak_rss, rss_bytes
+from tables import word2vec_table
 
 FORMS = ("reference", "dict", "equinox", "nnx", "dense")
 
@@ -43,8 +44,8 @@ def run_one(form: str, V: int, D: int, B: int, S: int, steps: int, per_call: int
 
     rss_start = rss_bytes()
     k_emb, k_w, k_data = jax.random.split(jax.random.PRNGKey(0), 3)
-    emb = jax.random.uniform(k_emb, (V, D), minval=-1.0, maxval=1.0)
-    nce_w = jax.random.truncated_normal(k_w, -2.0, 2.0, (V, D)) / np.sqrt(D)
+    emb = word2vec_table(V, D, k_emb, "uniform")
+    nce_w = word2vec_table(V, D, k_w, "truncated_normal")
     nce_b = jnp.zeros((V,))
     rng = np.random.default_rng(0)
     calls = max(1, steps // per_call)

@@ -18,7 +18,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import os
@@ -28,6 +27,7 @@ import time
 
 import numpy as np
 from proc_memory import peak_rss_bytes, reset_peak_rss
+from tables import word2vec_table
 
 
 def _batches(args, n):
@@ -47,27 +47,12 @@ def run_jaxgraph(args) -> dict:
     V, D, B, S = args.vocabulary_size, args.embedding_size, args.batch_size, args.num_sampled
 
     def init(seed):
-        # Filled block by block into donated buffers, so that nothing larger than a block is ever made
-        # besides the tables: the memory measured in training is then the tables' own.
-        block = min(V, 1 << 15)
-
-        @functools.partial(jax.jit, donate_argnums=0, static_argnames="kind")
-        def fill(table, key, start, kind):
-            shape = (block, D)
-            if kind == "uniform":
-                values = jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
-            else:
-                values = jax.random.truncated_normal(key, -2.0, 2.0, shape) / math.sqrt(D)
-            return jax.lax.dynamic_update_slice(table, values, (start, 0))
-
+        # Tables filled block by block into donated buffers: the memory measured in training is theirs.
         key = jax.random.PRNGKey(seed)
-        tables = {}
-        for name, kind in (("embeddings", "uniform"), ("nce_weights", "truncated_normal")):
-            table = jnp.zeros((V, D), jnp.float32)
-            for i, start in enumerate(range(0, V, block)):
-                # The last block may overlap the previous one (dynamic_update_slice clamps the start).
-                table = fill(table, jax.random.fold_in(key, 2 * i + (kind == "uniform")), start, kind)
-            tables[name] = jg.Variable(table, name=name)
+        tables = {
+            name: jg.Variable(word2vec_table(V, D, jax.random.fold_in(key, i), kind), name=name)
+            for i, (name, kind) in enumerate((("embeddings", "uniform"), ("nce_weights", "truncated_normal")))
+        }
         tables["nce_biases"] = jg.Variable(jnp.zeros((V,)), name="nce_biases")
         return tables
 

@@ -6,9 +6,12 @@ from jaxgraph import summary as summary
 from jaxgraph import train as train
 from jaxgraph.device import device as device
 from jaxgraph.device import parse_device_spec as parse_device_spec
+from jaxgraph.errors import InvalidArgumentError as InvalidArgumentError
+from jaxgraph.errors import JaxgraphWarning as JaxgraphWarning
 from jaxgraph.frozen import FrozenArray as FrozenArray
 from jaxgraph.gradients import grad as grad
 from jaxgraph.gradients import value_and_grad as value_and_grad
+from jaxgraph.ids import checked as checked
 from jaxgraph.module import Module as Module
 from jaxgraph.sparse import IndexedSlices as IndexedSlices
 from jaxgraph.variable_collections import all_variables as all_variables
@@ -32,6 +35,7 @@ from jaxgraph.variables import name_scope as name_scope
 
 __all__ = [
     "all_variables",
+    "checked",
     "create_global_step",
     "describe",
     "device",
@@ -43,6 +47,8 @@ __all__ = [
     "grad",
     "GraphKeys",
     "IndexedSlices",
+    "InvalidArgumentError",
+    "JaxgraphWarning",
     "local_variables",
     "map_variables",
     "model_variables",

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgraph import capture, summary
+from jaxgraph.ids import check_ids
 from jaxgraph.variable_collections import resolved_name
 from jaxgraph.variable_index import VariableIndex, check_differentiable_dtype
 from jaxgraph.variables import Variable
@@ -31,26 +32,14 @@ from jaxgraph.variables import Variable
 __all__ = ["gather_rows", "grad", "resolve_var_list", "value_and_grad", "value_and_gradients"]
 
 
-def _check_ids(table_rows: int, ids: Any) -> jax.Array:
-    ids = jnp.asarray(ids) if not isinstance(ids, jax.Array) else ids
-    if not jnp.issubdtype(ids.dtype, jnp.integer):
-        raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
-    if not isinstance(ids, jax.core.Tracer) and ids.size:
-        flat = np.asarray(ids).reshape(-1)
-        bad = np.flatnonzero((flat < 0) | (flat >= table_rows))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"indices[{i}] = {int(flat[i])} is not in [0, {table_rows})")
-    return ids
-
-
 def gather_rows(params: Variable | jax.Array, ids: Any, *, padded: bool = False) -> jax.Array:
     """Rows ``ids`` of one table: ``params[ids]``, shaped ``ids.shape + params.shape[1:]``.
 
     A plain row gather (``jnp.take``): ``compute_gradients`` captures it as it captures any row gather
-    of a differentiated array. Concrete ids out of range raise TF's ``indices[i] = v is not in [0, n)``;
-    under ``jit`` ids cannot be checked, and rows out of range read as NaN (``jnp.take``'s fill mode)
-    rather than a silently clamped row, and their gradient rows are dropped.
+    of a differentiated array. Ids go through :func:`jaxgraph.ids.check_ids`: concrete ids out of range
+    raise TF's ``indices[i] = v is not in [0, n)``; under ``jit`` an out-of-range id (negative included)
+    reads zeros and its gradient row carries the padding index (dropped by every update), and
+    :func:`jaxgraph.checked` raises TF's message instead.
 
     With ``padded=True`` the id ``params.shape[0]`` is allowed as a stand-in for "no row": it reads
     zeros, and in a captured gradient it becomes the padding index that every sparse update drops
@@ -61,10 +50,10 @@ def gather_rows(params: Variable | jax.Array, ids: Any, *, padded: bool = False)
     [[4.0, 5.0], [0.0, 1.0]]
     """
     table = params.value if isinstance(params, Variable) else jnp.asarray(params)
-    ids = _check_ids(table.shape[0] + 1 if padded else table.shape[0], ids)
-    if padded:
-        return jnp.take(table, ids, axis=0, mode="fill", fill_value=0)
-    return jnp.take(table, ids, axis=0)
+    # Out-of-range ids come back as the padding index `rows`, which the fill-mode gather reads as zeros
+    # and the captured gradient carries as the padding index.
+    ids = check_ids(ids, table.shape[0], allow_padding=padded)
+    return jnp.take(table, ids, axis=0, mode="fill", fill_value=0)
 
 
 def resolve_var_list(params: Any, var_list: Sequence[Any] | None) -> list[Variable]:

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgraph.ids import check_ids
 from jaxgraph.variables import Variable
 
 __all__ = ["IndexedSlices", "convert_to_tensor_or_indexed_slices"]
@@ -35,7 +36,9 @@ class IndexedSlices:
       indices: integer ``[n]``; may repeat (repeats add up) and may hold the padding index
         ``dense_shape[0]``, which every consumer drops: a captured read of a row out of range, a
         sharded lookup's id that a shard does not own, or, after :meth:`coalesce`, an unused slot.
-        Never negative.
+        Any other index outside ``[0, dense_shape[0])`` is an error when concrete (TF's
+        ``indices[i] = v is not in [0, n)``) and, under ``jit``, is treated as padding: dropped, never
+        wrapped (see :mod:`jaxgraph.ids`). Captured gradients never hold a negative index.
       dense_shape: the shape of the dense tensor (a tuple of ints).
     """
 
@@ -85,7 +88,12 @@ class IndexedSlices:
     def to_dense(self) -> jax.Array:
         """The dense array these slices stand for (repeats summed, padding dropped)."""
         zeros = jnp.zeros(self.dense_shape, dtype=self.values.dtype)
-        return zeros.at[self.indices].add(self.values, mode="drop")
+        return zeros.at[self.checked_indices()].add(self.values, mode="drop")
+
+    def checked_indices(self) -> jax.Array:
+        """The indices after :func:`jaxgraph.ids.check_ids` (padding allowed): concrete ones out of
+        range raise TF's message; traced ones out of range become the padding index."""
+        return check_ids(self.indices, self.dense_shape[0], allow_padding=True, what="IndexedSlices indices")
 
     def coalesce(self) -> IndexedSlices:
         """Sum the values of repeated indices (TF's ``_deduplicate_indexed_slices``).
@@ -95,7 +103,7 @@ class IndexedSlices:
         """
         n = self.indices.shape[0]
         pad = self.dense_shape[0]
-        unique, inverse = jnp.unique(self.indices, size=n, fill_value=pad, return_inverse=True)
+        unique, inverse = jnp.unique(self.checked_indices(), size=n, fill_value=pad, return_inverse=True)
         summed = jax.ops.segment_sum(self.values, inverse.reshape(-1), num_segments=n)
         return IndexedSlices(summed, unique.astype(self.indices.dtype), self.dense_shape)
 

@@ -65,3 +65,36 @@ def test_jax_codebases_examples_run_and_train_sparsely():
     # describe() prints what the README shows
     shown = [line[2:] for line in blocks[4].splitlines() if line.startswith("# ")]
     assert out.getvalue().splitlines()[-len(shown):] == shown
+
+
+def test_optax_example_runs_and_touches_only_the_gathered_rows():
+    namespace: dict = {}
+    exec(compile(_block_after("### optax"), "README.md", "exec"), namespace)
+    params, opt_state, loss = namespace["params"], namespace["opt_state"], namespace["loss"]
+    assert np.isfinite(float(loss))
+    emb = np.asarray(params["emb"])
+    moved = np.flatnonzero(np.abs(emb).sum(axis=1))
+    assert moved.tolist() == [3, 7]  # ids [3, 7, 3]: only those rows of the 50,000 changed
+    adam = opt_state[1][0]
+    assert np.flatnonzero(np.abs(np.asarray(adam.mu["emb"])).sum(axis=1)).tolist() == [3, 7]
+    assert int(adam.count) == 1
+
+
+def test_tf1_migration_recipe_and_its_reverse(tmp_path, monkeypatch):
+    tf1_job = Path(__file__).parent / "fixtures" / "tf_checkpoints" / "word2vec_adam"  # written by TF
+    recipe = _block_after("### Moving a TF1 model to jaxgraph")
+    assert '"tf1_job/"' in recipe
+    namespace: dict = {}
+    exec(compile(recipe.replace('"tf1_job/"', repr(str(tf1_job))), "README.md", "exec"), namespace)
+    params, opt_state = namespace["params"], namespace["opt_state"]
+    assert int(params["global_step"].value) == 3 and int(opt_state.iterations) == 3
+    assert float(opt_state.non_slots["beta1_power"]) == np.float32(0.9) ** 4  # TF's, after 3 steps
+
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_block_after("And the reverse"), "README.md", "exec"), namespace)
+    from jaxgraph.train import list_variables, load_checkpoint
+
+    assert list_variables("for_tf") == list_variables(str(tf1_job))
+    theirs, ours = load_checkpoint(str(tf1_job)), load_checkpoint("for_tf/model.ckpt-3")
+    for name in theirs.get_variable_to_shape_map():
+        np.testing.assert_array_equal(ours.get_tensor(name), theirs.get_tensor(name))

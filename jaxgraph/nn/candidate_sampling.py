@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxgraph.ids import check_ids
 from jaxgraph.variables import Variable
 
 __all__ = [
@@ -51,6 +52,9 @@ _ProbFn = Callable[[jax.Array], jax.Array]
 
 FLT_MAX = float(np.finfo(np.float32).max)
 
+# TF's CandidateSamplerOp message for a true class outside the sampler's range.
+_TRUE_CANDIDATE_MESSAGE = "`true_candidate` out of range [0, {n}), received {v}"
+
 # log-uniform draws split u = (a + b) / _LOG_UNIFORM_BINS: `a` picks a precomputed (float64-exact)
 # power of (range_max + 1) and `b` a short float32 exp. A plain float32 u (23 bits) would put only ~15
 # grid points in the top class of a 50,000 range and skew its frequency by several percent.
@@ -59,10 +63,6 @@ _LOG_UNIFORM_BINS = 1 << _LOG_UNIFORM_BITS
 
 
 # -- validation ------------------------------------------------------------------------------------
-def _is_concrete(x: Any) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
 def _int_array(x: Any, what: str) -> jax.Array:
     if isinstance(x, Variable):
         raise TypeError(f"{what} must be an integer array, not a Variable; read `.value` first")
@@ -79,12 +79,11 @@ def _check_true_classes(true_classes: Any, num_true: int, range_max: int | None)
         raise ValueError("true_classes must be a matrix")
     if classes.shape[1] != num_true:
         raise ValueError(f"true_classes must have num_true columns, expected: {classes.shape[1]} was: {num_true}")
-    if range_max is not None and _is_concrete(raw):
-        # Checked on the caller's values before the int32 cast, as TF's kernel does on int64.
-        host = np.asarray(raw).reshape(-1)
-        bad = np.flatnonzero((host < 0) | (host >= range_max))
-        if bad.size:
-            raise ValueError(f"`true_candidate` out of range [0, {range_max}), received {int(host[bad[0]])}")
+    if range_max is not None:
+        # Checked on the caller's values before the int32 cast, as TF's kernel does on int64. Under jit
+        # an out-of-range class becomes range_max, whose expected count is 0 (see _run_sampler).
+        classes = check_ids(raw, range_max, message=_TRUE_CANDIDATE_MESSAGE, what="true_classes")
+        classes = classes.astype(jnp.int32)
     return classes
 
 
@@ -190,7 +189,8 @@ def _run_sampler(
     else:
         samples = draw(key, num_sampled)
         num_tries = jnp.int32(num_sampled)
-    true_ec = _expected_count(prob(classes), num_sampled, num_tries)
+    # A true class outside the range (possible only under jit; see jaxgraph.ids) is never drawn.
+    true_ec = jnp.where(classes < range_max, _expected_count(prob(classes), num_sampled, num_tries), 0.0)
     sampled_ec = _expected_count(prob(samples), num_sampled, num_tries)
     return samples, true_ec, sampled_ec
 

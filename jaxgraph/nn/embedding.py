@@ -18,9 +18,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxgraph import gradients
+from jaxgraph.ids import check_ids
 from jaxgraph.variables import Variable
 
 __all__ = ["embedding_lookup", "embedding_lookup_v2"]
@@ -53,30 +53,6 @@ def _rows_and_tail(shard: Any) -> tuple[int, tuple[int, ...]]:
     return shape[0], shape[1:]
 
 
-def _as_ids(ids: Any) -> tuple[jax.Array, np.ndarray | None]:
-    """The ids as a JAX int array, plus a NumPy copy when they are concrete (for range checks)."""
-    if isinstance(ids, Variable):
-        raise TypeError("ids must be an integer array, not a Variable; pass `ids_var.value`.")
-    if isinstance(ids, jax.core.Tracer):
-        concrete = None
-    else:
-        # Keep the host copy before any int64 -> int32 narrowing, so a huge id is reported as given.
-        concrete = np.asarray(ids)
-        if concrete.dtype == object:
-            raise TypeError(f"ids must be an integer array, got {ids!r}")
-    dtype = concrete.dtype if concrete is not None else ids.dtype
-    if not np.issubdtype(dtype, np.integer):
-        raise TypeError(f"ids must be integers (int32 or int64), got dtype {dtype}")
-    return jnp.asarray(ids), concrete
-
-
-def _check_range(flat_ids: np.ndarray, valid: np.ndarray, total_rows: int) -> None:
-    bad = np.flatnonzero(~valid)
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"indices[{i}] = {int(flat_ids[i])} is not in [0, {total_rows})")
-
-
 def _partition(flat_ids: Any, strategy: str, sizes: Sequence[int], xp: Any) -> tuple[Any, Any]:
     """Shard index and shard-local row of each id, as TF's ``_embedding_lookup_and_transform``.
 
@@ -98,6 +74,17 @@ def _partition(flat_ids: Any, strategy: str, sizes: Sequence[int], xp: Any) -> t
         (flat_ids - extras) % ids_per_partition,
     )
     return assignments, new_ids
+
+
+def _in_layout(strategy: str, sizes: Sequence[int]) -> Any:
+    """``in_range`` for :func:`~jaxgraph.ids.check_ids`: the id's shard exists and has its row."""
+
+    def in_range(flat_ids: Any, xp: Any) -> Any:
+        p, local = _partition(flat_ids, strategy, sizes, xp)
+        size_of = xp.asarray(sizes)[xp.clip(p, 0, len(sizes) - 1)]
+        return (p >= 0) & (p < len(sizes)) & (local >= 0) & (local < size_of)
+
+    return in_range
 
 
 def _clip_by_norm(x: jax.Array, clip_norm: Any, axes: tuple[int, ...]) -> jax.Array:
@@ -124,7 +111,7 @@ def embedding_lookup(
     Args:
       params: one table (a :class:`jaxgraph.Variable` or an array of shape ``[N, ...]``) or a list of
         shards of it. Shards may hold different row counts; they must share the trailing shape.
-      ids: integer array of any shape (a Python list is accepted).
+      ids: integer array of any shape (a Python list is accepted; ``[]`` is an empty id array).
       partition_strategy: how ids map to shards when there are several: ``"mod"`` (id ``i`` lives in
         shard ``i % n`` at row ``i // n``) or ``"div"`` (contiguous blocks, the first ``N % n`` shards
         holding one extra row). Unlike TF, a bad value is rejected even for a single table.
@@ -137,11 +124,15 @@ def embedding_lookup(
       An array of shape ``ids.shape + params.shape[1:]`` with the params' dtype.
 
     Raises:
-      ValueError: ``params`` missing or empty (TF's messages), unknown strategy, or, when ``ids`` are
-        concrete, an id outside the table: ``"indices[i] = x is not in [0, N)"`` (``i`` indexes the
-        flattened ids, ``N`` counts all rows). Under ``jax.jit`` the ids are tracers and cannot be
-        checked: an out-of-range id then gives unspecified values (currently NaN fill), not an error.
+      ValueError: ``params`` missing or empty (TF's messages), unknown strategy.
+      InvalidArgumentError: (a ``ValueError``) concrete ``ids`` with an id outside the table, negative
+        ones included: ``"indices[i] = x is not in [0, N)"`` (``i`` indexes the flattened ids, ``N``
+        counts all rows).
       TypeError: non-integer ``ids``.
+
+    Under ``jax.jit`` the ids are tracers and are not checked (see :mod:`jaxgraph.ids`): an id outside
+    the table reads a row of zeros and its gradient is dropped, never another row. Compile with
+    :func:`jaxgraph.checked` instead of ``jax.jit`` to have them raise TF's message.
 
     >>> import jax.numpy as jnp
     >>> table = jnp.arange(6.0).reshape(3, 2)
@@ -149,12 +140,14 @@ def embedding_lookup(
     (2, 1, 2)
     >>> embedding_lookup(jnp.array([[3.0, 4.0]]), jnp.array([0]), max_norm=1.0).tolist()
     [[0.6000000238418579, 0.800000011920929]]
+    >>> import jax
+    >>> jax.jit(embedding_lookup)(table, jnp.array([1, 3, -1])).tolist()  # out of range: zeros
+    [[2.0, 3.0], [0.0, 0.0], [0.0, 0.0]]
     """
     del name, validate_indices
     shards = _as_shard_list(params)
     if partition_strategy not in _STRATEGIES:
         raise ValueError("Unrecognized partition strategy: " + str(partition_strategy))
-    ids, concrete = _as_ids(ids)
     sizes = []
     _, tail = _rows_and_tail(shards[0])  # _as_shard_list never returns an empty list
     for shard in shards:
@@ -164,26 +157,23 @@ def embedding_lookup(
         sizes.append(rows)
 
     if len(shards) == 1:
-        if concrete is not None:
-            flat = concrete.reshape(-1)
-            _check_range(flat, (flat >= 0) & (flat < sizes[0]), sizes[0])
-        result = gradients.gather_rows(shards[0], ids)
+        ids = check_ids(ids, sizes[0])
+        # Out-of-range ids now hold the padding index: they read zeros and their gradient is dropped.
+        result = gradients.gather_rows(shards[0], ids, padded=True)
     else:
-        if concrete is not None:
-            flat = concrete.reshape(-1).astype(np.int64)
-            p, local = _partition(flat, partition_strategy, sizes, np)
-            size_of = np.asarray(sizes)[np.clip(p, 0, len(sizes) - 1)]
-            valid = (flat >= 0) & (p >= 0) & (p < len(sizes)) & (local >= 0) & (local < size_of)
-            _check_range(flat, valid, sum(sizes))
+        total = sum(sizes)
+        ids = check_ids(ids, total, in_range=_in_layout(partition_strategy, sizes))
         flat_ids = ids.reshape(-1)
+        valid = flat_ids != total
         assignments, new_ids = _partition(flat_ids, partition_strategy, sizes, jnp)
         # Static shapes instead of TF's dynamic_partition/stitch: every shard gathers one row per id,
         # with its padding index (one past its last row) standing in where it does not own the id, then
         # a select keeps the owner's row. The stand-ins read zeros and, in a shard's IndexedSlices
         # gradient, carry the padding index that sparse updates drop: no row of a shard is touched
-        # unless one of its own ids was looked up (lazy optimizers depend on that).
+        # unless one of its own ids was looked up (lazy optimizers depend on that). An out-of-range id
+        # is owned by no shard, so it reads zeros everywhere.
         for p, shard in enumerate(shards):
-            owned = assignments == p
+            owned = (assignments == p) & valid
             gathered = gradients.gather_rows(shard, jnp.where(owned, new_ids, sizes[p]), padded=True)
             if p == 0:
                 result = gathered

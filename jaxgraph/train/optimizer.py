@@ -117,6 +117,20 @@ class Optimizer:
         i = self._slot_names.index(slot_name)
         return f"{var_name}/{self._name}" + (f"_{i}" if i else "")
 
+    def slot_variable_name(self, var_name: str, slot_name: str) -> str:
+        """TF1's name of the slot ``slot_name`` of the variable ``var_name``, as ``get_slot`` names it.
+
+        ``<var>/<optimizer name>`` for the first slot TF creates, ``_1``, ``_2``... for the later ones
+        (Adam: ``m`` -> ``"w/Adam"``, ``v`` -> ``"w/Adam_1"``). TF checkpoints key optimizer state by it.
+
+        >>> from jaxgraph.train import AdamOptimizer
+        >>> AdamOptimizer().slot_variable_name("w", "v")
+        'w/Adam_1'
+        """
+        if slot_name not in self._slot_names:
+            raise ValueError(f"{type(self).__name__} has no slot {slot_name!r}; its slots are {list(self._slot_names)}")
+        return self._slot_variable_name(var_name, slot_name)
+
     def get_slot(self, opt_state: OptimizerState, var: Variable | str, name: str) -> Variable | None:
         """The slot ``name`` of ``var`` as a non-trainable Variable named like TF's
         (``"<var>/Adam"``, ``"<var>/Adam_1"``), or ``None`` when there is no such slot."""
@@ -246,6 +260,10 @@ class Optimizer:
             if grad is not None:
                 grad = convert_to_tensor_or_indexed_slices(grad)
                 self._check_gradient(grad, by_name[name])
+                if isinstance(grad, IndexedSlices):
+                    # Concrete indices outside [0, rows] raise TF's message; traced ones become padding,
+                    # so no update ever lands on another row (a negative index must not wrap).
+                    grad = IndexedSlices(grad.values, grad.checked_indices(), grad.dense_shape)
             checked.append((grad, name))
         if all(g is None for g, _ in checked):
             raise ValueError(f"No gradients provided for any variable: {[n for _, n in checked]}.")
@@ -300,6 +318,11 @@ class Optimizer:
         with a gradient); pass ``opt.init(params)`` to create them up front, which keeps the state's
         structure fixed across jitted steps. ``global_step`` (a Variable of ``params``, or its name)
         is incremented by one after the updates.
+
+        An ``IndexedSlices`` gradient's indices must lie in ``[0, rows)``, or be the padding index
+        ``rows`` (dropped). Other concrete indices raise TF's ``indices[i] = v is not in [0, rows)``;
+        under ``jit`` they are dropped too (never wrapped onto another row), and
+        :func:`jaxgraph.checked` raises the message instead.
         """
         params = VariableIndex.of(params)  # resolved once for every lookup below
         checked, by_name = self._check_grads_and_vars(grads_and_vars, params)

@@ -1,9 +1,16 @@
 """jaxgraph: TensorFlow 1's training semantics on JAX."""
 
+from jaxgraph import losses as losses
 from jaxgraph import nn as nn
 from jaxgraph import sharding as sharding
+from jaxgraph import sparse as sparse
 from jaxgraph import summary as summary
 from jaxgraph import train as train
+from jaxgraph.clip_ops import clip_by_average_norm as clip_by_average_norm
+from jaxgraph.clip_ops import clip_by_global_norm as clip_by_global_norm
+from jaxgraph.clip_ops import clip_by_norm as clip_by_norm
+from jaxgraph.clip_ops import clip_by_value as clip_by_value
+from jaxgraph.clip_ops import global_norm as global_norm
 from jaxgraph.device import device as device
 from jaxgraph.device import parse_device_spec as parse_device_spec
 from jaxgraph.errors import InvalidArgumentError as InvalidArgumentError
@@ -14,6 +21,10 @@ from jaxgraph.gradients import value_and_grad as value_and_grad
 from jaxgraph.ids import checked as checked
 from jaxgraph.module import Module as Module
 from jaxgraph.sparse import IndexedSlices as IndexedSlices
+from jaxgraph.sparse_tensor import SparseTensor as SparseTensor
+from jaxgraph.sparse_tensor import sparse_reorder as sparse_reorder
+from jaxgraph.sparse_tensor import sparse_retain as sparse_retain
+from jaxgraph.sparse_tensor import sparse_tensor_to_dense as sparse_tensor_to_dense
 from jaxgraph.variable_collections import all_variables as all_variables
 from jaxgraph.variable_collections import describe as describe
 from jaxgraph.variable_collections import freeze as freeze
@@ -36,6 +47,10 @@ from jaxgraph.variables import name_scope as name_scope
 __all__ = [
     "all_variables",
     "checked",
+    "clip_by_average_norm",
+    "clip_by_global_norm",
+    "clip_by_norm",
+    "clip_by_value",
     "create_global_step",
     "describe",
     "device",
@@ -43,6 +58,7 @@ __all__ = [
     "FrozenArray",
     "get_collection",
     "get_global_step",
+    "global_norm",
     "global_variables",
     "grad",
     "GraphKeys",
@@ -50,6 +66,7 @@ __all__ = [
     "InvalidArgumentError",
     "JaxgraphWarning",
     "local_variables",
+    "losses",
     "map_variables",
     "model_variables",
     "Module",
@@ -59,6 +76,11 @@ __all__ = [
     "parse_device_spec",
     "replace_values",
     "sharding",
+    "sparse",
+    "sparse_reorder",
+    "sparse_retain",
+    "sparse_tensor_to_dense",
+    "SparseTensor",
     "summary",
     "train",
     "trainable_variables",

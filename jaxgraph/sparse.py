@@ -1,4 +1,8 @@
-"""``IndexedSlices``: TF1's sparse gradient, a set of rows of a dense tensor.
+"""``IndexedSlices``: TF1's sparse gradient, a set of rows of a dense tensor; and TF's ``tf.sparse`` ops.
+
+This module is also jaxgraph's ``tf.sparse``: :class:`~jaxgraph.SparseTensor` and ``from_dense``,
+``to_dense``, ``reorder``, ``retain``, ``from_padded``, ``from_ragged`` (defined in
+:mod:`jaxgraph.sparse_tensor`) are importable from here.
 
 ``IndexedSlices(values, indices, dense_shape)`` stands for the dense array that is zero everywhere
 except rows ``indices[i]``, which hold ``values[i]``; repeated indices add up. It is a pytree (values
@@ -22,9 +26,28 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgraph.ids import check_ids
+
+# TF's `tf.sparse` namespace: the SparseTensor type and its ops live in jaxgraph.sparse_tensor.
+from jaxgraph.sparse_tensor import SparseTensor as SparseTensor
+from jaxgraph.sparse_tensor import from_dense as from_dense
+from jaxgraph.sparse_tensor import from_padded as from_padded
+from jaxgraph.sparse_tensor import from_ragged as from_ragged
+from jaxgraph.sparse_tensor import reorder as reorder
+from jaxgraph.sparse_tensor import retain as retain
+from jaxgraph.sparse_tensor import to_dense as to_dense
 from jaxgraph.variables import Variable
 
-__all__ = ["IndexedSlices", "convert_to_tensor_or_indexed_slices"]
+__all__ = [
+    "IndexedSlices",
+    "SparseTensor",
+    "convert_to_tensor_or_indexed_slices",
+    "from_dense",
+    "from_padded",
+    "from_ragged",
+    "reorder",
+    "retain",
+    "to_dense",
+]
 
 
 @jax.tree_util.register_pytree_with_keys_class
@@ -103,8 +126,14 @@ class IndexedSlices:
         """
         n = self.indices.shape[0]
         pad = self.dense_shape[0]
-        unique, inverse = jnp.unique(self.checked_indices(), size=n, fill_value=pad, return_inverse=True)
-        summed = jax.ops.segment_sum(self.values, inverse.reshape(-1), num_segments=n)
+        indices = self.checked_indices()
+        # Padding slots already in the input (a sharded lookup's stand-ins, out-of-range ids under jit)
+        # carry values that every consumer drops; zero them, so the padding slot of the result holds
+        # zeros as documented (norms and lazy updates read the coalesced values).
+        is_pad = (indices == pad).reshape((-1,) + (1,) * (self.values.ndim - 1))
+        values = jnp.where(is_pad, jnp.zeros((), self.values.dtype), self.values)
+        unique, inverse = jnp.unique(indices, size=n, fill_value=pad, return_inverse=True)
+        summed = jax.ops.segment_sum(values, inverse.reshape(-1), num_segments=n)
         return IndexedSlices(summed, unique.astype(self.indices.dtype), self.dense_shape)
 
     def scale(self, factor: Any) -> IndexedSlices:

@@ -18,8 +18,11 @@ def maybe_jit(request):
     return jax.jit if request.param else (lambda f, **kw: f)
 
 
-# A script run as separate processes by test_sharding.py, not a test module.
+# A script run as separate processes by test_sharding.py, not a test module; and the scripts that made
+# the fixtures (they import TensorFlow or cramjam, which the core suite never installs), which
+# `--doctest-modules` would otherwise import.
 collect_ignore = ["distributed/worker.py"]
+collect_ignore_glob = ["fixtures/*.py", "fixtures/*/*.py"]
 
 
 @pytest.fixture(scope="module")

@@ -42,14 +42,18 @@ from jaxgraph.nn import (
     uniform_candidate_sampler,
 )
 from jaxgraph.train import (
+    AdadeltaOptimizer,
     AdagradOptimizer,
     AdamOptimizer,
     CheckpointCorruptError,
     CheckpointWriteError,
+    FtrlOptimizer,
     GradientDescentOptimizer,
     LazyAdamOptimizer,
     MomentumOptimizer,
     OptaxOptimizer,
+    ProximalAdagradOptimizer,
+    ProximalGradientDescentOptimizer,
     RMSPropOptimizer,
     Saver,
     check_writable_dir,
@@ -191,6 +195,10 @@ OPTIMIZERS = {
     "adam": lambda: AdamOptimizer(0.5),
     "lazy_adam": lambda: LazyAdamOptimizer(0.5),
     "rmsprop": lambda: RMSPropOptimizer(0.5),
+    "ftrl": lambda: FtrlOptimizer(0.5, l2_shrinkage_regularization_strength=0.1),
+    "adadelta": lambda: AdadeltaOptimizer(0.5),
+    "proximal_gd": lambda: ProximalGradientDescentOptimizer(0.5, 0.01, 0.01),
+    "proximal_adagrad": lambda: ProximalAdagradOptimizer(0.5, l1_regularization_strength=0.01),
     "optax": lambda: OptaxOptimizer(optax.sgd(0.5)),
 }
 

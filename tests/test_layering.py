@@ -12,8 +12,6 @@ MODULES = {
     for path in sorted(ROOT.rglob("*.py"))
 }
 PACKAGES = {name for name, path in MODULES.items() if path.name == "__init__.py"}
-# Imported by the optimizer files until the optimizer base owns the lazy-row path (issue 16, item 2).
-KNOWN_PRIVATE_IMPORTS = {"_take_rows"}
 
 
 def _imports(name: str) -> list[tuple[str, list[str]]]:
@@ -78,8 +76,7 @@ def test_every_module_declares_all_and_imports_no_private_name(name):
     assigned = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
                 if isinstance(t, ast.Name)}
     assert "__all__" in assigned, f"{name} has no __all__"
-    private = [n for _, names in _imports(name) for n in names
-               if n.startswith("_") and n not in KNOWN_PRIVATE_IMPORTS]
+    private = [n for _, names in _imports(name) for n in names if n.startswith("_")]
     assert not private, f"{name} imports private names {private}"
     attribute_uses = [node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
                       and isinstance(node.value, ast.Name) and node.value.id in {"gradients", "summary", "Variable",

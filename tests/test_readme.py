@@ -67,6 +67,26 @@ def test_jax_codebases_examples_run_and_train_sparsely():
     assert out.getvalue().splitlines()[-len(shown):] == shown
 
 
+def test_writing_an_optimizer_example_runs_dense_and_lazy_sparse():
+    namespace: dict = {}
+    exec(compile(_block_after("### Writing an optimizer"), "README.md", "exec"), namespace)
+    params, opt, opt_state = namespace["params"], namespace["opt"], namespace["opt_state"]
+    emb = np.asarray(params["emb"].value)
+    np.testing.assert_allclose(emb[3], [0.9, 1.2], rtol=1e-6)  # m = 0.1 g; scale 1 + 1 = 2 at step 0
+    np.testing.assert_array_equal(np.delete(emb, 3, axis=0), np.ones((4, 2)))
+    slot = opt.get_slot(opt_state, "emb", "m")
+    assert slot.name == "emb/AddSign"
+    np.testing.assert_allclose(np.asarray(slot.value)[3], [0.05, -0.1], rtol=1e-6)
+    np.testing.assert_array_equal(np.delete(np.asarray(slot.value), 3, axis=0), np.zeros((4, 2)))
+    assert int(params["global_step"].value) == 1
+    # the same rule on a dense gradient, with the schedule now read at global step 1 (sign_decay 0.5)
+    params, opt_state = opt.apply_gradients([(jnp.full((5, 2), 0.5), "emb")], params, opt_state,
+                                            global_step="global_step")
+    m = np.where(np.arange(5)[:, None] == 3, [0.05, -0.1], 0.0) * 0.9 + 0.05
+    expected = emb - 0.1 * (1.0 + 0.5 * np.sign(m)) * 0.5
+    np.testing.assert_allclose(np.asarray(params["emb"].value), expected, rtol=1e-6)
+
+
 def test_optax_example_runs_and_touches_only_the_gathered_rows():
     namespace: dict = {}
     exec(compile(_block_after("### optax"), "README.md", "exec"), namespace)

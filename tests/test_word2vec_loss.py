@@ -1,4 +1,4 @@
-"""The fast trainer's ``--loss neg`` (``skipgram_negative_sampling_loss``) against word2vec's objective
+"""The fast trainer's ``--loss neg`` (``model.skipgram_negative_sampling_loss``) against word2vec's objective
 written out pair by pair: for every real (centre, context) pair, ``-log s(v_c . u_ctx)`` plus, for each
 of the centre's M shared negatives that is not the centre itself, ``K/M * -log s(-v_c . u_neg)``."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import jaxgraph as jg
-from examples.word2vec.train import skipgram_negative_sampling_loss
+from examples.word2vec.model import skipgram_negative_sampling_loss
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -40,6 +40,7 @@ from jaxgraph.ids import check_ids
 from jaxgraph.variables import Variable
 
 __all__ = [
+    "alias_table",
     "compute_accidental_hits",
     "fixed_unigram_candidate_sampler",
     "log_uniform_candidate_sampler",
@@ -350,8 +351,17 @@ def _fixed_unigram_weights(
     return np.asarray(weights, dtype=np.float32)
 
 
-def _alias_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Walker/Vose alias table: O(1) exact draws from a fixed discrete distribution."""
+def alias_table(weights: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Walker/Vose alias table ``(accept float32 [n], alias int32 [n])``: O(1) exact draws from the
+    distribution ``weights / sum(weights)`` (the table behind :func:`fixed_unigram_candidate_sampler`).
+
+    A draw picks ``i`` uniformly and returns ``i`` if ``u < accept[i]`` (``u ~ U[0, 1)``), else ``alias[i]``.
+
+    >>> accept, alias = alias_table(np.array([1.0, 3.0]))
+    >>> accept.tolist(), alias.tolist()
+    ([0.5, 1.0], [1, 1])
+    """
+    weights = np.asarray(weights)
     n = weights.size
     scaled = weights.astype(np.float64) * n / weights.sum(dtype=np.float64)
     accept = np.ones(n, dtype=np.float64)
@@ -424,7 +434,7 @@ def fixed_unigram_candidate_sampler(
     total = np.cumsum(weights, dtype=np.float32)[-1]
     probs = (weights / total).astype(np.float32)
     # Passed as arguments, not baked in as constants, so one compiled sampler serves every table.
-    tables = tuple(jnp.asarray(t) for t in (probs, *_alias_table(weights)))
+    tables = tuple(jnp.asarray(t) for t in (probs, *alias_table(weights)))
     return _candidate_sampler(
         true_classes, num_true, num_sampled, unique, range_max, key, seed, "fixed_unigram", tables
     )

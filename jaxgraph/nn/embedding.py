@@ -20,10 +20,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxgraph import gradients
-from jaxgraph.ids import check_ids
+from jaxgraph.clip_ops import clip_by_norm
+from jaxgraph.ids import as_ids, check_ids
 from jaxgraph.variables import Variable
 
-__all__ = ["embedding_lookup", "embedding_lookup_v2"]
+__all__ = ["embedding_lookup", "embedding_lookup_masked", "embedding_lookup_v2"]
 
 _STRATEGIES = ("mod", "div")
 
@@ -87,17 +88,6 @@ def _in_layout(strategy: str, sizes: Sequence[int]) -> Any:
     return in_range
 
 
-def _clip_by_norm(x: jax.Array, clip_norm: Any, axes: tuple[int, ...]) -> jax.Array:
-    # The same algebraic form as tf.clip_by_norm (safe zero norm, max(norm, clip)), so values and
-    # gradients agree with TF's to rounding.
-    l2sum = jnp.sum(x * x, axis=axes, keepdims=True)
-    pred = l2sum > 0
-    l2sum_safe = jnp.where(pred, l2sum, jnp.ones_like(l2sum))
-    l2norm = jnp.where(pred, jnp.sqrt(l2sum_safe), l2sum)
-    clip_norm = jnp.asarray(clip_norm, dtype=x.dtype)
-    return x * clip_norm / jnp.maximum(l2norm, clip_norm)
-
-
 def embedding_lookup(
     params: Any,
     ids: Any,
@@ -145,6 +135,23 @@ def embedding_lookup(
     [[2.0, 3.0], [0.0, 0.0], [0.0, 0.0]]
     """
     del name, validate_indices
+    shards, sizes, tail = _shards_and_sizes(params, partition_strategy)
+    if len(shards) == 1:
+        ids = check_ids(ids, sizes[0])
+        # Out-of-range ids now hold the padding index: they read zeros and their gradient is dropped.
+        result = gradients.gather_rows(shards[0], ids, padded=True)
+    else:
+        total = sum(sizes)
+        ids = check_ids(ids, total, in_range=_in_layout(partition_strategy, sizes))
+        flat_ids = ids.reshape(-1)
+        # An out-of-range id (now the padding index `total`) is owned by no shard: zeros everywhere.
+        result = _gather_partitioned(shards, sizes, tail, flat_ids, partition_strategy, flat_ids != total)
+        result = result.reshape(ids.shape + tail)
+    return _clip_rows(result, ids.ndim, max_norm)
+
+
+def _shards_and_sizes(params: Any, partition_strategy: str) -> tuple[list[Any], list[int], tuple[int, ...]]:
+    """The shards, their row counts and their common trailing shape, with TF's checks."""
     shards = _as_shard_list(params)
     if partition_strategy not in _STRATEGIES:
         raise ValueError("Unrecognized partition strategy: " + str(partition_strategy))
@@ -154,38 +161,82 @@ def embedding_lookup(
         rows, shard_tail = _rows_and_tail(shard)
         if shard_tail != tail:
             raise ValueError(f"All shards must have the same trailing shape, got {tail} and {shard_tail}")
+        if shard.dtype != shards[0].dtype:
+            raise TypeError(f"All shards must have the same dtype, got {shards[0].dtype} and {shard.dtype}")
         sizes.append(rows)
+    return shards, sizes, tail
 
+
+def _gather_partitioned(shards: list[Any], sizes: list[int], tail: tuple[int, ...], flat_ids: jax.Array,
+                        strategy: str, valid: jax.Array | None) -> jax.Array:
+    """Rows ``flat_ids`` of the partitioned table; where ``valid`` is False, zeros and no gradient.
+
+    Static shapes instead of TF's dynamic_partition/stitch: every shard gathers one row per id, with
+    its padding index (one past its last row) standing in where it does not own the id (or the id is
+    not valid), then a select keeps the owner's row. The stand-ins read zeros and, in a shard's
+    IndexedSlices gradient, carry the padding index that sparse updates drop: no row of a shard is
+    touched unless one of its own ids was looked up (lazy optimizers depend on that).
+    """
     if len(shards) == 1:
-        ids = check_ids(ids, sizes[0])
-        # Out-of-range ids now hold the padding index: they read zeros and their gradient is dropped.
-        result = gradients.gather_rows(shards[0], ids, padded=True)
-    else:
-        total = sum(sizes)
-        ids = check_ids(ids, total, in_range=_in_layout(partition_strategy, sizes))
-        flat_ids = ids.reshape(-1)
-        valid = flat_ids != total
-        assignments, new_ids = _partition(flat_ids, partition_strategy, sizes, jnp)
-        # Static shapes instead of TF's dynamic_partition/stitch: every shard gathers one row per id,
-        # with its padding index (one past its last row) standing in where it does not own the id, then
-        # a select keeps the owner's row. The stand-ins read zeros and, in a shard's IndexedSlices
-        # gradient, carry the padding index that sparse updates drop: no row of a shard is touched
-        # unless one of its own ids was looked up (lazy optimizers depend on that). An out-of-range id
-        # is owned by no shard, so it reads zeros everywhere.
-        for p, shard in enumerate(shards):
-            owned = (assignments == p) & valid
-            gathered = gradients.gather_rows(shard, jnp.where(owned, new_ids, sizes[p]), padded=True)
-            if p == 0:
-                result = gathered
-            else:
-                mask = owned.reshape(owned.shape + (1,) * len(tail))
-                result = jnp.where(mask, gathered, result)
-        result = result.reshape(ids.shape + tail)
-
-    if max_norm is not None:
-        axes = tuple(range(ids.ndim, result.ndim))
-        result = _clip_by_norm(result, max_norm, axes)
+        local = flat_ids if valid is None else jnp.where(valid, flat_ids, sizes[0])
+        return gradients.gather_rows(shards[0], local, padded=True)
+    assignments, new_ids = _partition(flat_ids, strategy, sizes, jnp)
+    result: jax.Array | None = None
+    for p, shard in enumerate(shards):
+        owned = assignments == p
+        if valid is not None:
+            owned = owned & valid
+        gathered = gradients.gather_rows(shard, jnp.where(owned, new_ids, sizes[p]), padded=True)
+        if result is None:
+            result = gathered
+        else:
+            mask = owned.reshape(owned.shape + (1,) * len(tail))
+            result = jnp.where(mask, gathered, result)
+    assert result is not None  # there are at least two shards here
     return result
+
+
+def _clip_rows(result: jax.Array, ids_ndim: int, max_norm: Any) -> jax.Array:
+    if max_norm is None:
+        return result
+    # tf.clip_by_norm over each looked-up row's own axes.
+    return clip_by_norm(result, max_norm, axes=tuple(range(ids_ndim, result.ndim)))
+
+
+def embedding_lookup_masked(
+    params: Any,
+    ids: Any,
+    mask: Any,
+    partition_strategy: str = "mod",
+    max_norm: float | None = None,
+) -> jax.Array:
+    """:func:`embedding_lookup` of the ids where ``mask`` is True; zeros elsewhere, and no update there.
+
+    Not in TF: the building block of :func:`jaxgraph.nn.embedding_lookup_sparse`, public for models that
+    keep padded id matrices. A masked-out id is never read, checked or differentiated (it carries the
+    padding index that sparse updates drop), so a lazy optimizer leaves its row bit-identical; its value
+    does not matter (``-1`` padding is fine). The unmasked ids follow :mod:`jaxgraph.ids`: a concrete one
+    outside the table raises TF's ``"indices[i] = x is not in [0, N)"``; under ``jit`` it reads zeros and
+    its gradient is dropped (:func:`jaxgraph.checked` raises instead).
+
+    >>> import jax.numpy as jnp
+    >>> table = jnp.arange(6.0).reshape(3, 2)
+    >>> ids = jnp.array([[2, -1], [0, 1]])
+    >>> embedding_lookup_masked(table, ids, ids >= 0).tolist()
+    [[[4.0, 5.0], [0.0, 0.0]], [[0.0, 1.0], [2.0, 3.0]]]
+    """
+    shards, sizes, tail = _shards_and_sizes(params, partition_strategy)
+    ids, _ = as_ids(ids)
+    mask = jnp.asarray(mask)
+    if mask.shape != ids.shape or mask.dtype != jnp.bool_:
+        raise ValueError(f"mask must be a bool array of the ids' shape {ids.shape}, got {mask.dtype}{list(mask.shape)}")
+    total = sum(sizes)
+    in_range = _in_layout(partition_strategy, sizes) if len(shards) > 1 else None
+    # A masked-out slot holds id 0 for the check, so only the real ids are checked (positions kept).
+    flat_ids = check_ids(jnp.where(mask, ids, 0), total, in_range=in_range).reshape(-1)
+    valid = mask.reshape(-1) & (flat_ids != total)
+    result = _gather_partitioned(shards, sizes, tail, flat_ids, partition_strategy, valid)
+    return _clip_rows(result.reshape(ids.shape + tail), ids.ndim, max_norm)
 
 
 def embedding_lookup_v2(params: Any, ids: Any, max_norm: float | None = None, name: str | None = None) -> jax.Array:

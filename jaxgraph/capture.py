@@ -474,6 +474,15 @@ def value_and_grad_flat(fn: Callable[..., tuple[Any, Any]], primals: Sequence[An
     (_, (outs, ids)), (dense_grads, pert_grads) = jax.value_and_grad(run, argnums=(0, 1), has_aux=True)(
         [primals[i] for i in dense_at], perts
     )
+    if active:
+        # Order the loss's reads of a sparse table before the table's update. When the rows' gradient
+        # does not depend on the rows read (a loss linear in them), nothing orders the forward gathers
+        # before the optimizer's in-place scatter, and XLA copies the whole donated table (twice) to
+        # keep the reads safe; an optimization_barrier does not help (the CPU backend expands it into
+        # control edges first). A data dependency on the objective does: adding nan_to_num(loss) * 0
+        # leaves every value as it was (a finite number times zero is zero) and costs one scalar op.
+        zero = jnp.nan_to_num(jax.lax.stop_gradient(outs[0])) * 0
+        pert_grads = {k: g + zero.astype(g.dtype) for k, g in pert_grads.items()}
     outputs = jax.tree_util.tree_unflatten(out_tree, outs)
 
     grads: list[Gradient] = [None] * len(primals)

@@ -53,6 +53,19 @@ import numpy as np
 
 from jaxgraph.variables import current_name_scope
 
+__all__ = [
+    "DEFAULT_BUCKET_COUNT",
+    "FileWriter",
+    "create_file_writer",
+    "get_step",
+    "histogram",
+    "merge_all",
+    "record_summaries",
+    "scalar",
+    "set_step",
+    "write",
+]
+
 DEFAULT_BUCKET_COUNT = 30
 """Number of equal-width histogram buckets between the minimum and maximum (TF2's default)."""
 
@@ -116,13 +129,20 @@ def _is_traced(value: Any) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(value))
 
 
-def _emit(name: str, value: Any, step: Any = None) -> None:
-    """Hand an already-prepared summary value (a scalar, or a ``[k, 3]`` histogram) on.
+def write(tag: str, value: Any, step: Any = None) -> None:
+    """Hand an already-prepared summary value (a scalar, or a ``[k, 3]`` histogram) on, under ``tag``
+    as given (no name scope is added), like TF2's ``tf.summary.write``.
 
     Into the innermost collector if there is one; else, when the value is concrete and a default
-    writer is set, straight to that writer; else nowhere. ``compute_gradients`` uses this to re-emit
+    writer is set, straight to that writer; else nowhere. ``compute_gradients`` uses this to pass on
     what the differentiated function recorded.
+
+    >>> with record_summaries() as s:
+    ...     write("outer/loss", 0.5)
+    >>> s
+    {'outer/loss': 0.5}
     """
+    name = tag
     collected = _collector.get()
     if collected is not None:
         collected[_unique_tag(collected, name)] = value
@@ -161,7 +181,7 @@ def scalar(name: str, value: Any, step: Any = None) -> None:
     value = jnp.asarray(value)
     if value.shape != ():
         raise ValueError(f"summary.scalar({name!r}) needs a scalar value, got shape {value.shape}")
-    _emit(_scoped(name), value, step)
+    write(_scoped(name), value, step)
 
 
 def histogram(name: str, values: Any, step: Any = None, buckets: int = DEFAULT_BUCKET_COUNT) -> None:
@@ -180,7 +200,7 @@ def histogram(name: str, values: Any, step: Any = None, buckets: int = DEFAULT_B
         raise ValueError(f"summary.histogram({name!r}): buckets must be >= 1, got {buckets}")
     if _collector.get() is None and _default_writer.get() is None:
         return  # nobody would see it: skip the bucketing
-    _emit(_scoped(name), _buckets(jnp.asarray(values), int(buckets)), step)
+    write(_scoped(name), _buckets(jnp.asarray(values), int(buckets)), step)
 
 
 # Compiled once per shape even when called eagerly (op-by-op it is ~20 dispatches); inlined under jit.

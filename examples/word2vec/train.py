@@ -184,7 +184,8 @@ TRACE_COUNTS: list[int] = []
 
 _DEFAULT_LR = {"sgd": 0.025, "adagrad": 0.25, "lazyadam": 0.002}
 _TRAINING_KEYS = (
-    "min_count", "max_vocab", "subsample", "window", "loss", "negatives", "negatives_per_centre", "batch_size",
+    "min_count", "max_vocab", "subsample", "window", "loss", "negatives", "negatives_per_centre", "negative_sharing",
+    "shared_negatives", "context_rows", "skip_rule", "max_logit", "orientation", "init_range", "centres_per_group", "batch_size",
     "embedding_size", "optimizer", "learning_rate", "total_steps", "seed",
 )
 _CKPT_NAME = "model.ckpt"
@@ -221,6 +222,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--negatives-per-centre", type=int, default=None,
                    help="--loss neg: negatives drawn per centre word and shared by its pairs, each pair's "
                         "--negatives terms estimated from them (default 2 * --negatives)")
+    g.add_argument("--centres-per-group", type=int, default=8)
+    g.add_argument("--skip-rule", choices=("centre", "context"), default="centre")
+    g.add_argument("--max-logit", type=float, default=0.0)
+    g.add_argument("--orientation", choices=("centre", "context"), default="centre")
+    g.add_argument("--init-range", type=float, default=0.5, help="emb_in ~ U(-r/D, r/D)")
+    g.add_argument("--negative-sharing", choices=("centre", "batch", "group"), default="centre",
+                   help="--loss neg: negatives drawn per centre (--negatives-per-centre) or one set shared by the "
+                        "whole step (--shared-negatives)")
+    g.add_argument("--shared-negatives", type=int, default=None,
+                   help="--negative-sharing batch: negatives drawn per step, shared by all its centres (default 128)")
+    g.add_argument("--context-rows", choices=("window", "band"), default="window",
+                   help="--loss neg: gather each centre's 2*window context rows, or the step's band of consecutive "
+                        "tokens once")
     g.add_argument("--batch-size", type=int, default=1024,
                    help="skip-gram pairs per step, on average (centres per step: batch / (window + 1))")
     g.add_argument("--epochs", type=float, default=5.0)
@@ -475,11 +489,12 @@ class BatchMaker:
 # Model and step
 
 
-def _init_params(vocab_size: int, dim: int, loss: str, seed: int) -> dict[str, Any]:
+def _init_params(vocab_size: int, dim: int, loss: str, seed: int, init_range: float = 0.5) -> dict[str, Any]:
     key = jax.random.fold_in(jax.random.PRNGKey(seed), 0x1217)
     params = {
         "emb_in": jg.Variable(
-            jax.random.uniform(key, (vocab_size, dim), jnp.float32, -0.5 / dim, 0.5 / dim), name="emb_in"
+            jax.random.uniform(key, (vocab_size, dim), jnp.float32, -init_range / dim, init_range / dim),
+            name="emb_in"
         ),
         "emb_out": jg.Variable(jnp.zeros((vocab_size, dim), jnp.float32), name="emb_out"),
         "global_step": jg.create_global_step(),
@@ -564,6 +579,100 @@ def skipgram_negative_sampling_loss(params: dict[str, Any], centres: jax.Array, 
     return _neg_log_sigmoid_sum((logits * sign).reshape(-1), weight.reshape(-1))
 
 
+def window_band(centres: jax.Array, contexts: jax.Array) -> jax.Array:
+    """The step's consecutive kept tokens ``[C + 2W]`` from which ``BatchMaker`` cut the windows:
+    ``contexts[i, j] == band[i + j + (j >= W)]`` wherever ``mask[i, j]`` (the centres are consecutive kept
+    tokens, each window the W before and after it)."""
+    w = contexts.shape[1] // 2
+    return jnp.concatenate([contexts[0, :w], centres, contexts[-1, w:]])
+
+
+def skipgram_shared_negatives_loss(params: dict[str, Any], centres: jax.Array, contexts: jax.Array,
+                                   mask: jax.Array, negs: jax.Array, negatives: int,
+                                   band: bool = False, skip_context: bool = False,
+                                   max_logit: float = 0.0, orientation: str = "centre") -> jax.Array:
+    """Like :func:`skipgram_negative_sampling_loss`, with ``negs [G, S]``: the C centres fall into G groups of
+    consecutive centres (C a multiple of G), and each group's S negatives are shared by all its centres;
+    each centre's pairs estimate their K negative terms from all S (weight ``n K / S``), one ``[C/G, S]``
+    matrix product per group. ``band``: read the context rows as the band of consecutive tokens (see
+    :func:`window_band`), one row per token instead of ``2W`` per centre."""
+    c, two_w = contexts.shape
+    w = two_w // 2
+    groups, drawn = negs.shape
+    flat_negs = negs.reshape(-1)
+    if orientation == "context":  # gensim's: each context's input vector predicts the centre's output vector
+        tokens = window_band(centres, contexts)
+        vb = jg.nn.embedding_lookup(params["emb_in"], tokens)  # [C + 2W, D]
+        u = jg.nn.embedding_lookup(params["emb_out"], jnp.concatenate([centres, flat_negs]))
+        uc, u_neg = u[:c], u[c:]
+        pos = band_logits(uc, vb)
+        m = mask.astype(vb.dtype)
+        starts = [j if j < w else j + 1 for j in range(two_w)]
+        pairs_of = sum(jnp.pad(m[:, j], (s, two_w - s)) for j, s in enumerate(starts))  # [C + 2W]
+        neg = vb @ u_neg.T  # [C + 2W, S]
+        neg_weight = jnp.broadcast_to(pairs_of[:, None] * (negatives / drawn), neg.shape)
+        logits = jnp.concatenate([pos.reshape(-1), -neg.reshape(-1)])
+        weight = jnp.concatenate([m.reshape(-1), neg_weight.reshape(-1)])
+        return _neg_log_sigmoid_sum(logits, weight)
+    v = jg.nn.embedding_lookup(params["emb_in"], centres)  # [C, D]
+    if band:
+        tokens = window_band(centres, contexts)
+        u = jg.nn.embedding_lookup(params["emb_out"], jnp.concatenate([tokens, flat_negs]))
+        u_band, u_neg = u[: c + two_w], u[c + two_w:]
+        pos = band_logits(v, u_band)  # [C, 2W]
+    else:
+        u = jg.nn.embedding_lookup(params["emb_out"], jnp.concatenate([contexts.reshape(-1), flat_negs]))
+        u_ctx, u_neg = u[: c * two_w].reshape(c, two_w, -1), u[c * two_w:]
+        pos = jnp.einsum("cd,ckd->ck", v, u_ctx)
+    vg = v.reshape(groups, c // groups, -1)
+    neg = jnp.einsum("gcd,gsd->gcs", vg, u_neg.reshape(groups, drawn, -1)).reshape(c, drawn)  # [C, S]
+    n_pairs = jnp.sum(mask, axis=1, keepdims=True).astype(v.dtype)
+    own = jnp.repeat(negs, c // groups, axis=0)  # each centre's group's negatives
+    if skip_context:  # word2vec's rule in this orientation: a pair skips a negative equal to its context
+        same = (contexts[:, :, None] == own[:, None, :]) & mask[:, :, None]
+        neg_weight = (n_pairs - jnp.sum(same, axis=1).astype(v.dtype)) * (negatives / drawn)
+    else:
+        neg_weight = jnp.where(own != centres[:, None], n_pairs * (negatives / drawn), 0.0)
+    logits = jnp.concatenate([pos, -neg], axis=1)
+    weight = jnp.concatenate([mask.astype(v.dtype), neg_weight], axis=1)
+    if max_logit:  # gensim skips a term whose |logit| >= 6
+        weight = jnp.where(jnp.abs(logits) < max_logit, weight, 0.0)
+    return _neg_log_sigmoid_sum(logits.reshape(-1), weight.reshape(-1))
+
+
+def band_logits(v: jax.Array, u_band: jax.Array) -> jax.Array:
+    """``[C, 2W]`` dot products of each centre's vector ``v[i]`` with its window's rows of the band:
+    ``out[i, j] = v[i] . u_band[i + j + (j >= W)]`` for ``v [C, D]`` and ``u_band [C + 2W, D]``.
+
+    Computed without materialising the ``[C, 2W, D]`` window rows: the centres are cut into blocks of
+    ``T = 2W``, each block's ``[T, D]`` vectors multiplied with its ``2T`` band rows in one small matrix
+    product (twice the needed products, but no gather), and the ``2W`` wanted diagonals read from the
+    ``[T, 2T]`` result by a skew (pad and reshape), so that autodiff's gradient is again matrix products
+    and pads.
+
+    >>> v = jnp.arange(6.0).reshape(3, 2); u = jnp.ones((5, 2))   # C = 3, W = 1
+    >>> band_logits(v, u).tolist()
+    [[1.0, 1.0], [5.0, 5.0], [9.0, 9.0]]
+    """
+    c, d = v.shape
+    two_w = u_band.shape[0] - c
+    t = two_w
+    nb = -(-c // t)
+    pad = nb * t - c
+    vb = jnp.pad(v, ((0, pad), (0, 0))).reshape(nb, t, d)
+    ub = jnp.pad(u_band, ((0, pad), (0, 0)))  # nb * t + 2W = (nb + 1) * t rows
+    blocks = jnp.concatenate([ub[: nb * t].reshape(nb, t, d), ub[t:].reshape(nb, t, d)], axis=1)  # [nb, 2T, D]
+    full = jnp.einsum("btd,bkd->btk", vb, blocks)  # [nb, T, 2T]: centre a of a block against rows a + s
+    # Skew: in the flat [T * 2T] layout padded to T * (2T + 1), row a of a [T, 2T + 1] view starts at
+    # column a of the original row a, so its first 2W + 1 entries are the offsets s = 0 .. 2W.
+    skew = jnp.pad(full.reshape(nb, t * 2 * t), ((0, 0), (0, t))).reshape(nb, t, 2 * t + 1)
+    w = two_w // 2
+    out = jnp.concatenate([skew[:, :, :w], skew[:, :, w + 1: two_w + 1]], axis=2)  # drop s = W, the centre
+    return out.reshape(nb * t, two_w)[:c]
+
+
+
+
 def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np.ndarray,
                      trace_counter: list, mesh=None):
     """The jitted K-step function ``(params, opt_state, data) -> (params, opt_state, losses, pairs)``; ``data``
@@ -582,8 +691,9 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
     n_dev = 1 if mesh is None else int(mesh.devices.size)
     rows, n_c = batches.rows, batches.centres
     two_w = 2 * args.window
+    n_groups = 1 if args.negative_sharing != "group" else rows // args.centres_per_group
 
-    def sample_neg(data, step, first_row, n_rows):
+    def sample_neg(data, step, first_row, n_rows, drawn=drawn):
         """Negatives of centre rows ``first_row ..`` (``[n_rows, M]``): unigram**0.75 by an alias table, the
         randomness a hash of ``(seed, step, row, k)``, so a row's negatives do not depend on how the batch
         is split over devices. (jax.random here cost ~0.3 ms/step on CPU: threefry runs as XLA loops.)"""
@@ -605,6 +715,11 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
         return sampled, true_exp, sampled_exp
 
     def loss_neg(p, centres, contexts, mask, negs):
+        if args.negative_sharing != "centre":
+            return skipgram_shared_negatives_loss(p, centres, contexts, mask, negs, negatives,
+                                                  band=args.context_rows == "band",
+                                                  skip_context=args.skip_rule == "context",
+                                                  max_logit=args.max_logit, orientation=args.orientation)
         return skipgram_negative_sampling_loss(p, centres, contexts, mask, negs, negatives)
 
     def loss_nce(p, centres, contexts, mask, noise):
@@ -666,7 +781,9 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
             per = rows // n_dev
             first = jax.lax.axis_index("data") * per
         local = [local_rows(x) for x in (centres, contexts, mask)] if n_dev > 1 else [centres, contexts, mask]
-        if args.loss == "neg":
+        if args.loss == "neg" and args.negative_sharing != "centre":
+            noise = sample_neg(data, step, 0, n_groups, args.shared_negatives)
+        elif args.loss == "neg":
             noise = sample_neg(data, step, first, per)
         else:
             sampled, true_exp, sampled_exp = sample(centres, jax.random.fold_in(base_key, step))
@@ -994,6 +1111,8 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
     log = (lambda s: None) if args.quiet or not chief else print
     if args.negatives is None:
         args.negatives = 5 if args.loss == "neg" else 64
+    if args.shared_negatives is None:
+        args.shared_negatives = 128
     if args.negatives_per_centre is None:
         args.negatives_per_centre = 2 * args.negatives if args.loss == "neg" else None
     elif args.loss != "neg":
@@ -1026,7 +1145,7 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
         )
     keep_prob = w2v_data.subsample_keep_prob(counts, int(counts.sum()), args.subsample).astype(np.float32)
     keep_mean = float(np.mean(keep_prob[ids]))
-    batches = BatchMaker(len(ids), args.window, args.batch_size, keep_mean, args.seed, row_multiple=n_dev)
+    batches = BatchMaker(len(ids), args.window, args.batch_size, keep_mean, args.seed, row_multiple=n_dev * (args.centres_per_group if args.negative_sharing == "group" else 1))
     steps_per_epoch = keep_mean * len(ids) / batches.centres
     k = args.steps_per_call
     total = args.steps if args.steps is not None else max(1, math.ceil(args.epochs * steps_per_epoch))
@@ -1055,7 +1174,7 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
         latest = None
 
     with jax.default_device(device):
-        params = _init_params(vocab_size, args.embedding_size, args.loss, args.seed)
+        params = _init_params(vocab_size, args.embedding_size, args.loss, args.seed, args.init_range)
         opt = _make_optimizer(args.optimizer, args.learning_rate, total)
         opt_state = opt.init(params)
         if latest is not None:

@@ -387,7 +387,6 @@ CORPORA: dict[str, tuple[tuple[str, ...], int | None]] = {
     "mix-5m": (_MIX, 5_000_000),
     "mix-10m": (_MIX, 10_000_000),
     "mix-20m": (_MIX, 20_000_000),
-    "mix-25m": (_MIX, 25_000_000),
 }
 
 

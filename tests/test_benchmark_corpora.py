@@ -39,8 +39,9 @@ def test_paragraphs_are_cut_at_doctests_and_directives():
 
 
 def test_docstrings_of_a_module_without_its_code():
-    src = 'def f(x):\n    """Return the square of the input, which is what the caller wants here."""\n    return x * x\n'
-    assert corpora.docstring_text(src) == "Return the square of the input, which is what the caller wants here."
+    doc = "Return the square of the input, which is what the caller wants here."
+    src = f'def f(x):\n    """{doc}"""\n    return x * x\n'
+    assert corpora.docstring_text(src) == doc
     assert corpora.docstring_text("def broken(:\n") == ""
 
 

@@ -32,25 +32,34 @@ What it does, and the choices made
   with negatives from ``unigram**0.75`` (an alias table on the device: the distribution of
   ``jaxgraph.nn.fixed_unigram_candidate_sampler`` with ``distortion=0.75``; the draws are a hash of
   ``(seed, step, slot)`` rather than ``jax.random``, whose threefry loops cost 0.3 ms/step on CPU, and
-  are the same however the batch is split over devices). Instead of K fresh negatives per *pair*,
-  ``--negatives-per-centre`` (M, default 2K) are drawn per *centre* and shared by its ``2b`` pairs,
-  each pair's K negative terms estimated as ``K/M`` times the sum over the M (an unbiased estimate of
-  word2vec's objective); a negative equal to the centre is skipped, as word2vec does. A step then
-  computes one row of ``2W + M`` dot products per centre instead of ``2b`` rows of ``1 + K``: on the
-  2-core CPU this took the trainer from 0.73x to 1.33x gensim's words/sec, with the same WordSim353
-  score at the same training time, a lower SimLex-999 and analogy score (``benchmarks/README.md``);
-  ``--negatives-per-centre 50`` gives gensim's scores per epoch at about a fifth of the speed.
-  TF's one shared set per *batch* would be cheaper still, but sends the summed gradient of thousands
-  of pairs into a few rows (unstable for plain SGD at word2vec's rate). ``--loss nce`` is
+  are the same however the batch is split over devices). Instead of K fresh negatives per *pair*
+  (2bK rows per centre), the default ``--negative-sharing group`` cuts a step's centres into groups of
+  about ``--pairs-per-group`` (256) pairs, i.e. ~256 / (window + 1) consecutive centres, and draws
+  ``--shared-negatives`` (S, 64) negatives per group, shared by all its centres: each pair's K negative
+  terms are estimated as ``K/S`` times the sum over the S (an unbiased estimate of word2vec's objective;
+  a negative equal to the centre is skipped, as word2vec does), scored with one ``[centres, S]`` matrix
+  product per group. The context rows are read once per token: a step's windows are slices of one band
+  of consecutive kept tokens, and each block of 2W centres is multiplied with its 4W band rows
+  (``band_logits``), so no ``[C, 2W, D]`` array of window rows is gathered or scattered. Every centre
+  thus sees S = 64 distinct negatives (word2vec: 2bK ~ 30), at far less row traffic than a centre's own
+  draws. The group size bounds the step a drawn negative takes: its row carries the weight of
+  ``pairs x K / S`` (20) pair-draws; one set for a whole step of 1,024 pairs (80) diverged at lr 0.055,
+  and at lr 0.025 with 4,096 pairs per step (``benchmarks/notes/issue14-research.md``). The earlier
+  scheme, ``--negative-sharing centre``, draws ``--negatives-per-centre`` (M, default 2K) per centre,
+  shared by its ``2b`` pairs with weight ``K/M``, and gathers every window's rows: with M = 10 it scored
+  ~0.6-0.7x gensim's analogy accuracy per epoch (the variance of ten negatives shared by up to ten pairs),
+  ``--negatives-per-centre 50`` closes that gap at about a fifth of the speed. ``--loss nce`` is
   ``jaxgraph.nn.nce_loss`` with TF's shared, unique, log-uniform negatives (64 by default; ids are in
   frequency order, as that sampler assumes).
 * **Several devices** (``--devices N``): data-parallel under ``shard_map`` on a ``jaxgraph.sharding``
   mesh. The tables are replicated; each device takes ``1/N`` of the step's centres (the batch rows are
-  padded to a multiple of N with masked rows), computes their ``IndexedSlices``, and one all-gather per
-  step (ids and row gradients: row-sized data, never the tables) gives every device the whole step's
-  slices in centre order, which it applies with the same single scatter per table as one device. With
-  ``--loss neg`` the result is the one-device run's, bit for bit in our tests; with ``--loss nce`` the
-  shared negatives' rows are summed per device first (float32 rounding, ~1e-8). On CPU the trainer
+  padded with masked rows to a multiple of N, times the group size with grouped negatives, so that each
+  device holds whole groups), computes their ``IndexedSlices``, and one all-gather per step (ids and row
+  gradients: row-sized data, never the tables) gives every device the whole step's slices in centre
+  order, which it applies with the same single scatter per table as one device. With ``--negative-sharing
+  centre`` the result is the one-device run's, bit for bit in our tests; with the default grouped
+  negatives (a band row at a device boundary is in two devices' slices) and with ``--loss nce`` (shared
+  negatives) such rows are summed per device first (float32 rounding, ~1e-8). On CPU the trainer
   creates N virtual CPU devices itself (before JAX starts); each runs in its own thread.
   ``tests/test_word2vec_train_multidevice.py`` checks equality with one device and exact resume.
   **Several processes** (hosts): run the same command once per process with ``--coordinator-address
@@ -177,6 +186,7 @@ from jaxgraph.sharding import make_mesh, put, shard_opt_state, shard_params  # n
 from jaxgraph.train import CheckpointError, Saver, latest_checkpoint  # noqa: E402
 
 __all__ = ["main", "build_parser", "build_vocabulary", "configure_host_devices", "skipgram_negative_sampling_loss",
+           "skipgram_group_negatives_loss", "band_logits", "window_band", "BatchMaker",
            "TRACE_COUNTS"]
 
 #: How many times each run's K-step function was traced (a test guards it at 1).
@@ -184,8 +194,8 @@ TRACE_COUNTS: list[int] = []
 
 _DEFAULT_LR = {"sgd": 0.025, "adagrad": 0.25, "lazyadam": 0.002}
 _TRAINING_KEYS = (
-    "min_count", "max_vocab", "subsample", "window", "loss", "negatives", "negatives_per_centre", "negative_sharing",
-    "shared_negatives", "context_rows", "skip_rule", "max_logit", "orientation", "init_range", "centres_per_group", "batch_size",
+    "min_count", "max_vocab", "subsample", "window", "loss", "negatives", "negative_sharing", "shared_negatives",
+    "pairs_per_group", "negatives_per_centre", "batch_size",
     "embedding_size", "optimizer", "learning_rate", "total_steps", "seed",
 )
 _CKPT_NAME = "model.ckpt"
@@ -219,22 +229,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--loss", choices=("neg", "nce"), default="neg")
     g.add_argument("--negatives", type=int, default=None,
                    help="negatives per pair (default 5 for neg, as word2vec's -negative; 64 for nce)")
-    g.add_argument("--negatives-per-centre", type=int, default=None,
-                   help="--loss neg: negatives drawn per centre word and shared by its pairs, each pair's "
-                        "--negatives terms estimated from them (default 2 * --negatives)")
-    g.add_argument("--centres-per-group", type=int, default=8)
-    g.add_argument("--skip-rule", choices=("centre", "context"), default="centre")
-    g.add_argument("--max-logit", type=float, default=0.0)
-    g.add_argument("--orientation", choices=("centre", "context"), default="centre")
-    g.add_argument("--init-range", type=float, default=0.5, help="emb_in ~ U(-r/D, r/D)")
-    g.add_argument("--negative-sharing", choices=("centre", "batch", "group"), default="centre",
-                   help="--loss neg: negatives drawn per centre (--negatives-per-centre) or one set shared by the "
-                        "whole step (--shared-negatives)")
+    g.add_argument("--negative-sharing", choices=("group", "centre"), default="group",
+                   help="--loss neg: draw --shared-negatives negatives per group of about --pairs-per-group "
+                        "pairs (consecutive centres), scored against every centre of the group with one matrix "
+                        "product (default); or --negatives-per-centre per centre (the earlier scheme)")
     g.add_argument("--shared-negatives", type=int, default=None,
-                   help="--negative-sharing batch: negatives drawn per step, shared by all its centres (default 128)")
-    g.add_argument("--context-rows", choices=("window", "band"), default="window",
-                   help="--loss neg: gather each centre's 2*window context rows, or the step's band of consecutive "
-                        "tokens once")
+                   help="--negative-sharing group: negatives drawn per group, shared by its centres (default 64)")
+    g.add_argument("--pairs-per-group", type=int, default=None,
+                   help="--negative-sharing group: about this many pairs (pairs / (window + 1) centres) share one "
+                        "set of negatives; each drawn negative then carries the weight of pairs * negatives / "
+                        "shared-negatives pair-draws (20 by default), which bounds its step (default 256)")
+    g.add_argument("--negatives-per-centre", type=int, default=None,
+                   help="--negative-sharing centre: negatives drawn per centre word and shared by its pairs, each "
+                        "pair's --negatives terms estimated from them (default 2 * --negatives)")
     g.add_argument("--batch-size", type=int, default=1024,
                    help="skip-gram pairs per step, on average (centres per step: batch / (window + 1))")
     g.add_argument("--epochs", type=float, default=5.0)
@@ -290,7 +297,8 @@ def _validate(args: argparse.Namespace) -> None:
     for name in positive:
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    for name in ("max_vocab", "steps", "negatives", "negatives_per_centre", "devices"):
+    for name in ("max_vocab", "steps", "negatives", "negatives_per_centre", "shared_negatives", "pairs_per_group",
+                 "devices"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -489,12 +497,11 @@ class BatchMaker:
 # Model and step
 
 
-def _init_params(vocab_size: int, dim: int, loss: str, seed: int, init_range: float = 0.5) -> dict[str, Any]:
+def _init_params(vocab_size: int, dim: int, loss: str, seed: int) -> dict[str, Any]:
     key = jax.random.fold_in(jax.random.PRNGKey(seed), 0x1217)
     params = {
         "emb_in": jg.Variable(
-            jax.random.uniform(key, (vocab_size, dim), jnp.float32, -init_range / dim, init_range / dim),
-            name="emb_in"
+            jax.random.uniform(key, (vocab_size, dim), jnp.float32, -0.5 / dim, 0.5 / dim), name="emb_in"
         ),
         "emb_out": jg.Variable(jnp.zeros((vocab_size, dim), jnp.float32), name="emb_out"),
         "global_step": jg.create_global_step(),
@@ -580,97 +587,95 @@ def skipgram_negative_sampling_loss(params: dict[str, Any], centres: jax.Array, 
 
 
 def window_band(centres: jax.Array, contexts: jax.Array) -> jax.Array:
-    """The step's consecutive kept tokens ``[C + 2W]`` from which ``BatchMaker`` cut the windows:
-    ``contexts[i, j] == band[i + j + (j >= W)]`` wherever ``mask[i, j]`` (the centres are consecutive kept
-    tokens, each window the W before and after it)."""
+    """The run of consecutive kept tokens ``[C + 2W]`` from which :class:`BatchMaker` cut a step's windows.
+
+    The step's centres are consecutive kept tokens and each window holds the W kept tokens before and after
+    its centre, so the band is the first window's left half, the centres, and the last window's right half:
+    ``contexts[i, j] == band[i + j + (j >= W)]`` wherever the pair is real (``mask[i, j]``).
+
+    >>> window_band(jnp.array([5, 6, 7]), jnp.array([[4, 6], [5, 7], [6, 8]])).tolist()
+    [4, 5, 6, 7, 8]
+    """
     w = contexts.shape[1] // 2
     return jnp.concatenate([contexts[0, :w], centres, contexts[-1, w:]])
 
 
-def skipgram_shared_negatives_loss(params: dict[str, Any], centres: jax.Array, contexts: jax.Array,
-                                   mask: jax.Array, negs: jax.Array, negatives: int,
-                                   band: bool = False, skip_context: bool = False,
-                                   max_logit: float = 0.0, orientation: str = "centre") -> jax.Array:
-    """Like :func:`skipgram_negative_sampling_loss`, with ``negs [G, S]``: the C centres fall into G groups of
-    consecutive centres (C a multiple of G), and each group's S negatives are shared by all its centres;
-    each centre's pairs estimate their K negative terms from all S (weight ``n K / S``), one ``[C/G, S]``
-    matrix product per group. ``band``: read the context rows as the band of consecutive tokens (see
-    :func:`window_band`), one row per token instead of ``2W`` per centre."""
-    c, two_w = contexts.shape
-    w = two_w // 2
-    groups, drawn = negs.shape
-    flat_negs = negs.reshape(-1)
-    if orientation == "context":  # gensim's: each context's input vector predicts the centre's output vector
-        tokens = window_band(centres, contexts)
-        vb = jg.nn.embedding_lookup(params["emb_in"], tokens)  # [C + 2W, D]
-        u = jg.nn.embedding_lookup(params["emb_out"], jnp.concatenate([centres, flat_negs]))
-        uc, u_neg = u[:c], u[c:]
-        pos = band_logits(uc, vb)
-        m = mask.astype(vb.dtype)
-        starts = [j if j < w else j + 1 for j in range(two_w)]
-        pairs_of = sum(jnp.pad(m[:, j], (s, two_w - s)) for j, s in enumerate(starts))  # [C + 2W]
-        neg = vb @ u_neg.T  # [C + 2W, S]
-        neg_weight = jnp.broadcast_to(pairs_of[:, None] * (negatives / drawn), neg.shape)
-        logits = jnp.concatenate([pos.reshape(-1), -neg.reshape(-1)])
-        weight = jnp.concatenate([m.reshape(-1), neg_weight.reshape(-1)])
-        return _neg_log_sigmoid_sum(logits, weight)
-    v = jg.nn.embedding_lookup(params["emb_in"], centres)  # [C, D]
-    if band:
-        tokens = window_band(centres, contexts)
-        u = jg.nn.embedding_lookup(params["emb_out"], jnp.concatenate([tokens, flat_negs]))
-        u_band, u_neg = u[: c + two_w], u[c + two_w:]
-        pos = band_logits(v, u_band)  # [C, 2W]
-    else:
-        u = jg.nn.embedding_lookup(params["emb_out"], jnp.concatenate([contexts.reshape(-1), flat_negs]))
-        u_ctx, u_neg = u[: c * two_w].reshape(c, two_w, -1), u[c * two_w:]
-        pos = jnp.einsum("cd,ckd->ck", v, u_ctx)
-    vg = v.reshape(groups, c // groups, -1)
-    neg = jnp.einsum("gcd,gsd->gcs", vg, u_neg.reshape(groups, drawn, -1)).reshape(c, drawn)  # [C, S]
-    n_pairs = jnp.sum(mask, axis=1, keepdims=True).astype(v.dtype)
-    own = jnp.repeat(negs, c // groups, axis=0)  # each centre's group's negatives
-    if skip_context:  # word2vec's rule in this orientation: a pair skips a negative equal to its context
-        same = (contexts[:, :, None] == own[:, None, :]) & mask[:, :, None]
-        neg_weight = (n_pairs - jnp.sum(same, axis=1).astype(v.dtype)) * (negatives / drawn)
-    else:
-        neg_weight = jnp.where(own != centres[:, None], n_pairs * (negatives / drawn), 0.0)
-    logits = jnp.concatenate([pos, -neg], axis=1)
-    weight = jnp.concatenate([mask.astype(v.dtype), neg_weight], axis=1)
-    if max_logit:  # gensim skips a term whose |logit| >= 6
-        weight = jnp.where(jnp.abs(logits) < max_logit, weight, 0.0)
-    return _neg_log_sigmoid_sum(logits.reshape(-1), weight.reshape(-1))
-
-
 def band_logits(v: jax.Array, u_band: jax.Array) -> jax.Array:
-    """``[C, 2W]`` dot products of each centre's vector ``v[i]`` with its window's rows of the band:
+    """``[C, 2W]`` dot products of each centre's vector with its window's rows of the band:
     ``out[i, j] = v[i] . u_band[i + j + (j >= W)]`` for ``v [C, D]`` and ``u_band [C + 2W, D]``.
 
-    Computed without materialising the ``[C, 2W, D]`` window rows: the centres are cut into blocks of
+    Nothing of size ``[C, 2W, D]`` is materialised (gathering every window's rows from the table, and
+    scattering their gradients back, was most of the step's time): the centres are cut into blocks of
     ``T = 2W``, each block's ``[T, D]`` vectors multiplied with its ``2T`` band rows in one small matrix
-    product (twice the needed products, but no gather), and the ``2W`` wanted diagonals read from the
-    ``[T, 2T]`` result by a skew (pad and reshape), so that autodiff's gradient is again matrix products
-    and pads.
+    product (twice the products needed), and the ``2W`` wanted diagonals of the ``[T, 2T]`` result read
+    by a skew (pad and reshape); its gradient is again matrix products and pads.
 
     >>> v = jnp.arange(6.0).reshape(3, 2); u = jnp.ones((5, 2))   # C = 3, W = 1
     >>> band_logits(v, u).tolist()
     [[1.0, 1.0], [5.0, 5.0], [9.0, 9.0]]
     """
     c, d = v.shape
-    two_w = u_band.shape[0] - c
-    t = two_w
+    t = u_band.shape[0] - c  # 2W
+    w = t // 2
     nb = -(-c // t)
     pad = nb * t - c
     vb = jnp.pad(v, ((0, pad), (0, 0))).reshape(nb, t, d)
-    ub = jnp.pad(u_band, ((0, pad), (0, 0)))  # nb * t + 2W = (nb + 1) * t rows
+    ub = jnp.pad(u_band, ((0, pad), (0, 0)))  # (nb + 1) * T rows
     blocks = jnp.concatenate([ub[: nb * t].reshape(nb, t, d), ub[t:].reshape(nb, t, d)], axis=1)  # [nb, 2T, D]
-    full = jnp.einsum("btd,bkd->btk", vb, blocks)  # [nb, T, 2T]: centre a of a block against rows a + s
-    # Skew: in the flat [T * 2T] layout padded to T * (2T + 1), row a of a [T, 2T + 1] view starts at
-    # column a of the original row a, so its first 2W + 1 entries are the offsets s = 0 .. 2W.
-    skew = jnp.pad(full.reshape(nb, t * 2 * t), ((0, 0), (0, t))).reshape(nb, t, 2 * t + 1)
-    w = two_w // 2
-    out = jnp.concatenate([skew[:, :, :w], skew[:, :, w + 1: two_w + 1]], axis=2)  # drop s = W, the centre
-    return out.reshape(nb * t, two_w)[:c]
+    full = jnp.einsum("btd,bkd->btk", vb, blocks)  # [nb, T, 2T]: centre a of a block against band rows a + s
+    # In the flat [T * 2T] layout padded to T * (2T + 1), row a of a [T, 2T + 1] view starts at offset
+    # s = 0 of centre a, so its first 2W + 1 entries are the offsets 0 .. 2W (offset W is the centre).
+    skew = jnp.pad(full.reshape(nb, 2 * t * t), ((0, 0), (0, t))).reshape(nb, t, 2 * t + 1)
+    out = jnp.concatenate([skew[:, :, :w], skew[:, :, w + 1: t + 1]], axis=2)
+    return out.reshape(nb * t, t)[:c]
 
 
+def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, contexts: jax.Array,
+                                  mask: jax.Array, negs: jax.Array, negatives: int) -> jax.Array:
+    """The summed ``--loss neg`` loss of a batch whose negatives are shared by groups of consecutive centres.
+
+    ``centres [C]``, ``contexts [C, 2W]`` and ``mask [C, 2W]`` as :class:`BatchMaker` makes them (consecutive
+    centres, see :func:`window_band`), ``negs [G, S]``: the C centres fall into G groups of ``ceil(C / G)``
+    consecutive centres, and group g's S negatives serve all its centres. A pair's loss is word2vec's
+    ``-log s(v.u_ctx) - sum_{k<K} log s(-v.u_neg_k)`` with ``K = negatives``, its K negative terms
+    estimated by ``K/S`` times the sum over the group's S negatives (a negative equal to the centre is
+    skipped, as in :func:`skipgram_negative_sampling_loss`), so a centre with ``n`` pairs adds
+    ``n K/S sum_s -log s(-v.u_s)``: an unbiased estimate of word2vec's objective, from S distinct
+    negatives per centre at the row traffic of ``S / (C/G)`` per centre.
+
+    The context rows are read once per token of the band (:func:`band_logits`), the negatives' logits are
+    one ``[C/G, S]`` matrix product per group.
+
+    >>> p = {"emb_in": jg.Variable(jnp.ones((4, 2))), "emb_out": jg.Variable(jnp.zeros((4, 2)))}
+    >>> loss = skipgram_group_negatives_loss(p, jnp.array([0]), jnp.array([[1, 2]]),
+    ...                                      jnp.array([[True, False]]), jnp.array([[3, 3]]), 2)
+    >>> round(float(loss / np.log(2)), 4)  # one pair: its positive term and K = 2 negative terms
+    3.0
+    """
+    c, two_w = contexts.shape
+    groups, drawn = negs.shape
+    per = -(-c // groups)
+    v = jg.nn.embedding_lookup(params["emb_in"], centres)  # [C, D]
+    # One lookup (one scatter) of the output table: the band's rows, then the negatives'.
+    u = jg.nn.embedding_lookup(params["emb_out"], jnp.concatenate([window_band(centres, contexts), negs.reshape(-1)]))
+    pos = band_logits(v, u[: c + two_w])  # [C, 2W]
+    vg = jnp.pad(v, ((0, groups * per - c), (0, 0))).reshape(groups, per, -1)
+    neg = jnp.einsum("gcd,gsd->gcs", vg, u[c + two_w:].reshape(groups, drawn, -1)).reshape(groups * per, drawn)[:c]
+    own = jnp.repeat(negs, per, axis=0)[:c]  # each centre's group's negatives
+    n_pairs = jnp.sum(mask, axis=1, keepdims=True).astype(v.dtype)
+    neg_weight = jnp.where(own != centres[:, None], n_pairs * (negatives / drawn), 0.0)
+    logits = jnp.concatenate([pos, -neg], axis=1)
+    weight = jnp.concatenate([mask.astype(v.dtype), neg_weight], axis=1)
+    return _neg_log_sigmoid_sum(logits.reshape(-1), weight.reshape(-1))
+
+
+def _centres_per_group(args: argparse.Namespace) -> int:
+    """Centres per negatives group (--negative-sharing group): about --pairs-per-group pairs (a centre has
+    window + 1 on average), at most a step's centres; 1 for the other schemes (no grouping)."""
+    if args.loss != "neg" or args.negative_sharing != "group":
+        return 1
+    centres = -(-args.batch_size // (args.window + 1))
+    return max(1, min(centres, round(args.pairs_per_group / (args.window + 1))))
 
 
 def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np.ndarray,
@@ -686,17 +691,19 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
     """
     k_steps = args.steps_per_call
     negatives = args.negatives
-    drawn = args.negatives_per_centre if args.loss == "neg" else negatives
+    grouped = args.loss == "neg" and args.negative_sharing == "group"
+    drawn = (args.shared_negatives if grouped else args.negatives_per_centre) if args.loss == "neg" else negatives
+    group = _centres_per_group(args)
     base_key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 0x5EED)
     n_dev = 1 if mesh is None else int(mesh.devices.size)
     rows, n_c = batches.rows, batches.centres
     two_w = 2 * args.window
-    n_groups = 1 if args.negative_sharing != "group" else rows // args.centres_per_group
 
-    def sample_neg(data, step, first_row, n_rows, drawn=drawn):
-        """Negatives of centre rows ``first_row ..`` (``[n_rows, M]``): unigram**0.75 by an alias table, the
-        randomness a hash of ``(seed, step, row, k)``, so a row's negatives do not depend on how the batch
-        is split over devices. (jax.random here cost ~0.3 ms/step on CPU: threefry runs as XLA loops.)"""
+    def sample_neg(data, step, first_row, n_rows):
+        """Negatives of rows ``first_row ..`` (``[n_rows, drawn]``; a row is a centre, or a group of centres
+        with --negative-sharing group): unigram**0.75 by an alias table, the randomness a hash of
+        ``(seed, step, row, k)``, so a row's negatives do not depend on how the batch is split over devices.
+        (jax.random here cost ~0.3 ms/step on CPU: threefry runs as XLA loops.)"""
         slot = (first_row * drawn + jnp.arange(n_rows * drawn, dtype=jnp.int32)).astype(jnp.uint32)
         h1 = _position_hash(args.seed, 3, step, slot)
         h2 = _position_hash(args.seed, 4, step, slot)
@@ -715,11 +722,8 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
         return sampled, true_exp, sampled_exp
 
     def loss_neg(p, centres, contexts, mask, negs):
-        if args.negative_sharing != "centre":
-            return skipgram_shared_negatives_loss(p, centres, contexts, mask, negs, negatives,
-                                                  band=args.context_rows == "band",
-                                                  skip_context=args.skip_rule == "context",
-                                                  max_logit=args.max_logit, orientation=args.orientation)
+        if grouped:
+            return skipgram_group_negatives_loss(p, centres, contexts, mask, negs, negatives)
         return skipgram_negative_sampling_loss(p, centres, contexts, mask, negs, negatives)
 
     def loss_nce(p, centres, contexts, mask, noise):
@@ -760,9 +764,11 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
             offset += n * width
             indices = jax.lax.bitcast_convert_type(packed[:, offset: offset + n], jnp.int32).reshape(-1)
             offset += n
-            if args.loss == "neg":
+            if args.loss == "neg" and not grouped:
                 # Every lookup is per centre row: in centre order, the padding rows come last. Dropping
                 # them leaves exactly the single-device step's IndexedSlices (same ids, same order).
+                # (Grouped negatives and the band overlap between devices: their rows are partial sums,
+                # all kept, which the scatter adds up; padding rows carry zero gradients.)
                 keep = n_dev * n // rows * n_c
                 values, indices = values[:keep], indices[:keep]
             out[id(g)] = jg.IndexedSlices(values.astype(g.values.dtype), indices.astype(g.indices.dtype),
@@ -781,8 +787,8 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
             per = rows // n_dev
             first = jax.lax.axis_index("data") * per
         local = [local_rows(x) for x in (centres, contexts, mask)] if n_dev > 1 else [centres, contexts, mask]
-        if args.loss == "neg" and args.negative_sharing != "centre":
-            noise = sample_neg(data, step, 0, n_groups, args.shared_negatives)
+        if grouped:  # this device's rows are whole groups (rows are padded to a multiple of n_dev * group)
+            noise = sample_neg(data, step, first // group, per // group)
         elif args.loss == "neg":
             noise = sample_neg(data, step, first, per)
         else:
@@ -1111,12 +1117,15 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
     log = (lambda s: None) if args.quiet or not chief else print
     if args.negatives is None:
         args.negatives = 5 if args.loss == "neg" else 64
-    if args.shared_negatives is None:
-        args.shared_negatives = 128
     if args.negatives_per_centre is None:
         args.negatives_per_centre = 2 * args.negatives if args.loss == "neg" else None
-    elif args.loss != "neg":
-        raise UsageError("--negatives-per-centre applies to --loss neg only")
+    elif args.loss != "neg" or args.negative_sharing != "centre":
+        raise UsageError("--negatives-per-centre applies to --loss neg with --negative-sharing centre only")
+    for name, default in (("shared_negatives", 64), ("pairs_per_group", 256)):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+        elif args.loss != "neg" or args.negative_sharing != "group":
+            raise UsageError(f"--{name.replace('_', '-')} applies to --loss neg with --negative-sharing group only")
     if args.learning_rate is None:
         args.learning_rate = _DEFAULT_LR[args.optimizer]
     device = _resolve_device(args.device)
@@ -1135,9 +1144,10 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
         raise UsageError(
             f"--negatives ({args.negatives}) must be smaller than the vocabulary ({vocab_size} words)"
         )
-    if args.loss == "neg" and args.negatives_per_centre >= vocab_size:
-        raise UsageError(f"--negatives-per-centre ({args.negatives_per_centre}) must be smaller than the "
-                         f"vocabulary ({vocab_size} words)")
+    drawn_name, drawn = (("--shared-negatives", args.shared_negatives) if args.negative_sharing == "group"
+                         else ("--negatives-per-centre", args.negatives_per_centre))
+    if args.loss == "neg" and drawn >= vocab_size:
+        raise UsageError(f"{drawn_name} ({drawn}) must be smaller than the vocabulary ({vocab_size} words)")
     if len(ids) < 10 * args.window:
         raise UsageError(
             f"the corpus has only {len(ids)} in-vocabulary tokens; need at least "
@@ -1145,7 +1155,9 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
         )
     keep_prob = w2v_data.subsample_keep_prob(counts, int(counts.sum()), args.subsample).astype(np.float32)
     keep_mean = float(np.mean(keep_prob[ids]))
-    batches = BatchMaker(len(ids), args.window, args.batch_size, keep_mean, args.seed, row_multiple=n_dev * (args.centres_per_group if args.negative_sharing == "group" else 1))
+    group = _centres_per_group(args)
+    # Each device's rows must hold whole groups: rows are padded (masked) to a multiple of n_dev * group.
+    batches = BatchMaker(len(ids), args.window, args.batch_size, keep_mean, args.seed, row_multiple=n_dev * group)
     steps_per_epoch = keep_mean * len(ids) / batches.centres
     k = args.steps_per_call
     total = args.steps if args.steps is not None else max(1, math.ceil(args.epochs * steps_per_epoch))
@@ -1174,7 +1186,7 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
         latest = None
 
     with jax.default_device(device):
-        params = _init_params(vocab_size, args.embedding_size, args.loss, args.seed, args.init_range)
+        params = _init_params(vocab_size, args.embedding_size, args.loss, args.seed)
         opt = _make_optimizer(args.optimizer, args.learning_rate, total)
         opt_state = opt.init(params)
         if latest is not None:

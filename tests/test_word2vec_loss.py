@@ -121,11 +121,14 @@ from examples.word2vec.train import (  # noqa: E402
 )
 
 
-def _band_batch(seed, n_centres=9, w=2, groups=3, drawn=6):
+def _band_batch(seed, n_centres=9, w=2, groups=3, drawn=6, repeat=False):
     """Centres that are consecutive tokens of one sequence, each window its W neighbours on each side
-    (as BatchMaker cuts them), a random mask, and ``[groups, drawn]`` negatives."""
+    (as BatchMaker cuts them), a random mask, and ``[groups, drawn]`` negatives; ``repeat``: one word four
+    times in a row."""
     rng = np.random.default_rng(seed)
     tokens = rng.integers(0, V, n_centres + 2 * w)
+    if repeat:
+        tokens[w + 3: w + 6] = tokens[w + 2]
     centres = tokens[w: w + n_centres]
     contexts = np.stack([[tokens[i + j + (j >= w)] for j in range(2 * w)] for i in range(n_centres)])
     mask = rng.random((n_centres, 2 * w)) < 0.7
@@ -236,3 +239,49 @@ def test_window_band_holds_every_real_pair_of_batchmaker():
             assert mask.any()
             i, j = np.nonzero(mask)
             np.testing.assert_array_equal(contexts[i, j], band[i + j + (j >= window)])
+
+
+def _curvatures(ein, eout, centres, contexts, mask, negs, k):
+    """Each row's curvature in the batch's loss, pair by pair: sum over its terms of w s(z) s(-z) times the
+    squared norm of the term's other row."""
+    h_in, h_out = np.zeros(V), np.zeros(V)
+    groups, drawn = negs.shape
+    per = -(-len(centres) // groups)
+    for c in range(len(centres)):
+        v = ein[centres[c]]
+        n_pairs = mask[c].sum()
+        terms = [(contexts[c, s], 1.0, 1.0) for s in range(contexts.shape[1]) if mask[c, s]]
+        terms += [(n, -1.0, n_pairs * k / drawn) for n in negs[c // per] if n != centres[c]]
+        for row, sign, w in terms:
+            z = sign * (v @ eout[row])
+            a = w / (1 + np.exp(-z)) / (1 + np.exp(z))
+            h_in[centres[c]] += a * eout[row] @ eout[row]
+            h_out[row] += a * v @ v
+    return h_in, h_out
+
+
+@pytest.mark.parametrize("step_cap", [1e-6, 0.3])
+def test_step_cap_shortens_only_rows_past_the_edge_of_stability(step_cap):
+    """step_cap = lr: a row whose curvature h (summed over its occurrences) has lr * h > 2 gets its gradient
+    divided by lr * h / 2; every other row keeps word2vec's gradient; the loss is unchanged."""
+    k = 5
+    emb_in, emb_out, centres, contexts, mask, negs = _band_batch(4, n_centres=12, w=2, groups=2, drawn=8,
+                                                                 repeat=True)  # a row's occurrences add up
+    args = tuple(jnp.asarray(a) for a in (centres, contexts, mask, negs))
+    opt = jg.train.GradientDescentOptimizer(1.0)
+    params = _params(emb_in, emb_out, 2.0)
+
+    def grads(cap):
+        loss, gv = opt.compute_gradients(lambda p: skipgram_group_negatives_loss(p, *args, k, cap), params)
+        return float(loss), {var.name: np.asarray(g.to_dense()) for g, var in gv}
+
+    loss_plain, plain = grads(None)
+    loss_capped, capped = grads(step_cap)
+    assert loss_capped == loss_plain
+    h_in, h_out = _curvatures(emb_in * 2, emb_out * 2, centres, contexts, mask, negs, k)
+    for name, h in (("emb_in", h_in), ("emb_out", h_out)):
+        factor = np.maximum(1.0, step_cap * h / 2)
+        np.testing.assert_allclose(capped[name], plain[name] / factor[:, None], rtol=1e-4, atol=1e-6)
+    if step_cap > 1e-3:  # the test must exercise the cap: some rows are shortened, some are not
+        shortened = step_cap * np.concatenate([h_in, h_out]) / 2 > 1
+        assert shortened.any() and (~shortened & (np.concatenate([h_in, h_out]) > 0)).any()

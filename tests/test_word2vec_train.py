@@ -46,6 +46,19 @@ def test_metrics_export_and_single_trace(corpus, tmp_path, capsys):
     assert "Nearest to" in capsys.readouterr().out
 
 
+def test_step_cap_trains_with_a_single_trace(corpus, tmp_path, trainer_tables):
+    """--step-cap runs inside the compiled step (one trace) and changes only rows past the edge of stability
+    (tests/test_word2vec_loss.py checks which): at the default rate the tables stay close to the uncapped
+    run's."""
+    assert _run(corpus, tmp_path / "plain", "--steps", "32") == 0
+    assert _run(corpus, tmp_path / "capped", "--steps", "32", "--step-cap") == 0
+    metrics = json.loads((tmp_path / "capped" / "metrics.json").read_text())
+    assert metrics["traces"] == 1 and metrics["config"]["step_cap"] is True
+    plain, capped = trainer_tables(tmp_path / "plain"), trainer_tables(tmp_path / "capped")
+    assert np.all(np.isfinite(capped["variables/emb_in"]))
+    np.testing.assert_allclose(capped["variables/emb_out"], plain["variables/emb_out"], atol=0.05)
+
+
 def test_resume_is_exact(corpus, tmp_path, trainer_tables):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert _run(corpus, straight, "--steps", "32") == 0
@@ -111,6 +124,7 @@ def test_corrupt_checkpoint_is_an_error(corpus, tmp_path, capsys):
         (["--pairs-per-group", "0"], "--pairs-per-group must be at least 1"),
         (["--negative-sharing", "centre", "--shared-negatives", "8"], "--negative-sharing group only"),
         (["--loss", "nce", "--pairs-per-group", "8"], "--negative-sharing group only"),
+        (["--step-cap", "--optimizer", "adagrad"], "--step-cap applies to"),
         (["--batch-size", "0"], "--batch-size"),
         (["--epochs", "-1"], "--epochs"),
         (["--loss", "softmax"], "invalid choice"),

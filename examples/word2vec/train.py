@@ -48,7 +48,12 @@ What it does, and the choices made
   scheme, ``--negative-sharing centre``, draws ``--negatives-per-centre`` (M, default 2K) per centre,
   shared by its ``2b`` pairs with weight ``K/M``, and gathers every window's rows: with M = 10 it scored
   ~0.6-0.7x gensim's analogy accuracy per epoch (the variance of ten negatives shared by up to ten pairs),
-  ``--negatives-per-centre 50`` closes that gap at about a fifth of the speed. ``--loss nce`` is
+  ``--negatives-per-centre 50`` closes that gap at about a fifth of the speed. Both schemes sum a step's
+  updates of a row computed from the same vectors; a word repeated many times within a step's windows (a
+  taxonomy list repeating "order", at window 10) can then take a step past the edge of stability, which in
+  some seeds grew rows to norms of ~50 (300-d, window 10, 5 epochs of the embedded corpus, either scheme).
+  ``--step-cap`` shortens such rows' steps to that edge (``skipgram_group_negatives_loss``), at ~40% more
+  time per step, so it is not on by default. ``--loss nce`` is
   ``jaxgraph.nn.nce_loss`` with TF's shared, unique, log-uniform negatives (64 by default; ids are in
   frequency order, as that sampler assumes).
 * **Several devices** (``--devices N``): data-parallel under ``shard_map`` on a ``jaxgraph.sharding``
@@ -195,7 +200,7 @@ TRACE_COUNTS: list[int] = []
 _DEFAULT_LR = {"sgd": 0.025, "adagrad": 0.25, "lazyadam": 0.002}
 _TRAINING_KEYS = (
     "min_count", "max_vocab", "subsample", "window", "loss", "negatives", "negative_sharing", "shared_negatives",
-    "pairs_per_group", "negatives_per_centre", "batch_size",
+    "pairs_per_group", "step_cap", "negatives_per_centre", "batch_size",
     "embedding_size", "optimizer", "learning_rate", "total_steps", "seed",
 )
 _CKPT_NAME = "model.ckpt"
@@ -239,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--negative-sharing group: about this many pairs (pairs / (window + 1) centres) share one "
                         "set of negatives; each drawn negative then carries the weight of pairs * negatives / "
                         "shared-negatives pair-draws (20 by default), which bounds its step (default 256)")
+    g.add_argument("--step-cap", action="store_true",
+                   help="--negative-sharing group with --optimizer sgd: shorten the SGD step of any table row whose "
+                        "curvature in the step (summed over its occurrences) puts it past the edge of stability "
+                        "(lr * h > 2), e.g. a word repeated many times in one step's windows; rows within it, almost "
+                        "all, keep word2vec's gradient. Costs ~40%% more time per step (measured on a loaded CPU)")
     g.add_argument("--negatives-per-centre", type=int, default=None,
                    help="--negative-sharing centre: negatives drawn per centre word and shared by its pairs, each "
                         "pair's --negatives terms estimated from them (default 2 * --negatives)")
@@ -631,7 +641,8 @@ def band_logits(v: jax.Array, u_band: jax.Array) -> jax.Array:
 
 
 def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, contexts: jax.Array,
-                                  mask: jax.Array, negs: jax.Array, negatives: int) -> jax.Array:
+                                  mask: jax.Array, negs: jax.Array, negatives: int,
+                                  step_cap: float | None = None) -> jax.Array:
     """The summed ``--loss neg`` loss of a batch whose negatives are shared by groups of consecutive centres.
 
     ``centres [C]``, ``contexts [C, 2W]`` and ``mask [C, 2W]`` as :class:`BatchMaker` makes them (consecutive
@@ -646,6 +657,17 @@ def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, co
     The context rows are read once per token of the band (:func:`band_logits`), the negatives' logits are
     one ``[C/G, S]`` matrix product per group.
 
+    ``step_cap``: for plain SGD at (at most) this learning rate, each table row's gradient is divided by
+    ``max(1, step_cap * h / 2)``, ``h`` the curvature of the step's loss along that row (summed over the
+    row's occurrences in the step: ``sum w s(z) s(-z) |other row|^2`` over its terms). A gradient step of
+    size ``lr`` on a row is stable only while ``lr * h < 2`` (beyond, it overshoots and the row grows
+    from step to step); rows within that bound, almost all of them, get word2vec's gradient exactly, a
+    row beyond it a step shortened to the bound. Such rows are words repeated many times within one step's
+    windows (a taxonomy list repeating "order", at window 10): their summed update, computed from the same
+    stale vectors, is what sequential per-pair SGD applies one pair at a time, saturating as it goes.
+    Without the cap such rows grew to norms of ~50 in some seeds (``benchmarks/notes/issue14-research.md``).
+    The loss value is unchanged.
+
     >>> p = {"emb_in": jg.Variable(jnp.ones((4, 2))), "emb_out": jg.Variable(jnp.zeros((4, 2)))}
     >>> loss = skipgram_group_negatives_loss(p, jnp.array([0]), jnp.array([[1, 2]]),
     ...                                      jnp.array([[True, False]]), jnp.array([[3, 3]]), 2)
@@ -655,18 +677,99 @@ def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, co
     c, two_w = contexts.shape
     groups, drawn = negs.shape
     per = -(-c // groups)
+    out_ids = jnp.concatenate([window_band(centres, contexts), negs.reshape(-1)])
     v = jg.nn.embedding_lookup(params["emb_in"], centres)  # [C, D]
     # One lookup (one scatter) of the output table: the band's rows, then the negatives'.
-    u = jg.nn.embedding_lookup(params["emb_out"], jnp.concatenate([window_band(centres, contexts), negs.reshape(-1)]))
-    pos = band_logits(v, u[: c + two_w])  # [C, 2W]
-    vg = jnp.pad(v, ((0, groups * per - c), (0, 0))).reshape(groups, per, -1)
-    neg = jnp.einsum("gcd,gsd->gcs", vg, u[c + two_w:].reshape(groups, drawn, -1)).reshape(groups * per, drawn)[:c]
+    u = jg.nn.embedding_lookup(params["emb_out"], out_ids)
     own = jnp.repeat(negs, per, axis=0)[:c]  # each centre's group's negatives
     n_pairs = jnp.sum(mask, axis=1, keepdims=True).astype(v.dtype)
     neg_weight = jnp.where(own != centres[:, None], n_pairs * (negatives / drawn), 0.0)
-    logits = jnp.concatenate([pos, -neg], axis=1)
     weight = jnp.concatenate([mask.astype(v.dtype), neg_weight], axis=1)
-    return _neg_log_sigmoid_sum(logits.reshape(-1), weight.reshape(-1))
+    if step_cap is None:
+        return _group_loss(v, u, weight, two_w, groups)
+    return _capped_group_loss(v, u, weight, centres, out_ids, two_w, groups, step_cap)
+
+
+def _group_products(v: jax.Array, u: jax.Array, two_w: int, groups: int) -> jax.Array:
+    """``[C, 2W + S]``: each centre's vector dotted with its window's band rows (``u[:C + 2W]``), then with its
+    group's S negatives (``u[C + 2W:]``, G sets of S)."""
+    c = v.shape[0]
+    drawn = (u.shape[0] - c - two_w) // groups
+    per = -(-c // groups)
+    pos = band_logits(v, u[: c + two_w])  # [C, 2W]
+    vg = jnp.pad(v, ((0, groups * per - c), (0, 0))).reshape(groups, per, -1)
+    neg = jnp.einsum("gcd,gsd->gcs", vg, u[c + two_w:].reshape(groups, drawn, -1)).reshape(groups * per, drawn)[:c]
+    return jnp.concatenate([pos, neg], axis=1)
+
+
+def _group_loss(v: jax.Array, u: jax.Array, weight: jax.Array, two_w: int, groups: int) -> jax.Array:
+    return _group_loss_and_logits(v, u, weight, two_w, groups)[0]
+
+
+def _group_loss_and_logits(v: jax.Array, u: jax.Array, weight: jax.Array, two_w: int,
+                           groups: int) -> tuple[jax.Array, jax.Array]:
+    products = _group_products(v, u, two_w, groups)
+    sign = jnp.concatenate([jnp.ones((two_w,), v.dtype), -jnp.ones((products.shape[1] - two_w,), v.dtype)])
+    logits = products * sign
+    return _neg_log_sigmoid_sum(logits.reshape(-1), weight.reshape(-1)), logits
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
+def _capped_group_loss(v, u, weight, centres, out_ids, two_w, groups, step_cap):
+    """:func:`_group_loss`, each row's gradient divided by ``max(1, step_cap * h / 2)`` (see ``step_cap`` in
+    :func:`skipgram_group_negatives_loss`)."""
+    return _group_loss(v, u, weight, two_w, groups)
+
+
+def _capped_group_loss_fwd(v, u, weight, centres, out_ids, two_w, groups, step_cap):
+    loss, vjp, z = jax.vjp(lambda a, b: _group_loss_and_logits(a, b, weight, two_w, groups), v, u, has_aux=True)
+    return loss, (vjp, v, u, weight, centres, out_ids, z)
+
+
+def _capped_group_loss_bwd(two_w, groups, step_cap, res, g):
+    vjp, v, u, weight, centres, out_ids, z = res
+    gv, gu = vjp(g)
+    # A term w * softplus(-z) has second derivative w s(z) s(-z) in z, so a row's curvature is the sum, over
+    # the terms it takes part in, of that times the squared norm of the other row: the same products as
+    # the logits, of squared norms (one feature) instead of vectors.
+    a = weight * jax.nn.sigmoid(z) * jax.nn.sigmoid(-z)
+    c, two_w_ = v.shape[0], two_w
+    drawn = (u.shape[0] - c - two_w) // groups
+    per = -(-c // groups)
+    v2 = jnp.sum(v * v, axis=1)
+    u2 = jnp.sum(u * u, axis=1)
+    w = two_w_ // 2
+    band_row = jnp.arange(c)[:, None] + jnp.asarray([j + (j >= w) for j in range(two_w_)])[None, :]  # [C, 2W]
+    a_pos, a_neg = a[:, :two_w_], jnp.pad(a[:, two_w_:], ((0, groups * per - c), (0, 0))).reshape(groups, per, drawn)
+    v2g = jnp.pad(v2, (0, groups * per - c)).reshape(groups, per)
+    h_in = (jnp.sum(a_pos * u2[band_row], axis=1)
+            + jnp.einsum("gcs,gs->gc", a_neg, u2[c + two_w_:].reshape(groups, drawn)).reshape(-1)[:c])
+    h_band = jax.ops.segment_sum((a_pos * v2[:, None]).reshape(-1), band_row.reshape(-1), num_segments=c + two_w_)
+    h_out = jnp.concatenate([h_band, jnp.einsum("gcs,gc->gs", a_neg, v2g).reshape(-1)])
+    # A row's occurrences in this step (a word in several windows, or drawn twice) share one scatter-add:
+    # their curvatures add up.
+    h_in = _sum_by_id(centres, h_in)
+    h_out = _sum_by_id(out_ids, h_out)
+    gv = gv / jnp.maximum(1.0, 0.5 * step_cap * g * h_in)[:, None]
+    gu = gu / jnp.maximum(1.0, 0.5 * step_cap * g * h_out)[:, None]
+    return gv, gu, None, None, None
+
+
+def _sum_by_id(ids: jax.Array, x: jax.Array) -> jax.Array:
+    """For each entry, the sum of ``x`` over the entries with the same id (a sort, not an id-sized buffer).
+
+    >>> _sum_by_id(jnp.array([7, 3, 7, 7]), jnp.array([1.0, 2.0, 3.0, 4.0])).tolist()
+    [8.0, 2.0, 8.0, 8.0]
+    """
+    order = jnp.argsort(ids)
+    sorted_ids = ids[order]
+    segment = jnp.cumsum(jnp.concatenate([jnp.zeros((1,), jnp.int32),
+                                          (sorted_ids[1:] != sorted_ids[:-1]).astype(jnp.int32)]))
+    sums = jax.ops.segment_sum(x[order], segment, num_segments=ids.shape[0])
+    return jnp.zeros_like(x).at[order].set(sums[segment])
+
+
+_capped_group_loss.defvjp(_capped_group_loss_fwd, _capped_group_loss_bwd)
 
 
 def _centres_per_group(args: argparse.Namespace) -> int:
@@ -694,6 +797,8 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
     grouped = args.loss == "neg" and args.negative_sharing == "group"
     drawn = (args.shared_negatives if grouped else args.negatives_per_centre) if args.loss == "neg" else negatives
     group = _centres_per_group(args)
+    # --step-cap: cap each row's SGD step at the edge of stability (see skipgram_group_negatives_loss).
+    step_cap = args.learning_rate if args.step_cap else None
     base_key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 0x5EED)
     n_dev = 1 if mesh is None else int(mesh.devices.size)
     rows, n_c = batches.rows, batches.centres
@@ -723,7 +828,7 @@ def _make_multi_step(opt, batches: BatchMaker, args, vocab_size: int, counts: np
 
     def loss_neg(p, centres, contexts, mask, negs):
         if grouped:
-            return skipgram_group_negatives_loss(p, centres, contexts, mask, negs, negatives)
+            return skipgram_group_negatives_loss(p, centres, contexts, mask, negs, negatives, step_cap)
         return skipgram_negative_sampling_loss(p, centres, contexts, mask, negs, negatives)
 
     def loss_nce(p, centres, contexts, mask, noise):
@@ -1121,6 +1226,8 @@ def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None) -> 
         args.negatives_per_centre = 2 * args.negatives if args.loss == "neg" else None
     elif args.loss != "neg" or args.negative_sharing != "centre":
         raise UsageError("--negatives-per-centre applies to --loss neg with --negative-sharing centre only")
+    if args.step_cap and (args.loss != "neg" or args.negative_sharing != "group" or args.optimizer != "sgd"):
+        raise UsageError("--step-cap applies to --loss neg --negative-sharing group with --optimizer sgd only")
     for name, default in (("shared_negatives", 64), ("pairs_per_group", 256)):
         if getattr(args, name) is None:
             setattr(args, name, default)

@@ -1,13 +1,27 @@
 """jaxgraph: TensorFlow 1's training semantics on JAX."""
 
+from jaxgraph import losses as losses
 from jaxgraph import nn as nn
 from jaxgraph import sharding as sharding
+from jaxgraph import sparse as sparse
 from jaxgraph import summary as summary
 from jaxgraph import train as train
+from jaxgraph.clip_ops import clip_by_average_norm as clip_by_average_norm
+from jaxgraph.clip_ops import clip_by_global_norm as clip_by_global_norm
+from jaxgraph.clip_ops import clip_by_norm as clip_by_norm
+from jaxgraph.clip_ops import clip_by_value as clip_by_value
+from jaxgraph.clip_ops import global_norm as global_norm
 from jaxgraph.device import device as device
 from jaxgraph.device import parse_device_spec as parse_device_spec
+from jaxgraph.errors import InvalidArgumentError as InvalidArgumentError
+from jaxgraph.errors import JaxgraphWarning as JaxgraphWarning
+from jaxgraph.ids import checked as checked
 from jaxgraph.module import Module as Module
 from jaxgraph.sparse import IndexedSlices as IndexedSlices
+from jaxgraph.sparse_tensor import SparseTensor as SparseTensor
+from jaxgraph.sparse_tensor import sparse_reorder as sparse_reorder
+from jaxgraph.sparse_tensor import sparse_retain as sparse_retain
+from jaxgraph.sparse_tensor import sparse_tensor_to_dense as sparse_tensor_to_dense
 from jaxgraph.variable_collections import all_variables as all_variables
 from jaxgraph.variable_collections import freeze as freeze
 from jaxgraph.variable_collections import get_collection as get_collection
@@ -24,5 +38,43 @@ from jaxgraph.variables import GraphKeys as GraphKeys
 from jaxgraph.variables import Variable as Variable
 from jaxgraph.variables import create_global_step as create_global_step
 from jaxgraph.variables import name_scope as name_scope
+
+__all__ = [
+    "all_variables",
+    "clip_by_average_norm",
+    "clip_by_global_norm",
+    "clip_by_norm",
+    "clip_by_value",
+    "create_global_step",
+    "device",
+    "freeze",
+    "get_collection",
+    "get_global_step",
+    "global_norm",
+    "global_variables",
+    "GraphKeys",
+    "IndexedSlices",
+    "local_variables",
+    "losses",
+    "map_variables",
+    "model_variables",
+    "Module",
+    "name_scope",
+    "named_variables",
+    "nn",
+    "parse_device_spec",
+    "replace_values",
+    "sharding",
+    "sparse",
+    "sparse_reorder",
+    "sparse_retain",
+    "sparse_tensor_to_dense",
+    "SparseTensor",
+    "summary",
+    "train",
+    "trainable_variables",
+    "unfreeze",
+    "Variable",
+]
 
 __version__ = "0.1.0"

@@ -26,10 +26,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.extend import core as jex_core
 
 from jaxgraph import summary as _summary
+from jaxgraph.ids import check_ids
 from jaxgraph.sparse import IndexedSlices
 from jaxgraph.variable_collections import (
     named_variables,
@@ -87,26 +87,14 @@ def _take(table: jax.Array, ids: jax.Array, padded: bool = False) -> jax.Array:
     return jnp.take(table, ids, axis=0)
 
 
-def _check_ids(table_rows: int, ids: Any) -> jax.Array:
-    ids = jnp.asarray(ids) if not isinstance(ids, jax.Array) else ids
-    if not jnp.issubdtype(ids.dtype, jnp.integer):
-        raise TypeError(f"ids must be integers, got dtype {ids.dtype}")
-    if not isinstance(ids, jax.core.Tracer) and ids.size:
-        flat = np.asarray(ids).reshape(-1)
-        bad = np.flatnonzero((flat < 0) | (flat >= table_rows))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"indices[{i}] = {int(flat[i])} is not in [0, {table_rows})")
-    return ids
-
-
 def gather_rows(params: Variable | jax.Array, ids: Any, *, padded: bool = False) -> jax.Array:
     """Rows ``ids`` of one table: ``params[ids]``, shaped ``ids.shape + params.shape[1:]``.
 
     This is the one place where a lookup of a differentiated Variable is seen by
-    ``compute_gradients``, which turns its gradient into an ``IndexedSlices``. Concrete ids out of range
-    raise TF's ``indices[i] = v is not in [0, n)``; under ``jit`` ids cannot be checked, and rows out
-    of range read as NaN (``jnp.take``'s fill mode) rather than a silently clamped row.
+    ``compute_gradients``, which turns its gradient into an ``IndexedSlices``. Ids go through
+    :func:`jaxgraph.ids.check_ids`: concrete ids out of range raise TF's ``indices[i] = v is not in
+    [0, n)``; under ``jit`` an out-of-range id (negative included) reads zeros and its gradient is
+    dropped, and :func:`jaxgraph.checked` raises TF's message instead.
 
     With ``padded=True`` the id ``params.shape[0]`` is allowed as a stand-in for "no row": it reads
     zeros, and in a captured gradient it becomes the padding index that every sparse update drops
@@ -118,13 +106,14 @@ def gather_rows(params: Variable | jax.Array, ids: Any, *, padded: bool = False)
     """
     table = params.value if isinstance(params, Variable) else jnp.asarray(params)
     rows = table.shape[0]
-    ids = _check_ids(rows + 1 if padded else rows, ids)
+    # Out-of-range ids come back as the padding index `rows`, which the padded gather reads as zeros.
+    ids = check_ids(ids, rows, allow_padding=padded)
     if isinstance(params, Variable):
         tape = _tape.get()
         name = tape.watched.get(id(params)) if tape is not None else None
         if tape is not None and name is not None:
-            return tape.lookup(name, table, ids, padded)
-    return _take(table, ids, padded)
+            return tape.lookup(name, table, ids, padded=True)
+    return _take(table, ids, padded=True)
 
 
 def resolve_var_list(params: Any, var_list: Sequence[Variable | str] | None) -> list[Variable]:

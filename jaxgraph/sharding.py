@@ -28,7 +28,11 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxgraph.train.slot_owners import slot_owners
 from jaxgraph.variable_collections import map_variables, named_variables, resolved_name
+
+__all__ = ["Rules", "make_mesh", "put", "shard_batch", "shard_opt_state", "shard_params", "spec_for",
+           "tree_shardings", "variable_shardings"]
 
 Rules = Sequence[tuple[str, PartitionSpec]] | dict[str, PartitionSpec]
 
@@ -116,14 +120,25 @@ def shard_params(tree: Any, mesh: Mesh, rules: Rules | None) -> Any:
 
 
 def shard_opt_state(opt_state: Any, params: Any, mesh: Mesh, rules: Rules | None) -> Any:
-    """Place an :class:`~jaxgraph.train.OptimizerState`: slots like their variables, the rest replicated."""
+    """Place an :class:`~jaxgraph.train.OptimizerState`: slots like their variables, the rest replicated.
+
+    Slots are the core optimizers' ``slots`` and, in ``non_slots`` (an ``OptaxOptimizer``'s optax
+    state), every leaf shaped like a variable and keyed by its name (:func:`~jaxgraph.train.slot_owners`):
+    Adam's ``mu``/``nu`` of a row-sharded table are row-sharded with it.
+    """
     by_name = variable_shardings(params, mesh, rules)
     replicated = NamedSharding(mesh, PartitionSpec())
     slots = {
         slot: {name: put(value, by_name.get(name, replicated)) for name, value in per_var.items()}
         for slot, per_var in opt_state.slots.items()
     }
-    non_slots = jax.tree_util.tree_map(lambda x: put(x, replicated), opt_state.non_slots)
+    values = {resolved_name(v): v.value for v in named_variables(params)}
+    owners = slot_owners(opt_state.non_slots, values)
+    leaves, treedef = jax.tree_util.tree_flatten(opt_state.non_slots)
+    names = list(values)
+    placed = [put(x, replicated if owner is None else by_name[names[owner]]) for x, owner in zip(leaves, owners,
+                                                                                                  strict=True)]
+    non_slots = jax.tree_util.tree_unflatten(treedef, placed)
     return type(opt_state)(put(opt_state.iterations, replicated), slots, non_slots)
 
 

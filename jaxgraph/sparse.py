@@ -1,4 +1,8 @@
-"""``IndexedSlices``: TF1's sparse gradient, a set of rows of a dense tensor.
+"""``IndexedSlices``: TF1's sparse gradient, a set of rows of a dense tensor; and TF's ``tf.sparse`` ops.
+
+This module is also jaxgraph's ``tf.sparse``: :class:`~jaxgraph.SparseTensor` and ``from_dense``,
+``to_dense``, ``reorder``, ``retain``, ``from_padded``, ``from_ragged`` (defined in
+:mod:`jaxgraph.sparse_tensor`) are importable from here.
 
 ``IndexedSlices(values, indices, dense_shape)`` stands for the dense array that is zero everywhere
 except rows ``indices[i]``, which hold ``values[i]``; repeated indices add up. It is a pytree (values
@@ -21,6 +25,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgraph.ids import check_ids
+
+# TF's `tf.sparse` namespace: the SparseTensor type and its ops live in jaxgraph.sparse_tensor.
+from jaxgraph.sparse_tensor import SparseTensor as SparseTensor
+from jaxgraph.sparse_tensor import from_dense as from_dense
+from jaxgraph.sparse_tensor import from_padded as from_padded
+from jaxgraph.sparse_tensor import from_ragged as from_ragged
+from jaxgraph.sparse_tensor import reorder as reorder
+from jaxgraph.sparse_tensor import retain as retain
+from jaxgraph.sparse_tensor import to_dense as to_dense
+
+__all__ = [
+    "IndexedSlices",
+    "SparseTensor",
+    "convert_to_tensor_or_indexed_slices",
+    "from_dense",
+    "from_padded",
+    "from_ragged",
+    "reorder",
+    "retain",
+    "to_dense",
+]
+
 
 @jax.tree_util.register_pytree_with_keys_class
 class IndexedSlices:
@@ -28,8 +55,11 @@ class IndexedSlices:
 
     Args:
       values: ``[n, *dense_shape[1:]]``.
-      indices: integer ``[n]``; may repeat (repeats add up) and, after :meth:`coalesce`, may hold the
-        padding index ``dense_shape[0]`` for unused slots, which every consumer drops.
+      indices: integer ``[n]``; may repeat (repeats add up) and may hold the padding index
+        ``dense_shape[0]`` for unused slots (:meth:`coalesce` and sharded lookups make them), which every
+        consumer drops. Any other index outside ``[0, dense_shape[0])`` is an error when concrete
+        (TF's ``indices[i] = v is not in [0, n)``) and, under ``jit``, is treated as padding: dropped,
+        never wrapped (see :mod:`jaxgraph.ids`).
       dense_shape: the shape of the dense tensor (a tuple of ints).
     """
 
@@ -79,7 +109,12 @@ class IndexedSlices:
     def to_dense(self) -> jax.Array:
         """The dense array these slices stand for (repeats summed, padding dropped)."""
         zeros = jnp.zeros(self.dense_shape, dtype=self.values.dtype)
-        return zeros.at[self.indices].add(self.values, mode="drop")
+        return zeros.at[self.checked_indices()].add(self.values, mode="drop")
+
+    def checked_indices(self) -> jax.Array:
+        """The indices after :func:`jaxgraph.ids.check_ids` (padding allowed): concrete ones out of
+        range raise TF's message; traced ones out of range become the padding index."""
+        return check_ids(self.indices, self.dense_shape[0], allow_padding=True, what="IndexedSlices indices")
 
     def coalesce(self) -> IndexedSlices:
         """Sum the values of repeated indices (TF's ``_deduplicate_indexed_slices``).
@@ -89,8 +124,14 @@ class IndexedSlices:
         """
         n = self.indices.shape[0]
         pad = self.dense_shape[0]
-        unique, inverse = jnp.unique(self.indices, size=n, fill_value=pad, return_inverse=True)
-        summed = jax.ops.segment_sum(self.values, inverse.reshape(-1), num_segments=n)
+        indices = self.checked_indices()
+        # Padding slots already in the input (a sharded lookup's stand-ins, out-of-range ids under jit)
+        # carry values that every consumer drops; zero them, so the padding slot of the result holds
+        # zeros as documented (norms and lazy updates read the coalesced values).
+        is_pad = (indices == pad).reshape((-1,) + (1,) * (self.values.ndim - 1))
+        values = jnp.where(is_pad, jnp.zeros((), self.values.dtype), self.values)
+        unique, inverse = jnp.unique(indices, size=n, fill_value=pad, return_inverse=True)
+        summed = jax.ops.segment_sum(values, inverse.reshape(-1), num_segments=n)
         return IndexedSlices(summed, unique.astype(self.indices.dtype), self.dense_shape)
 
     def scale(self, factor: Any) -> IndexedSlices:

@@ -1,10 +1,15 @@
 """Shared test setup: CPU by default, float32 everywhere, x64 off (as users run)."""
 
+import contextlib
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(params=[False, True], ids=["nojit", "jit"])
@@ -13,8 +18,11 @@ def maybe_jit(request):
     return jax.jit if request.param else (lambda f, **kw: f)
 
 
-# A script run as separate processes by test_sharding.py, not a test module.
+# A script run as separate processes by test_sharding.py, not a test module; and the scripts that made
+# the fixtures (they import TensorFlow or cramjam, which the core suite never installs), which
+# `--doctest-modules` would otherwise import.
 collect_ignore = ["distributed/worker.py"]
+collect_ignore_glob = ["fixtures/*.py", "fixtures/*/*.py"]
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +56,29 @@ def trainer_tables():
     """Reads the word2vec trainer's latest checkpoint in an ``--output-dir``: both tables, the global step
     and the corpus position (``{"variables/emb_in": ..., ...}``)."""
     return _trainer_tables
+
+
+@contextlib.contextmanager
+def _python_child(script: str, *args, stdin: bool = False):
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), JAX_PLATFORMS="cpu")
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, args)], stdin=subprocess.PIPE if stdin else None,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        for stream in (child.stdin, child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def python_child():
+    """``python_child(script, *args, stdin=False)``: a context manager running ``python -c script args``
+    with this checkout importable (text pipes for stdout, stderr and optionally stdin); on exit the child
+    is killed if still running, reaped, and its pipes closed."""
+    return _python_child

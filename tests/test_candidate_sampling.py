@@ -141,6 +141,22 @@ def test_fixed_unigram_frequencies_reserved_and_distortion():
     np.testing.assert_allclose(true_ec[:, 0], probs[[0, 2, 31]] * 100_000, rtol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "weights", [[1.0, 3.0], [5.0, 0.0, 1.0, 2.0, 0.5], np.arange(200.0) ** 0.75 + (np.arange(200) % 7)]
+)
+def test_alias_table_gives_the_exact_distribution(weights):
+    """The distribution a table encodes, read off the table itself: ``P(i) = (accept[i] + sum over j with
+    alias[j] == i of (1 - accept[j])) / n``, equal to ``weights / sum(weights)`` (zero weights never drawn)."""
+    accept, alias = cs.alias_table(np.asarray(weights))
+    n = len(weights)
+    assert accept.dtype == np.float32 and alias.dtype == np.int32 and accept.shape == alias.shape == (n,)
+    p = accept.astype(np.float64).copy()
+    np.add.at(p, alias, 1.0 - accept.astype(np.float64))
+    w = np.asarray(weights, np.float64)
+    np.testing.assert_allclose(p / n, w / w.sum(), atol=1e-7)
+    assert np.all(p[w == 0] == 0)
+
+
 def test_fixed_unigram_shards_and_vocab_file(tmp_path):
     # TF keeps ids with id % num_shards == shard; candidates index that shard's list.
     _, true_ec, _ = fixed_unigram_candidate_sampler(

@@ -117,10 +117,50 @@ def test_errors():
             embedding_lookup(_shards_for(MOD_LAYOUT), jnp.array([0, 13]), partition_strategy=strategy)
 
 
-def test_unchecked_under_jit_but_shapes_static():
-    # Under jit the ids are tracers: no range check is possible, and none is attempted.
+def test_out_of_range_under_jit_reads_zeros():
+    # Under jit the ids are tracers: the rule of jaxgraph.ids applies (zeros, never another row).
+    # tests/test_faults_library.py covers every API, gradients and the checked mode.
     f = jax.jit(lambda t, i: embedding_lookup(t, i))
-    assert f(jnp.zeros((4, 2)), jnp.array([0, 9])).shape == (2, 2)
+    np.testing.assert_array_equal(f(jnp.ones((4, 2)), jnp.array([0, 9, -1])), [[1, 1], [0, 0], [0, 0]])
+
+
+def test_empty_ids():
+    # TF: an empty Python list is an empty id array, and the result has shape (0, dim).
+    table = jnp.ones((4, 3))
+    for ids in ([], (), np.zeros((0,), np.int64), jnp.zeros((2, 0), jnp.int32)):
+        out = embedding_lookup(table, ids)
+        assert out.shape == np.shape(ids) + (3,) and out.dtype == table.dtype
+    assert embedding_lookup([table, table], []).shape == (0, 3)
+    with pytest.raises(TypeError, match="integers"):
+        embedding_lookup(table, np.zeros((0,), np.float32))  # an explicit float array stays an error
+
+
+def _tf_clip(rows, ids_rank, max_norm):
+    """TF's ``embedding_ops._clip``: ``clip_by_norm(rows, max_norm, axes=range(rank(ids), rank(rows)))``."""
+    axes = tuple(range(ids_rank, rows.ndim))
+    norm = np.sqrt(np.sum(rows.astype(np.float64) ** 2, axis=axes, keepdims=True))
+    return rows * max_norm / np.maximum(norm, max_norm)
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_max_norm_clips_over_every_row_axis(maybe_jit, sharded):
+    # Rows of shape [2, 3]: each row's norm is over all 6 values. Rows 0 and 1 are built so that every
+    # [3]-slice is within max_norm while the whole row is not, so a norm over the last axis only (or
+    # over the whole output) gives another answer.
+    table = np.zeros((4, 2, 3), np.float32)
+    table[0] = [[0.6, 0.8, 0.0], [0.0, 0.6, 0.8]]  # slices of norm 1, row norm sqrt(2)
+    table[1] = [[0.3, 0.0, 0.4], [0.0, 0.0, 0.5]]  # slices of norm 0.5, row norm sqrt(0.5)
+    table[2] = [[3.0, 0.0, 0.0], [0.0, 4.0, 0.0]]  # row norm 5
+    table[3] = 0.0
+    ids = np.array([[0, 1], [2, 3], [0, 2]])
+    params = [jnp.asarray(table[0::2]), jnp.asarray(table[1::2])] if sharded else jnp.asarray(table)
+    for max_norm in (1.0, 0.6):
+        out = maybe_jit(lambda p, i, m=max_norm: embedding_lookup(p, i, max_norm=m))(params, jnp.asarray(ids))
+        want = _tf_clip(table[ids], ids.ndim, max_norm)
+        np.testing.assert_allclose(np.asarray(out), want, rtol=1e-6, atol=1e-7)
+        norms = np.sqrt(np.sum(np.asarray(out, np.float64) ** 2, axis=(2, 3)))
+        assert np.all(norms <= max_norm * (1 + 1e-6))
+    np.testing.assert_allclose(np.asarray(out)[0, 0], table[0] * 0.6 / np.sqrt(2.0), rtol=1e-6)
 
 
 def test_traces_once():

@@ -511,6 +511,48 @@ def test_optax_none_gradient_keeps_value():
     assert float(new["w"].value) == 1.0 + (2.0 + 0.5 * 1.0)  # updates are added: g + 0.5 * w
 
 
+def test_optax_inject_hyperparams_state_is_not_mistaken_for_the_variables():
+    # the hyper-parameter dict is the first dict in this state; it used to be read as variable names
+    p = _params()
+    opt = OptaxOptimizer(optax.inject_hyperparams(optax.adam)(learning_rate=0.05))
+    plain = OptaxOptimizer(optax.adam(0.05))
+    new, state, _ = opt.minimize(_loss, p, opt.init(p), global_step="global_step")
+    ref, _, _ = plain.minimize(_loss, p, plain.init(p), global_step="global_step")
+    chex.assert_trees_all_close(new, ref)
+    assert float(state.non_slots["optax"].hyperparams["learning_rate"]) == pytest.approx(0.05)
+
+
+def test_optax_none_gradient_keeps_the_variables_state_but_counters_advance():
+    p = {"w": V(jnp.array([1.0])), "u": V(jnp.array([5.0]))}
+    opt = OptaxOptimizer(optax.adam(0.1))
+    p, state, _ = opt.minimize(lambda p: jnp.sum(p["w"].value * p["u"].value), p, opt.init(p))
+    before = state.non_slots["optax"][0]
+    assert float(before.mu["u"][0]) != 0.0
+    # u gets no gradient: TF skips it, so its value and its moments stay (a zero gradient would decay them)
+    new, state, _ = opt.minimize(lambda p: jnp.sum(p["w"].value * 2.0), p, state)
+    after = state.non_slots["optax"][0]
+    assert float(new["u"].value[0]) == float(p["u"].value[0])
+    np.testing.assert_array_equal(after.mu["u"], before.mu["u"])
+    np.testing.assert_array_equal(after.nu["u"], before.nu["u"])
+    assert float(after.mu["w"][0]) != float(before.mu["w"][0])
+    assert int(after.count) == 2  # shared counters advance once per step, like TF's beta1_power
+
+
+def test_optax_state_not_made_by_init_is_a_clear_error():
+    p = _params()
+    opt = OptaxOptimizer(optax.sgd(0.1))
+    state = jg.train.OptimizerState(jnp.zeros((), jnp.int32), {}, {"optax": optax.EmptyState()})
+    with pytest.raises(ValueError, match="not made by OptaxOptimizer.init"):
+        opt.minimize(_loss, p, state)
+
+
+def test_optax_variables_are_the_state_leaves_by_path():
+    p = {"w": V(jnp.ones(2), name="w")}
+    opt = OptaxOptimizer(optax.adam(0.1))
+    names = [v.name for v in opt.variables(opt.init(p))]
+    assert names == ["Optax/0/count", "Optax/0/mu/w", "Optax/0/nu/w"]
+
+
 # -- lax.scan --------------------------------------------------------------------------------------
 def test_minimize_inside_scan_equals_python_loop():
     opt = MomentumOptimizer(0.1, 0.9)

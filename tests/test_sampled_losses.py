@@ -127,13 +127,30 @@ def test_sharded_variable_weights_same_as_single_table_and_gradient_matches_nump
     assert np.all(np.isfinite(g_b))
 
 
+@pytest.mark.parametrize("strategy", ["mod", "div"])
+def test_partition_strategy_is_passed_to_the_lookups(strategy):
+    # 12 classes over 5 shards: "div" gives 3, 3, 2, 2, 2 rows, "mod" ids 0,5,10 | 1,6,11 | ...; a loss
+    # that looked its shards up with the other strategy (or the default) would read other rows.
+    w, b, labels, inputs, sv = _problem(2)
+    if strategy == "mod":
+        w_shards, b_shards = [w[p::5] for p in range(5)], [b[p::5] for p in range(5)]
+    else:
+        bounds = [3, 6, 8, 10]
+        w_shards, b_shards = np.split(w, bounds), np.split(b, bounds)
+    for fn in (nce_loss, sampled_softmax_loss):
+        got = fn([jnp.asarray(s) for s in w_shards], [jnp.asarray(s) for s in b_shards], labels, inputs, 5, V,
+                 num_true=2, sampled_values=sv, partition_strategy=strategy)
+        want = fn(w, b, labels, inputs, 5, V, num_true=2, sampled_values=sv)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
+
+
 def test_variables_use_one_lookup_per_table(monkeypatch):
     calls = []
     real = gradients.gather_rows
 
-    def spy(table, ids):
+    def spy(table, ids, **kwargs):
         calls.append(table.name if isinstance(table, Variable) else "array")
-        return real(table, ids)
+        return real(table, ids, **kwargs)
 
     monkeypatch.setattr(gradients, "gather_rows", spy)
     w, b, labels, inputs, sv = _problem(1)

@@ -1,9 +1,9 @@
 """Saver: name-keyed checkpoints that restore into a fresh model, survive a crash, and fail clearly."""
 
+import errno
+import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 import zipfile
@@ -15,13 +15,11 @@ import numpy as np
 import optax
 import pytest
 
-from jaxgraph import Variable, create_global_step, named_variables
+from jaxgraph import JaxgraphWarning, Variable, create_global_step, named_variables
 from jaxgraph.train import saver as saver_module
 from jaxgraph.train.adam import AdamOptimizer
 from jaxgraph.train.optax_optimizer import OptaxOptimizer
-from jaxgraph.train.saver import CheckpointError, Saver, latest_checkpoint
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from jaxgraph.train.saver import CheckpointError, CheckpointWriteError, Saver, latest_checkpoint
 
 
 def build_model(seed=None):
@@ -153,13 +151,29 @@ def test_max_to_keep_and_index(tmp_path):
     resumed.save(tree, None, str(tmp_path / "m"), global_step=4)
     assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".npz")) == ["m-3.npz", "m-4.npz"]
     assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "m-4")
-    # The index names a deleted file: fall back to the newest kept one that exists.
+    # The index names a deleted file: fall back to the newest kept one that exists, and say so.
     os.remove(tmp_path / "m-4.npz")
-    assert latest_checkpoint(tmp_path) == str(tmp_path / "m-3")
+    with pytest.warns(JaxgraphWarning, match=r"m-4 does not exist .*; using .*/m-3, the newest intact"):
+        assert latest_checkpoint(tmp_path) == str(tmp_path / "m-3")
     keep_all = Saver(max_to_keep=None)
     for s in range(5, 9):
         keep_all.save(tree, None, str(tmp_path / "m"), global_step=s)
     assert len([f for f in os.listdir(tmp_path) if f.endswith(".npz")]) == 5
+
+
+@pytest.mark.parametrize(
+    "step", [7, np.int64(7), jnp.int32(7), Variable(jnp.int32(7), name="s")], ids=["int", "np", "jax", "Variable"]
+)
+def test_global_step_forms_and_path_like_paths(tmp_path, step):
+    # Every test above passes str paths and one step form; the API takes os.PathLike and any integer.
+    tree = build_model(seed=11)
+    with Saver(max_to_keep=1) as saver:
+        prefix = saver.save(tree, None, tmp_path / "model", global_step=step)
+    assert prefix == str(tmp_path / "model-7") and latest_checkpoint(tmp_path) == prefix
+    with np.load(prefix + ".npz") as z:
+        assert json.loads(bytes(z["__jaxgraph_checkpoint__"]))["global_step"] == 7
+    restored, _ = Saver().restore(build_model(), None, tmp_path / "model-7")
+    np.testing.assert_array_equal(restored["emb"].value, tree["emb"].value)
 
 
 def test_no_checkpoint_errors(tmp_path):
@@ -220,18 +234,22 @@ def test_corrupt_files_give_a_clear_error(tmp_path):
     Saver().restore(build_model(), None, prefix)
 
 
-def test_crash_after_data_file_before_index_keeps_previous_latest(tmp_path, monkeypatch):
+def test_failed_index_write_keeps_previous_latest_and_leaves_no_unlisted_file(tmp_path, monkeypatch):
     tree = build_model(seed=8)
     saver = Saver()
     first = saver.save(tree, None, str(tmp_path / "m"), global_step=1)
+    index_before = (tmp_path / "checkpoint").read_bytes()
 
     def crash(*args, **kwargs):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(saver_module, "_write_index", crash)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(saver_module, "write_checkpoint_state", crash)
+    with pytest.raises(CheckpointWriteError, match=r"^Cannot update the checkpoint index .*: No space left") as e:
         saver.save(tree, None, str(tmp_path / "m"), global_step=2)
+    assert isinstance(e.value, OSError) and e.value.errno == errno.ENOSPC
     assert latest_checkpoint(tmp_path) == first
+    assert (tmp_path / "checkpoint").read_bytes() == index_before
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "checkpoint.lock", "m-1.npz"]
 
 
 CHILD = textwrap.dedent(
@@ -242,7 +260,7 @@ CHILD = textwrap.dedent(
     from jaxgraph.train.saver import Saver
 
     ckpt_dir = sys.argv[1]
-    saver = Saver()
+    saver = Saver(max_to_keep=1)  # the save being killed would make room by deleting model-1
     tree = {"big": Variable(jnp.full((1024, 1024), 1.0), name="big"),
             "small": Variable(jnp.ones(3), name="small")}
     saver.save(tree, None, ckpt_dir + "/model", global_step=1)
@@ -262,30 +280,16 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_killed_writer_never_corrupts_the_latest_checkpoint(tmp_path):
-    env = dict(
-        os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""), JAX_PLATFORMS="cpu"
-    )
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        text=True,
-    )
-    try:
+def test_killed_writer_never_loses_the_previous_checkpoint(tmp_path, python_child):
+    # max_to_keep=1: a Saver that wrote its index (or deleted old files) before the new data file was
+    # complete would leave nothing to restore after this kill.
+    with python_child(CHILD, tmp_path) as child:
         line = child.stdout.readline()
         assert line.strip() == "WRITING", child.stderr.read()
         temp_files = [f for f in os.listdir(tmp_path) if ".tmp-" in f]
         assert len(temp_files) == 1 and os.path.getsize(tmp_path / temp_files[0]) > 4 * 1024 * 1024
         child.send_signal(signal.SIGKILL)  # mid-save: the temp file is half written
         assert child.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stdout.close()
-        child.stderr.close()
 
     assert not (tmp_path / "model-2.npz").exists()
     assert latest_checkpoint(tmp_path) == str(tmp_path / "model-1")
@@ -295,10 +299,15 @@ def test_killed_writer_never_corrupts_the_latest_checkpoint(tmp_path):
     }
     restored, _ = Saver().restore(template, None, tmp_path)
     np.testing.assert_array_equal(restored["big"].value, 1.0)
-    # The next save in the same directory works and becomes the latest.
+    np.testing.assert_array_equal(restored["small"].value, 1.0)
+    # The next save in the same directory works and becomes the latest; the dead writer's lock is
+    # taken over, saying so.
     start = time.monotonic()
-    Saver().save(restored, None, str(tmp_path / "model"), global_step=3)
+    with pytest.warns(JaxgraphWarning, match=rf"Took over checkpoint directory .* from pid {child.pid} "):
+        with Saver(max_to_keep=1) as saver:
+            saver.save(restored, None, str(tmp_path / "model"), global_step=3)
     assert latest_checkpoint(tmp_path) == str(tmp_path / "model-3") and time.monotonic() - start < 10
+    assert not (tmp_path / "model-1.npz").exists()  # adopted from the index, then over the limit
     partial = [f for f in os.listdir(tmp_path) if ".tmp-" in f][0]
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         Saver().restore(template, None, str(tmp_path / partial))

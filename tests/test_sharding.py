@@ -10,6 +10,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.sharding import PartitionSpec as P
 
@@ -89,8 +90,19 @@ def test_slots_follow_their_variables(mesh):
     assert state.slots["accumulator"]["scale"].sharding.spec == P()
 
 
+def test_optax_slots_follow_their_variables(mesh):
+    opt = jg.train.OptaxOptimizer(optax.adam(0.1))
+    params = shard_params(_host_params(), mesh, RULES)
+    adam = shard_opt_state(opt.init(params), params, mesh, RULES).non_slots["optax"][0]
+    assert adam.mu["embeddings"].sharding.spec == P("data")
+    assert adam.nu["nce_weights"].sharding.spec == P("data")
+    assert adam.mu["scale"].sharding.spec == P() and adam.count.sharding.spec == P()
+
+
 @pytest.mark.parametrize("make_opt", [lambda: jg.train.GradientDescentOptimizer(1.0),
-                                      lambda: jg.train.AdagradOptimizer(0.5)], ids=["sgd", "adagrad"])
+                                      lambda: jg.train.AdagradOptimizer(0.5),
+                                      lambda: jg.train.OptaxOptimizer(optax.adagrad(0.5))],
+                         ids=["sgd", "adagrad", "optax-adagrad"])
 def test_sharded_data_parallel_steps_match_one_device(mesh, make_opt):
     xs, ys = _batches(4)
     opt = make_opt()
@@ -127,8 +139,10 @@ def _collective_shapes(hlo: str):
     return shapes
 
 
-def test_sparse_step_never_moves_a_table_sized_buffer(mesh):
-    opt = jg.train.GradientDescentOptimizer(1.0)
+@pytest.mark.parametrize("make_opt", [lambda: jg.train.GradientDescentOptimizer(1.0),
+                                      lambda: jg.train.OptaxOptimizer(optax.adam(0.1))], ids=["sgd", "optax-adam"])
+def test_sparse_step_never_moves_a_table_sized_buffer(mesh, make_opt):
+    opt = make_opt()
     params = shard_params(_host_params(), mesh, RULES)
     state = shard_opt_state(opt.init(params), params, mesh, RULES)
     x, y = shard_batch(tuple(a[0] for a in _batches(1)), mesh)

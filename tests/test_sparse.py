@@ -10,7 +10,8 @@ import pytest
 from jaxgraph import IndexedSlices
 from jaxgraph import Variable as V
 from jaxgraph.gradients import gather_rows
-from jaxgraph.train import GradientDescentOptimizer
+from jaxgraph.nn import embedding_lookup
+from jaxgraph.train import GradientDescentOptimizer, MomentumOptimizer
 
 
 # -- IndexedSlices ---------------------------------------------------------------------------------
@@ -50,6 +51,15 @@ def test_coalesce_sums_repeats_and_pads_with_static_shape():
     np.testing.assert_array_equal(np.asarray(cj.values), np.asarray(c.values))
 
 
+def test_coalesce_zeroes_the_values_of_padding_slots_given_in_the_input(maybe_jit):
+    # Index 4 == dense_shape[0] is the padding index (a sharded lookup's stand-in): its values are
+    # dropped by every consumer, and the coalesced padding slot must hold zeros, not their sum.
+    g = IndexedSlices(jnp.array([[1.0], [5.0], [2.0], [7.0]]), jnp.array([4, 1, 1, 4]), (4, 1))
+    c = maybe_jit(lambda s: s.coalesce())(g)
+    np.testing.assert_array_equal(np.asarray(c.indices), [1, 4, 4, 4])
+    np.testing.assert_array_equal(np.asarray(c.values), [[7.0], [0.0], [0.0], [0.0]])
+
+
 def test_coalesce_without_repeats_keeps_everything():
     g = IndexedSlices(jnp.array([[1.0], [2.0]]), jnp.array([3, 1]), (5, 1))
     c = g.coalesce()
@@ -86,7 +96,7 @@ def test_gather_rows_checks_ids():
     np.testing.assert_array_equal(np.asarray(rows), [[[10, 11]], [[0, 1]]])
     with pytest.raises(ValueError, match=r"^indices\[1\] = 6 is not in \[0, 6\)$"):
         gather_rows(table, jnp.array([0, 6]))
-    with pytest.raises(TypeError, match=r"^ids must be integers, got dtype float32$"):
+    with pytest.raises(TypeError, match=r"^ids must be integers \(int32 or int64\), got dtype float32$"):
         gather_rows(table, jnp.array([1.0]))
 
 
@@ -197,6 +207,36 @@ def test_sparse_gradient_applied_by_gd_matches_dense_update():
     new, _, _ = GradientDescentOptimizer(0.5).minimize(loss, _params())
     dense = jax.grad(lambda t: jnp.sum(jnp.sin(t[np.array([2, 2, 5])])))(jnp.asarray(TABLE))
     np.testing.assert_allclose(np.asarray(new["emb"].value), TABLE - 0.5 * np.asarray(dense), rtol=1e-6)
+
+
+def test_rows_of_several_axes_sparse_gradient_and_lazy_update():
+    # Every other sparse test uses [V, D] tables: here rows are [2, 3], through capture, coalesce and a
+    # lazy rule (Momentum gathers and scatters slot rows).
+    table = np.arange(5 * 2 * 3, dtype=np.float32).reshape(5, 2, 3) / 10.0
+    weights = np.linspace(-1.0, 1.0, 6, dtype=np.float32).reshape(2, 3)
+    ids = np.array([[4, 1], [1, 0]])
+    params = {"emb": V(jnp.asarray(table), name="emb"), "w": V(jnp.asarray(weights), name="w")}
+
+    def loss(p):
+        return jnp.sum(jnp.sin(embedding_lookup(p["emb"], jnp.asarray(ids))) * p["w"].value)
+
+    opt = MomentumOptimizer(0.5, 0.9)
+    _, grads_and_vars = opt.compute_gradients(loss, params, var_list=["emb"])
+    grad = grads_and_vars[0][0]
+    assert isinstance(grad, IndexedSlices)
+    assert grad.values.shape == (4, 2, 3) and grad.dense_shape == (5, 2, 3)
+    dense = np.cos(table) * weights * np.bincount(ids.ravel(), minlength=5)[:, None, None]
+    np.testing.assert_allclose(np.asarray(grad.to_dense()), dense, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(grad.coalesce().to_dense()), dense, rtol=1e-6)
+    sparse_state, dense_state = opt.init(params, ["emb"]), opt.init(params, ["emb"])
+    sparse_params = dense_params = params
+    for _ in range(2):  # with zero momentum outside the touched rows, the lazy rule equals the dense one
+        sparse_params, sparse_state = opt.apply_gradients([(grad, "emb")], sparse_params, sparse_state)
+        dense_params, dense_state = opt.apply_gradients([(grad.to_dense(), "emb")], dense_params, dense_state)
+    np.testing.assert_allclose(np.asarray(sparse_params["emb"].value), np.asarray(dense_params["emb"].value),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(sparse_params["emb"].value)[[2, 3]], table[[2, 3]])
+    assert not np.allclose(np.asarray(sparse_params["emb"].value)[[0, 1, 4]], table[[0, 1, 4]])
 
 
 # -- compiled HLO: nothing table-sized besides the table -------------------------------------------

@@ -7,7 +7,6 @@ for the real exit status.
 
 from __future__ import annotations
 
-import doctest
 import json
 import os
 import random
@@ -161,8 +160,73 @@ def test_chunk_plan_ends_calls_at_evaluation_steps():
     assert sum(c.length for c in plan) == 250
 
 
-def test_doctests():
-    assert doctest.testmod(w2v).failed == 0
+SHORT = ["--steps", 101, "--steps-per-call", 50, "--log-every", 50, "--eval-every", 100, "--plot-only", 0,
+         "--num-sampled", 8, "--embedding-size", 16, "--valid-size", 2, "--vocabulary-size", 1000]
+
+
+def _strict_json(path):
+    def refuse(constant):
+        raise ValueError(f"{path} holds the non-standard JSON constant {constant}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_checkpoint_holds_the_exported_embeddings(tmp_path, capsys):
+    """The checkpoint is always written (the Saver ships with jaxgraph) and restores to the embeddings that
+    vectors.tsv holds (normalised, as TF's tutorial exported them), row for row with metadata.tsv's words."""
+    import jax
+    import numpy as np
+
+    from examples.word2vec import data
+    from jaxgraph.train import Saver
+
+    corpus = tmp_path / "topics.txt"
+    _synthetic_corpus(corpus)
+    out = tmp_path / "run"
+    rc, _, err = _run(["--corpus", corpus, "--output-dir", out, *SHORT], capsys)
+    assert rc == 0, err
+    metrics = _strict_json(out / "metrics.json")
+    assert metrics["checkpoint"] == str(out / "model.ckpt")
+    vocabulary_size = metrics["vocabulary_size"]
+    template = w2v.build_model(vocabulary_size, 16, jax.random.PRNGKey(99))
+    restored, _ = Saver().restore(template, None, metrics["checkpoint"])
+    emb = np.asarray(restored["embeddings"].value)
+    assert int(restored["global_step"].value) == 101
+    exported = np.loadtxt(out / "vectors.tsv", delimiter="\t", dtype=np.float32)
+    np.testing.assert_allclose(exported, emb / np.linalg.norm(emb, axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+    words = (out / "metadata.tsv").read_text().splitlines()
+    dataset = data.build_dataset(data.read_words(str(corpus)), vocabulary_size)
+    assert words == [dataset.reversed_dictionary[i] for i in range(vocabulary_size)]
+
+
+def test_diverged_run_writes_strict_json_metrics(tmp_path, capsys):
+    corpus = tmp_path / "topics.txt"
+    _synthetic_corpus(corpus)
+    out = tmp_path / "run"
+    rc, _, err = _run(["--corpus", corpus, "--output-dir", out, *SHORT, "--learning-rate", 1e6], capsys)
+    assert rc == 0, err  # the tutorial does not detect divergence (TF's did not either)
+    metrics = _strict_json(out / "metrics.json")
+    assert metrics["final_average_loss"] is None and "final_average_loss" in metrics["non_finite_as_null"]
+    assert any(line.startswith("warning: ") and "final_average_loss" in line for line in err.splitlines())
+
+
+def test_metrics_json_is_replaced_atomically(tmp_path, capsys, monkeypatch):
+    """A failure while writing metrics.json (here: the disk fills up half-way) keeps the previous file whole."""
+    corpus = tmp_path / "topics.txt"
+    _synthetic_corpus(corpus)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"earlier": true}\n')
+
+    def disk_full(obj, f, **kwargs):
+        f.write('{"steps": ')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(json, "dump", disk_full)
+    rc, _, err = _run(["--corpus", corpus, "--output-dir", out, *SHORT], capsys)
+    assert rc == 2 and "No space left on device" in err
+    assert (out / "metrics.json").read_text() == '{"earlier": true}\n'
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".metrics.json")]
 
 
 def _bad_inputs(tmp_path):

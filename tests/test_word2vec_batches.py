@@ -1,4 +1,4 @@
-"""The fast trainer's device-side skip-gram batches (examples/word2vec/train.py ``BatchMaker``).
+"""The fast trainer's device-side skip-gram batches (examples/word2vec/batches.py ``BatchMaker``).
 
 The batches are checked against a plain-Python reading of the documented rule: the kept tokens (after
 subsampling) from the current position on are the centres, in corpus order; a centre with window
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from examples.word2vec import train
+from examples.word2vec.batches import BatchMaker
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -25,7 +25,7 @@ def _walk(keep: float, batch_size: int, steps: int, seed: int = 5):
     """Runs ``steps`` batches over an N-token corpus whose token i is i; yields each step's batch as
     numpy arrays together with the (epoch, position) it started from."""
     ids = np.arange(N, dtype=np.int32)
-    maker = train.BatchMaker(N, W, batch_size, keep, seed)
+    maker = BatchMaker(N, W, batch_size, keep, seed)
     corpus = jnp.asarray(maker.pad(ids))
     keep_prob = jnp.full((N,), keep, jnp.float32)
     step_fn = jax.jit(maker.__call__)

@@ -1,4 +1,5 @@
-"""examples/word2vec/data.py: corpora, TF's build_dataset and generate_batch, sampling tables."""
+"""examples/word2vec/data.py: corpora, TF's build_dataset and generate_batch, the trainer's vocabulary and
+subsampling."""
 
 import bz2
 import collections
@@ -14,18 +15,17 @@ import pytest
 
 from examples.word2vec import data as w2v_data
 from examples.word2vec.data import (
-    BatchGenerator,
     BatchState,
     CorpusError,
     build_dataset,
+    build_vocabulary,
     default_corpus,
     download_text8,
     generate_batch,
+    load_corpus,
     read_words,
-    skipgram_batches,
     subsample_keep_prob,
     tokenize,
-    unigram_table,
 )
 
 TEXT = (
@@ -173,13 +173,11 @@ def test_generate_batch_matches_tf_code(batch_size, num_skips, skip_window):
 @pytest.mark.parametrize("num_skips,skip_window", [(2, 1), (4, 2), (3, 2)])
 def test_generate_batch_structure_and_contiguity(num_skips, skip_window):
     positions = np.arange(50)  # data = positions, so labels tell where they came from
-    gen = BatchGenerator(
-        positions, batch_size=4 * num_skips, num_skips=num_skips, skip_window=skip_window, seed=0
-    )
+    state = BatchState.seeded(0)
     valid_centres = list(range(skip_window, 50 - skip_window))
     expected_centre = iter(valid_centres * 10)
     for _ in range(30):
-        batch, labels = gen()
+        batch, labels = generate_batch(positions, 4 * num_skips, num_skips, skip_window, state)
         centres = batch.reshape(-1, num_skips)
         assert (centres == centres[:, :1]).all()  # each centre repeated num_skips times in a row
         for row, lab in zip(centres[:, 0], labels.reshape(-1, num_skips), strict=True):
@@ -196,32 +194,6 @@ def test_generate_batch_errors():
         generate_batch(data, 6, 3, 1, BatchState())
     with pytest.raises(ValueError, match="fewer than the window span 5"):
         generate_batch(np.arange(4), 4, 2, 2, BatchState())
-
-
-@pytest.mark.parametrize("num_skips,skip_window,batch_size", [(2, 1, 8), (4, 2, 16), (3, 2, 9), (1, 1, 5)])
-def test_skipgram_batches_same_centres_as_generate_batch(num_skips, skip_window, batch_size):
-    data = np.arange(100, 137)  # 37 tokens: several wrap-arounds
-    state = BatchState.seeded(1, data_index=30)
-    ref = [generate_batch(data, batch_size, num_skips, skip_window, state) for _ in range(11)]
-    b, lab, nxt = skipgram_batches(data, 11, batch_size, num_skips, skip_window, 30, np.random.default_rng(1))
-    assert b.shape == (11, batch_size) and lab.shape == (11, batch_size, 1)
-    assert b.dtype == np.int32 and lab.dtype == np.int32
-    np.testing.assert_array_equal(b, np.stack([r[0] for r in ref]))
-    assert nxt == state.data_index
-    groups = lab.reshape(-1, num_skips)
-    for centre, group in zip(b.reshape(-1, num_skips)[:, 0], groups, strict=True):
-        assert len(set(group.tolist())) == num_skips
-        assert all(0 < abs(int(x) - int(centre)) <= skip_window for x in group)
-    if num_skips == 2 * skip_window:  # then the label sets are determined: must equal TF's
-        ref_groups = np.concatenate([r[1] for r in ref]).reshape(-1, num_skips)
-        np.testing.assert_array_equal(np.sort(groups, axis=1), np.sort(ref_groups, axis=1))
-
-
-def test_skipgram_batches_context_choice_is_uniform():
-    b, lab, _ = skipgram_batches(np.arange(1000), 50, 200, 1, 2, 0, np.random.default_rng(0))
-    freq = collections.Counter((lab.reshape(-1) - b.reshape(-1)).tolist())
-    assert set(freq) == {-2, -1, 1, 2}
-    assert max(freq.values()) / min(freq.values()) < 1.1
 
 
 # ------------------------------------------------------------------------------------------------
@@ -408,11 +380,26 @@ def test_subsample_keep_prob():
     np.testing.assert_array_equal(subsample_keep_prob(counts, total, 0.0), np.ones(6))
 
 
-def test_unigram_table():
-    p = unigram_table([81, 16, 1, 0])
-    np.testing.assert_allclose(p, np.array([27, 8, 1, 0]) / 36)
-    assert p.sum() == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="all word counts are zero"):
-        unigram_table([0, 0])
-    with pytest.raises(ValueError, match="non-negative"):
-        unigram_table([1, -1])
+# ------------------------------------------------------------------------------------------------
+# The trainer's vocabulary
+
+
+def test_build_vocabulary_min_count_max_vocab_and_dropped_tokens():
+    words = "c a b a c a b d a e e e".split()  # a:4, e:3, c:2, b:2 (c first seen), d:1
+    vocab, counts, ids = build_vocabulary(words, 2)
+    assert vocab == ["a", "e", "c", "b"] and counts.tolist() == [4, 3, 2, 2] and counts.dtype == np.int64
+    index = {w: i for i, w in enumerate(vocab)}
+    assert ids.dtype == np.int32 and ids.tolist() == [index[w] for w in words if w in index]  # "d" dropped
+    vocab, counts, ids = build_vocabulary(words, 1, max_vocab=2)
+    assert vocab == ["a", "e"] and ids.tolist() == [0, 0, 0, 0, 1, 1, 1]
+    with pytest.raises(CorpusError, match="the vocabulary has 1 word"):
+        build_vocabulary(words, 4)
+
+
+def test_load_corpus_describes_what_it_read(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text("one two three two\n")
+    words, description = load_corpus(str(path))
+    assert words == ["one", "two", "three", "two"] and description == f"{path} (4 words)"
+    with pytest.raises(CorpusError, match="does not exist"):
+        load_corpus(str(tmp_path / "missing.txt"))

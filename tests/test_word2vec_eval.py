@@ -1,5 +1,6 @@
 """examples/word2vec/evaluation.py and export.py: similarity, analogies, neighbours, export formats."""
 
+import json
 import math
 import os
 from pathlib import Path
@@ -21,7 +22,7 @@ from examples.word2vec.evaluation import (
     nearest_neighbours,
     spearman,
 )
-from examples.word2vec.export import save_projector_config, save_projector_tsv, save_word2vec_format
+from examples.word2vec.export import save_projector_config, save_projector_tsv, save_word2vec_format, write_metrics
 
 # ------------------------------------------------------------------------------------------------
 # Spearman and similarity
@@ -274,3 +275,31 @@ def test_projector_config_parses_as_tensorboard_proto(tmp_path):
     assert config.embeddings[0].tensor_name == "emb"
     assert config.embeddings[0].metadata_path == "metadata.tsv"
     assert config.embeddings[0].tensor_path == "vectors.tsv"
+
+
+def _strict_json(path):
+    def refuse(constant):
+        raise ValueError(f"{path} holds the non-standard JSON constant {constant}")
+
+    return json.loads(Path(path).read_text(), parse_constant=refuse)
+
+
+def test_write_metrics_is_strict_json_and_says_which_values_were_not_finite(tmp_path, capsys):
+    metrics = {"loss": math.nan, "speed": np.float32(2.5), "steps": np.int64(7), "ok": np.bool_(True),
+               "evaluation": {"spearman": -math.inf, "coverage": 0.5}, "curve": [[0, 1.0], [100, math.nan]]}
+    assert write_metrics(tmp_path / "metrics.json", metrics) == ["loss", "evaluation.spearman", "curve[1][1]"]
+    assert _strict_json(tmp_path / "metrics.json") == {
+        "loss": None, "speed": 2.5, "steps": 7, "ok": True, "evaluation": {"spearman": None, "coverage": 0.5},
+        "curve": [[0, 1.0], [100, None]], "non_finite_as_null": ["loss", "evaluation.spearman", "curve[1][1]"]}
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: ") and "loss, evaluation.spearman" in err
+    assert write_metrics(tmp_path / "metrics.json", {"loss": 1.0}) == []
+    assert _strict_json(tmp_path / "metrics.json") == {"loss": 1.0} and capsys.readouterr().err == ""
+
+
+def test_write_metrics_failure_keeps_the_previous_file(tmp_path):
+    (tmp_path / "metrics.json").write_text('{"earlier": true}\n')
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        write_metrics(tmp_path / "metrics.json", {"a": 1.0, "z": object()})  # fails half-way through
+    assert (tmp_path / "metrics.json").read_text() == '{"earlier": true}\n'
+    assert os.listdir(tmp_path) == ["metrics.json"]  # no temporary file left

@@ -1,6 +1,8 @@
-"""The fast trainer's ``--loss neg`` (``skipgram_negative_sampling_loss``) against word2vec's objective
-written out pair by pair: for every real (centre, context) pair, ``-log s(v_c . u_ctx)`` plus, for each
-of the centre's M shared negatives that is not the centre itself, ``K/M * -log s(-v_c . u_neg)``."""
+"""The fast trainer's ``--loss neg`` against word2vec's objective written out pair by pair: for every real
+(centre, context) pair, ``-log s(v_c . u_ctx)`` plus, for each of the negatives its centre shares (the centre's
+M with ``--negative-sharing centre``, ``model.skipgram_negative_sampling_loss``; its group's S with the default
+``group``, ``model.skipgram_group_negatives_loss``) that is not the centre itself, ``K/M`` (``K/S``) times
+``-log s(-v_c . u_neg)``; the band layout of the windows, and ``--step-cap``'s shortened rows."""
 
 from __future__ import annotations
 
@@ -10,7 +12,13 @@ import numpy as np
 import pytest
 
 import jaxgraph as jg
-from examples.word2vec.train import skipgram_negative_sampling_loss
+from examples.word2vec.batches import BatchMaker
+from examples.word2vec.model import (
+    band_logits,
+    skipgram_group_negatives_loss,
+    skipgram_negative_sampling_loss,
+    window_band,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -113,12 +121,6 @@ def test_extreme_logits_stay_finite():
 # --negative-sharing group (the default): windows cut from one band of consecutive tokens, negatives
 # shared by groups of consecutive centres.
 
-from examples.word2vec.train import (  # noqa: E402
-    BatchMaker,
-    band_logits,
-    skipgram_group_negatives_loss,
-    window_band,
-)
 
 
 def _band_batch(seed, n_centres=9, w=2, groups=3, drawn=6, repeat=False):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import signal
 
+import chex
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from examples.word2vec import train
+from examples.word2vec import optimizer, step, train
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -20,7 +23,7 @@ def _run(corpus: str, out, *extra: str, **kw) -> int:
     return train.main(["--corpus", corpus, "--output-dir", str(out), *SMALL, *extra], **kw)
 
 
-def test_metrics_export_and_single_trace(corpus, tmp_path, capsys):
+def test_metrics_and_export(corpus, tmp_path, capsys):
     out = tmp_path / "run"
     assert _run(corpus, out, "--steps", "16", "--eval-every", "8") == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -33,9 +36,6 @@ def test_metrics_export_and_single_trace(corpus, tmp_path, capsys):
     ev = metrics["evaluation"]
     assert {"wordsim353_spearman", "wordsim353_coverage", "simlex999_coverage", "analogy_accuracy",
             "analogy_coverage"} <= set(ev) or "unavailable" in ev
-    # The K-step function is traced once per run (retrace guard).
-    assert metrics["traces"] == 1 and train.TRACE_COUNTS[-1] == 1
-
     from gensim.models import KeyedVectors
 
     kv = KeyedVectors.load_word2vec_format(str(out / "vectors.txt"))
@@ -57,6 +57,79 @@ def test_step_cap_trains_with_a_single_trace(corpus, tmp_path, trainer_tables):
     plain, capped = trainer_tables(tmp_path / "plain"), trainer_tables(tmp_path / "capped")
     assert np.all(np.isfinite(capped["variables/emb_in"]))
     np.testing.assert_allclose(capped["variables/emb_out"], plain["variables/emb_out"], atol=0.05)
+
+
+def test_the_step_is_traced_once_per_run(corpus, tmp_path, monkeypatch):
+    """What runs per call is the jitted K-step function, guarded by chex: a second trace (a recompilation, e.g.
+    because the state a call returns differs in type or layout from what it took) raises."""
+    chex.clear_trace_counter()
+    monkeypatch.setattr(step, "TRACE_GUARD", lambda fn: chex.assert_max_traces(fn, n=1))
+    out = tmp_path / "run"
+    assert _run(corpus, out, "--steps", "24", "--no-eval") == 0  # 3 calls
+    assert json.loads((out / "metrics.json").read_text())["traces"] == 1
+
+
+def test_the_trace_guard_sees_a_retrace(monkeypatch):
+    chex.clear_trace_counter()
+    monkeypatch.setattr(step, "TRACE_GUARD", lambda fn: chex.assert_max_traces(fn, n=1))
+    fn = step.MultiStep(lambda params, opt_state, data: (params, opt_state, data, data))
+    fn.compile(jnp.zeros(2), jnp.zeros(2), jnp.zeros(3))
+    fn(jnp.zeros(2), jnp.zeros(2), jnp.zeros(3))
+    assert fn.traces == 1
+    with pytest.raises(AssertionError, match="traced > 1 times"):
+        fn(jnp.zeros(2), jnp.zeros(2), jnp.zeros(4))
+
+
+def test_learning_rate_schedule_is_one_function_on_host_and_device():
+    """The optimizer evaluates the schedule inside the compiled step, the progress bar and TensorBoard on the
+    host: the same function, the same rates (to float32 rounding), the same linear decay to its floor."""
+    schedule = optimizer.linear_decay(0.025, total_steps=1000)
+    steps = np.array([0, 1, 250, 999, 1000, 1500], np.int32)
+    host = np.array([schedule(int(s)) for s in steps])
+    device = np.asarray(jax.jit(jax.vmap(schedule))(jnp.asarray(steps)))
+    # 1 - step / total cancels near the end: a few float32 ulps of the fraction (XLA multiplies by the
+    # reciprocal and fuses the subtraction) are ~1e-4 of the rate there.
+    np.testing.assert_allclose(host, device, rtol=1e-4)
+    np.testing.assert_allclose(host, 0.025 * np.maximum(1e-4, 1 - steps / 1000), rtol=1e-4)
+
+
+def test_vectors_txt_rows_are_their_words_rows(corpus, tmp_path, trainer_tables):
+    """vectors.txt holds each word with its own row of the trained input table (read back with gensim), the
+    vocabulary in the order the trainer's build_vocabulary gives it."""
+    from gensim.models import KeyedVectors
+
+    from examples.word2vec import data
+
+    out = tmp_path / "run"
+    assert _run(corpus, out, "--steps", "16", "--no-eval") == 0
+    emb = trainer_tables(out)["variables/emb_in"]
+    vocab = data.build_vocabulary(data.read_words(corpus), min_count=2).words  # SMALL's --min-count
+    kv = KeyedVectors.load_word2vec_format(str(out / "vectors.txt"))
+    assert kv.index_to_key == vocab
+    assert len({tuple(row) for row in emb}) == len(vocab)  # distinct rows: a permutation would show
+    for i, word in enumerate(vocab):
+        np.testing.assert_allclose(kv[word], emb[i], rtol=1e-5, atol=1e-7, err_msg=word)
+    tsv = np.loadtxt(out / "vectors.tsv", delimiter="\t", dtype=np.float32)
+    assert (out / "metadata.tsv").read_text().splitlines() == vocab
+    np.testing.assert_allclose(tsv, emb, rtol=1e-5, atol=1e-7)
+
+
+def test_divergence_is_an_error_and_keeps_the_tensorboard_events(corpus, tmp_path, capsys):
+    """A diverged run ends with one error line (exit 2) and its TensorBoard writer closed: the events of the
+    steps it ran are on disk (an unclosed writer keeps them in its queue and loses them)."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    out = tmp_path / "run"
+    args = [a for a in SMALL if a != "--no-tensorboard"]
+    rc = train.main(["--corpus", corpus, "--output-dir", str(out), *args, "--steps", "64",
+                     "--learning-rate", "1e30"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: the loss diverged") and err.count("\n") == 1, err
+    acc = event_accumulator.EventAccumulator(str(out), size_guidance={"scalars": 0})
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("loss")]
+    assert steps and steps == list(range(1, len(steps) + 1)) and len(steps) % 8 == 0
+    assert [e.step for e in acc.Scalars("learning_rate")] == list(range(8, len(steps) + 1, 8))
 
 
 def test_resume_is_exact(corpus, tmp_path, trainer_tables):

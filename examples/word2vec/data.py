@@ -1,12 +1,14 @@
-"""Corpora, vocabulary and skip-gram batches for the word2vec example.
+"""Corpora and vocabularies for both word2vec programs, and the tutorial's batch generator.
 
-TF1's ``word2vec_basic.py`` semantics, kept exact where they are observable:
-
-* :func:`read_words` reads text8 (or any UTF-8 text, plain or ``.gz`` / ``.bz2`` / ``.zip``) into tokens.
-* :func:`build_dataset` is the tutorial's vocabulary: UNK is id 0, then ``Counter.most_common``.
-* :func:`generate_batch` is the tutorial's batch generator, with its ``data_index`` backtrack, and
-  :func:`skipgram_batches` is a vectorised equivalent (same centres, different random stream).
-* :func:`subsample_keep_prob` and :func:`unigram_table` come from ``models/embedding/word2vec.py``.
+* :func:`read_words` reads text8 (or any UTF-8 text, plain or ``.gz`` / ``.bz2`` / ``.zip``) into tokens;
+  :func:`load_corpus` is what both programs' ``--corpus`` / ``--download-text8`` / default corpus flags read.
+* :func:`build_dataset` is TF's tutorial vocabulary (``word2vec_basic.py``): UNK is id 0, then
+  ``Counter.most_common``; :func:`generate_batch` is the tutorial's batch generator, with its ``data_index``
+  backtrack. Both are TF1's code, kept exact where observable.
+* :func:`build_vocabulary` is the fast trainer's vocabulary (``--min-count``, no UNK: out-of-vocabulary
+  tokens are dropped, as gensim and word2vec's C tool do), and :func:`subsample_keep_prob` its subsampling
+  rule (from ``models/embedding/word2vec.py``). The trainer's batches are built on the device
+  (``batches.py``).
 
 Tokenisation
 ------------
@@ -37,7 +39,7 @@ import urllib.request
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -46,19 +48,19 @@ __all__ = [
     "TEXT8_SHA256",
     "TEXT8_SIZE",
     "TEXT8_URL",
-    "BatchGenerator",
     "BatchState",
     "CorpusError",
     "Dataset",
+    "Vocabulary",
     "build_dataset",
+    "build_vocabulary",
     "default_corpus",
     "download_text8",
     "generate_batch",
+    "load_corpus",
     "read_words",
-    "skipgram_batches",
     "subsample_keep_prob",
     "tokenize",
-    "unigram_table",
 ]
 
 TEXT8_URL = "http://mattmahoney.net/dc/text8.zip"
@@ -296,6 +298,29 @@ def _verify(path: str, expected_size: int, expected_sha256: str) -> str | None:
     return _mismatch(os.path.getsize(path), digest.hexdigest(), expected_size, expected_sha256)
 
 
+def load_corpus(
+    corpus: str | None, download_text8: bool = False, data_dir: str = ".", log: Callable[[str], None] | None = None
+) -> tuple[list[str], str]:
+    """The words of the corpus the command-line flags name, and a one-line description of it.
+
+    ``corpus`` (a path) if given, else text8 downloaded into ``data_dir`` if ``download_text8``, else the
+    offline :func:`default_corpus` (``log`` is told first: it takes seconds to read).
+
+    Raises:
+        CorpusError: see :func:`read_words`, :func:`download_text8` and :func:`default_corpus`.
+    """
+    if corpus:
+        words = read_words(corpus)
+        return words, f"{os.path.abspath(corpus)} ({len(words):,} words)"
+    if download_text8:
+        path = download_text8(data_dir)
+        words = read_words(path)
+        return words, f"text8 ({path}, {len(words):,} words)"
+    if log is not None:
+        log("reading the embedded default corpus (gensim test data) ...")
+    return default_corpus()
+
+
 # --------------------------------------------------------------------------------------------------
 # Vocabulary
 
@@ -349,6 +374,40 @@ def build_dataset(words: Sequence[str], n_words: int) -> Dataset:
     count[0][1] = int(np.count_nonzero(data == 0))
     reversed_dictionary = dict(zip(dictionary.values(), dictionary.keys(), strict=True))
     return Dataset(data, count, dictionary, reversed_dictionary)
+
+
+class Vocabulary(NamedTuple):
+    """:func:`build_vocabulary`'s result: the words (most frequent first), their counts (int64) and the corpus
+    as int32 ids with out-of-vocabulary tokens dropped."""
+
+    words: list[str]
+    counts: np.ndarray
+    ids: np.ndarray
+
+
+def build_vocabulary(words: Sequence[str], min_count: int, max_vocab: int | None = None) -> Vocabulary:
+    """The fast trainer's vocabulary: words with ``count >= min_count``, most frequent first (ties in
+    first-appearance order), at most ``max_vocab``; their counts; and the corpus as ids, out-of-vocabulary
+    tokens dropped (as gensim and the original word2vec C tool do; TF's tutorials kept an ``UNK`` row instead,
+    which soaks up a large share of the updates and pollutes its neighbours' contexts).
+
+    >>> vocab, counts, ids = build_vocabulary("a b a c a b".split(), 2, None)
+    >>> vocab, counts.tolist(), ids.tolist()
+    (['a', 'b'], [3, 2], [0, 1, 0, 0, 1])
+
+    Raises:
+        CorpusError: fewer than 2 words are left.
+    """
+    counter = collections.Counter(words)
+    kept = [(w, c) for w, c in counter.most_common(max_vocab) if c >= min_count]
+    if len(kept) < 2:
+        raise CorpusError(
+            f"the vocabulary has {len(kept)} word(s) with at least --min-count {min_count} occurrences; "
+            "need at least 2 (lower --min-count or use a larger corpus)"
+        )
+    index = {w: i for i, (w, _) in enumerate(kept)}
+    ids = np.fromiter(map(index.get, words, itertools.repeat(-1)), dtype=np.int32, count=len(words))
+    return Vocabulary([w for w, _ in kept], np.array([c for _, c in kept], dtype=np.int64), ids[ids >= 0])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -428,87 +487,8 @@ def generate_batch(
     return batch, labels
 
 
-class BatchGenerator:
-    """``generate_batch`` bound to its data and settings; iterate or call it for the next batch.
-
-    >>> gen = BatchGenerator(list(range(100)), batch_size=8, num_skips=2, skip_window=1, seed=0)
-    >>> batch, labels = gen()
-    >>> gen.data_index
-    4
-    """
-
-    def __init__(
-        self,
-        data: Sequence[int] | np.ndarray,
-        batch_size: int = 128,
-        num_skips: int = 2,
-        skip_window: int = 1,
-        seed: int | None = None,
-        data_index: int = 0,
-    ) -> None:
-        _check_batch_args(len(data), batch_size, num_skips, skip_window)
-        self.data = data
-        self.batch_size, self.num_skips, self.skip_window = batch_size, num_skips, skip_window
-        self.state = BatchState.seeded(seed, data_index)
-
-    @property
-    def data_index(self) -> int:
-        return self.state.data_index
-
-    def __call__(self) -> tuple[np.ndarray, np.ndarray]:
-        return generate_batch(self.data, self.batch_size, self.num_skips, self.skip_window, self.state)
-
-    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        while True:
-            yield self()
-
-
-def skipgram_batches(
-    data: np.ndarray,
-    num_batches: int,
-    batch_size: int,
-    num_skips: int,
-    skip_window: int,
-    data_index: int,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Vectorised ``generate_batch``: ``num_batches`` batches at once, for the fast trainer.
-
-    Same semantics as calling :func:`generate_batch` ``num_batches`` times from ``data_index`` (same
-    centre words, each repeated ``num_skips`` times, distinct context words in random order, contiguous
-    batches, the same wrap-around), except that the context words come from ``rng`` (numpy) instead of
-    Python's ``random``. Returns ``(batches int32[num_batches, batch_size], labels int32[num_batches,
-    batch_size, 1], next_data_index)``.
-
-    >>> b, l, nxt = skipgram_batches(np.arange(100), 2, 8, 2, 1, 0, np.random.default_rng(0))
-    >>> b[1].tolist(), nxt
-    ([5, 5, 6, 6, 7, 7, 8, 8], 8)
-    """
-    data = np.asarray(data)
-    span = _check_batch_args(len(data), batch_size, num_skips, skip_window)
-    n_centres = len(data) - span + 1  # valid centre positions: skip_window .. len - 1 - skip_window
-    if data_index + span > len(data):
-        data_index = 0
-    per_batch = batch_size // num_skips
-    total = num_batches * per_batch
-    # generate_batch visits centres data_index+skip_window, +1, ... and wraps to the first valid centre.
-    centre_slot = (data_index + np.arange(total, dtype=np.int64)) % n_centres
-    centres = centre_slot + skip_window
-    # A random permutation's first num_skips entries: an ordered sample without replacement (random.sample).
-    order = np.argsort(rng.random((total, 2 * skip_window)), axis=1)[:, :num_skips]
-    offsets = order + (order >= skip_window) - skip_window  # context slot -> offset, skipping the centre
-    batch = np.repeat(data[centres], num_skips).astype(np.int32)
-    labels = data[centres[:, None] + offsets].astype(np.int32)
-    next_index = int((data_index + total) % n_centres)
-    return (
-        batch.reshape(num_batches, batch_size),
-        labels.reshape(num_batches, batch_size, 1),
-        next_index,
-    )
-
-
 # --------------------------------------------------------------------------------------------------
-# Sampling tables (models/embedding/word2vec.py)
+# Subsampling (models/embedding/word2vec.py)
 
 
 def subsample_keep_prob(counts: Sequence[int] | np.ndarray, total: int, t: float = 1e-3) -> np.ndarray:
@@ -527,23 +507,3 @@ def subsample_keep_prob(counts: Sequence[int] | np.ndarray, total: int, t: float
     with np.errstate(divide="ignore", invalid="ignore"):
         keep = (np.sqrt(f / tn) + 1.0) * tn / f
     return np.where(f > 0, np.minimum(keep, 1.0), 1.0)
-
-
-def unigram_table(counts: Sequence[int] | np.ndarray, distortion: float = 0.75) -> np.ndarray:
-    """Negative-sampling probabilities ``count**distortion / sum``, float64 summing to 1.
-
-    >>> unigram_table([16, 1, 0], distortion=0.5).round(3).tolist()
-    [0.8, 0.2, 0.0]
-
-    Raises:
-        ValueError: negative counts, or all counts zero.
-    """
-    c = np.asarray(counts, dtype=np.float64)
-    if np.any(c < 0):
-        raise ValueError("word counts must be non-negative")
-    p = c**distortion
-    p[c == 0] = 0.0  # 0**0 would be 1 with distortion 0
-    s = p.sum()
-    if s <= 0:
-        raise ValueError("all word counts are zero: nothing to sample")
-    return p / s

@@ -41,6 +41,7 @@ __all__ = [
     "load_google_analogies",
     "load_simlex999",
     "load_wordsim353",
+    "nearest_lines",
     "nearest_neighbours",
     "spearman",
 ]
@@ -328,3 +329,19 @@ def format_nearest(
         f"Nearest to {reversed_dictionary[int(i)]}: " + ", ".join(reversed_dictionary[int(n)] for n in near)
         for i, near in zip(ids, neighbours, strict=True)
     ]
+
+
+#: Frequency ranks whose neighbours the trainer prints: a few frequent words and a few rarer ones.
+PROBE_RANKS = (3, 8, 15, 30, 60, 120)
+
+
+def nearest_lines(embeddings: Any, words: Sequence[str], ids: Sequence[int] | None = None, k: int = 8) -> list[str]:
+    """``Nearest to ...`` lines for ``ids`` (default: the :data:`PROBE_RANKS` within the vocabulary), from
+    unnormalised ``embeddings`` whose row ``i`` is ``words[i]``.
+
+    >>> nearest_lines(np.array([[1, 0], [0.9, 0.1], [0, 1]], dtype=np.float32), ["a", "b", "c"], ids=[0, 2], k=1)
+    ['Nearest to a: b', 'Nearest to c: b']
+    """
+    ids = [i for i in PROBE_RANKS if i < len(words)] if ids is None else list(ids)
+    near = nearest_neighbours(_normalize(embeddings), ids, k=k)
+    return format_nearest(ids, near, dict(enumerate(words)))

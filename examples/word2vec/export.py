@@ -1,27 +1,34 @@
 """Export trained word vectors: word2vec text format and the TensorBoard projector files.
 
->>> import numpy as np, tempfile, os
+>>> import numpy as np, tempfile, os, pathlib
 >>> d = tempfile.mkdtemp()
 >>> save_word2vec_format(os.path.join(d, "vec.txt"), np.eye(2), ["UNK", "the"])   # doctest: +ELLIPSIS
 '.../vec.txt'
->>> open(os.path.join(d, "vec.txt")).read()
+>>> pathlib.Path(d, "vec.txt").read_text()
 '2 2\\nUNK 1 0\\nthe 0 1\\n'
+
+Every file is written atomically (:func:`atomic_write`): a reader, or a run killed half-way, never sees half a file.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["save_projector_config", "save_projector_tsv", "save_word2vec_format"]
+__all__ = ["atomic_write", "save_projector_config", "save_projector_tsv", "save_word2vec_format", "write_metrics"]
 
 
-def _atomic_write(path: str, write: Callable[[IO[str]], None]) -> str:
-    """Write through a temporary file in the same directory, then rename: readers never see half a file."""
+def atomic_write(path: str, write: Callable[[IO[str]], None]) -> str:
+    """Write ``path`` through ``write(f)`` into a temporary file in the same directory, then rename it into
+    place: readers never see half a file, and a failure leaves the previous file as it was. The file gets mode
+    0644 (it is meant to be shared). Returns the absolute path."""
     path = os.path.abspath(path)
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
@@ -76,7 +83,7 @@ def save_word2vec_format(
         f.write(f"{vec.shape[0]} {vec.shape[1]}\n")
         _rows(f, vec, " ", fmt, words)
 
-    return _atomic_write(os.fspath(path), write)
+    return atomic_write(os.fspath(path), write)
 
 
 def save_projector_tsv(
@@ -101,10 +108,10 @@ def save_projector_tsv(
     """
     vec = _check(vectors, words, "\t\n\r", "projector metadata")
     directory = os.fspath(directory)
-    vectors_path = _atomic_write(
+    vectors_path = atomic_write(
         os.path.join(directory, vectors_name), lambda f: _rows(f, vec, "\t", fmt, None)
     )
-    metadata_path = _atomic_write(
+    metadata_path = atomic_write(
         os.path.join(directory, metadata_name), lambda f: f.writelines(w + "\n" for w in words)
     )
     return vectors_path, metadata_path
@@ -126,9 +133,9 @@ def save_projector_config(
     ``tensor_path`` points at a ``vectors.tsv`` instead when there is no TF checkpoint. Relative paths
     are resolved by TensorBoard against ``logdir``. Returns the config's path.
 
-    >>> import tempfile
+    >>> import pathlib, tempfile
     >>> p = save_projector_config(tempfile.mkdtemp(), "embeddings", "metadata.tsv", "vectors.tsv")
-    >>> print(open(p).read(), end="")
+    >>> print(pathlib.Path(p).read_text(), end="")
     embeddings {
       tensor_name: "embeddings"
       metadata_path: "metadata.tsv"
@@ -141,4 +148,50 @@ def save_projector_config(
         lines.append(f"  tensor_path: {_pbtxt_string(tensor_path)}")
     lines.append("}")
     text = "\n".join(lines) + "\n"
-    return _atomic_write(os.path.join(os.fspath(logdir), "projector_config.pbtxt"), lambda f: f.write(text))
+    return atomic_write(os.path.join(os.fspath(logdir), "projector_config.pbtxt"), lambda f: f.write(text))
+
+
+def write_metrics(path: str | os.PathLike[str], metrics: Mapping[str, Any]) -> list[str]:
+    """Write ``metrics`` to ``path`` as strict JSON, atomically (:func:`atomic_write`); keys sorted.
+
+    JSON has no NaN or infinity: a non-finite float (a Spearman over no covered pairs, a diverged loss) is
+    written as ``null``, the keys where that happened are listed in ``"non_finite_as_null"`` (dotted paths),
+    and one ``warning:`` line on stderr says so. Returns that list (empty when every number was finite).
+
+    >>> import json, math, pathlib, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "metrics.json")
+    >>> write_metrics(path, {"steps": np.int64(3), "evaluation": {"spearman": math.nan}})
+    ['evaluation.spearman']
+    >>> json.loads(pathlib.Path(path).read_text())
+    {'evaluation': {'spearman': None}, 'non_finite_as_null': ['evaluation.spearman'], 'steps': 3}
+    """
+    nulls: list[str] = []
+
+    def clean(obj: Any, where: str) -> Any:
+        if isinstance(obj, Mapping):
+            return {str(k): clean(v, f"{where}.{k}" if where else str(k)) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [clean(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        if isinstance(obj, (float, np.floating)):
+            if math.isfinite(obj):
+                return float(obj)
+            nulls.append(where)
+            return None
+        if isinstance(obj, np.integer):
+            return int(obj)
+        if isinstance(obj, np.bool_):
+            return bool(obj)
+        return obj
+
+    doc = clean(metrics, "")
+    if nulls:
+        doc["non_finite_as_null"] = nulls
+
+    def write(f: IO[str]) -> None:
+        json.dump(doc, f, indent=2, sort_keys=True, allow_nan=False)
+        f.write("\n")
+
+    atomic_write(os.fspath(path), write)
+    if nulls:
+        print(f"warning: {os.fspath(path)}: {', '.join(nulls)} not finite, written as null", file=sys.stderr)
+    return nulls

@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import math
 import os
 import queue
@@ -70,11 +69,19 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from examples.word2vec import export
+from examples.word2vec.cli import ArgumentParser, UsageError, exit_status, report_warnings
+
+__all__ = [
+    "DEFAULT_CORPUS_STEPS", "DEFAULT_CORPUS_VOCABULARY_SIZE", "TF_NUM_STEPS", "TF_VOCABULARY_SIZE", "BatchPrefetcher",
+    "Chunk", "LossReport", "NearestWords", "build_model", "build_parser", "chunk_plan", "main", "make_train_fn",
+    "parse_args", "plot_with_labels", "prepare_output_dir", "run", "tsne_plot",
+]
 
 TF_NUM_STEPS = 100001
 TF_VOCABULARY_SIZE = 50000
@@ -84,17 +91,8 @@ TSNE_MISSING = "Please install sklearn, matplotlib, and scipy to show embeddings
 EMBEDDINGS_TENSOR_NAME = "embeddings/Variable"
 
 
-class UsageError(Exception):
-    """A bad flag or flag combination; reported as one ``error:`` line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="python -m examples.word2vec.word2vec_basic",
         description="TensorFlow's word2vec_basic.py (skip-gram, NCE loss, SGD) on jaxgraph.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -187,34 +185,6 @@ def prepare_output_dir(path: str) -> str:
     except OSError as e:
         raise OSError(f"output directory {path} is not writable: {e.strerror or e}") from None
     return path
-
-
-# --------------------------------------------------------------------------------------------------
-# Step 1 and 2: data and vocabulary
-
-
-def load_words(args: argparse.Namespace) -> tuple[list[str], str]:
-    from examples.word2vec import data
-
-    if args.corpus is not None:
-        words = data.read_words(args.corpus)
-        return words, f"{args.corpus} ({len(words):,} words)"
-    if args.download_text8:
-        path = data.download_text8(args.data_dir)
-        return data.read_words(path), path
-    return data.default_corpus()
-
-
-def build_vocabulary(words: list[str], vocabulary_size: int):
-    """``data.build_dataset``, with its shrink warning printed as one ``warning:`` line."""
-    from examples.word2vec import data
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        dataset = data.build_dataset(words, vocabulary_size)
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
-    return dataset
 
 
 # --------------------------------------------------------------------------------------------------
@@ -475,12 +445,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     output_dir = prepare_output_dir(args.output_dir)
 
     # Step 1: the data.
-    vocabulary, description = load_words(args)
+    vocabulary, description = w2v_data.load_corpus(args.corpus, args.download_text8, args.data_dir)
     print("Corpus:", description)
     print("Data size", len(vocabulary))
 
     # Step 2: the dictionary; rare words become UNK.
-    dataset = build_vocabulary(vocabulary, args.vocabulary_size)
+    with report_warnings():  # the shrink warning, as one line
+        dataset = w2v_data.build_dataset(vocabulary, args.vocabulary_size)
     del vocabulary  # Hint to reduce memory (TF's comment).
     data, count, _dictionary, reverse_dictionary = dataset
     vocabulary_size = dataset.vocabulary_size
@@ -511,118 +482,45 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
     import jax
 
     import jaxgraph as jg
-    from examples.word2vec import evaluation, export
-
-    data, _count, _dictionary, reverse_dictionary = dataset
-    vocabulary_size = dataset.vocabulary_size
 
     # Step 4: the skip-gram model.
-    valid_window = min(args.valid_window, vocabulary_size)
-    valid_size = min(args.valid_size, valid_window)
-    valid_examples = np.random.RandomState(args.seed).choice(valid_window, valid_size, replace=False)
-
     init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
-    params = build_model(vocabulary_size, args.embedding_size, init_key)
-    names = [v.name for v in jg.trainable_variables(params)]
-    print("Trainable variables:", ", ".join(names))
+    params = build_model(dataset.vocabulary_size, args.embedding_size, init_key)
+    print("Trainable variables:", ", ".join(v.name for v in jg.trainable_variables(params)))
     optimizer = jg.train.GradientDescentOptimizer(args.learning_rate)
     opt_state = optimizer.init(params)
-    train_steps = make_train_fn(optimizer, args.num_sampled, vocabulary_size)
-    normalize = jax.jit(_normalize)
+    train_steps = make_train_fn(optimizer, args.num_sampled, dataset.vocabulary_size)
 
-    def print_nearest() -> None:
-        normalized = np.asarray(normalize(params["embeddings"].value))
-        near = evaluation.nearest_neighbours(normalized, valid_examples.tolist(), k=8)
-        for line in evaluation.format_nearest(valid_examples.tolist(), near, reverse_dictionary):
-            print(line)
-
-    writer = None
-    try:  # TensorBoard: the loss of every step
-        writer = jg.summary.FileWriter(output_dir)
-    except ImportError as e:
-        print(f"warning: no TensorBoard event file: {e}", file=sys.stderr)
-
-    # Step 5: training. The batches for the whole run start coming while the steps compile.
-    plan = chunk_plan(args.steps, args.steps_per_call, args.eval_every)
-    batches = BatchPrefetcher(plan, data_list, args, state)
-    t_compile = time.perf_counter()
-    compiled = {}
-    for length in sorted({c.length for c in plan}, reverse=True):
-        shapes = (jax.ShapeDtypeStruct((length, args.batch_size), np.int32),
-                  jax.ShapeDtypeStruct((length, args.batch_size, 1), np.int32))
-        compiled[length] = train_steps.lower(params, opt_state, sample_key, *shapes).compile()
-    compile_seconds = time.perf_counter() - t_compile
-    print("Initialized")
-
-    average_loss = 0.0
-    averages: list[list[float]] = []
-    recent: list[np.ndarray] = []  # every step's loss, for the final average
-
-    def finish(chunk: Chunk, losses, summaries) -> None:
-        nonlocal average_loss
-        host_losses = np.asarray(losses, dtype=np.float64)
-        if writer is not None:
-            writer.add_summary(summaries, global_step=chunk.start)
-        recent.append(host_losses)
-        for i, loss_val in enumerate(host_losses.tolist()):
-            step = chunk.start + i
-            average_loss += loss_val
-            if step % args.log_every == 0:
-                if step > 0:
-                    average_loss /= args.log_every
-                # The average loss is an estimate of the loss over the last log_every batches.
-                print("Average loss at step ", step, ": ", average_loss)
-                averages.append([step, average_loss])
-                average_loss = 0.0
-
-    t_train = time.perf_counter()
-    pending = None  # (chunk, losses, summaries) of the call in flight
-    for chunk, (inputs, batch_labels) in zip(plan, batches, strict=True):
-        params, opt_state, losses, summaries = compiled[chunk.length](
-            params, opt_state, sample_key, inputs, batch_labels
-        )
-        if pending is not None:  # the host handles the previous call while this one computes
-            finish(*pending)
-        pending = (chunk, losses, summaries)
-        if chunk.evaluate:
-            finish(*pending)
-            pending = None
-            print_nearest()
-            sys.stdout.flush()
-    if pending is not None:
-        finish(*pending)
-    jax.block_until_ready(params)
-    train_seconds = time.perf_counter() - t_train
-    final_embeddings = np.asarray(normalize(params["embeddings"].value))
+    with _summary_writer(output_dir) as writer:  # TensorBoard: the loss of every step; closed however it ends
+        # Step 5: training. The batches for the whole run start coming while the steps compile.
+        plan = chunk_plan(args.steps, args.steps_per_call, args.eval_every)
+        batches = BatchPrefetcher(plan, data_list, args, state)
+        t_compile = time.perf_counter()
+        compiled = {length: train_steps.lower(params, opt_state, sample_key, *shapes).compile()
+                    for length, shapes in _call_shapes(plan, args.batch_size)}
+        compile_seconds = time.perf_counter() - t_compile
+        print("Initialized")
+        report = LossReport(args.log_every, writer)
+        nearest = NearestWords(args, dataset)
+        t_train = time.perf_counter()
+        params, opt_state = _train(compiled, plan, batches, params, opt_state, sample_key, report, nearest)
+        train_seconds = time.perf_counter() - t_train
+    final_embeddings = nearest.normalized(params)
 
     # Outputs: projector files, checkpoint, event file, t-SNE, metrics.
-    words = [reverse_dictionary[i] for i in range(vocabulary_size)]
-    export.save_projector_tsv(output_dir, final_embeddings, words)
-    export.save_projector_config(
-        output_dir, EMBEDDINGS_TENSOR_NAME, "metadata.tsv", tensor_path="vectors.tsv"
-    )
-    checkpoint = None
-    try:
-        from jaxgraph.train.saver import Saver
-    except ImportError:
-        Saver = None
-    if Saver is not None:
-        checkpoint = Saver().save(params, opt_state, os.path.join(output_dir, "model.ckpt"))
-    if writer is not None:
-        writer.close()
-
-    last = np.concatenate(recent)[-min(args.log_every, args.steps):]
+    checkpoint = _save(output_dir, final_embeddings, dataset, params, opt_state)
+    final_loss, final_steps = report.final_average(args.steps)
     metrics = {
         "steps": args.steps,
-        "final_average_loss": float(np.mean(last)),
-        "final_average_loss_steps": int(len(last)),
-        "average_losses": averages,
+        "final_average_loss": final_loss,
+        "final_average_loss_steps": final_steps,
+        "average_losses": report.averages,
         "examples_per_sec": args.steps * args.batch_size / train_seconds,
         "train_seconds": train_seconds,
         "compile_seconds": compile_seconds,
         "device": _device_name(params["embeddings"].value),
-        "vocabulary_size": vocabulary_size,
-        "corpus_words": int(len(data)),
+        "vocabulary_size": dataset.vocabulary_size,
+        "corpus_words": int(len(dataset.data)),
         "corpus": description,
         "checkpoint": checkpoint,
         "tensorboard_logdir": output_dir if writer is not None else None,
@@ -632,35 +530,140 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
 
     # Step 6: visualise the embeddings.
     t_plot = time.perf_counter()
-    plot = tsne_plot(final_embeddings, reverse_dictionary, args, os.path.join(output_dir, "tsne.png"))
+    plot = tsne_plot(final_embeddings, dataset.reversed_dictionary, args, os.path.join(output_dir, "tsne.png"))
     metrics["tsne_png"] = plot
     metrics["tsne_seconds"] = time.perf_counter() - t_plot
     metrics["total_seconds"] = time.perf_counter() - t_start
-    with open(os.path.join(output_dir, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=2)
-        f.write("\n")
-    print(f"Wrote {output_dir} (metadata.tsv, vectors.tsv, projector_config.pbtxt"
-          f"{', model.ckpt.npz' if checkpoint else ''}{', events' if writer is not None else ''}"
+    export.write_metrics(os.path.join(output_dir, "metrics.json"), metrics)
+    print(f"Wrote {output_dir} (metadata.tsv, vectors.tsv, projector_config.pbtxt, model.ckpt.npz"
+          f"{', events' if writer is not None else ''}"
           f"{', tsne.png' if plot else ''}, metrics.json)")
     return metrics
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from examples.word2vec.data import CorpusError
+def _summary_writer(output_dir: str):
+    """A ``jaxgraph.summary.FileWriter`` as a context manager, or a null one (said in one line) without
+    tensorboardX."""
+    import contextlib
+
+    import jaxgraph as jg
 
     try:
-        args = parse_args(argv)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    try:
-        run(args)
-    except (UsageError, CorpusError, OSError) as e:
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 2
-    return 0
+        return jg.summary.FileWriter(output_dir)
+    except ImportError as e:
+        print(f"warning: no TensorBoard event file: {e}", file=sys.stderr)
+        return contextlib.nullcontext()
+
+
+def _call_shapes(plan: list[Chunk], batch_size: int):
+    """``(length, (inputs, labels) shapes)`` of each kind of call in the plan, the longest first."""
+    import jax
+
+    for length in sorted({c.length for c in plan}, reverse=True):
+        yield length, (jax.ShapeDtypeStruct((length, batch_size), np.int32),
+                       jax.ShapeDtypeStruct((length, batch_size, 1), np.int32))
+
+
+class LossReport:
+    """TF's ``Average loss at step N : x`` every ``log_every`` steps (step 0: the first batch's loss), the loss
+    of every step to TensorBoard (``writer``, or None), and the average over the last ``log_every`` steps."""
+
+    def __init__(self, log_every: int, writer) -> None:
+        self.log_every, self.writer = log_every, writer
+        self.average_loss = 0.0
+        self.averages: list[list[float]] = []
+        self.losses: list[np.ndarray] = []  # every step's loss, for the final average
+
+    def add(self, chunk: Chunk, losses, summaries) -> None:
+        """A finished call's losses (read from the device here) and summaries."""
+        host_losses = np.asarray(losses, dtype=np.float64)
+        if self.writer is not None:
+            self.writer.add_summary(summaries, global_step=chunk.start)
+        self.losses.append(host_losses)
+        for i, loss_val in enumerate(host_losses.tolist()):
+            step = chunk.start + i
+            self.average_loss += loss_val
+            if step % self.log_every == 0:
+                if step > 0:
+                    self.average_loss /= self.log_every
+                # The average loss is an estimate of the loss over the last log_every batches.
+                print("Average loss at step ", step, ": ", self.average_loss)
+                self.averages.append([step, self.average_loss])
+                self.average_loss = 0.0
+
+    def final_average(self, steps: int) -> tuple[float, int]:
+        """The mean loss of the last ``min(log_every, steps)`` steps, and that count."""
+        last = np.concatenate(self.losses)[-min(self.log_every, steps):]
+        return float(np.mean(last)), int(len(last))
+
+
+class NearestWords:
+    """TF's ``Nearest to ...`` printout for the validation words (``--valid-size`` of the ``--valid-window``
+    most frequent), from the normalised embeddings (normalised on the device)."""
+
+    def __init__(self, args: argparse.Namespace, dataset) -> None:
+        import jax
+
+        valid_window = min(args.valid_window, dataset.vocabulary_size)
+        valid_size = min(args.valid_size, valid_window)
+        self.ids = np.random.RandomState(args.seed).choice(valid_window, valid_size, replace=False).tolist()
+        self.words = dataset.reversed_dictionary
+        self._normalize = jax.jit(_normalize)
+
+    def normalized(self, params) -> np.ndarray:
+        return np.asarray(self._normalize(params["embeddings"].value))
+
+    def print(self, params) -> None:
+        from examples.word2vec import evaluation
+
+        near = evaluation.nearest_neighbours(self.normalized(params), self.ids, k=8)
+        for line in evaluation.format_nearest(self.ids, near, self.words):
+            print(line)
+        sys.stdout.flush()
+
+
+def _train(compiled, plan, batches, params, opt_state, sample_key, report: LossReport, nearest: NearestWords):
+    """Run the plan's calls; the host reads a call's losses while the next one computes, and prints nearest
+    words after each evaluation call."""
+    import jax
+
+    pending = None  # (chunk, losses, summaries) of the call in flight
+    for chunk, (inputs, batch_labels) in zip(plan, batches, strict=True):
+        params, opt_state, losses, summaries = compiled[chunk.length](
+            params, opt_state, sample_key, inputs, batch_labels
+        )
+        if pending is not None:  # the host handles the previous call while this one computes
+            report.add(*pending)
+        pending = (chunk, losses, summaries)
+        if chunk.evaluate:
+            report.add(*pending)
+            pending = None
+            nearest.print(params)
+    if pending is not None:
+        report.add(*pending)
+    return jax.block_until_ready((params, opt_state))
+
+
+def _save(output_dir: str, final_embeddings: np.ndarray, dataset, params, opt_state) -> str:
+    """The projector files (``metadata.tsv``, ``vectors.tsv``, ``projector_config.pbtxt``) and the checkpoint
+    ``model.ckpt.npz``; returns the checkpoint's path."""
+    from jaxgraph.train import Saver
+
+    words = [dataset.reversed_dictionary[i] for i in range(dataset.vocabulary_size)]
+    export.save_projector_tsv(output_dir, final_embeddings, words)
+    export.save_projector_config(output_dir, EMBEDDINGS_TENSOR_NAME, "metadata.tsv", tensor_path="vectors.tsv")
+    return Saver().save(params, opt_state, os.path.join(output_dir, "model.ckpt"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the tutorial; returns the exit status (0, or 2 after one ``error: ...`` line for bad input)."""
+    from examples.word2vec.data import CorpusError
+
+    def body() -> int:
+        run(parse_args(argv))
+        return 0
+
+    return exit_status(body, (CorpusError, OSError))
 
 
 if __name__ == "__main__":

@@ -36,9 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxgraph.ids import check_ids
 from jaxgraph.variables import Variable
 
 __all__ = [
+    "alias_table",
     "compute_accidental_hits",
     "fixed_unigram_candidate_sampler",
     "log_uniform_candidate_sampler",
@@ -51,6 +53,9 @@ _ProbFn = Callable[[jax.Array], jax.Array]
 
 FLT_MAX = float(np.finfo(np.float32).max)
 
+# TF's CandidateSamplerOp message for a true class outside the sampler's range.
+_TRUE_CANDIDATE_MESSAGE = "`true_candidate` out of range [0, {n}), received {v}"
+
 # log-uniform draws split u = (a + b) / _LOG_UNIFORM_BINS: `a` picks a precomputed (float64-exact)
 # power of (range_max + 1) and `b` a short float32 exp. A plain float32 u (23 bits) would put only ~15
 # grid points in the top class of a 50,000 range and skew its frequency by several percent.
@@ -59,10 +64,6 @@ _LOG_UNIFORM_BINS = 1 << _LOG_UNIFORM_BITS
 
 
 # -- validation ------------------------------------------------------------------------------------
-def _is_concrete(x: Any) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
 def _int_array(x: Any, what: str) -> jax.Array:
     if isinstance(x, Variable):
         raise TypeError(f"{what} must be an integer array, not a Variable; read `.value` first")
@@ -79,12 +80,11 @@ def _check_true_classes(true_classes: Any, num_true: int, range_max: int | None)
         raise ValueError("true_classes must be a matrix")
     if classes.shape[1] != num_true:
         raise ValueError(f"true_classes must have num_true columns, expected: {classes.shape[1]} was: {num_true}")
-    if range_max is not None and _is_concrete(raw):
-        # Checked on the caller's values before the int32 cast, as TF's kernel does on int64.
-        host = np.asarray(raw).reshape(-1)
-        bad = np.flatnonzero((host < 0) | (host >= range_max))
-        if bad.size:
-            raise ValueError(f"`true_candidate` out of range [0, {range_max}), received {int(host[bad[0]])}")
+    if range_max is not None:
+        # Checked on the caller's values before the int32 cast, as TF's kernel does on int64. Under jit
+        # an out-of-range class becomes range_max, whose expected count is 0 (see _run_sampler).
+        classes = check_ids(raw, range_max, message=_TRUE_CANDIDATE_MESSAGE, what="true_classes")
+        classes = classes.astype(jnp.int32)
     return classes
 
 
@@ -190,7 +190,8 @@ def _run_sampler(
     else:
         samples = draw(key, num_sampled)
         num_tries = jnp.int32(num_sampled)
-    true_ec = _expected_count(prob(classes), num_sampled, num_tries)
+    # A true class outside the range (possible only under jit; see jaxgraph.ids) is never drawn.
+    true_ec = jnp.where(classes < range_max, _expected_count(prob(classes), num_sampled, num_tries), 0.0)
     sampled_ec = _expected_count(prob(samples), num_sampled, num_tries)
     return samples, true_ec, sampled_ec
 
@@ -350,8 +351,17 @@ def _fixed_unigram_weights(
     return np.asarray(weights, dtype=np.float32)
 
 
-def _alias_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Walker/Vose alias table: O(1) exact draws from a fixed discrete distribution."""
+def alias_table(weights: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Walker/Vose alias table ``(accept float32 [n], alias int32 [n])``: O(1) exact draws from the
+    distribution ``weights / sum(weights)`` (the table behind :func:`fixed_unigram_candidate_sampler`).
+
+    A draw picks ``i`` uniformly and returns ``i`` if ``u < accept[i]`` (``u ~ U[0, 1)``), else ``alias[i]``.
+
+    >>> accept, alias = alias_table(np.array([1.0, 3.0]))
+    >>> accept.tolist(), alias.tolist()
+    ([0.5, 1.0], [1, 1])
+    """
+    weights = np.asarray(weights)
     n = weights.size
     scaled = weights.astype(np.float64) * n / weights.sum(dtype=np.float64)
     accept = np.ones(n, dtype=np.float64)
@@ -424,7 +434,7 @@ def fixed_unigram_candidate_sampler(
     total = np.cumsum(weights, dtype=np.float32)[-1]
     probs = (weights / total).astype(np.float32)
     # Passed as arguments, not baked in as constants, so one compiled sampler serves every table.
-    tables = tuple(jnp.asarray(t) for t in (probs, *_alias_table(weights)))
+    tables = tuple(jnp.asarray(t) for t in (probs, *alias_table(weights)))
     return _candidate_sampler(
         true_classes, num_true, num_sampled, unique, range_max, key, seed, "fixed_unigram", tables
     )

@@ -18,12 +18,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxgraph import gradients
+from jaxgraph.clip_ops import clip_by_norm
+from jaxgraph.ids import as_ids, check_ids
 from jaxgraph.variables import Variable
 
-__all__ = ["embedding_lookup", "embedding_lookup_v2"]
+__all__ = ["embedding_lookup", "embedding_lookup_masked", "embedding_lookup_v2"]
 
 _STRATEGIES = ("mod", "div")
 
@@ -54,30 +55,6 @@ def _rows_and_tail(shard: Any) -> tuple[int, tuple[int, ...]]:
     return shape[0], shape[1:]
 
 
-def _as_ids(ids: Any) -> tuple[jax.Array, np.ndarray | None]:
-    """The ids as a JAX int array, plus a NumPy copy when they are concrete (for range checks)."""
-    if isinstance(ids, Variable):
-        raise TypeError("ids must be an integer array, not a Variable; pass `ids_var.value`.")
-    if isinstance(ids, jax.core.Tracer):
-        concrete = None
-    else:
-        # Keep the host copy before any int64 -> int32 narrowing, so a huge id is reported as given.
-        concrete = np.asarray(ids)
-        if concrete.dtype == object:
-            raise TypeError(f"ids must be an integer array, got {ids!r}")
-    dtype = concrete.dtype if concrete is not None else ids.dtype
-    if not np.issubdtype(dtype, np.integer):
-        raise TypeError(f"ids must be integers (int32 or int64), got dtype {dtype}")
-    return jnp.asarray(ids), concrete
-
-
-def _check_range(flat_ids: np.ndarray, valid: np.ndarray, total_rows: int) -> None:
-    bad = np.flatnonzero(~valid)
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"indices[{i}] = {int(flat_ids[i])} is not in [0, {total_rows})")
-
-
 def _partition(flat_ids: Any, strategy: str, sizes: Sequence[int], xp: Any) -> tuple[Any, Any]:
     """Shard index and shard-local row of each id, as TF's ``_embedding_lookup_and_transform``.
 
@@ -101,15 +78,15 @@ def _partition(flat_ids: Any, strategy: str, sizes: Sequence[int], xp: Any) -> t
     return assignments, new_ids
 
 
-def _clip_by_norm(x: jax.Array, clip_norm: Any, axes: tuple[int, ...]) -> jax.Array:
-    # The same algebraic form as tf.clip_by_norm (safe zero norm, max(norm, clip)), so values and
-    # gradients agree with TF's to rounding.
-    l2sum = jnp.sum(x * x, axis=axes, keepdims=True)
-    pred = l2sum > 0
-    l2sum_safe = jnp.where(pred, l2sum, jnp.ones_like(l2sum))
-    l2norm = jnp.where(pred, jnp.sqrt(l2sum_safe), l2sum)
-    clip_norm = jnp.asarray(clip_norm, dtype=x.dtype)
-    return x * clip_norm / jnp.maximum(l2norm, clip_norm)
+def _in_layout(strategy: str, sizes: Sequence[int]) -> Any:
+    """``in_range`` for :func:`~jaxgraph.ids.check_ids`: the id's shard exists and has its row."""
+
+    def in_range(flat_ids: Any, xp: Any) -> Any:
+        p, local = _partition(flat_ids, strategy, sizes, xp)
+        size_of = xp.asarray(sizes)[xp.clip(p, 0, len(sizes) - 1)]
+        return (p >= 0) & (p < len(sizes)) & (local >= 0) & (local < size_of)
+
+    return in_range
 
 
 def embedding_lookup(
@@ -125,7 +102,7 @@ def embedding_lookup(
     Args:
       params: one table (a :class:`jaxgraph.Variable` or an array of shape ``[N, ...]``) or a list of
         shards of it. Shards may hold different row counts; they must share the trailing shape.
-      ids: integer array of any shape (a Python list is accepted).
+      ids: integer array of any shape (a Python list is accepted; ``[]`` is an empty id array).
       partition_strategy: how ids map to shards when there are several: ``"mod"`` (id ``i`` lives in
         shard ``i % n`` at row ``i // n``) or ``"div"`` (contiguous blocks, the first ``N % n`` shards
         holding one extra row). Unlike TF, a bad value is rejected even for a single table.
@@ -138,11 +115,15 @@ def embedding_lookup(
       An array of shape ``ids.shape + params.shape[1:]`` with the params' dtype.
 
     Raises:
-      ValueError: ``params`` missing or empty (TF's messages), unknown strategy, or, when ``ids`` are
-        concrete, an id outside the table: ``"indices[i] = x is not in [0, N)"`` (``i`` indexes the
-        flattened ids, ``N`` counts all rows). Under ``jax.jit`` the ids are tracers and cannot be
-        checked: an out-of-range id then gives unspecified values (currently NaN fill), not an error.
+      ValueError: ``params`` missing or empty (TF's messages), unknown strategy.
+      InvalidArgumentError: (a ``ValueError``) concrete ``ids`` with an id outside the table, negative
+        ones included: ``"indices[i] = x is not in [0, N)"`` (``i`` indexes the flattened ids, ``N``
+        counts all rows).
       TypeError: non-integer ``ids``.
+
+    Under ``jax.jit`` the ids are tracers and are not checked (see :mod:`jaxgraph.ids`): an id outside
+    the table reads a row of zeros and its gradient is dropped, never another row. Compile with
+    :func:`jaxgraph.checked` instead of ``jax.jit`` to have them raise TF's message.
 
     >>> import jax.numpy as jnp
     >>> table = jnp.arange(6.0).reshape(3, 2)
@@ -150,53 +131,113 @@ def embedding_lookup(
     (2, 1, 2)
     >>> embedding_lookup(jnp.array([[3.0, 4.0]]), jnp.array([0]), max_norm=1.0).tolist()
     [[0.6000000238418579, 0.800000011920929]]
+    >>> import jax
+    >>> jax.jit(embedding_lookup)(table, jnp.array([1, 3, -1])).tolist()  # out of range: zeros
+    [[2.0, 3.0], [0.0, 0.0], [0.0, 0.0]]
     """
     del name, validate_indices
+    shards, sizes, tail = _shards_and_sizes(params, partition_strategy)
+    if len(shards) == 1:
+        ids = check_ids(ids, sizes[0])
+        # Out-of-range ids now hold the padding index: they read zeros and their gradient is dropped.
+        result = gradients.gather_rows(shards[0], ids, padded=True)
+    else:
+        total = sum(sizes)
+        ids = check_ids(ids, total, in_range=_in_layout(partition_strategy, sizes))
+        flat_ids = ids.reshape(-1)
+        # An out-of-range id (now the padding index `total`) is owned by no shard: zeros everywhere.
+        result = _gather_partitioned(shards, sizes, tail, flat_ids, partition_strategy, flat_ids != total)
+        result = result.reshape(ids.shape + tail)
+    return _clip_rows(result, ids.ndim, max_norm)
+
+
+def _shards_and_sizes(params: Any, partition_strategy: str) -> tuple[list[Any], list[int], tuple[int, ...]]:
+    """The shards, their row counts and their common trailing shape, with TF's checks."""
     shards = _as_shard_list(params)
     if partition_strategy not in _STRATEGIES:
         raise ValueError("Unrecognized partition strategy: " + str(partition_strategy))
-    ids, concrete = _as_ids(ids)
     sizes = []
     _, tail = _rows_and_tail(shards[0])  # _as_shard_list never returns an empty list
     for shard in shards:
         rows, shard_tail = _rows_and_tail(shard)
         if shard_tail != tail:
             raise ValueError(f"All shards must have the same trailing shape, got {tail} and {shard_tail}")
+        if shard.dtype != shards[0].dtype:
+            raise TypeError(f"All shards must have the same dtype, got {shards[0].dtype} and {shard.dtype}")
         sizes.append(rows)
+    return shards, sizes, tail
 
+
+def _gather_partitioned(shards: list[Any], sizes: list[int], tail: tuple[int, ...], flat_ids: jax.Array,
+                        strategy: str, valid: jax.Array | None) -> jax.Array:
+    """Rows ``flat_ids`` of the partitioned table; where ``valid`` is False, zeros and no gradient.
+
+    Static shapes instead of TF's dynamic_partition/stitch: every shard gathers one row per id, with
+    its padding index (one past its last row) standing in where it does not own the id (or the id is
+    not valid), then a select keeps the owner's row. The stand-ins read zeros and, in a shard's
+    IndexedSlices gradient, carry the padding index that sparse updates drop: no row of a shard is
+    touched unless one of its own ids was looked up (lazy optimizers depend on that).
+    """
     if len(shards) == 1:
-        if concrete is not None:
-            flat = concrete.reshape(-1)
-            _check_range(flat, (flat >= 0) & (flat < sizes[0]), sizes[0])
-        result = gradients.gather_rows(shards[0], ids)
-    else:
-        if concrete is not None:
-            flat = concrete.reshape(-1).astype(np.int64)
-            p, local = _partition(flat, partition_strategy, sizes, np)
-            size_of = np.asarray(sizes)[np.clip(p, 0, len(sizes) - 1)]
-            valid = (flat >= 0) & (p >= 0) & (p < len(sizes)) & (local >= 0) & (local < size_of)
-            _check_range(flat, valid, sum(sizes))
-        flat_ids = ids.reshape(-1)
-        assignments, new_ids = _partition(flat_ids, partition_strategy, sizes, jnp)
-        # Static shapes instead of TF's dynamic_partition/stitch: every shard gathers one row per id,
-        # with its padding index (one past its last row) standing in where it does not own the id, then
-        # a select keeps the owner's row. The stand-ins read zeros and, in a shard's IndexedSlices
-        # gradient, carry the padding index that sparse updates drop: no row of a shard is touched
-        # unless one of its own ids was looked up (lazy optimizers depend on that).
-        for p, shard in enumerate(shards):
-            owned = assignments == p
-            gathered = gradients.gather_rows(shard, jnp.where(owned, new_ids, sizes[p]), padded=True)
-            if p == 0:
-                result = gathered
-            else:
-                mask = owned.reshape(owned.shape + (1,) * len(tail))
-                result = jnp.where(mask, gathered, result)
-        result = result.reshape(ids.shape + tail)
-
-    if max_norm is not None:
-        axes = tuple(range(ids.ndim, result.ndim))
-        result = _clip_by_norm(result, max_norm, axes)
+        local = flat_ids if valid is None else jnp.where(valid, flat_ids, sizes[0])
+        return gradients.gather_rows(shards[0], local, padded=True)
+    assignments, new_ids = _partition(flat_ids, strategy, sizes, jnp)
+    result: jax.Array | None = None
+    for p, shard in enumerate(shards):
+        owned = assignments == p
+        if valid is not None:
+            owned = owned & valid
+        gathered = gradients.gather_rows(shard, jnp.where(owned, new_ids, sizes[p]), padded=True)
+        if result is None:
+            result = gathered
+        else:
+            mask = owned.reshape(owned.shape + (1,) * len(tail))
+            result = jnp.where(mask, gathered, result)
+    assert result is not None  # there are at least two shards here
     return result
+
+
+def _clip_rows(result: jax.Array, ids_ndim: int, max_norm: Any) -> jax.Array:
+    if max_norm is None:
+        return result
+    # tf.clip_by_norm over each looked-up row's own axes.
+    return clip_by_norm(result, max_norm, axes=tuple(range(ids_ndim, result.ndim)))
+
+
+def embedding_lookup_masked(
+    params: Any,
+    ids: Any,
+    mask: Any,
+    partition_strategy: str = "mod",
+    max_norm: float | None = None,
+) -> jax.Array:
+    """:func:`embedding_lookup` of the ids where ``mask`` is True; zeros elsewhere, and no update there.
+
+    Not in TF: the building block of :func:`jaxgraph.nn.embedding_lookup_sparse`, public for models that
+    keep padded id matrices. A masked-out id is never read, checked or differentiated (it carries the
+    padding index that sparse updates drop), so a lazy optimizer leaves its row bit-identical; its value
+    does not matter (``-1`` padding is fine). The unmasked ids follow :mod:`jaxgraph.ids`: a concrete one
+    outside the table raises TF's ``"indices[i] = x is not in [0, N)"``; under ``jit`` it reads zeros and
+    its gradient is dropped (:func:`jaxgraph.checked` raises instead).
+
+    >>> import jax.numpy as jnp
+    >>> table = jnp.arange(6.0).reshape(3, 2)
+    >>> ids = jnp.array([[2, -1], [0, 1]])
+    >>> embedding_lookup_masked(table, ids, ids >= 0).tolist()
+    [[[4.0, 5.0], [0.0, 0.0]], [[0.0, 1.0], [2.0, 3.0]]]
+    """
+    shards, sizes, tail = _shards_and_sizes(params, partition_strategy)
+    ids, _ = as_ids(ids)
+    mask = jnp.asarray(mask)
+    if mask.shape != ids.shape or mask.dtype != jnp.bool_:
+        raise ValueError(f"mask must be a bool array of the ids' shape {ids.shape}, got {mask.dtype}{list(mask.shape)}")
+    total = sum(sizes)
+    in_range = _in_layout(partition_strategy, sizes) if len(shards) > 1 else None
+    # A masked-out slot holds id 0 for the check, so only the real ids are checked (positions kept).
+    flat_ids = check_ids(jnp.where(mask, ids, 0), total, in_range=in_range).reshape(-1)
+    valid = mask.reshape(-1) & (flat_ids != total)
+    result = _gather_partitioned(shards, sizes, tail, flat_ids, partition_strategy, valid)
+    return _clip_rows(result.reshape(ids.shape + tail), ids.ndim, max_norm)
 
 
 def embedding_lookup_v2(params: Any, ids: Any, max_norm: float | None = None, name: str | None = None) -> jax.Array:

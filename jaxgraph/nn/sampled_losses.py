@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgraph.ids import check_ids
 from jaxgraph.nn.candidate_sampling import compute_accidental_hits, log_uniform_candidate_sampler
 from jaxgraph.nn.embedding import embedding_lookup
 from jaxgraph.variables import Variable
@@ -32,6 +33,23 @@ SampledValues = tuple[Any, Any, Any]
 
 def _shape(x: Any) -> tuple[int, ...]:
     return tuple(x.shape) if hasattr(x, "shape") else tuple(np.shape(x))
+
+
+def _check_rows(weights: Any, biases: Any, num_classes: int) -> int:
+    """The weights' row count, after checking that ``num_classes`` fits both tables (it is static)."""
+    rows = {}
+    for what, table in (("weights", weights), ("biases", biases)):
+        shards = table if isinstance(table, (list, tuple)) else [table]
+        shapes = [_shape(shard) for shard in shards]
+        if any(len(shape) < 1 for shape in shapes):
+            raise ValueError(f"{what} must have rank >= 1 to be looked up by row, got shapes {shapes}")
+        rows[what] = sum(shape[0] for shape in shapes)
+        if num_classes > rows[what]:
+            raise ValueError(
+                f"num_classes = {num_classes} is larger than the {rows[what]} rows of {what}: sampled ids "
+                f"up to {num_classes - 1} would be out of range [0, {rows[what]})"
+            )
+    return rows["weights"]
 
 
 def _compute_sampled_logits(
@@ -65,6 +83,11 @@ def _compute_sampled_logits(
         raise ValueError(f"labels must be [batch, num_true={num_true}], got shape {label_shape}")
     if label_shape[0] != inputs.shape[0]:
         raise ValueError(f"labels and inputs disagree on the batch size: {label_shape[0]} vs {inputs.shape[0]}")
+    if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool) or num_classes <= 0:
+        raise ValueError(f"num_classes must be a positive Python int (it fixes shapes), got {num_classes!r}")
+    rows = _check_rows(weights, biases, int(num_classes))
+    # Concrete labels outside [0, num_classes) raise TF's message; traced ones come back as num_classes.
+    labels = check_ids(labels, num_classes, what="labels")
 
     if sampled_values is None:
         if key is None:
@@ -82,9 +105,12 @@ def _compute_sampled_logits(
     sampled = sampled.astype(jnp.int32)
     if sampled.ndim != 1:
         raise ValueError(f"sampled candidates must be a vector, got shape {sampled.shape}")
-    labels = jnp.asarray(labels).astype(jnp.int32)
+    labels = labels.astype(jnp.int32)
     batch, dim = inputs.shape
-    labels_flat = labels.reshape(-1)
+    # The jit rule for a label outside [0, num_classes): its rows are looked up at an id past the table
+    # (zeros, gradient dropped) and its log Q is taken as 0, so the column is a constant with no gradient.
+    label_ok = labels < num_classes
+    labels_flat = jnp.where(label_ok, labels, rows).reshape(-1)
 
     all_ids = jnp.concatenate([labels_flat, sampled], axis=0)
     all_w = embedding_lookup(weights, all_ids, partition_strategy=partition_strategy)
@@ -114,7 +140,8 @@ def _compute_sampled_logits(
         sampled_logits = sampled_logits + mask
 
     if subtract_log_q:
-        true_logits = true_logits - jnp.log(true_expected_count).astype(inputs.dtype)
+        true_log_q = jnp.where(label_ok, jnp.log(true_expected_count), 0.0)
+        true_logits = true_logits - true_log_q.astype(inputs.dtype)
         sampled_logits = sampled_logits - jnp.log(sampled_expected_count).astype(inputs.dtype)
 
     out_logits = jnp.concatenate([true_logits, sampled_logits], axis=1)
@@ -147,8 +174,10 @@ def nce_loss(
       weights: ``[num_classes, dim]`` table (a :class:`jaxgraph.Variable` or an array) or a list of
         shards of it, split by ``partition_strategy`` as :func:`~jaxgraph.nn.embedding_lookup`.
       biases: ``[num_classes]`` (or shards).
-      labels: int ``[batch, num_true]``. inputs: ``[batch, dim]``.
-      num_sampled: negatives per batch (one set shared by every example). num_classes: the range.
+      labels: int ``[batch, num_true]``, in ``[0, num_classes)``. inputs: ``[batch, dim]``.
+      num_sampled: negatives per batch (one set shared by every example).
+      num_classes: the range of classes; at most the rows of ``weights`` and ``biases`` (a larger
+        value is a ``ValueError``: it would sample ids past the tables).
       sampled_values: optional ``(sampled, true_expected_count, sampled_expected_count)``, e.g. from a
         candidate sampler; default: :func:`~jaxgraph.nn.log_uniform_candidate_sampler` with
         ``unique=True``. Gradients never flow into them.
@@ -160,6 +189,11 @@ def nce_loss(
       ``[batch]``: per example, the sum of the sigmoid cross entropies over the ``num_true`` true
       columns (target ``1 / num_true``) and the ``num_sampled`` sampled ones (target 0). TF's
       word2vec takes the mean over the batch.
+
+    Concrete labels outside ``[0, num_classes)`` raise TF's ``indices[i] = v is not in [0, n)``
+    (:class:`~jaxgraph.errors.InvalidArgumentError`). Under ``jit`` such a label's column reads zero
+    rows and ``log Q = 0``: a constant with no gradient into any row (see :mod:`jaxgraph.ids`);
+    :func:`jaxgraph.checked` raises the message instead.
 
     >>> import jax, jax.numpy as jnp
     >>> w, b = jnp.zeros((5, 2)), jnp.zeros((5,))

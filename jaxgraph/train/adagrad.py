@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxgraph.train.optimizer import Hyper, Optimizer, _take_rows, cast_hyper
+from jaxgraph.train.optimizer import Hyper, Optimizer
 
 
 class AdagradOptimizer(Optimizer):
@@ -34,17 +34,10 @@ class AdagradOptimizer(Optimizer):
     def _slot_initial_value(self, slot_name, value):
         return jnp.full_like(value, self._initial_accumulator_value)
 
-    def _step(self, grad, accum, hyper, dtype):
-        lr = cast_hyper(hyper, dtype)["learning_rate"]
-        accum = accum + grad * grad
-        return accum, grad * lr * jnp.reciprocal(jnp.sqrt(accum))
-
+    # ApplyAdagrad; SparseApplyAdagrad is the same per row.
     def _apply_dense(self, grad, var, slots, hyper, non_slots):
-        accum, delta = self._step(grad, slots["accumulator"], hyper, var.dtype)
-        return var - delta, {"accumulator": accum}
+        accum = slots["accumulator"] + grad * grad
+        return var - grad * hyper["learning_rate"] * jnp.reciprocal(jnp.sqrt(accum)), {"accumulator": accum}
 
-    def _apply_sparse(self, grad, var, slots, hyper, non_slots):
-        idx = grad.indices
-        accum_rows, delta = self._step(grad.values, _take_rows(slots["accumulator"], idx), hyper, var.dtype)
-        accum = slots["accumulator"].at[idx].set(accum_rows, mode="drop")
-        return var.at[idx].add(-delta, mode="drop"), {"accumulator": accum}
+
+__all__ = ["AdagradOptimizer"]

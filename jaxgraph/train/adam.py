@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxgraph.train.optimizer import Hyper, Optimizer, _take_rows, cast_hyper
+from jaxgraph.train.optimizer import Hyper, Optimizer
 
 
 class AdamOptimizer(Optimizer):
@@ -43,44 +43,47 @@ class AdamOptimizer(Optimizer):
         return {"beta1_power": non_slots["beta1_power"] * hyper["beta1"].astype(jnp.float32),
                 "beta2_power": non_slots["beta2_power"] * hyper["beta2"].astype(jnp.float32)}
 
-    def _coefficients(self, hyper, non_slots, dtype):
-        h = cast_hyper(hyper, dtype)
-        b1p = non_slots["beta1_power"].astype(dtype)
-        b2p = non_slots["beta2_power"].astype(dtype)
-        one = jnp.ones((), dtype)
-        alpha = h["learning_rate"] * jnp.sqrt(one - b2p) / (one - b1p)
-        return alpha, h["beta1"], h["beta2"], h["epsilon"], one
+    @staticmethod
+    def _alpha(hyper, non_slots, dtype):
+        b1p, b2p = non_slots["beta1_power"].astype(dtype), non_slots["beta2_power"].astype(dtype)
+        return hyper["learning_rate"] * jnp.sqrt(1 - b2p) / (1 - b1p)
 
     def _apply_dense(self, grad, var, slots, hyper, non_slots):
-        alpha, b1, b2, eps, one = self._coefficients(hyper, non_slots, var.dtype)
-        m = slots["m"] + (grad - slots["m"]) * (one - b1)
-        v = slots["v"] + (grad * grad - slots["v"]) * (one - b2)
-        return var - m * alpha / (jnp.sqrt(v) + eps), {"m": m, "v": v}
+        b1, b2 = hyper["beta1"], hyper["beta2"]
+        m = slots["m"] + (grad - slots["m"]) * (1 - b1)
+        v = slots["v"] + (grad * grad - slots["v"]) * (1 - b2)
+        return var - m * self._alpha(hyper, non_slots, var.dtype) / (jnp.sqrt(v) + hyper["epsilon"]), {"m": m, "v": v}
 
+    # TF's sparse Adam is not lazy: m and v decay on every row, then every row moves.
     def _apply_sparse(self, grad, var, slots, hyper, non_slots):
-        alpha, b1, b2, eps, one = self._coefficients(hyper, non_slots, var.dtype)
+        b1, b2 = hyper["beta1"], hyper["beta2"]
         idx, g = grad.indices, grad.values
-        m = (slots["m"] * b1).at[idx].add(g * (one - b1), mode="drop")
-        v = (slots["v"] * b2).at[idx].add(g * g * (one - b2), mode="drop")
-        return var - alpha * m / (jnp.sqrt(v) + eps), {"m": m, "v": v}
+        m = (slots["m"] * b1).at[idx].add(g * (1 - b1), mode="drop")
+        v = (slots["v"] * b2).at[idx].add(g * g * (1 - b2), mode="drop")
+        return var - self._alpha(hyper, non_slots, var.dtype) * m / (jnp.sqrt(v) + hyper["epsilon"]), {"m": m, "v": v}
 
 
 class LazyAdamOptimizer(AdamOptimizer):
     """Adam whose sparse updates touch only the rows in the gradient (O(batch) per step).
 
     Dense gradients follow :class:`AdamOptimizer` exactly; for sparse ones, untouched rows keep their
-    m, v and value (the rule of TF's ``tf.contrib.opt.LazyAdamOptimizer``).
+    m, v and value (the rule of TF's ``tf.contrib.opt.LazyAdamOptimizer``). Its default name is
+    ``"Adam"``, as the contrib class inherits it from ``AdamOptimizer``: a TF1 LazyAdam job's checkpoint
+    names the slots ``<var>/Adam`` and ``<var>/Adam_1``.
     """
 
     def __init__(self, learning_rate: Hyper = 0.001, beta1: float = 0.9, beta2: float = 0.999,
-                 epsilon: float = 1e-8, use_locking: bool = False, name: str = "LazyAdam") -> None:
+                 epsilon: float = 1e-8, use_locking: bool = False, name: str = "Adam") -> None:
         super().__init__(learning_rate, beta1, beta2, epsilon, use_locking, name)
 
-    def _apply_sparse(self, grad, var, slots, hyper, non_slots):
-        alpha, b1, b2, eps, one = self._coefficients(hyper, non_slots, var.dtype)
-        idx, g = grad.indices, grad.values
-        m_rows = _take_rows(slots["m"], idx) * b1 + g * (one - b1)
-        v_rows = _take_rows(slots["v"], idx) * b2 + g * g * (one - b2)
-        m = slots["m"].at[idx].set(m_rows, mode="drop")
-        v = slots["v"].at[idx].set(v_rows, mode="drop")
-        return var.at[idx].add(-alpha * m_rows / (jnp.sqrt(v_rows) + eps), mode="drop"), {"m": m, "v": v}
+    _apply_sparse = Optimizer._apply_sparse  # the base's lazy row path, not Adam's
+
+    # tf.contrib's LazyAdam: m = beta1 * m + (1 - beta1) * g on the gathered rows.
+    def _apply_sparse_rows(self, grad, var, slots, hyper, non_slots):
+        b1, b2 = hyper["beta1"], hyper["beta2"]
+        m = slots["m"] * b1 + grad * (1 - b1)
+        v = slots["v"] * b2 + grad * grad * (1 - b2)
+        return var - self._alpha(hyper, non_slots, var.dtype) * m / (jnp.sqrt(v) + hyper["epsilon"]), {"m": m, "v": v}
+
+
+__all__ = ["AdamOptimizer", "LazyAdamOptimizer"]

@@ -10,22 +10,24 @@
 
 from __future__ import annotations
 
-from jaxgraph.train.optimizer import Hyper, Optimizer, cast_hyper
+from jaxgraph.train.optimizer import Hyper, Optimizer
 
 
 class GradientDescentOptimizer(Optimizer):
-    """TF1's plain SGD. No slots. Sparse updates skip deduplication: the scatter-add sums repeats."""
+    """TF1's plain SGD. No slots."""
 
     def __init__(self, learning_rate: Hyper, use_locking: bool = False, name: str = "GradientDescent") -> None:
         super().__init__(use_locking, name)
         self._hyper = {"learning_rate": learning_rate}
 
     def _apply_dense(self, grad, var, slots, hyper, non_slots):
-        lr = cast_hyper(hyper, var.dtype)["learning_rate"]
-        return var - grad * lr, slots
+        return var - grad * hyper["learning_rate"], slots
 
+    # Sparse: TF's scatter_sub without deduplication; the scatter-add sums repeated indices itself.
     def _apply_sparse_duplicate_indices(self, grad, var, slots, hyper, non_slots):
-        lr = cast_hyper(hyper, var.dtype)["learning_rate"]
-        return var.at[grad.indices].add(-grad.values * lr, mode="drop"), slots
+        return var.at[grad.indices].add(-grad.values * hyper["learning_rate"], mode="drop"), slots
 
     _apply_sparse = _apply_sparse_duplicate_indices
+
+
+__all__ = ["GradientDescentOptimizer"]

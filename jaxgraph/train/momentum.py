@@ -13,7 +13,7 @@ Sparse updates are lazy, as in TF: only the rows in the gradient move, and only 
 
 from __future__ import annotations
 
-from jaxgraph.train.optimizer import Hyper, Optimizer, _take_rows, cast_hyper
+from jaxgraph.train.optimizer import Hyper, Optimizer
 
 
 class MomentumOptimizer(Optimizer):
@@ -27,19 +27,12 @@ class MomentumOptimizer(Optimizer):
         self._hyper = {"learning_rate": learning_rate, "momentum": momentum}
         self._use_nesterov = use_nesterov
 
-    def _step(self, grad, accum, hyper, dtype):
-        h = cast_hyper(hyper, dtype)
-        lr, mu = h["learning_rate"], h["momentum"]
-        accum = accum * mu + grad
-        delta = grad * lr + accum * mu * lr if self._use_nesterov else accum * lr
-        return accum, delta
-
+    # ApplyMomentum; SparseApplyMomentum is the same per row.
     def _apply_dense(self, grad, var, slots, hyper, non_slots):
-        accum, delta = self._step(grad, slots["momentum"], hyper, var.dtype)
+        lr, mu = hyper["learning_rate"], hyper["momentum"]
+        accum = slots["momentum"] * mu + grad
+        delta = grad * lr + accum * mu * lr if self._use_nesterov else accum * lr
         return var - delta, {"momentum": accum}
 
-    def _apply_sparse(self, grad, var, slots, hyper, non_slots):
-        idx = grad.indices
-        accum_rows, delta = self._step(grad.values, _take_rows(slots["momentum"], idx), hyper, var.dtype)
-        accum = slots["momentum"].at[idx].set(accum_rows, mode="drop")
-        return var.at[idx].add(-delta, mode="drop"), {"momentum": accum}
+
+__all__ = ["MomentumOptimizer"]

@@ -31,9 +31,14 @@ import jax.numpy as jnp
 from jaxgraph.gradients import resolve_var_list, value_and_gradients
 from jaxgraph.sparse import IndexedSlices, convert_to_tensor_or_indexed_slices
 from jaxgraph.variable_collections import named_variables, names_by_id, replace_values, resolved_name
-from jaxgraph.variables import Variable
+from jaxgraph.variables import Variable, current_name_scope
 
 Hyper = float | jax.Array | Callable[..., Any]
+"""A hyper-parameter: a number, an array, ``lambda: x``, or a schedule ``lambda step: x``."""
+Hypers = dict[str, jax.Array]
+"""Evaluated hyper-parameters, as the update hooks receive them (cast to the variable's dtype)."""
+Slots = dict[str, jax.Array]
+"""One variable's slots by slot name (``{"m": ..., "v": ...}``), each shaped like the variable."""
 GradsAndVars = list[tuple[jax.Array | IndexedSlices | None, Variable]]
 
 
@@ -41,9 +46,10 @@ class OptimizerState(NamedTuple):
     """An optimizer's state: a pytree, to be donated with the parameters.
 
     Attributes:
-      iterations: int32 count of ``apply_gradients`` calls made with this state; schedules read it.
+      iterations: int32 count of ``apply_gradients`` calls made with this state; schedules read it
+        when ``apply_gradients`` gets no ``global_step``.
       slots: ``{slot_name: {variable_name: array}}`` (e.g. Adam's ``"m"`` and ``"v"``).
-      non_slots: state shared by all variables (e.g. Adam's ``"beta1_power"``).
+      non_slots: state shared by all variables (e.g. Adam's ``"beta1_power"``), keyed by TF's names.
     """
 
     iterations: jax.Array
@@ -51,24 +57,29 @@ class OptimizerState(NamedTuple):
     non_slots: dict[str, Any]
 
 
-def _take_rows(x: jax.Array, indices: jax.Array) -> jax.Array:
-    # Coalesced indices are padded with dense_shape[0]; clipping reads a real row, whose update the
-    # scatter then drops.
-    return jnp.take(x, indices, axis=0, mode="clip")
-
-
 class Optimizer:
-    """Base class of the TF1 optimizers. Subclasses define their slots and update rules.
+    """Base class of the TF1 optimizers. A subclass declares its slots and writes its update rule once.
 
-    Subclass hooks (each returns new arrays; nothing is mutated):
+    Hooks (each returns new arrays; nothing is mutated; ``hyper`` is already cast to the variable's
+    dtype, as TF's ``math_ops.cast(self._lr_t, var.dtype.base_dtype)``):
 
-    - ``_slot_names``: slot names in creation order; ``_slot_initial_value(slot, value)``.
-    - ``_create_non_slots()``: shared state such as Adam's beta powers.
-    - ``_apply_dense(grad, var, slots, hyper, non_slots) -> (var, slots)``.
-    - ``_apply_sparse(grad, var, slots, hyper, non_slots) -> (var, slots)``: ``grad`` is a coalesced
-      :class:`IndexedSlices` (unique indices, padding index ``dense_shape[0]``). Scatter with
-      ``mode="drop"`` so padding is ignored, and scatter into each buffer once.
-    - ``_finish(non_slots, hyper) -> non_slots``: runs once per ``apply_gradients``, after the updates.
+    - ``_slot_names``: slot names in TF's creation order (it decides the ``_1``, ``_2`` suffixes of the
+      slot variables' names); ``_slot_initial_value(slot_name, var_value)`` (zeros unless overridden);
+      ``_slot_op_name(slot_name)`` (the name TF puts after ``<var>/``: the optimizer's name).
+    - ``_create_non_slots()``: state shared by all variables, such as Adam's beta powers;
+      ``_finish(non_slots, hyper)`` updates it once per ``apply_gradients``, after the variables.
+    - ``_prepare(step, read_global_step)``: the hyper-parameters of this step (schedules evaluated at ``step``).
+    - ``_apply_dense(grad, var, slots, hyper, non_slots) -> (var, slots)``: **the update rule**, written
+      once for arrays: the whole variable for a dense gradient, or a block of its rows for a sparse one
+      (so a row's update may read only that row of the gradient, the variable and its slots).
+    - ``_apply_sparse_rows(grad, var, slots, hyper, non_slots)``: the rule on the gathered rows of a
+      sparse update. It is ``_apply_dense`` unless TF's sparse kernel computes differently (RMSProp).
+    - ``_apply_sparse(grad, var, slots, hyper, non_slots)``: a coalesced :class:`IndexedSlices` (unique
+      indices; padding index ``dense_shape[0]``). The default is TF's lazy update: gather the touched
+      rows of the variable and of every slot, run ``_apply_sparse_rows``, scatter back once per buffer
+      (``mode="drop"`` discards the padding). Override it for a rule that is not lazy (Adam).
+    - ``_apply_sparse_duplicate_indices(grad, ...)``: sums repeated indices, then ``_apply_sparse``
+      (TF's default). GradientDescent overrides it: its scatter-add sums repeats itself.
     """
 
     GATE_NONE = 0
@@ -83,6 +94,9 @@ class Optimizer:
         self._use_locking = use_locking
         self._name = name
         self._hyper: dict[str, Hyper] = {}
+        # TF creates non-slot variables (Adam's beta1_power) in the name scope of apply_gradients; a port
+        # builds the optimizer where the TF program called it (see non_slot_variable_name).
+        self._non_slot_scope = current_name_scope()
 
     def get_name(self) -> str:
         return self._name
@@ -94,6 +108,9 @@ class Optimizer:
     # -- state ------------------------------------------------------------------------------------
     def _slot_initial_value(self, slot_name: str, value: jax.Array) -> jax.Array:
         return jnp.zeros_like(value)
+
+    def _slot_op_name(self, slot_name: str) -> str:
+        return self._name
 
     def _create_non_slots(self) -> dict[str, Any]:
         return {}
@@ -111,9 +128,39 @@ class Optimizer:
         """TF's ``get_slot_names``: the sorted slot names."""
         return sorted(self._slot_names)
 
-    def _slot_variable_name(self, var_name: str, slot_name: str) -> str:
+    def slot_variable_name(self, var_name: str, slot_name: str) -> str:
+        """TF's name of the slot variable ``slot_name`` of variable ``var_name``.
+
+        TF's ``slot_creator`` names a slot ``<var>/<op name>`` and uniquifies repeats in creation order:
+        Adam's ``m`` and ``v`` are ``"w/Adam"`` and ``"w/Adam_1"``. TF checkpoints key optimizer state by
+        these names; the non-slot variables (Adam's ``beta1_power``) are named by their keys in
+        ``OptimizerState.non_slots``.
+
+        >>> import jaxgraph as jg
+        >>> jg.train.AdamOptimizer().slot_variable_name("w", "v")
+        'w/Adam_1'
+        """
+        if slot_name not in self._slot_names:
+            raise ValueError(f"{type(self).__name__} has no slot {slot_name!r}; its slots: {self.get_slot_names()}")
         i = self._slot_names.index(slot_name)
-        return f"{var_name}/{self._name}" + (f"_{i}" if i else "")
+        op_name = self._slot_op_name(slot_name)
+        repeats = sum(self._slot_op_name(s) == op_name for s in self._slot_names[:i])
+        return f"{var_name}/{op_name}" + (f"_{repeats}" if repeats else "")
+
+    def non_slot_variable_name(self, key: str) -> str:
+        """TF's name of the non-slot variable ``key`` (Adam's ``"beta1_power"``).
+
+        TF creates it in the name scope that is current when ``apply_gradients`` first runs: a TF1
+        program that trains under ``with tf.name_scope("optimizer"):`` saves ``"optimizer/beta1_power"``.
+        Here it is the :func:`jaxgraph.name_scope` in effect when the optimizer was constructed.
+
+        >>> import jaxgraph as jg
+        >>> with jg.name_scope("optimizer"):
+        ...     opt = jg.train.AdamOptimizer()
+        >>> opt.non_slot_variable_name("beta1_power"), opt.slot_variable_name("w", "m")
+        ('optimizer/beta1_power', 'w/Adam')
+        """
+        return f"{self._non_slot_scope}/{key}" if self._non_slot_scope else key
 
     def get_slot(self, opt_state: OptimizerState, var: Variable | str, name: str) -> Variable | None:
         """The slot ``name`` of ``var`` as a non-trainable Variable named like TF's
@@ -128,20 +175,27 @@ class Optimizer:
         value = opt_state.slots.get(name, {}).get(var_name)
         if value is None:
             return None
-        return Variable._make(value, self._slot_variable_name(var_name, name), False, ("variables",))
+        return Variable._make(value, self.slot_variable_name(var_name, name), False, ("variables",))
 
     def variables(self, opt_state: OptimizerState) -> list[Variable]:
         """TF's ``Optimizer.variables()``: non-slot and slot variables, sorted by name."""
-        result = [Variable._make(v, k, False, ("variables",)) for k, v in opt_state.non_slots.items()]
+        result = [Variable._make(v, self.non_slot_variable_name(k), False, ("variables",))
+                  for k, v in opt_state.non_slots.items()]
         for slot, per_var in opt_state.slots.items():
             for var_name, value in per_var.items():
-                result.append(Variable._make(value, self._slot_variable_name(var_name, slot), False,
+                result.append(Variable._make(value, self.slot_variable_name(var_name, slot), False,
                                              ("variables",)))
         return sorted(result, key=resolved_name)
 
     # -- hyper-parameters -------------------------------------------------------------------------
-    def _prepare(self, step: jax.Array) -> dict[str, jax.Array]:
-        """Evaluate hyper-parameters: numbers, arrays, ``lambda: x`` or schedules ``lambda step: x``."""
+    def _prepare(self, step: jax.Array, read_global_step: Callable[[Variable | str], jax.Array]) -> Hypers:
+        """Evaluate hyper-parameters: numbers, arrays, ``lambda: x``, or schedules ``lambda step: x``.
+
+        ``step`` is the global step's value before this update's increment (TF1's schedules read the
+        ``global_step`` tensor), or the state's ``iterations`` when ``apply_gradients`` has no
+        ``global_step``. ``read_global_step(var_or_name)`` reads an integer variable of the tree being
+        updated (AdagradDA reads the global step given to its constructor with it).
+        """
         out = {}
         for key, value in self._hyper.items():
             if callable(value):
@@ -154,17 +208,34 @@ class Optimizer:
         return out
 
     # -- update rules -----------------------------------------------------------------------------
-    def _apply_dense(self, grad, var, slots, hyper, non_slots):
-        raise NotImplementedError
+    def _apply_dense(self, grad: jax.Array, var: jax.Array, slots: Slots, hyper: Hypers,
+                     non_slots: dict[str, Any]) -> tuple[jax.Array, Slots]:
+        raise NotImplementedError(f"{type(self).__name__} does not define its update rule (_apply_dense)")
 
-    def _apply_sparse(self, grad, var, slots, hyper, non_slots):
-        raise NotImplementedError
+    def _apply_sparse_rows(self, grad: jax.Array, var: jax.Array, slots: Slots, hyper: Hypers,
+                           non_slots: dict[str, Any]) -> tuple[jax.Array, Slots]:
+        return self._apply_dense(grad, var, slots, hyper, non_slots)
 
-    def _apply_sparse_duplicate_indices(self, grad, var, slots, hyper, non_slots):
+    def _apply_sparse(self, grad: IndexedSlices, var: jax.Array, slots: Slots, hyper: Hypers,
+                      non_slots: dict[str, Any]) -> tuple[jax.Array, Slots]:
+        idx = grad.indices
+
+        # The padding index dense_shape[0] reads (clip) a real row; its result is dropped on the way back.
+        def rows(x: jax.Array) -> jax.Array:
+            return jnp.take(x, idx, axis=0, mode="clip")
+
+        new_var, new_slots = self._apply_sparse_rows(
+            grad.values, rows(var), {k: rows(s) for k, s in slots.items()}, hyper, non_slots
+        )
+        return (var.at[idx].set(new_var, mode="drop"),
+                {k: slots[k].at[idx].set(new_slots[k], mode="drop") for k in slots})
+
+    def _apply_sparse_duplicate_indices(self, grad: IndexedSlices, var: jax.Array, slots: Slots,
+                                        hyper: Hypers, non_slots: dict[str, Any]) -> tuple[jax.Array, Slots]:
         """Sum repeated indices, then apply the sparse rule (TF's default)."""
         return self._apply_sparse(grad.coalesce(), var, slots, hyper, non_slots)
 
-    def _finish(self, non_slots: dict[str, Any], hyper: dict[str, jax.Array]) -> dict[str, Any]:
+    def _finish(self, non_slots: dict[str, Any], hyper: Hypers) -> dict[str, Any]:
         return non_slots
 
     # -- the TF1 API ------------------------------------------------------------------------------
@@ -223,6 +294,10 @@ class Optimizer:
             if grad is not None:
                 grad = convert_to_tensor_or_indexed_slices(grad)
                 self._check_gradient(grad, by_name[name])
+                if isinstance(grad, IndexedSlices):
+                    # Concrete indices outside [0, rows] raise TF's message; traced ones become padding,
+                    # so no update ever lands on another row (a negative index must not wrap).
+                    grad = IndexedSlices(grad.values, grad.checked_indices(), grad.dense_shape)
             checked.append((grad, name))
         if all(g is None for g, _ in checked):
             raise ValueError(f"No gradients provided for any variable: {[n for _, n in checked]}.")
@@ -243,10 +318,8 @@ class Optimizer:
                 f"Gradient for variable {var.name!r} has dtype {dtype}, but the variable has dtype {var.dtype}"
             )
 
-    def _increment_global_step(self, global_step: Any, by_name: dict[str, Variable], new_values: dict,
-                               params: Any = None) -> None:
-        if global_step is None:
-            return
+    @staticmethod
+    def _global_step_name(global_step: Any, by_name: dict[str, Variable], params: Any = None) -> str:
         by_id = names_by_id(params) if params is not None else {}
         if isinstance(global_step, Variable):
             name = by_id.get(id(global_step), global_step.name)
@@ -257,10 +330,16 @@ class Optimizer:
                 "global_step must be a Variable of the parameter tree (or its name), e.g. "
                 f"jaxgraph.create_global_step(); got {global_step!r}"
             )
-        step = by_name[name]
-        if not jnp.issubdtype(step.dtype, jnp.integer):
-            raise ValueError(f"global_step {name!r} must be an integer variable, got dtype {step.dtype}")
-        new_values[name] = step.value + jnp.ones((), step.dtype)
+        if not jnp.issubdtype(by_name[name].dtype, jnp.integer):
+            raise ValueError(f"global_step {name!r} must be an integer variable, got dtype {by_name[name].dtype}")
+        return name
+
+    def _increment_global_step(self, global_step: Any, by_name: dict[str, Variable], new_values: dict,
+                               params: Any = None) -> None:
+        if global_step is None:
+            return
+        name = self._global_step_name(global_step, by_name, params)
+        new_values[name] = by_name[name].value + jnp.ones((), by_name[name].dtype)
 
     def apply_gradients(
         self,
@@ -275,13 +354,28 @@ class Optimizer:
         ``None`` gradients are skipped. Missing slots are created (get-or-create, only for variables
         with a gradient); pass ``opt.init(params)`` to create them up front, which keeps the state's
         structure fixed across jitted steps. ``global_step`` (a Variable of ``params``, or its name)
-        is incremented by one after the updates.
+        is incremented by one after the updates, and schedules read its value from before that
+        increment (the state's ``iterations`` when there is no ``global_step``), as TF1's decay
+        functions read the ``global_step`` tensor.
+
+        An ``IndexedSlices`` gradient's indices must lie in ``[0, rows)``, or be the padding index
+        ``rows`` (dropped). Other concrete indices raise TF's ``indices[i] = v is not in [0, rows)``;
+        under ``jit`` they are dropped too (never wrapped onto another row), and
+        :func:`jaxgraph.checked` raises the message instead.
         """
         checked, by_name = self._check_grads_and_vars(grads_and_vars, params)
         if opt_state is None:
             opt_state = self.init(params, [n for g, n in checked if g is not None])
+        if global_step is None:
+            step = opt_state.iterations
+        else:
+            step = by_name[self._global_step_name(global_step, by_name, params)].value
+
+        def read_global_step(var: Variable | str) -> jax.Array:
+            return by_name[self._global_step_name(var, by_name, params)].value
+
+        hyper = self._prepare(step, read_global_step)
         slots = {s: dict(opt_state.slots.get(s, {})) for s in self._slot_names}
-        hyper = self._prepare(opt_state.iterations)
         non_slots = dict(opt_state.non_slots)
         new_values: dict[str, Any] = {}
         for grad, var_name in checked:
@@ -293,10 +387,8 @@ class Optimizer:
                 if var_name not in slots[s]:
                     slots[s][var_name] = self._slot_initial_value(s, value)
                 var_slots[s] = slots[s][var_name]
-            if isinstance(grad, IndexedSlices):
-                value, var_slots = self._apply_sparse_duplicate_indices(grad, value, var_slots, hyper, non_slots)
-            else:
-                value, var_slots = self._apply_dense(grad, value, var_slots, hyper, non_slots)
+            apply = self._apply_sparse_duplicate_indices if isinstance(grad, IndexedSlices) else self._apply_dense
+            value, var_slots = apply(grad, value, var_slots, cast_hyper(hyper, value.dtype), non_slots)
             new_values[var_name] = value
             for s, v in var_slots.items():
                 slots[s][var_name] = v
@@ -338,4 +430,4 @@ def cast_hyper(hyper: dict[str, jax.Array], dtype: Any) -> dict[str, jax.Array]:
     return {k: jnp.asarray(v, dtype) for k, v in hyper.items()}
 
 
-__all__ = ["Optimizer", "OptimizerState", "cast_hyper", "_take_rows"]
+__all__ = ["GradsAndVars", "Hyper", "Hypers", "Optimizer", "OptimizerState", "Slots", "cast_hyper"]

@@ -18,9 +18,20 @@ Sparse updates are lazy and use the kernel's ``ms * decay + grad**2 * (1 - decay
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import jax
 import jax.numpy as jnp
 
-from jaxgraph.train.optimizer import Hyper, Optimizer, _take_rows, cast_hyper
+from jaxgraph.train.optimizer import Hyper, Optimizer
+
+
+def _dense_average(avg: jax.Array, x: jax.Array, rho: jax.Array) -> jax.Array:
+    return avg + (x - avg) * (1 - rho)  # ApplyRMSProp: ms += (g^2 - ms) * (1 - rho)
+
+
+def _sparse_average(avg: jax.Array, x: jax.Array, rho: jax.Array) -> jax.Array:
+    return avg * rho + x * (1 - rho)  # SparseApplyRMSProp: same math, another rounding
 
 
 class RMSPropOptimizer(Optimizer):
@@ -38,30 +49,21 @@ class RMSPropOptimizer(Optimizer):
     def _slot_initial_value(self, slot_name, value):
         return jnp.ones_like(value) if slot_name == "rms" else jnp.zeros_like(value)
 
-    def _step(self, grad, slots, hyper, dtype, sparse):
-        h = cast_hyper(hyper, dtype)
-        lr, rho, mu, eps = h["learning_rate"], h["decay"], h["momentum"], h["epsilon"]
-        one = jnp.ones((), dtype)
-        if sparse:
-            ms = slots["rms"] * rho + grad * grad * (one - rho)
-        else:
-            ms = slots["rms"] + (grad * grad - slots["rms"]) * (one - rho)
-        new = {"rms": ms}
-        denom = ms + eps
-        if self._centered:
-            mg = slots["mg"] * rho + grad * (one - rho) if sparse else slots["mg"] + (grad - slots["mg"]) * (one - rho)
-            new["mg"] = mg
-            denom = ms - mg * mg + eps
-        new["momentum"] = slots["momentum"] * mu + grad * lr / jnp.sqrt(denom)
-        return new
-
     def _apply_dense(self, grad, var, slots, hyper, non_slots):
-        new = self._step(grad, slots, hyper, var.dtype, sparse=False)
+        return self._update(grad, var, slots, hyper, _dense_average)
+
+    def _apply_sparse_rows(self, grad, var, slots, hyper, non_slots):
+        return self._update(grad, var, slots, hyper, _sparse_average)
+
+    def _update(self, grad, var, slots, hyper, average: Callable[..., jax.Array]):
+        rho = hyper["decay"]
+        new = {"rms": average(slots["rms"], grad * grad, rho)}
+        denom = new["rms"] + hyper["epsilon"]
+        if self._centered:
+            new["mg"] = average(slots["mg"], grad, rho)
+            denom = new["rms"] - new["mg"] * new["mg"] + hyper["epsilon"]
+        new["momentum"] = slots["momentum"] * hyper["momentum"] + grad * hyper["learning_rate"] / jnp.sqrt(denom)
         return var - new["momentum"], new
 
-    def _apply_sparse(self, grad, var, slots, hyper, non_slots):
-        idx = grad.indices
-        rows = {k: _take_rows(v, idx) for k, v in slots.items()}
-        new_rows = self._step(grad.values, rows, hyper, var.dtype, sparse=True)
-        new = {k: slots[k].at[idx].set(new_rows[k], mode="drop") for k in slots}
-        return var.at[idx].add(-new_rows["momentum"], mode="drop"), new
+
+__all__ = ["RMSPropOptimizer"]

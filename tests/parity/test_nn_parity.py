@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import jaxgraph as jg
+from jaxgraph.errors import InvalidArgumentError
 from jaxgraph.nn import candidate_sampling as cs
 from jaxgraph.nn import (
     compute_accidental_hits,
@@ -34,10 +36,11 @@ def _shard(table, n, strategy):
 
 @pytest.mark.parametrize("strategy", ["mod", "div"])
 @pytest.mark.parametrize("num_shards", [1, 3, 4])
-@pytest.mark.parametrize("max_norm", [None, 1.5])
-def test_embedding_lookup(strategy, num_shards, max_norm):
+@pytest.mark.parametrize("max_norm,row_shape", [(None, (D,)), (1.5, (D,)), (1.5, (2, 3))])
+def test_embedding_lookup(strategy, num_shards, max_norm, row_shape):
+    # Rows of shape (2, 3): TF clips over every row axis (embedding_ops._clip), not the last one only.
     rng = np.random.default_rng(0)
-    table = rng.normal(size=(V, D)).astype(np.float32)
+    table = rng.normal(size=(V, *row_shape)).astype(np.float32)
     shards = _shard(table, num_shards, strategy)
     ids = np.array([[10, 0, 3], [7, 7, 1]], np.int64)
     want = tf.compat.v1.nn.embedding_lookup(
@@ -57,6 +60,20 @@ def test_embedding_lookup(strategy, num_shards, max_norm):
     )([jnp.asarray(s) for s in shards])
     for g_tf, g_jax in zip(tf_grads, jax_grads, strict=True):
         np.testing.assert_allclose(np.asarray(g_jax), g_tf, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [V, 100, -1])
+def test_out_of_range_id_message_is_tfs(bad):
+    table = np.arange(V * D, dtype=np.float32).reshape(V, D)
+    ids = np.array([0, bad, 1], np.int64)
+    with pytest.raises(tf.errors.InvalidArgumentError) as tf_error:
+        tf.compat.v1.nn.embedding_lookup(tf.constant(table), tf.constant(ids))
+    with pytest.raises(InvalidArgumentError) as ours:
+        embedding_lookup(jnp.asarray(table), ids)
+    assert str(ours.value) in tf_error.value.message  # TF adds the op name: "... [Op:GatherV2]"
+    with pytest.raises(InvalidArgumentError) as checked_error:
+        jg.checked(embedding_lookup)(jnp.asarray(table), jnp.asarray(ids))
+    assert str(checked_error.value) == str(ours.value)
 
 
 def _problem(num_true, seed=0):

@@ -13,7 +13,8 @@ The five steps of TF's script, with the same printouts:
 2. **Vocabulary.** TF's ``build_dataset``: UNK is id 0, then the most common words. Prints
    ``Most common words (+UNK)`` and ``Sample data``.
 3. **Batches.** TF's ``generate_batch`` (Python, with its global ``data_index`` and Python's ``random``,
-   seeded from ``--seed``); the demo call ``generate_batch(8, 2, 1)`` prints ``id word -> id word``
+   seeded from ``--seed``; training takes its batches from ``basic_batches.generate_batches``, the same
+   batches made with numpy); the demo call ``generate_batch(8, 2, 1)`` prints ``id word -> id word``
    lines before training and advances ``data_index`` to 4, as in TF.
 4. **Model.** ``embeddings/Variable`` ~ U(-1, 1), ``weights/Variable`` ~ truncated normal with stddev
    ``1/sqrt(embedding_size)``, ``biases/Variable`` = 0; ``loss = mean(nce_loss(...))`` with the default
@@ -377,17 +378,18 @@ def chunk_plan(num_steps: int, steps_per_call: int, eval_every: int) -> list[Chu
 
 
 def _batch_producer(plan, data, args, state, out: queue.Queue, stop: threading.Event) -> None:
-    from examples.word2vec.data import generate_batch
+    from examples.word2vec.basic_batches import generate_batches
 
     rows = max(c.length for c in plan)  # every call's arrays have the compiled program's shape
+    data_array = np.asarray(data, np.int32)
     try:
         for chunk in plan:
-            inputs = np.zeros((rows, args.batch_size), np.int32)
-            labels = np.zeros((rows, args.batch_size, 1), np.int32)
-            for i in range(chunk.length):
-                inputs[i], labels[i] = generate_batch(
-                    data, args.batch_size, args.num_skips, args.skip_window, state
-                )
+            # TF's generate_batch, chunk.length times (batch for batch the same; see basic_batches).
+            inputs, labels = generate_batches(data, chunk.length, args.batch_size, args.num_skips,
+                                              args.skip_window, state, data_array)
+            if chunk.length < rows:
+                inputs = np.concatenate([inputs, np.zeros((rows - chunk.length, *inputs.shape[1:]), np.int32)])
+                labels = np.concatenate([labels, np.zeros((rows - chunk.length, *labels.shape[1:]), np.int32)])
             while not stop.is_set():
                 try:
                     out.put((inputs, labels), timeout=0.1)

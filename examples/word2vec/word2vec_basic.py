@@ -650,9 +650,9 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
             compile_seconds = time.perf_counter() - t_compile
             print("Initialized")
             report = LossReport(args.log_every, writer)
-            t_train = time.perf_counter()
+            t_train, cpu_train = time.perf_counter(), time.process_time()
             params, opt_state = _train(train_steps, plan, batches, params, opt_state, sample_key, report, nearest)
-            train_seconds = time.perf_counter() - t_train
+            train_seconds, train_cpu_seconds = time.perf_counter() - t_train, time.process_time() - cpu_train
     final_embeddings = nearest.final_normalized()
 
     # Outputs: projector files, checkpoint, event file, t-SNE, metrics.
@@ -665,6 +665,7 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
         "average_losses": report.averages,
         "examples_per_sec": args.steps * args.batch_size / train_seconds,
         "train_seconds": train_seconds,
+        "train_cpu_seconds": train_cpu_seconds,
         "compile_seconds": compile_seconds,
         "compiled_programs": len(compiles.names),
         "compiled_program_names": compiles.names,

@@ -10,14 +10,13 @@ Why not tensorboardX's writer: it sends every event through a ``multiprocessing`
 thread that checksums it byte by byte in Python: about 0.1-0.4 ms of Python per event. A training loop
 that writes the loss of every step (as TF1's tutorials do) spent more time there than in training.
 Here :meth:`EventFileWriter.write_events` takes a whole batch (the steps of one ``lax.scan`` call),
-checksums records of equal length together with numpy, and hands the batch to the file in one write.
-Writes are synchronous, so an error (a full disk) is raised by the call that caused it.
+checksums it with the CRC-32C that reads TF checkpoints (:mod:`jaxgraph.train.tf_checkpoint.crc32c`:
+Google's C library), and hands the batch to the file in one write. Writes are synchronous, so an error
+(a full disk) is raised by the call that caused it.
 
 >>> import tempfile
 >>> with EventFileWriter(tempfile.mkdtemp()) as f:
 ...     f.write_events([b"a serialized Event", b"another"])
->>> masked_crc32c(b"123456789") == _mask(0xE3069283)  # CRC-32C's check value
-True
 """
 
 from __future__ import annotations
@@ -32,103 +31,30 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
+from jaxgraph.train.tf_checkpoint import crc32c
 
-__all__ = ["EventFileWriter", "crc32c", "masked_crc32c", "masked_crc32c_many"]
+__all__ = ["EventFileWriter"]
 
-_POLY = 0x82F63B78  # CRC-32C (Castagnoli), reflected
-
-
-def _make_table() -> list[int]:
-    table = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ _POLY if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-_TABLE = _make_table()
-_TABLE_NP = np.array(_TABLE, dtype=np.uint32)
-_MASK_DELTA = 0xA282EAD8
-# Below this many records of one length the byte loop in Python beats numpy's per-column calls.
-_VECTOR_MIN_ROWS = 8
 # The file version TensorBoard needs to order events by SessionLog (not by step).
-_FILE_VERSION_EVENT_VERSION = "brain.Event:2"
+_FILE_VERSION = "brain.Event:2"
 _counter = itertools.count()
 
 
-def crc32c(data: bytes) -> int:
-    """CRC-32C of ``data``.
-
-    >>> hex(crc32c(b"123456789"))
-    '0xe3069283'
-    """
-    crc = 0xFFFFFFFF
-    table = _TABLE
-    for b in data:
-        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def _mask(crc: int) -> int:
-    # TFRecord's mask: rotate right by 15 bits and add a constant, so that CRCs of CRCs look random.
-    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _MASK_DELTA) & 0xFFFFFFFF
-
-
-def masked_crc32c(data: bytes) -> int:
-    """TFRecord's masked CRC-32C of ``data``."""
-    return _mask(crc32c(data))
-
-
-def _crc32c_rows(rows: np.ndarray) -> np.ndarray:
-    """CRC-32C of each row of a ``[n, length]`` uint8 array: one numpy step per column."""
-    crc = np.full(rows.shape[0], 0xFFFFFFFF, np.uint32)
-    for j in range(rows.shape[1]):
-        crc = _TABLE_NP[(crc ^ rows[:, j]) & 0xFF] ^ (crc >> 8)
-    return crc ^ np.uint32(0xFFFFFFFF)
-
-
-def masked_crc32c_many(records: Sequence[bytes]) -> list[int]:
-    """:func:`masked_crc32c` of each record; records of equal length are checksummed together.
-
-    >>> masked_crc32c_many([b"ab", b"cd", b"abc"]) == [masked_crc32c(r) for r in (b"ab", b"cd", b"abc")]
-    True
-    """
-    out = [0] * len(records)
-    by_length: dict[int, list[int]] = {}
-    for i, r in enumerate(records):
-        by_length.setdefault(len(r), []).append(i)
-    for length, idx in by_length.items():
-        if len(idx) < _VECTOR_MIN_ROWS or length == 0:
-            for i in idx:
-                out[i] = masked_crc32c(records[i])
-            continue
-        rows = np.frombuffer(b"".join(records[i] for i in idx), np.uint8).reshape(len(idx), length)
-        crc = _crc32c_rows(rows).astype(np.uint64)
-        masked = ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _MASK_DELTA) & 0xFFFFFFFF
-        for i, m in zip(idx, masked.tolist(), strict=True):
-            out[i] = m
-    return out
-
-
 def _frame(records: Sequence[bytes]) -> bytes:
-    """The records in TFRecord framing, as one bytes object."""
-    data_crcs = masked_crc32c_many(records)
-    header_crcs: dict[int, bytes] = {}
+    """The records in TFRecord framing (masked CRC-32C of the length and of the data), as one bytes object."""
+    header_crcs: dict[int, bytes] = {}  # the records of one call mostly share a few lengths
     parts = []
-    for r, crc in zip(records, data_crcs, strict=True):
+    for r in records:
         header = struct.pack("<Q", len(r))
         if len(r) not in header_crcs:
-            header_crcs[len(r)] = struct.pack("<I", masked_crc32c(header))
-        parts += (header, header_crcs[len(r)], r, struct.pack("<I", crc))
+            header_crcs[len(r)] = struct.pack("<I", crc32c.mask(crc32c.value(header)))
+        parts += (header, header_crcs[len(r)], r, struct.pack("<I", crc32c.mask(crc32c.value(r))))
     return b"".join(parts)
 
 
 def _version_event(wall_time: float) -> bytes:
     """``Event(wall_time=..., file_version="brain.Event:2")``, serialized (fields 1 and 3)."""
-    version = _FILE_VERSION_EVENT_VERSION.encode()
+    version = _FILE_VERSION.encode()
     return b"\x09" + struct.pack("<d", wall_time) + b"\x1a" + bytes([len(version)]) + version
 
 

@@ -44,11 +44,9 @@ Defaults: TF's, except two that depend on the corpus (``--help`` says the same):
 
 * ``--steps``: TF's 100001 with ``--corpus`` or ``--download-text8``; **50001** on the default corpus
   (about 6 passes over its centre words), so that the README's quick start (``nox -s word2vec``)
-  finishes within about 4 minutes, t-SNE included, on a 2-core CPU even when other jobs share it. TF's
-  Python batch generator (0.5-1 ms per batch there) is the bottleneck; the compiled steps run beside it.
-  Measured for the whole default run on this 2-core machine with other jobs keeping its load average
-  at 5-8: 40001 steps 2 min 7 s; 50001 steps 1 min 44 s; 100001 steps 2 min 44 s in one run and
-  4 min 24 s in another.
+  finishes within about 4 minutes, t-SNE included, on a 2-core CPU even when other jobs share it. The
+  whole default run took 49 s on this 2-core machine with other jobs keeping its load average at 12
+  (22 s of training, 6 s of setup and compilation, 13 s of t-SNE and plot).
 
 * ``--vocabulary-size``: TF's 50000 with ``--corpus``/text8; **10000** on the default corpus, which
   has only about 38,000 distinct words, 23,000 of them seen once or twice. 10000 keeps the words that

@@ -43,7 +43,7 @@ _counter = itertools.count()
 def _frame(records: Sequence[bytes]) -> bytes:
     """The records in TFRecord framing (masked CRC-32C of the length and of the data), as one bytes object."""
     header_crcs: dict[int, bytes] = {}  # the records of one call mostly share a few lengths
-    parts = []
+    parts: list[bytes] = []
     for r in records:
         header = struct.pack("<Q", len(r))
         if len(r) not in header_crcs:

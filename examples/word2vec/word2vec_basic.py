@@ -667,6 +667,7 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
         "compile_seconds": compile_seconds,
         "compiled_programs": len(compiles.names),
         "compiled_program_names": compiles.names,
+        "xla_compile_seconds": compiles.seconds,
         "compiler_options": compiler_options,
         "device": _device_name(params["embeddings"].value),
         "vocabulary_size": dataset.vocabulary_size,
@@ -744,18 +745,21 @@ def _compile_train_program(optimizer, args, vocabulary_size: int, plan: list[Chu
 
 
 class _CompileCounter:
-    """Counts the XLA programs compiled inside the block (JAX's compile-duration event), by name."""
+    """The XLA programs compiled inside the block (JAX's compile-duration event): their names, and the seconds
+    XLA spent compiling them (in whichever thread)."""
 
     def __enter__(self) -> _CompileCounter:
         import jax
 
         self.names: list[str] = []
+        self.seconds = 0.0
         jax.monitoring.register_event_duration_secs_listener(self._listen)
         return self
 
     def _listen(self, event: str, duration: float, **kwargs: Any) -> None:
         if event == _COMPILE_EVENT:
             self.names.append(str(kwargs.get("fun_name", "?")))
+            self.seconds += duration
 
     def __exit__(self, *exc: Any) -> None:
         import jax

@@ -170,8 +170,9 @@ def run_jaxgraph(corpus_path: str, length: list[str], workdir: str, extra: list[
         "device": m["device"],
         "devices": m.get("devices", 1),
         "config": {k: m["config"][k] for k in ("batch_size", "steps_per_call", "learning_rate", "optimizer",
-                                                 "negatives", "negatives_per_centre", "loss", "window",
-                                                 "embedding_size") if k in m["config"]},
+                                                 "negatives", "negative_sharing", "shared_negatives",
+                                                 "pairs_per_group", "step_cap", "negatives_per_centre", "loss",
+                                                 "window", "embedding_size") if k in m["config"]},
         **_scores(kv.vectors, kv.key_to_index),
     }
 

@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--negative-sharing group with --optimizer sgd: shorten the SGD step of any table row whose "
                         "curvature in the step (summed over its occurrences) puts it past the edge of stability "
                         "(lr * h > 2), e.g. a word repeated many times in one step's windows; rows within it, almost "
-                        "all, keep word2vec's gradient. Costs ~40%% more time per step (measured on a loaded CPU)")
+                        "all, keep word2vec's gradient. Costs ~20%% more time per step (0.41 -> 0.48 ms, 2-core CPU)")
     g.add_argument("--negatives-per-centre", type=int, default=None,
                    help="--negative-sharing centre: negatives drawn per centre word and shared by its pairs, each "
                         "pair's --negatives terms estimated from them (default 2 * --negatives)")

@@ -221,7 +221,8 @@ def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, co
     weight = jnp.concatenate([mask.astype(v.dtype), neg_weight], axis=1)
     if step_cap is None:
         return _group_loss(v, u, weight, two_w, groups)
-    return _capped_group_loss(v, u, weight, centres, out_ids, two_w, groups, step_cap)
+    vocab_size = int(params["emb_out"].shape[0])  # the ids' range: the curvature buffer's size
+    return _capped_group_loss(v, u, weight, centres, out_ids, two_w, groups, step_cap, vocab_size)
 
 
 def _group_products(v: jax.Array, u: jax.Array, two_w: int, groups: int) -> jax.Array:
@@ -248,19 +249,19 @@ def _group_loss_and_logits(v: jax.Array, u: jax.Array, weight: jax.Array, two_w:
     return _neg_log_sigmoid_sum(logits.reshape(-1), weight.reshape(-1)), logits
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
-def _capped_group_loss(v, u, weight, centres, out_ids, two_w, groups, step_cap):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))
+def _capped_group_loss(v, u, weight, centres, out_ids, two_w, groups, step_cap, vocab_size):
     """:func:`_group_loss`, each row's gradient divided by ``max(1, step_cap * h / 2)`` (see ``step_cap`` in
     :func:`skipgram_group_negatives_loss`)."""
     return _group_loss(v, u, weight, two_w, groups)
 
 
-def _capped_group_loss_fwd(v, u, weight, centres, out_ids, two_w, groups, step_cap):
+def _capped_group_loss_fwd(v, u, weight, centres, out_ids, two_w, groups, step_cap, vocab_size):
     loss, vjp, z = jax.vjp(lambda a, b: _group_loss_and_logits(a, b, weight, two_w, groups), v, u, has_aux=True)
     return loss, (vjp, v, u, weight, centres, out_ids, z)
 
 
-def _capped_group_loss_bwd(two_w, groups, step_cap, res, g):
+def _capped_group_loss_bwd(two_w, groups, step_cap, vocab_size, res, g):
     vjp, v, u, weight, centres, out_ids, z = res
     gv, gu = vjp(g)
     # A term w * softplus(-z) has second derivative w s(z) s(-z) in z, so a row's curvature is the sum, over
@@ -282,25 +283,22 @@ def _capped_group_loss_bwd(two_w, groups, step_cap, res, g):
     h_out = jnp.concatenate([h_band, jnp.einsum("gcs,gc->gs", a_neg, v2g).reshape(-1)])
     # A row's occurrences in this step (a word in several windows, or drawn twice) share one scatter-add:
     # their curvatures add up.
-    h_in = _sum_by_id(centres, h_in)
-    h_out = _sum_by_id(out_ids, h_out)
+    h_in = _sum_by_id(centres, h_in, vocab_size)
+    h_out = _sum_by_id(out_ids, h_out, vocab_size)
     gv = gv / jnp.maximum(1.0, 0.5 * step_cap * g * h_in)[:, None]
     gu = gu / jnp.maximum(1.0, 0.5 * step_cap * g * h_out)[:, None]
     return gv, gu, None, None, None
 
 
-def _sum_by_id(ids: jax.Array, x: jax.Array) -> jax.Array:
-    """For each entry, the sum of ``x`` over the entries with the same id (a sort, not an id-sized buffer).
+def _sum_by_id(ids: jax.Array, x: jax.Array, vocab_size: int) -> jax.Array:
+    """For each entry, the sum of ``x`` over the entries with the same id (ids in ``[0, vocab_size)``), through a
+    vocabulary-sized buffer: one scatter-add and one gather. (A sort of the ids instead, no id-sized buffer, made
+    ``--step-cap`` cost +48% time per step instead of +19%: ``benchmarks/notes/issue14-research.md``, round 7.)
 
-    >>> _sum_by_id(jnp.array([7, 3, 7, 7]), jnp.array([1.0, 2.0, 3.0, 4.0])).tolist()
+    >>> _sum_by_id(jnp.array([7, 3, 7, 7]), jnp.array([1.0, 2.0, 3.0, 4.0]), 8).tolist()
     [8.0, 2.0, 8.0, 8.0]
     """
-    order = jnp.argsort(ids)
-    sorted_ids = ids[order]
-    segment = jnp.cumsum(jnp.concatenate([jnp.zeros((1,), jnp.int32),
-                                          (sorted_ids[1:] != sorted_ids[:-1]).astype(jnp.int32)]))
-    sums = jax.ops.segment_sum(x[order], segment, num_segments=ids.shape[0])
-    return jnp.zeros_like(x).at[order].set(sums[segment])
+    return jax.ops.segment_sum(x, ids, num_segments=vocab_size)[ids]
 
 
 _capped_group_loss.defvjp(_capped_group_loss_fwd, _capped_group_loss_bwd)

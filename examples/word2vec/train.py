@@ -12,7 +12,7 @@ This file only wires the run together (:func:`run`, top to bottom); each job has
 ``flags.py``       the command line, checked, with its dependent defaults
 ``data.py``        reading the corpus, the vocabulary (``--min-count``; out-of-vocabulary tokens dropped)
 ``batches.py``     skip-gram windows built on the device (subsampling, dynamic window)
-``sampling.py``    the negatives (unigram^0.75 alias table per centre; TF's shared set for nce)
+``sampling.py``    the negatives (unigram^0.75 alias table per group or centre; TF's shared set for nce)
 ``hashing.py``     the counter-based randomness behind both (why resume is exact)
 ``model.py``       the parameters and the losses (``--loss neg`` with its custom VJP, ``--loss nce``)
 ``optimizer.py``   the optimizers and the one learning-rate schedule
@@ -61,7 +61,7 @@ from examples.word2vec.loop import Progress, RunStats, TrainingLoop, stop_reques
 from examples.word2vec.model import init_params, skipgram_negative_sampling_loss  # noqa: E402
 from examples.word2vec.optimizer import linear_decay, make_optimizer  # noqa: E402
 from examples.word2vec.plan import RunPlan  # noqa: E402
-from examples.word2vec.step import make_multi_step  # noqa: E402
+from examples.word2vec.step import centres_per_group, make_multi_step  # noqa: E402
 from jaxgraph.train import CheckpointError  # noqa: E402
 
 # The names users and tests import from here; each lives in the module of its job.
@@ -198,8 +198,9 @@ def _plan(args: argparse.Namespace, corpus: Corpus, runtime: distributed.Runtime
           log: Callable[[str], None]) -> tuple[BatchMaker, RunPlan]:
     """The batches' shape and the run's length, said in one line."""
     keep_mean = float(np.mean(corpus.keep_prob[corpus.ids]))
+    # Each device's rows hold whole negatives groups: rows are padded (masked) to a multiple of devices x group.
     batches = BatchMaker(len(corpus.ids), args.window, args.batch_size, keep_mean, args.seed,
-                         row_multiple=len(runtime.devices))
+                         row_multiple=len(runtime.devices) * centres_per_group(args))
     plan = RunPlan.from_flags(epochs=args.epochs, steps=args.steps, steps_per_call=args.steps_per_call,
                               kept_tokens_per_epoch=keep_mean * len(corpus.ids), centres_per_step=batches.centres)
     log(f"{corpus.raw_tokens:,} tokens, vocabulary {len(corpus.vocab):,} (min-count {args.min_count}), "

@@ -15,7 +15,7 @@ This file only wires the run together (:func:`run`, top to bottom); each job has
 ``corpus_ids.py``  the corpus as ids in one pass, in memory or in an id file (``--max-corpus-memory``)
 ``feed.py``        the corpus on the device: whole, or streamed chunk by chunk
 ``batches.py``     skip-gram windows built on the device (subsampling, dynamic window)
-``sampling.py``    the negatives (unigram^0.75 alias table per centre; TF's shared set for nce)
+``sampling.py``    the negatives (unigram^0.75 alias table per group or centre; TF's shared set for nce)
 ``hashing.py``     the counter-based randomness behind both (why resume is exact)
 ``model.py``       the parameters and the losses (``--loss neg`` with its custom VJP, ``--loss nce``)
 ``optimizer.py``   the optimizers and the one learning-rate schedule
@@ -66,7 +66,7 @@ from examples.word2vec.loop import Progress, RunStats, TrainingLoop, stop_reques
 from examples.word2vec.model import init_params, skipgram_negative_sampling_loss  # noqa: E402
 from examples.word2vec.optimizer import linear_decay, make_optimizer  # noqa: E402
 from examples.word2vec.plan import RunPlan  # noqa: E402
-from examples.word2vec.step import make_multi_step  # noqa: E402
+from examples.word2vec.step import centres_per_group, make_multi_step  # noqa: E402
 from jaxgraph.train import CheckpointError  # noqa: E402
 
 # The names users and tests import from here; each lives in the module of its job.
@@ -230,8 +230,9 @@ def _plan(args: argparse.Namespace, corpus: Corpus, runtime: distributed.Runtime
     """The batches' shape, the run's length and the corpus's chunk size (None: on the device whole), said in one
     line."""
     keep_mean = w2v_data.expected_keep_fraction(corpus.counts, corpus.keep_prob)
+    # Each device's rows hold whole negatives groups: rows are padded (masked) to a multiple of devices x group.
     batches = BatchMaker(len(corpus.ids), args.window, args.batch_size, keep_mean, args.seed,
-                         row_multiple=len(runtime.devices))
+                         row_multiple=len(runtime.devices) * centres_per_group(args))
     plan = RunPlan.from_flags(epochs=args.epochs, steps=args.steps, steps_per_call=args.steps_per_call,
                               kept_tokens_per_epoch=keep_mean * len(corpus.ids), centres_per_step=batches.centres)
     chunk_tokens = None

@@ -64,9 +64,10 @@ def test_files_are_the_python_formatters_bytes(tmp_path, monkeypatch):
 
 
 def test_gensim_reads_the_values_written():
-    import gensim.models as gensim_models  # the examples extra, installed by every test session
     import os
     import tempfile
+
+    import gensim.models as gensim_models  # the examples extra, installed by every test session
 
     vec = np.random.default_rng(2).normal(0, 0.3, (20, 5)).astype(np.float32)
     words = [f"w{i}" for i in range(20)]

@@ -11,14 +11,29 @@
   spans all ``P x N`` of them, in process order, with the result of one process of ``P x N`` devices. Before
   training the processes check that they agree on the corpus, flags, devices and start step
   (:func:`processes_agree`). Process 0 (the chief) alone prints and writes outputs; every process runs the same
-  steps, and after each call they all decide together whether to stop (:func:`stop_everywhere`). A process that
-  dies makes the others fail too, but only once JAX's distributed runtime notices (seconds to minutes).
+  steps, and after each call they all decide together whether to stop (:func:`stop_everywhere`).
+
+Faults between processes, each one line on stderr:
+
+* **A process that never comes.** Every process prints ``waiting for ...`` (stderr) when the others have not joined
+  within a few seconds, and gives up after ``--initialization-timeout`` seconds with an error naming the
+  processes it waited for (exit status 2).
+* **A process that dies** (killed, out of memory, its host gone). The others find out at their next collective,
+  within the call: :class:`PeerLost` names the process (JAX's coordination service says which are alive), the
+  chief saves a checkpoint of the last completed call (with several processes the state is not donated, so it is
+  still readable: one copy of the tables per call), every survivor prints one ``error:`` line, and they leave at
+  once (:func:`leave`: exit status 2 without JAX's shutdown barrier, which would wait for the dead process).
+  When process 0 itself dies, JAX's runtime ends the others at once (it hosts the coordination service; jax 0.10
+  gives Python no way to intercept that): resume from the chief's last periodic checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +46,11 @@ from examples.word2vec.cli import UsageError, first_line
 from jaxgraph.device import parse_device_spec
 from jaxgraph.sharding import make_mesh, put, shard_opt_state, shard_params
 
-__all__ = ["Runtime", "host_values", "processes_agree", "select_runtime", "start_processes", "stop_everywhere"]
+__all__ = ["PeerLost", "Runtime", "host_values", "leave", "lost_peer", "processes_agree", "select_runtime",
+           "start_processes", "stop_everywhere"]
+
+#: Seconds before the "waiting for ..." line, while the processes join.
+WAIT_NOTICE_S = 3.0
 
 _STARTED_TOO_LATE = ("the multi-process flags need jax.distributed to start before JAX's backends, which already "
                      "started in this process: run the trainer as its own process (python -m examples.word2vec.train "
@@ -39,8 +58,9 @@ _STARTED_TOO_LATE = ("the multi-process flags need jax.distributed to start befo
 
 
 def start_processes(coordinator_address: str | None, num_processes: int | None, process_id: int | None,
-                    auto: bool = False) -> None:
-    """Join the other processes (``jax.distributed.initialize``) when a coordinator is given or ``auto``.
+                    auto: bool = False, initialization_timeout: int = 300) -> None:
+    """Join the other processes (``jax.distributed.initialize``) when a coordinator is given or ``auto``, waiting
+    at most ``initialization_timeout`` seconds for all of them (said on stderr after a few seconds).
 
     Must come before JAX's backends start (``python -m examples.word2vec.train`` starts none before it).
     """
@@ -51,18 +71,44 @@ def start_processes(coordinator_address: str | None, num_processes: int | None, 
             return
         raise UsageError(f"jax.distributed is already initialized as process {jax.process_index()} of "
                          f"{jax.process_count()}, not as --process-id {process_id} of {num_processes}")
+    awaited = _awaited(num_processes, process_id) if not auto else "the other processes"
+    joined = threading.Event()
+    notice = threading.Timer(WAIT_NOTICE_S, lambda: joined.is_set() or print(
+        f"waiting for {awaited} to join at {coordinator_address or 'the detected coordinator'} (up to "
+        f"--initialization-timeout {initialization_timeout} s)", file=sys.stderr, flush=True))
+    notice.daemon = True
+    notice.start()
     try:
         if auto:
-            jax.distributed.initialize()
+            jax.distributed.initialize(initialization_timeout=initialization_timeout)
         else:
             jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                                       process_id=process_id)
+                                       process_id=process_id, initialization_timeout=initialization_timeout)
     except (RuntimeError, ValueError) as e:
         if "before any JAX" in str(e):  # JAX's refusal once its backends have started
             raise UsageError(_STARTED_TOO_LATE) from None
+        if "DEADLINE_EXCEEDED" in str(e):
+            raise UsageError(f"{awaited} did not join at {coordinator_address} within --initialization-timeout "
+                             f"{initialization_timeout} s ({first_line(e)}); start every process with the same "
+                             "--coordinator-address and --num-processes") from None
         raise UsageError(f"jax.distributed.initialize failed: {first_line(e)}") from None
+    finally:
+        joined.set()
+        notice.cancel()
     # Read when the CPU backend starts, which comes later; harmless on GPU/TPU.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+
+
+def _awaited(num_processes: int | None, process_id: int | None) -> str:
+    """Whom process ``process_id`` waits for: ``"process 1"``, ``"processes 1, 2 and 3"``.
+
+    >>> _awaited(2, 0), _awaited(4, 2)
+    ('process 1', 'processes 0, 1 and 3')
+    """
+    others = [str(i) for i in range(num_processes or 0) if i != process_id]
+    if len(others) == 1:
+        return f"process {others[0]}"
+    return f"processes {', '.join(others[:-1])} and {others[-1]}" if others else "the other processes"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +130,8 @@ class Runtime:
         return jax.process_count()
 
     def describe(self) -> str:
-        where = str(self.device) if len(self.devices) == 1 else f"{len(self.devices)} devices: {self.devices}"
+        where = str(self.device) if len(self.devices) == 1 else (
+            f"{len(self.devices)} devices: {', '.join(map(str, self.devices))}")
         return where + (f" ({self.processes} processes)" if self.processes > 1 else "")
 
     def place(self, tree: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
@@ -184,10 +231,61 @@ def processes_agree(fields: dict[str, Sequence[int] | int]) -> None:
                          "with the same flags and files (--resume: the same checkpoint on a shared filesystem)")
 
 
-def stop_everywhere(requested: bool) -> bool:
-    """Whether any process asked to stop (Ctrl-C): every process makes the same decision after each call."""
+def stop_everywhere(signum: int, failed: bool) -> tuple[int, bool]:
+    """Whether any process asked to stop (its stop signal, 0: none) or could not write a checkpoint: every process
+    makes the same decision after each call."""
     if jax.process_count() == 1:
-        return requested
+        return signum, failed
     from jax.experimental import multihost_utils
 
-    return bool(np.asarray(multihost_utils.process_allgather(np.array([requested], np.int32))).any())
+    votes = np.asarray(multihost_utils.process_allgather(np.array([signum, int(failed)], np.int32)))
+    votes = votes.reshape(jax.process_count(), 2)
+    asked = [int(s) for s in votes[:, 0] if s]
+    return (asked[0] if asked else 0), bool(votes[:, 1].any())
+
+
+class PeerLost(Exception):
+    """Another process is gone: its collectives fail. Carries the state of the last completed call (``params``,
+    ``opt_state`` at global step ``step``), which the chief saves."""
+
+    def __init__(self, message: str, params: Any, opt_state: Any, step: int) -> None:
+        super().__init__(message)
+        self.params, self.opt_state, self.step = params, opt_state, step
+
+
+_left = threading.Event()  # set once a peer is lost: the process must not wait for it when it exits
+
+
+def lost_peer(error: BaseException) -> str:
+    """What a failed collective means, in one line naming the processes that are gone (asked of JAX's
+    coordination service, which knows at once; in a run of two, the other one), and the error's first line."""
+    _left.set()
+    me, n = jax.process_index(), jax.process_count()
+    gone = _dead_processes(n)
+    if gone is None:
+        gone = [i for i in range(n) if i != me] if n == 2 else []
+    who = (f"process {gone[0]}" if len(gone) == 1 else f"processes {', '.join(map(str, gone))}" if gone
+           else "another process")
+    return f"{who} of {n} stopped responding ({first_line(error)})"
+
+
+def _dead_processes(n: int) -> list[int] | None:
+    """The processes JAX's coordination service no longer sees, or None when it cannot tell (its client is JAX's
+    internal object: guarded, so that another JAX version only loses the names)."""
+    try:
+        from jax._src import distributed as jax_distributed
+
+        alive = jax_distributed.global_state.client.get_live_nodes(list(range(n)))
+        return [i for i in range(n) if i not in alive]
+    except Exception:
+        return None
+
+
+def leave(status: int) -> None:
+    """End the program with ``status``. After a lost peer, at once (``os._exit`` once the output is flushed): a
+    normal exit would run JAX's shutdown, which waits at a barrier for every process, the dead one included."""
+    if _left.is_set():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

@@ -17,9 +17,9 @@ Faults between processes, each one line on stderr:
 
 * **A process that never comes.** Every process prints ``waiting for ...`` (stderr) when the others have not joined
   within a few seconds, and gives up after ``--initialization-timeout`` seconds with an error naming the
-  processes it waited for (exit status 2).
+  processes it waited for (exit status 2; JAX's own deadline, a minute later, would abort with a stack trace).
 * **A process that dies** (killed, out of memory, its host gone). The others find out at their next collective,
-  within the call: :class:`PeerLost` names the process (JAX's coordination service says which are alive), the
+  within the call: :class:`PeerLost` names the process (in a run of two; with more, "one of the others"), the
   chief saves a checkpoint of the last completed call (with several processes the state is not donated, so it is
   still readable: one copy of the tables per call), every survivor prints one ``error:`` line, and they leave at
   once (:func:`leave`: exit status 2 without JAX's shutdown barrier, which would wait for the dead process).
@@ -72,29 +72,45 @@ def start_processes(coordinator_address: str | None, num_processes: int | None, 
         raise UsageError(f"jax.distributed is already initialized as process {jax.process_index()} of "
                          f"{jax.process_count()}, not as --process-id {process_id} of {num_processes}")
     awaited = _awaited(num_processes, process_id) if not auto else "the other processes"
+    where = coordinator_address or "the detected coordinator"
+    gave_up = (f"{awaited} did not join at {where} within --initialization-timeout {initialization_timeout} s: start "
+               "every process with the same --coordinator-address and --num-processes, each with its own "
+               "--process-id")
     joined = threading.Event()
-    notice = threading.Timer(WAIT_NOTICE_S, lambda: joined.is_set() or print(
-        f"waiting for {awaited} to join at {coordinator_address or 'the detected coordinator'} (up to "
-        f"--initialization-timeout {initialization_timeout} s)", file=sys.stderr, flush=True))
-    notice.daemon = True
-    notice.start()
+
+    def notice() -> None:
+        if not joined.is_set():
+            print(f"waiting for {awaited} to join at {where} (up to --initialization-timeout {initialization_timeout} "
+                  "s)", file=sys.stderr, flush=True)
+
+    def give_up() -> None:
+        # JAX's own deadline ends the process from C++ (an abort and its stack trace): ours comes first.
+        if not joined.is_set():
+            print(f"error: {gave_up}", file=sys.stderr, flush=True)
+            os._exit(2)
+
+    timers = [threading.Timer(min(WAIT_NOTICE_S, initialization_timeout / 2), notice),
+              threading.Timer(initialization_timeout, give_up)]
+    for timer in timers:
+        timer.daemon = True
+        timer.start()
+    jax_timeout = initialization_timeout + 60
     try:
         if auto:
-            jax.distributed.initialize(initialization_timeout=initialization_timeout)
+            jax.distributed.initialize(initialization_timeout=jax_timeout)
         else:
             jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                                       process_id=process_id, initialization_timeout=initialization_timeout)
+                                       process_id=process_id, initialization_timeout=jax_timeout)
     except (RuntimeError, ValueError) as e:
         if "before any JAX" in str(e):  # JAX's refusal once its backends have started
             raise UsageError(_STARTED_TOO_LATE) from None
         if "DEADLINE_EXCEEDED" in str(e):
-            raise UsageError(f"{awaited} did not join at {coordinator_address} within --initialization-timeout "
-                             f"{initialization_timeout} s ({first_line(e)}); start every process with the same "
-                             "--coordinator-address and --num-processes") from None
+            raise UsageError(gave_up) from None
         raise UsageError(f"jax.distributed.initialize failed: {first_line(e)}") from None
     finally:
         joined.set()
-        notice.cancel()
+        for timer in timers:
+            timer.cancel()
     # Read when the CPU backend starts, which comes later; harmless on GPU/TPU.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
@@ -251,34 +267,19 @@ class PeerLost(Exception):
     def __init__(self, message: str, params: Any, opt_state: Any, step: int) -> None:
         super().__init__(message)
         self.params, self.opt_state, self.step = params, opt_state, step
+        _left.set()
 
 
 _left = threading.Event()  # set once a peer is lost: the process must not wait for it when it exits
 
 
 def lost_peer(error: BaseException) -> str:
-    """What a failed collective means, in one line naming the processes that are gone (asked of JAX's
-    coordination service, which knows at once; in a run of two, the other one), and the error's first line."""
-    _left.set()
+    """What a failed collective means, in one line naming the process that is gone (in a run of two processes, the
+    other one; with more, the collective cannot tell which: JAX's coordination service only learns it after its
+    heartbeat timeout, 100 s) and the error's first line."""
     me, n = jax.process_index(), jax.process_count()
-    gone = _dead_processes(n)
-    if gone is None:
-        gone = [i for i in range(n) if i != me] if n == 2 else []
-    who = (f"process {gone[0]}" if len(gone) == 1 else f"processes {', '.join(map(str, gone))}" if gone
-           else "another process")
-    return f"{who} of {n} stopped responding ({first_line(error)})"
-
-
-def _dead_processes(n: int) -> list[int] | None:
-    """The processes JAX's coordination service no longer sees, or None when it cannot tell (its client is JAX's
-    internal object: guarded, so that another JAX version only loses the names)."""
-    try:
-        from jax._src import distributed as jax_distributed
-
-        alive = jax_distributed.global_state.client.get_live_nodes(list(range(n)))
-        return [i for i in range(n) if i not in alive]
-    except Exception:
-        return None
+    who = f"process {1 - me}" if n == 2 else f"one of the other {n - 1} processes"
+    return f"{who} stopped responding ({first_line(error)})"
 
 
 def leave(status: int) -> None:

@@ -1,6 +1,7 @@
 """Corpora and vocabularies for both word2vec programs, and the tutorial's batch generator.
 
-* :func:`read_words` reads text8 (or any UTF-8 text, plain or ``.gz`` / ``.bz2`` / ``.zip``) into tokens;
+* :func:`read_words` reads text8 (or any UTF-8 text, plain or ``.gz`` / ``.bz2`` / ``.zip``, every member of a
+  zip archive in order) into tokens;
   :func:`load_corpus` is what both programs' ``--corpus`` / ``--download-text8`` / default corpus flags read.
 * :func:`build_dataset` is TF's tutorial vocabulary (``word2vec_basic.py``): UNK is id 0, then
   ``Counter.most_common``; :func:`generate_batch` is the tutorial's batch generator, with its ``data_index``
@@ -121,15 +122,25 @@ def _read_bytes(path: str) -> bytes:
 
 
 def _read_zip(path: str) -> bytes:
-    # TF's read_data reads namelist()[0]; directory entries are skipped so a zipped folder works too.
+    # Every member, in the archive's order, one line break between them (TF's read_data read only namelist()[0],
+    # which silently dropped the rest of a multi-member archive); directory entries are skipped.
     try:
         with zipfile.ZipFile(path) as zf:
             members = [m for m in zf.infolist() if not m.is_dir()]
             if not members:
                 raise CorpusError(f"corpus file {path} is a zip archive with no members")
-            return zf.read(members[0])
+            return b"\n".join(zf.read(m) for m in members)
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as e:
         raise CorpusError(f"corpus file {path} is not a valid zip file: {e}") from None
+
+
+def _zip_members(path: str) -> int:
+    """How many files a zip corpus holds (0: not a zip archive)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return sum(1 for m in zf.infolist() if not m.is_dir())
+    except (zipfile.BadZipFile, OSError):
+        return 0
 
 
 def _decode(raw: bytes, path: str) -> str:
@@ -145,8 +156,8 @@ def _decode(raw: bytes, path: str) -> str:
 def read_words(path: str | os.PathLike[str]) -> list[str]:
     """Read a corpus into a list of tokens (see the module docstring for the tokenisation).
 
-    Plain files, ``.gz``, ``.bz2`` and ``.zip`` (first member, as TF's ``read_data``) are accepted;
-    the compression is recognised from the file's magic bytes.
+    Plain files, ``.gz``, ``.bz2`` and ``.zip`` (every member, in order; TF's ``read_data`` read only the
+    first) are accepted; the compression is recognised from the file's magic bytes.
 
     >>> words = read_words("text8.zip")          # doctest: +SKIP
     >>> len(words), words[:3]                      # doctest: +SKIP
@@ -311,7 +322,9 @@ def load_corpus(
     """
     if corpus:
         words = read_words(corpus)
-        return words, f"{os.path.abspath(corpus)} ({len(words):,} words)"
+        members = _zip_members(corpus)
+        every = f"{members} files of the zip archive, in order, " if members > 1 else ""
+        return words, f"{os.path.abspath(corpus)} ({every}{len(words):,} words)"
     if download_text8:
         path = download_text8(data_dir)
         words = read_words(path)

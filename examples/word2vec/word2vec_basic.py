@@ -54,8 +54,12 @@ names ``vectors.tsv``, since TensorBoard cannot read jaxgraph's ``.npz`` checkpo
 list drops the query word itself rather than assuming it ranks first; ``--num-sampled`` must be
 smaller than the vocabulary (a unique sampler cannot draw more distinct classes than exist).
 
-Bad input (a missing, empty or binary corpus, a failed download, impossible flag combinations, an
-unwritable output directory) prints one ``error: ...`` line to stderr and exits with status 2.
+Bad input and faults (a missing, empty or binary corpus, a failed download, impossible flag combinations,
+an output directory that cannot be written, checked before the corpus is read, a full disk, running out of
+memory, a diverged loss) print one ``error: ...`` line to stderr and exit with status 2; a diverged run writes
+no outputs (nothing with NaN in it). Ctrl-C or SIGTERM stops training after the current compiled call, writes
+the checkpoint ``model.ckpt.npz`` and the projector files of the step reached, and exits with status 130 or 143
+(no t-SNE, no ``metrics.json``); a second one stops at once.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ import inspect
 import math
 import os
 import queue
+import signal
 import sys
 import tempfile
 import threading
@@ -75,7 +80,17 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from examples.word2vec import export
-from examples.word2vec.cli import ArgumentParser, UsageError, exit_status, report_warnings
+from examples.word2vec.cli import (
+    ArgumentParser,
+    UsageError,
+    exit_status,
+    interrupt_status,
+    prepare_output_dir,
+    raise_on_signals,
+    report_warnings,
+    signal_name,
+    stop_requests,
+)
 
 __all__ = [
     "DEFAULT_CORPUS_STEPS", "DEFAULT_CORPUS_VOCABULARY_SIZE", "TF_NUM_STEPS", "TF_VOCABULARY_SIZE", "BatchPrefetcher",
@@ -88,6 +103,7 @@ TF_VOCABULARY_SIZE = 50000
 DEFAULT_CORPUS_STEPS = 50001
 DEFAULT_CORPUS_VOCABULARY_SIZE = 10000
 TSNE_MISSING = "Please install sklearn, matplotlib, and scipy to show embeddings."
+MEMORY_HINT = "lower --batch-size, --embedding-size or --vocabulary-size"
 EMBEDDINGS_TENSOR_NAME = "embeddings/Variable"
 
 
@@ -156,8 +172,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in ("valid_size", "valid_window", "plot_only"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
-    if not args.learning_rate > 0 or not math.isfinite(args.learning_rate):
-        raise UsageError(f"--learning-rate must be a positive number, got {args.learning_rate}")
+    if not math.isfinite(args.learning_rate):
+        raise UsageError(f"--learning-rate must be a finite number, got {args.learning_rate}")
+    if not args.learning_rate > 0:
+        raise UsageError(f"--learning-rate must be positive, got {args.learning_rate}")
     if args.num_skips > 2 * args.skip_window:
         raise UsageError(f"--num-skips ({args.num_skips}) must not exceed 2 * --skip-window "
                          f"({2 * args.skip_window}): each centre word has only that many context words")
@@ -171,20 +189,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.vocabulary_size is None:
         args.vocabulary_size = DEFAULT_CORPUS_VOCABULARY_SIZE if default_corpus else TF_VOCABULARY_SIZE
     return args
-
-
-def prepare_output_dir(path: str) -> str:
-    """Create ``path`` and check that files can be written there; raise ``OSError`` with a clear message."""
-    path = os.path.abspath(path)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise OSError(f"output directory {path} exists and is not a directory")
-    try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        raise OSError(f"output directory {path} is not writable: {e.strerror or e}") from None
-    return path
 
 
 # --------------------------------------------------------------------------------------------------
@@ -415,8 +419,9 @@ def tsne_plot(final_embeddings: np.ndarray, reverse_dictionary, args, filename: 
 
 
 def _device_name(array) -> str:
+    """``cpu:0``, or with the hardware's name where it says more: ``cuda:0 (NVIDIA H200)``."""
     d = next(iter(array.devices()))
-    return f"{d.platform}:{d.device_kind} ({d})"
+    return str(d) if d.device_kind.lower() in (d.platform, "cpu") else f"{d} ({d.device_kind})"
 
 
 def _device_scope(spec: str | None):
@@ -491,7 +496,8 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
     opt_state = optimizer.init(params)
     train_steps = make_train_fn(optimizer, args.num_sampled, dataset.vocabulary_size)
 
-    with _summary_writer(output_dir) as writer:  # TensorBoard: the loss of every step; closed however it ends
+    # TensorBoard: the loss of every step; closed however it ends. A stop signal ends training after a call.
+    with _summary_writer(output_dir) as writer, stop_requests() as stop:
         # Step 5: training. The batches for the whole run start coming while the steps compile.
         plan = chunk_plan(args.steps, args.steps_per_call, args.eval_every)
         batches = BatchPrefetcher(plan, data_list, args, state)
@@ -503,9 +509,11 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
         report = LossReport(args.log_every, writer)
         nearest = NearestWords(args, dataset)
         t_train = time.perf_counter()
-        params, opt_state = _train(compiled, plan, batches, params, opt_state, sample_key, report, nearest)
+        params, opt_state = _train(compiled, plan, batches, params, opt_state, sample_key, report, nearest, stop)
         train_seconds = time.perf_counter() - t_train
-    final_embeddings = nearest.normalized(params)
+    final_embeddings = _finite(nearest.normalized(params))
+    if stop.requested:
+        return _interrupted(output_dir, final_embeddings, dataset, params, opt_state, stop.signum)
 
     # Outputs: projector files, checkpoint, event file, t-SNE, metrics.
     checkpoint = _save(output_dir, final_embeddings, dataset, params, opt_state)
@@ -579,6 +587,7 @@ class LossReport:
         host_losses = np.asarray(losses, dtype=np.float64)
         if self.writer is not None:
             self.writer.add_summary(summaries, global_step=chunk.start)
+        _check_finite(chunk.start, host_losses)
         self.losses.append(host_losses)
         for i, loss_val in enumerate(host_losses.tolist()):
             step = chunk.start + i
@@ -622,9 +631,11 @@ class NearestWords:
         sys.stdout.flush()
 
 
-def _train(compiled, plan, batches, params, opt_state, sample_key, report: LossReport, nearest: NearestWords):
+def _train(compiled, plan, batches, params, opt_state, sample_key, report: LossReport, nearest: NearestWords,
+           stop=None):
     """Run the plan's calls; the host reads a call's losses while the next one computes, and prints nearest
-    words after each evaluation call."""
+    words after each evaluation call. ``stop`` (a :class:`~examples.word2vec.cli.StopRequest`) ends the run after
+    the call in which it was requested."""
     import jax
 
     pending = None  # (chunk, losses, summaries) of the call in flight
@@ -639,9 +650,39 @@ def _train(compiled, plan, batches, params, opt_state, sample_key, report: LossR
             report.add(*pending)
             pending = None
             nearest.print(params)
+        if stop is not None and stop.requested:
+            batches.close()
+            break
     if pending is not None:
         report.add(*pending)
     return jax.block_until_ready((params, opt_state))
+
+
+def _check_finite(start: int, losses: np.ndarray) -> None:
+    """Divergence, as the fast trainer detects it: a call's losses (its first step ``start``) must be finite."""
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        raise UsageError(f"the loss diverged (non-finite) at step {start + int(bad[0])}; lower --learning-rate "
+                         "(no outputs written)")
+
+
+def _finite(embeddings: np.ndarray) -> np.ndarray:
+    """The normalised embeddings, refused (one error line, no output written) if any value is not finite."""
+    rows = np.flatnonzero(~np.isfinite(embeddings).all(axis=1))
+    if rows.size:
+        raise UsageError(f"{rows.size} rows of the trained embeddings are not finite (row {int(rows[0])} first); "
+                         "lower --learning-rate (no outputs written)")
+    return embeddings
+
+
+def _interrupted(output_dir: str, final_embeddings: np.ndarray, dataset, params, opt_state,
+                 signum: int) -> dict[str, Any]:
+    """After a stop signal: the checkpoint and projector files of the step reached, said in one line."""
+    checkpoint = _save(output_dir, final_embeddings, dataset, params, opt_state)
+    step = int(np.asarray(params["global_step"].value))
+    print(f"interrupted by {signal_name(signum)} at step {step}: checkpoint {checkpoint}.npz and the projector "
+          f"files written to {output_dir} (no t-SNE, no metrics.json)", file=sys.stderr)
+    return {"interrupted_by": signum, "steps": step, "checkpoint": checkpoint}
 
 
 def _save(output_dir: str, final_embeddings: np.ndarray, dataset, params, opt_state) -> str:
@@ -656,14 +697,21 @@ def _save(output_dir: str, final_embeddings: np.ndarray, dataset, params, opt_st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the tutorial; returns the exit status (0, or 2 after one ``error: ...`` line for bad input)."""
+    """Run the tutorial; returns the exit status: 0, 2 after one ``error: ...`` line (bad input or a fault), 130
+    after Ctrl-C, 143 after SIGTERM."""
     from examples.word2vec.data import CorpusError
 
     def body() -> int:
-        run(parse_args(argv))
-        return 0
+        metrics = run(parse_args(argv))
+        return interrupt_status(metrics["interrupted_by"]) if "interrupted_by" in metrics else 0
 
-    return exit_status(body, (CorpusError, OSError))
+    with raise_on_signals(), report_warnings():
+        try:
+            return exit_status(body, (CorpusError,), memory_hint=MEMORY_HINT)
+        except KeyboardInterrupt as e:  # outside training (reading, compiling, t-SNE), or a second stop signal
+            print(f"interrupted by {signal_name(getattr(e, 'signum', signal.SIGINT))}: stopped without writing "
+                  "outputs", file=sys.stderr)
+            return interrupt_status(e)
 
 
 if __name__ == "__main__":

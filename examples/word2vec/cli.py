@@ -127,7 +127,7 @@ def exit_status(run: Callable[[], int], errors: tuple[type[BaseException], ...] 
     except Exception as e:
         if not out_of_memory(e):
             raise
-        print(f"error: out of memory: {first_line(e) if str(e) else 'MemoryError'}"
+        print(f"error: out of memory: {first_line(e).rstrip('.') if str(e) else 'MemoryError'}"
               f"{'; ' + memory_hint if memory_hint else ''}", file=sys.stderr)
         return 2
 

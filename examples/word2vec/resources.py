@@ -32,7 +32,11 @@ __all__ = ["Needs", "available_memory", "check_file_size", "check_memory", "chec
 _F32 = 4
 #: Slots per trainable variable of each optimizer (Adagrad: the accumulator; LazyAdam: m and v).
 _SLOTS = {"sgd": 0, "adagrad": 1, "lazyadam": 2}
-#: What to change when a configuration does not fit.
+#: What to change when a configuration does not fit, by the part that is too large, and in general.
+_REMEDY = {"tables": "lower --embedding-size or --max-vocab (or raise --min-count)",
+           "optimizer slots": "lower --embedding-size or --max-vocab, or use --optimizer sgd (no slots)",
+           "corpus": "use a smaller --corpus",
+           "step buffers": "lower --batch-size or --embedding-size (or --negatives-per-centre)"}
 MEMORY_HINT = "lower --batch-size, --embedding-size, --max-vocab (or raise --min-count) or --negatives-per-centre"
 
 
@@ -129,8 +133,9 @@ def check_memory(needs: Needs, device: jax.Device) -> str:
     (``"needs at least 12.3 MB of 22.0 GB available host memory"``)."""
     free, what = available_memory(device)
     if free is not None and needs.total > free:
+        largest = max(needs.parts, key=needs.parts.__getitem__)
         raise UsageError(f"this configuration needs at least {human(needs.total)} of memory ({needs.describe()}) "
-                         f"but {device} has {human(free)} ({what}): {MEMORY_HINT}")
+                         f"but {device} has {human(free)} ({what}): {_REMEDY[largest]}")
     return f"needs at least {human(needs.total)}" + (f" of {human(free)} {what}" if free is not None else "")
 
 

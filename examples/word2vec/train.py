@@ -245,7 +245,14 @@ def _conclude(loop: TrainingLoop, outcome: Outcome, start: int, latest: str | No
         return 0
     emb = distributed.host_values(outcome.params["emb_in"].value)
     results = _evaluate(emb, corpus.vocab, args)
-    vectors = _export(args.output_dir, emb, corpus.vocab)
+    try:
+        vectors = _export(args.output_dir, emb, corpus.vocab)
+    except OSError as e:
+        if save_error is None:
+            raise
+        print(f"error: {save_error}; training stopped at step {loop.step} of {loop.plan.total_steps}, and its vectors "
+              f"could not be written either ({e.strerror or e})", file=sys.stderr)
+        return 2
     stats = loop.stats
     metrics = {"steps": loop.step, "total_steps": loop.plan.total_steps, "steps_this_run": loop.step - start,
                "checkpoint": None if save_error else saved, "traces": loop.step_fn.traces, "config": config,

@@ -191,6 +191,33 @@ def test_an_epoch_of_one_huge_batch_is_one_epoch(corpus, tmp_path, capsys):
     assert metrics["steps"] == 1 and metrics["epochs_completed"] == 1.0
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_epoch_steps_replays_the_device_cursor(seed):
+    """plan.epoch_steps against the device's own batches, step by step, on corpora whose subsampling leaves
+    sparse stretches (short steps that jump by the raw span) as well as dense ones."""
+    from examples.word2vec.batches import BatchMaker
+    from examples.word2vec.plan import epoch_steps
+
+    rng = np.random.default_rng(seed)
+    n, words = 600, 40
+    ids = rng.integers(0, words, n).astype(np.int32)
+    ids[n // 2:] %= 8  # the second half uses only words 0-7, which subsampling rarely keeps: ~10 short steps
+    keep = jax.numpy.asarray(np.where(np.arange(words) < 8, 0.05, rng.uniform(0.5, 1.0, words)), np.float32)
+    maker = BatchMaker(n, window=2, batch_size=15, keep_mean=float(np.asarray(keep)[ids].mean()), seed=seed)
+    corpus = jax.numpy.asarray(maker.pad(ids))
+    step = jax.jit(lambda e, p: maker(corpus, keep, e, p)[3:])
+    for epoch in (0, 1):
+        kept = maker.kept_positions(jax.numpy.asarray(ids), keep, epoch)
+        positions, e, p = [], np.int32(epoch), np.int32(0)
+        while int(e) == epoch:
+            e, p = step(e, p)
+            positions.append(int(p) if int(e) == epoch else n)
+        assert epoch_steps(kept, n, maker.centres, maker.forward) == len(positions)
+        for stop_at in (1, n / 3, n / 2):
+            expected = next(i + 1 for i, q in enumerate(positions) if q >= stop_at)
+            assert epoch_steps(kept, n, maker.centres, maker.forward, stop_at=stop_at) == expected
+
+
 def test_a_zip_corpus_is_read_whole(tmp_path):
     archive = tmp_path / "two.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -577,6 +604,21 @@ def _reaped(procs: list[subprocess.Popen]):
             p.wait()
 
 
+def _training_pair(corpus: str, out: Path) -> list[subprocess.Popen]:
+    """Two processes of a long run, returned once process 0 has compiled its step (training is under way)."""
+    procs = _processes(corpus, out, _free_port(), [0, 1], "--steps", "1000000", "--checkpoint-every", "0",
+                       "--initialization-timeout", "60")
+    deadline = time.monotonic() + 60
+    while "compiled the step function" not in _log(out, 0, "out"):
+        if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+            for p in procs:
+                p.kill()
+                p.wait()
+            pytest.fail(f"the processes did not start training:\n{_log(out, 0, 'err')}\n{_log(out, 1, 'err')}")
+        time.sleep(0.2)
+    return procs
+
+
 def test_a_process_that_never_comes_is_named_after_the_timeout(corpus, tmp_path):
     out = tmp_path / "run"
     t0 = time.monotonic()
@@ -590,12 +632,7 @@ def test_a_process_that_never_comes_is_named_after_the_timeout(corpus, tmp_path)
 
 def test_a_process_that_dies_stops_the_other_with_a_checkpoint(corpus, tmp_path, trainer_tables):
     out = tmp_path / "run"
-    with _reaped(_processes(corpus, out, _free_port(), [0, 1], "--steps", "1000000", "--checkpoint-every", "0",
-                            "--initialization-timeout", "60")) as (chief, peer):
-        deadline = time.monotonic() + 60
-        while "compiled the step function" not in _log(out, 0, "out"):
-            assert chief.poll() is None and peer.poll() is None and time.monotonic() < deadline, _log(out, 0, "err")
-            time.sleep(0.2)
+    with _reaped(_training_pair(corpus, out)) as (chief, peer):
         time.sleep(2)  # a few hundred calls in
         peer.kill()
         rc = chief.wait(timeout=30)
@@ -608,12 +645,7 @@ def test_a_process_that_dies_stops_the_other_with_a_checkpoint(corpus, tmp_path,
 
 def test_sigterm_to_one_process_stops_both_with_a_checkpoint(corpus, tmp_path, trainer_tables):
     out = tmp_path / "run"
-    with _reaped(_processes(corpus, out, _free_port(), [0, 1], "--steps", "1000000", "--checkpoint-every", "0",
-                            "--initialization-timeout", "60")) as (chief, peer):
-        deadline = time.monotonic() + 60
-        while "compiled the step function" not in _log(out, 0, "out"):
-            assert chief.poll() is None and peer.poll() is None and time.monotonic() < deadline, _log(out, 0, "err")
-            time.sleep(0.2)
+    with _reaped(_training_pair(corpus, out)) as (chief, peer):
         time.sleep(1)
         peer.send_signal(signal.SIGTERM)
         statuses = [chief.wait(timeout=30), peer.wait(timeout=30)]

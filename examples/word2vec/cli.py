@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import errno
 import os
+import pathlib
 import signal
 import sys
 import tempfile
@@ -215,18 +216,6 @@ def stop_requests() -> Iterator[StopRequest]:
         _restore(previous)
 
 
-def _blocking_file(path: str) -> str | None:
-    """The nearest of ``path`` and its ancestors that exists and is not a directory."""
-    current = path
-    while True:
-        if os.path.lexists(current):
-            return None if os.path.isdir(current) else current
-        parent = os.path.dirname(current)
-        if parent == current:
-            return None
-        current = parent
-
-
 def prepare_output_dir(path: str, flag: str = "--output-dir") -> str:
     """Create ``path`` and check that files can be written there, before any work; its absolute path. Raises
     :class:`UsageError` naming ``flag``, the path and the cause: a file, a path under a file, no permission, a
@@ -237,10 +226,11 @@ def prepare_output_dir(path: str, flag: str = "--output-dir") -> str:
     True
     """
     path = os.path.abspath(path)
-    blocker = _blocking_file(path)
-    if blocker is not None:
-        where = "is a file" if blocker == path else f"is under a file ({blocker})"
-        raise UsageError(f"{flag} {path} {where}, not a directory")
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise UsageError(f"{flag} {path} is a file, not a directory")
+    existing = next(p for p in (path, *map(str, pathlib.Path(path).parents)) if os.path.lexists(p))
+    if not os.path.isdir(existing):
+        raise UsageError(f"{flag} {path} is under a file ({existing}), not a directory")
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path) as f:

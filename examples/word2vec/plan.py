@@ -17,8 +17,8 @@
 ...                           centres_per_step=30)
 >>> plan.steps_per_epoch, plan.total_steps, plan.end_step(start_step=0, stop_at_step=40)
 (33.333333333333336, 67, 40)
->>> list(plan.calls(0, 30, every=(10,)))      # calls end at each checkpoint step
-[10, 10, 10]
+>>> list(plan.calls(0, 30, every=(10,)))      # calls of K = 8 steps end on each checkpoint step too
+[8, 2, 8, 2, 8, 2]
 >>> list(plan.calls(56, 67, every=()))        # the last call is shorter: exactly 67 steps
 [8, 3]
 """

@@ -79,18 +79,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from examples.word2vec import export
-from examples.word2vec.cli import (
-    ArgumentParser,
-    UsageError,
-    exit_status,
-    interrupt_status,
-    prepare_output_dir,
-    raise_on_signals,
-    report_warnings,
-    signal_name,
-    stop_requests,
-)
+from examples.word2vec import cli, export
+from examples.word2vec.cli import ArgumentParser, UsageError, exit_status, prepare_output_dir, report_warnings
 
 __all__ = [
     "DEFAULT_CORPUS_STEPS", "DEFAULT_CORPUS_VOCABULARY_SIZE", "TF_NUM_STEPS", "TF_VOCABULARY_SIZE", "BatchPrefetcher",
@@ -497,7 +487,7 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
     train_steps = make_train_fn(optimizer, args.num_sampled, dataset.vocabulary_size)
 
     # TensorBoard: the loss of every step; closed however it ends. A stop signal ends training after a call.
-    with _summary_writer(output_dir) as writer, stop_requests() as stop:
+    with _summary_writer(output_dir) as writer, cli.stop_requests() as stop:
         # Step 5: training. The batches for the whole run start coming while the steps compile.
         plan = chunk_plan(args.steps, args.steps_per_call, args.eval_every)
         batches = BatchPrefetcher(plan, data_list, args, state)
@@ -680,7 +670,7 @@ def _interrupted(output_dir: str, final_embeddings: np.ndarray, dataset, params,
     """After a stop signal: the checkpoint and projector files of the step reached, said in one line."""
     checkpoint = _save(output_dir, final_embeddings, dataset, params, opt_state)
     step = int(np.asarray(params["global_step"].value))
-    print(f"interrupted by {signal_name(signum)} at step {step}: checkpoint {checkpoint}.npz and the projector "
+    print(f"interrupted by {cli.signal_name(signum)} at step {step}: checkpoint {checkpoint}.npz and the projector "
           f"files written to {output_dir} (no t-SNE, no metrics.json)", file=sys.stderr)
     return {"interrupted_by": signum, "steps": step, "checkpoint": checkpoint}
 
@@ -703,15 +693,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> int:
         metrics = run(parse_args(argv))
-        return interrupt_status(metrics["interrupted_by"]) if "interrupted_by" in metrics else 0
+        return cli.interrupt_status(metrics["interrupted_by"]) if "interrupted_by" in metrics else 0
 
-    with raise_on_signals(), report_warnings():
+    with cli.raise_on_signals(), report_warnings():
         try:
             return exit_status(body, (CorpusError,), memory_hint=MEMORY_HINT)
         except KeyboardInterrupt as e:  # outside training (reading, compiling, t-SNE), or a second stop signal
-            print(f"interrupted by {signal_name(getattr(e, 'signum', signal.SIGINT))}: stopped without writing "
+            print(f"interrupted by {cli.signal_name(getattr(e, 'signum', signal.SIGINT))}: stopped without writing "
                   "outputs", file=sys.stderr)
-            return interrupt_status(e)
+            return cli.interrupt_status(e)
 
 
 if __name__ == "__main__":

@@ -486,7 +486,8 @@ def test_sigterm_before_training_exits_143_with_a_line(corpus, tmp_path, capsys,
     monkeypatch.setattr(w2v_data, "load_corpus", read_then_terminate)
     assert _train(corpus, tmp_path / "out", *RUN) == 143
     err = capsys.readouterr().err
-    assert err.strip() == "interrupted by SIGTERM: no checkpoint written by this run (earlier ones are kept)"
+    assert err.strip() == ("interrupted by SIGTERM outside the training loop: stopped without a new checkpoint "
+                           "(those written so far are kept)")
 
 
 def _basic_corpus(tmp_path: Path) -> Path:

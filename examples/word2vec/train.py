@@ -98,8 +98,8 @@ def main(argv: Sequence[str] | None = None, *, _after_call: Callable[[int], None
             return exit_status(body, (w2v_data.CorpusError, CheckpointError, evaluation.EvaluationUnavailable),
                                memory_hint=resources.MEMORY_HINT)
         except KeyboardInterrupt as e:  # before or after the training loop, or a second stop signal in it
-            print(f"interrupted by {signal_name(getattr(e, 'signum', signal.SIGINT))}: no checkpoint written "
-                  "by this run (earlier ones are kept)", file=sys.stderr)
+            print(f"interrupted by {signal_name(getattr(e, 'signum', signal.SIGINT))} outside the training loop: "
+                  "stopped without a new checkpoint (those written so far are kept)", file=sys.stderr)
             return interrupt_status(e)
 
 
@@ -178,7 +178,7 @@ def _run(args: argparse.Namespace, runtime: distributed.Runtime, ckpt: Checkpoin
                             vocab=corpus.vocab, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
                             chief=runtime.chief, after_call=after_call)
         try:
-            outcome = _train(loop, params, opt_state, start, end, args, runtime)
+            outcome = _train(loop, params, opt_state, start, end, args, runtime, out.log)
         except distributed.PeerLost as e:
             return _peer_lost(loop, e, runtime)
         except Interrupted as e:  # a second stop signal, maybe mid-call, whose donated inputs are gone: no save
@@ -193,11 +193,11 @@ def _metrics_path(args: argparse.Namespace) -> str:
 
 
 def _train(loop: TrainingLoop, params: Any, opt_state: Any, start: int, end: int, args: argparse.Namespace,
-           runtime: distributed.Runtime) -> Outcome:
+           runtime: distributed.Runtime, log: Callable[[str], None]) -> Outcome:
     """The loop with its progress bar, TensorBoard writer and stop-signal handler (each closed or restored
     however it ends)."""
     show_progress = not (args.no_progress or args.quiet or not runtime.chief)
-    with summary_writer(args.output_dir, not args.no_tensorboard and runtime.chief, print) as writer, \
+    with summary_writer(args.output_dir, not args.no_tensorboard and runtime.chief, log) as writer, \
             Progress(loop.plan.total_steps, start, show_progress) as progress, stop_requests() as stop:
         try:
             return loop.run(params, opt_state, start, end, stop=stop, progress=progress, writer=writer)

@@ -654,3 +654,15 @@ def test_sigterm_to_one_process_stops_both_with_a_checkpoint(corpus, tmp_path, t
     step = int(re.search(r"interrupted by SIGTERM at step (\d+): checkpoint", _log(out, 0, "err"))[1])
     assert trainer_tables(out)["variables/global_step"] == step
     assert "Traceback" not in _log(out, 1, "err")
+
+
+def test_a_setup_error_in_one_process_stops_the_others_at_once(corpus, tmp_path):
+    """--output-dir is a file: process 0 says so, and process 1 learns it at the end of its setup (not 30 s later
+    from a collective that times out)."""
+    out = tmp_path / "run"
+    out.write_text("a file")
+    with _reaped(_processes(corpus, out, _free_port(), [0, 1], "--steps", "8")) as procs:
+        statuses = [p.wait(timeout=60) for p in procs]
+    assert statuses == [2, 2]
+    _one_error(_log(out, 0, "err"), "--output-dir", "is a file, not a directory")
+    _one_error(_log(out, 1, "err"), "process 0 stopped before training")

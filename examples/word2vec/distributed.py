@@ -10,7 +10,8 @@
   start (CPU collectives through gloo); ``--devices`` then counts each process's *local* devices and the mesh
   spans all ``P x N`` of them, in process order, with the result of one process of ``P x N`` devices. Before
   training the processes check that they agree on the corpus, flags, devices and start step
-  (:func:`processes_agree`). Process 0 (the chief) alone prints and writes outputs; every process runs the same
+  (:func:`processes_agree`), and a process whose setup failed says so to the others (:func:`setup_together`).
+  Process 0 (the chief) alone prints and writes outputs; every process runs the same
   steps, and after each call they all decide together whether to stop (:func:`stop_everywhere`).
 
 Faults between processes, each one line on stderr:
@@ -29,12 +30,13 @@ Faults between processes, each one line on stderr:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -47,7 +49,7 @@ from jaxgraph.device import parse_device_spec
 from jaxgraph.sharding import make_mesh, put, shard_opt_state, shard_params
 
 __all__ = ["PeerLost", "Runtime", "host_values", "leave", "lost_peer", "processes_agree", "select_runtime",
-           "start_processes", "stop_everywhere"]
+           "setup_together", "start_processes", "stop_everywhere"]
 
 #: Seconds before the "waiting for ..." line, while the processes join.
 WAIT_NOTICE_S = 3.0
@@ -258,6 +260,31 @@ def stop_everywhere(signum: int, failed: bool) -> tuple[int, bool]:
     votes = votes.reshape(jax.process_count(), 2)
     asked = [int(s) for s in votes[:, 0] if s]
     return (asked[0] if asked else 0), bool(votes[:, 1].any())
+
+
+@contextlib.contextmanager
+def setup_together(errors: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """With several processes, the block (a run's setup) ends in a vote: a process whose setup raised one of
+    ``errors`` votes so before re-raising it, and the others then stop with an error naming it at once, instead of
+    waiting at their next collective for a process that has left (gloo's 30 s, then a vaguer message)."""
+    if jax.process_count() == 1:
+        yield
+        return
+    try:
+        yield
+    except errors:
+        _vote(True)
+        raise
+    failed = [i for i, bad in enumerate(_vote(False)) if bad]
+    if failed:
+        who = ", ".join(f"process {i}" for i in failed)
+        raise UsageError(f"{who} stopped before training (see its error line); this process stops too")
+
+
+def _vote(failed: bool) -> list[bool]:
+    from jax.experimental import multihost_utils
+
+    return [bool(v) for v in np.asarray(multihost_utils.process_allgather(np.array([int(failed)], np.int32))).ravel()]
 
 
 class PeerLost(Exception):

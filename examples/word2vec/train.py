@@ -60,6 +60,7 @@ from examples.word2vec.batches import BatchMaker  # noqa: E402
 from examples.word2vec.checkpoints import Checkpointer, fingerprint  # noqa: E402
 from examples.word2vec.cli import (  # noqa: E402
     Interrupted,
+    UsageError,
     exit_status,
     interrupt_status,
     prepare_output_dir,
@@ -75,6 +76,9 @@ from examples.word2vec.optimizer import linear_decay, make_optimizer  # noqa: E4
 from examples.word2vec.plan import RunPlan, epoch_steps  # noqa: E402
 from examples.word2vec.step import make_multi_step  # noqa: E402
 from jaxgraph.train import CheckpointError, CheckpointWriteError  # noqa: E402
+
+#: What can go wrong while a run is set up (before training), in any process: said in one line, exit status 2.
+SETUP_ERRORS = (UsageError, OSError, w2v_data.CorpusError, CheckpointError)
 
 # The names users and tests import from here; each lives in the module of its job.
 __all__ = ["BatchMaker", "build_parser", "build_vocabulary", "configure_host_devices", "main", "run",
@@ -134,9 +138,6 @@ def run(args: argparse.Namespace, after_call: Callable[[int], None] | None = Non
     out = Reporter(print if runtime.chief and not args.quiet else _silent, print if runtime.chief else _silent)
     ckpt = Checkpointer(os.path.join(args.output_dir, "checkpoints"), args.keep_checkpoints)
     try:
-        if runtime.chief:
-            prepare_output_dir(args.output_dir)
-            ckpt.claim()
         return _run(args, runtime, ckpt, out, after_call)
     finally:
         ckpt.close()
@@ -145,18 +146,23 @@ def run(args: argparse.Namespace, after_call: Callable[[int], None] | None = Non
 def _run(args: argparse.Namespace, runtime: distributed.Runtime, ckpt: Checkpointer, out: Reporter,
          after_call: Callable[[int], None] | None) -> int:
     t0 = time.perf_counter()
-    corpus = _read_corpus(args, out.log)
-    batches, plan = _plan(args, corpus, runtime)
-    config = {**vars(args), "total_steps": plan.total_steps}
-    ckpt.set_fingerprint(fingerprint(corpus.vocab, corpus.ids, config))
-    memory = _check_resources(args, corpus, batches, runtime, ckpt)
-    out.log(_describe_plan(args, corpus, batches, plan, runtime) + f"; memory: {memory}")
-    latest = ckpt.start(resume=args.resume, overwrite=args.overwrite, chief=runtime.chief,
-                        output_dir=args.output_dir)
-    with jax.default_device(runtime.device):
+    with distributed.setup_together(SETUP_ERRORS), jax.default_device(runtime.device):
+        if runtime.chief:  # before any work
+            prepare_output_dir(args.output_dir)
+            ckpt.claim()
+        corpus = _read_corpus(args, out.log)
+        batches, plan = _plan(args, corpus, runtime)
+        config = {**vars(args), "total_steps": plan.total_steps}
+        ckpt.set_fingerprint(fingerprint(corpus.vocab, corpus.ids, config))
+        memory = _check_resources(args, corpus, batches, runtime, ckpt)
+        out.log(_describe_plan(args, corpus, batches, plan, runtime) + f"; memory: {memory}")
+        latest = ckpt.start(resume=args.resume, overwrite=args.overwrite, chief=runtime.chief,
+                            output_dir=args.output_dir)
         schedule = linear_decay(args.learning_rate, plan.total_steps)
         opt = make_optimizer(args.optimizer, schedule)
-        params, opt_state, latest = _initial_state(args, corpus, opt, ckpt, latest, runtime, out.log)
+        params, opt_state, latest = _initial_state(args, corpus, opt, ckpt, latest, out.log)
+    _processes_agree(ckpt, runtime, params)
+    with jax.default_device(runtime.device):
         start = int(distributed.host_values(params["global_step"].value))
         if latest is not None and start >= plan.total_steps and os.path.isfile(_metrics_path(args)):
             out.say(f"the run in {os.path.abspath(args.output_dir)} is already complete (step {start} of "
@@ -351,9 +357,8 @@ def _figures(stats: RunStats, runtime: distributed.Runtime, corpus: Corpus) -> d
 
 
 def _initial_state(args: argparse.Namespace, corpus: Corpus, opt: Any, ckpt: Checkpointer, latest: str | None,
-                   runtime: distributed.Runtime, log: Callable[[str], None]) -> tuple[Any, Any, str | None]:
-    """Fresh parameters and optimizer state, or the newest intact checkpoint's (and its path); every process
-    checks it starts where the others do."""
+                   log: Callable[[str], None]) -> tuple[Any, Any, str | None]:
+    """Fresh parameters and optimizer state, or the newest intact checkpoint's (and its path)."""
     params = init_params(len(corpus.vocab), args.embedding_size, args.loss, args.seed)
     opt_state = opt.init(params)
     if latest is not None:
@@ -361,12 +366,16 @@ def _initial_state(args: argparse.Namespace, corpus: Corpus, opt: Any, ckpt: Che
         log(f"resumed from {latest} at step {int(params['global_step'].value)}")
     elif args.resume:
         log("no checkpoint to resume from: starting afresh")
+    return params, opt_state, latest
+
+
+def _processes_agree(ckpt: Checkpointer, runtime: distributed.Runtime, params: Any) -> None:
+    """Every process checks that it starts where the others do: the same run, devices and step."""
     local = jax.local_devices(backend=runtime.device.platform)
     distributed.processes_agree({
         "fingerprint": np.frombuffer(ckpt.fp, np.uint8), "local devices": len(runtime.devices) // runtime.processes,
         "first local device": local.index(runtime.device) if runtime.device in local else -1,
         "start step": int(params["global_step"].value)})
-    return params, opt_state, latest
 
 
 def _evaluate(emb: np.ndarray, vocab: list[str], args: argparse.Namespace) -> dict[str, Any]:

@@ -20,8 +20,16 @@ Run from the repository root::
   ``IndexedSlices`` gradients over the ids in the batch, so a row no batch mentions stays
   bit-identical (FTRL's and Adagrad's sparse updates are lazy).
 
+* **Checkpoints**: ``--save PATH`` writes the parameters and both optimizer states at the end (``--save-format
+  tf``: TF's format, which ``tf.compat.v1.train.Saver`` restores into the same TF1 graph); ``--init-from PATH``
+  resumes from a checkpoint, jaxgraph's or a TF1 job's (``tf.compat.v1.train.Saver`` of the same graph):
+  :func:`restore` is the two-line recipe with two optimizers. Batch ``i`` of the data is trained at global step
+  ``i``, so a resumed run sees the batches an uninterrupted one would.
+
 ``tests/test_wide_deep_example.py`` runs it; ``tests/parity/test_wide_deep_parity.py`` trains the same model
-in TensorFlow 1 (graph mode) and compares every variable.
+in TensorFlow 1 (graph mode) and compares every variable; ``tests/test_tf_checkpoint_optimizers.py`` resumes a
+TF1 job's checkpoint (``tests/fixtures/tf_checkpoints/wide_deep``) and ``tests/parity/test_tf_checkpoint_parity.py``
+moves the job from TF to jaxgraph and back.
 """
 
 from __future__ import annotations
@@ -135,6 +143,34 @@ def default_optimizers(wide: str = "ftrl") -> tuple[train.Optimizer, train.Optim
     return wide_opt, train.AdagradOptimizer(0.05)
 
 
+def init_state(seed: int = 0, wide: str = "ftrl") -> tuple[dict[str, Any], tuple[train.OptimizerState, ...]]:
+    """Fresh ``(params, (wide_state, deep_state))``: each optimizer's state covers its part's variables."""
+    wide_opt, deep_opt = default_optimizers(wide)
+    params = init_params(seed)
+    return params, (wide_opt.init(params, var_list=list(WIDE_VARS)), deep_opt.init(params, var_list=list(DEEP_VARS)))
+
+
+def restore(path: str, seed: int = 0, wide: str = "ftrl") -> tuple[dict[str, Any], tuple[train.OptimizerState, ...]]:
+    """``(params, (wide_state, deep_state))`` from a checkpoint (a prefix, or a directory: its latest).
+
+    jaxgraph's checkpoints, or a TF1 job's: ``tf.compat.v1.train.Saver`` of the same graph names the variables
+    as here and the slots after their optimizers (``linear/weights/Ftrl``, ``linear/weights/Ftrl_1``,
+    ``dnn/embeddings/Adagrad``); both states come back with one call, the optimizers given in the states' order.
+    """
+    params, states = init_state(seed, wide)
+    return train.Saver().restore(params, states, path, optimizer=default_optimizers(wide))
+
+
+def save(path: str, params: dict[str, Any], states: tuple[train.OptimizerState, ...], wide: str = "ftrl",
+         format: str = "npz") -> str:
+    """Write ``params`` and both optimizer states to ``path-<global step>``; return that prefix. ``format="tf"``
+    writes TF's format, which the TF1 program restores with ``tf.compat.v1.train.Saver``."""
+    saver = train.Saver(format=format)
+    with saver:
+        return saver.save(params, states, path, global_step=params["global_step"].value,
+                          optimizer=default_optimizers(wide))
+
+
 def make_step(wide_opt: train.Optimizer, deep_opt: train.Optimizer) -> Callable[..., Any]:
     """The jitted training step ``(params, wide_state, deep_state, feats) -> (params, wide_state, deep_state,
     loss)``, parameters and states donated."""
@@ -150,19 +186,34 @@ def make_step(wide_opt: train.Optimizer, deep_opt: train.Optimizer) -> Callable[
     return jax.jit(step, donate_argnums=(0, 1, 2))
 
 
-def train_model(steps: int, seed: int = 0, wide: str = "ftrl",
-                batches: Sequence[dict[str, Any]] | None = None) -> tuple[dict[str, Any], list[float]]:
-    """Train for ``steps`` batches; returns the final parameters and the loss of every step."""
-    wide_opt, deep_opt = default_optimizers(wide)
-    params = init_params(seed)
-    wide_state = wide_opt.init(params, var_list=list(WIDE_VARS))
-    deep_state = deep_opt.init(params, var_list=list(DEEP_VARS))
-    step = make_step(wide_opt, deep_opt)
-    batches = make_batches(steps, seed=seed) if batches is None else batches
+def train_steps(params: dict[str, Any], states: tuple[train.OptimizerState, ...], steps: int, wide: str = "ftrl",
+          batches: Sequence[dict[str, Any]] | None = None, seed: int = 0
+          ) -> tuple[dict[str, Any], tuple[train.OptimizerState, ...], list[float]]:
+    """Train ``steps`` steps from ``(params, states)``: batch ``i`` at global step ``i`` (``batches``, default the
+    seeded data). Returns the parameters, the states and the loss of every step."""
+    start = int(params["global_step"].value)
+    batches = make_batches(start + steps, seed=seed) if batches is None else batches
+    if len(batches) < start + steps:
+        raise ValueError(f"{steps} steps from global step {start} need {start + steps} batches, got {len(batches)}")
+    wide_state, deep_state = states
+    step = make_step(*default_optimizers(wide))
     history = []
-    for batch in batches[:steps]:
+    for batch in batches[start:start + steps]:
         params, wide_state, deep_state, loss = step(params, wide_state, deep_state, features(batch))
         history.append(float(loss))
+    return params, (wide_state, deep_state), history
+
+
+def train_model(steps: int, seed: int = 0, wide: str = "ftrl", batches: Sequence[dict[str, Any]] | None = None,
+                init_from: str | None = None, save_to: str | None = None,
+                save_format: str = "npz") -> tuple[dict[str, Any], list[float]]:
+    """Train for ``steps`` batches, from scratch or from the checkpoint ``init_from`` (jaxgraph's or a TF1
+    job's), and save to ``save_to`` (``save_format`` ``"npz"`` or ``"tf"``) if given; returns the final
+    parameters and the loss of every step."""
+    params, states = init_state(seed, wide) if init_from is None else restore(init_from, seed, wide)
+    params, states, history = train_steps(params, states, steps, wide, batches, seed)
+    if save_to is not None:
+        save(save_to, params, states, wide, save_format)
     return params, history
 
 
@@ -171,15 +222,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--wide-optimizer", choices=["ftrl", "adagrad"], default="ftrl")
+    parser.add_argument("--init-from", metavar="PATH",
+                        help="resume from this checkpoint (prefix or directory): jaxgraph's, or a TF1 job's")
+    parser.add_argument("--save", metavar="PATH", help="write a checkpoint at the end: PATH-<global step>")
+    parser.add_argument("--save-format", choices=["npz", "tf"], default="npz",
+                        help="tf: TensorFlow's format, for tf.compat.v1.train.Saver (default: npz)")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
-    params, history = train_model(args.steps, args.seed, args.wide_optimizer)
+    try:
+        params, history = train_model(args.steps, args.seed, args.wide_optimizer, init_from=args.init_from,
+                                      save_to=args.save, save_format=args.save_format)
+    except (train.CheckpointError, OSError) as e:
+        parser.exit(2, f"error: {e}\n")
+    first = int(params["global_step"].value) - args.steps  # a resumed run starts at the checkpoint's step
+    if args.init_from is not None:
+        print(f"resumed from {args.init_from} at global step {first}")
     window = max(1, args.steps // 10)
     for start in range(0, args.steps, window):
         chunk = history[start:start + window]
-        print(f"steps {start:5d}-{start + len(chunk) - 1:5d}: mean loss {np.mean(chunk):.4f}")
+        print(f"steps {first + start:5d}-{first + start + len(chunk) - 1:5d}: mean loss {np.mean(chunk):.4f}")
     print(f"global step {int(params['global_step'].value)}")
+    if args.save is not None:
+        print(f"saved {args.save}-{int(params['global_step'].value)} ({args.save_format})")
 
 
 if __name__ == "__main__":

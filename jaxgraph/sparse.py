@@ -124,8 +124,14 @@ class IndexedSlices:
         """
         n = self.indices.shape[0]
         pad = self.dense_shape[0]
-        unique, inverse = jnp.unique(self.checked_indices(), size=n, fill_value=pad, return_inverse=True)
-        summed = jax.ops.segment_sum(self.values, inverse.reshape(-1), num_segments=n)
+        indices = self.checked_indices()
+        # Padding slots already in the input (a sharded lookup's stand-ins, out-of-range ids under jit)
+        # carry values that every consumer drops; zero them, so the padding slot of the result holds
+        # zeros as documented (norms and lazy updates read the coalesced values).
+        is_pad = (indices == pad).reshape((-1,) + (1,) * (self.values.ndim - 1))
+        values = jnp.where(is_pad, jnp.zeros((), self.values.dtype), self.values)
+        unique, inverse = jnp.unique(indices, size=n, fill_value=pad, return_inverse=True)
+        summed = jax.ops.segment_sum(values, inverse.reshape(-1), num_segments=n)
         return IndexedSlices(summed, unique.astype(self.indices.dtype), self.dense_shape)
 
     def scale(self, factor: Any) -> IndexedSlices:

@@ -83,7 +83,7 @@ CASES = [
          expected={"var0": [0.678850055, 1.35770011], "var1": [2.96788478, 3.93577003],
                    "momentum": [0.219000012, 0.438000023]}),
     Case("adam", AdamOptimizer, _ADAM, variables=_names("Adam", 2, ("beta1_power", "beta2_power")), **_ADAM_SLOTS),
-    Case("lazy_adam", LazyAdamOptimizer, _ADAM, variables=_names("LazyAdam", 2, ("beta1_power", "beta2_power")),
+    Case("lazy_adam", LazyAdamOptimizer, _ADAM, variables=_names("Adam", 2, ("beta1_power", "beta2_power")),
          **{**_ADAM_SLOTS, "lazy": True}),
     Case("adagrad", AdagradOptimizer, dict(learning_rate=0.5, initial_accumulator_value=0.3),
          slots=("accumulator",), initial={"accumulator": 0.3}, variables=_names("Adagrad", 1), lazy=True,

@@ -1,6 +1,7 @@
 """The README's training-step example runs as written and does what the text says."""
 
 import re
+import textwrap
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -77,3 +78,18 @@ def test_tf1_migration_recipe_and_its_reverse(tmp_path, monkeypatch):
     theirs, ours = load_checkpoint(str(tf1_job)), load_checkpoint("for_tf/model.ckpt-3")
     for name in theirs.get_variable_to_shape_map():
         np.testing.assert_array_equal(ours.get_tensor(name), theirs.get_tensor(name))
+
+
+def test_several_optimizers_recipe_restores_a_tf1_wide_and_deep_job():
+    tf1_job = Path(__file__).parent / "fixtures" / "tf_checkpoints" / "wide_deep"  # written by TF
+    recipe = textwrap.dedent(_block_after("* **Several optimizers**"))  # a block inside a list item
+    namespace: dict = {}
+    exec(compile(recipe.replace('"tf1_job/"', repr(str(tf1_job))), "README.md", "exec"), namespace)
+    wide_opt, wide_state = namespace["wide_opt"], namespace["wide_state"]
+    deep_opt, deep_state = namespace["deep_opt"], namespace["deep_state"]
+    with np.load(tf1_job.parent / "wide_deep.npz") as saved:
+        for opt, state in ((wide_opt, wide_state), (deep_opt, deep_state)):
+            for v in opt.variables(state):
+                np.testing.assert_array_equal(np.asarray(v.value), saved[f"saved/{v.name}"], err_msg=v.name)
+        assert [v.name for v in wide_opt.variables(wide_state)][:2] == ["linear/bias/Ftrl", "linear/bias/Ftrl_1"]
+        assert int(namespace["params"]["global_step"].value) == saved["saved/global_step"] == 4

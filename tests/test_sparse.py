@@ -51,6 +51,15 @@ def test_coalesce_sums_repeats_and_pads_with_static_shape():
     np.testing.assert_array_equal(np.asarray(cj.values), np.asarray(c.values))
 
 
+def test_coalesce_zeroes_the_values_of_padding_slots_given_in_the_input(maybe_jit):
+    # Index 4 == dense_shape[0] is the padding index (a sharded lookup's stand-in): its values are
+    # dropped by every consumer, and the coalesced padding slot must hold zeros, not their sum.
+    g = IndexedSlices(jnp.array([[1.0], [5.0], [2.0], [7.0]]), jnp.array([4, 1, 1, 4]), (4, 1))
+    c = maybe_jit(lambda s: s.coalesce())(g)
+    np.testing.assert_array_equal(np.asarray(c.indices), [1, 4, 4, 4])
+    np.testing.assert_array_equal(np.asarray(c.values), [[7.0], [0.0], [0.0], [0.0]])
+
+
 def test_coalesce_without_repeats_keeps_everything():
     g = IndexedSlices(jnp.array([[1.0], [2.0]]), jnp.array([3, 1]), (5, 1))
     c = g.coalesce()

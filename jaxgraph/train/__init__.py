@@ -12,7 +12,7 @@ from jaxgraph.train.ftrl import FtrlOptimizer as FtrlOptimizer
 from jaxgraph.train.gradient_descent import GradientDescentOptimizer as GradientDescentOptimizer
 from jaxgraph.train.lazy_optax import NotRowSeparable as NotRowSeparable
 from jaxgraph.train.lazy_optax import apply_updates as apply_updates
-from jaxgraph.train.lazy_optax import global_norm as global_norm
+from jaxgraph.train.lazy_optax import dense_global_norm as dense_global_norm
 from jaxgraph.train.lazy_optax import lazy_optax as lazy_optax
 from jaxgraph.train.learning_rate_decay import LearningRateSchedule as LearningRateSchedule
 from jaxgraph.train.learning_rate_decay import cosine_decay as cosine_decay
@@ -49,8 +49,8 @@ __all__ = [
     "CheckpointError", "CheckpointWriteError", "FtrlOptimizer", "GradientDescentOptimizer", "LazyAdamOptimizer",
     "MomentumOptimizer", "NotRowSeparable", "OptaxOptimizer", "Optimizer", "OptimizerState",
     "ProximalAdagradOptimizer", "ProximalGradientDescentOptimizer", "RMSPropOptimizer", "Saver", "apply_updates",
-    "check_writable_dir", "create_global_step", "get_global_step", "global_norm", "latest_checkpoint", "lazy_optax",
-    "list_variables", "load_checkpoint",
+    "check_writable_dir", "create_global_step", "dense_global_norm", "get_global_step", "latest_checkpoint",
+    "lazy_optax", "list_variables", "load_checkpoint",
     "ExponentialMovingAverage", "get_or_create_global_step",
     "LearningRateSchedule", "cosine_decay", "cosine_decay_restarts", "exponential_decay", "inverse_time_decay",
     "linear_cosine_decay", "natural_exp_decay", "noisy_linear_cosine_decay", "piecewise_constant",

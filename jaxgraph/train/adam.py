@@ -67,11 +67,13 @@ class LazyAdamOptimizer(AdamOptimizer):
     """Adam whose sparse updates touch only the rows in the gradient (O(batch) per step).
 
     Dense gradients follow :class:`AdamOptimizer` exactly; for sparse ones, untouched rows keep their
-    m, v and value (the rule of TF's ``tf.contrib.opt.LazyAdamOptimizer``).
+    m, v and value (the rule of TF's ``tf.contrib.opt.LazyAdamOptimizer``). Its default name is
+    ``"Adam"``, as the contrib class inherits it from ``AdamOptimizer``: a TF1 LazyAdam job's checkpoint
+    names the slots ``<var>/Adam`` and ``<var>/Adam_1``.
     """
 
     def __init__(self, learning_rate: Hyper = 0.001, beta1: float = 0.9, beta2: float = 0.999,
-                 epsilon: float = 1e-8, use_locking: bool = False, name: str = "LazyAdam") -> None:
+                 epsilon: float = 1e-8, use_locking: bool = False, name: str = "Adam") -> None:
         super().__init__(learning_rate, beta1, beta2, epsilon, use_locking, name)
 
     _apply_sparse = Optimizer._apply_sparse  # the base's lazy row path, not Adam's

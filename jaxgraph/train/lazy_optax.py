@@ -48,7 +48,7 @@ from jaxgraph.train.row_separability import NotRowSeparable, RowBlock, check_row
 from jaxgraph.train.slot_owners import slot_owners
 from jaxgraph.variable_collections import path_to_name
 
-__all__ = ["NotRowSeparable", "apply_updates", "global_norm", "lazy_optax"]
+__all__ = ["NotRowSeparable", "apply_updates", "dense_global_norm", "lazy_optax"]
 
 NonSeparable = Literal["error", "densify"]
 _MAX_PROGRAMS = 16
@@ -88,14 +88,14 @@ def apply_updates(params: Any, updates: Any) -> Any:
     return jax.tree_util.tree_map(apply, params, updates, is_leaf=lambda x: x is None)
 
 
-def global_norm(tree: Any) -> jax.Array:
+def dense_global_norm(tree: Any) -> jax.Array:
     """The L2 norm of all leaves of ``tree`` together, as ``optax.tree.norm`` of its dense form.
 
     An ``IndexedSlices`` counts as the dense array it stands for: repeated ids are summed first.
     (``optax.tree.norm`` itself must not be given such a tree: it would count the ids as numbers.)
 
     >>> import jax.numpy as jnp, jaxgraph as jg
-    >>> float(global_norm({"a": jg.IndexedSlices(jnp.array([[3.0], [1.0]]), jnp.array([1, 1]), (5, 1)),
+    >>> float(dense_global_norm({"a": jg.IndexedSlices(jnp.array([[3.0], [1.0]]), jnp.array([1, 1]), (5, 1)),
     ...                    "b": jnp.array([3.0])}))
     5.0
     """

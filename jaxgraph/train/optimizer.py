@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from jaxgraph.gradients import resolve_var_list, value_and_gradients
 from jaxgraph.sparse import IndexedSlices, convert_to_tensor_or_indexed_slices
 from jaxgraph.variable_collections import named_variables, names_by_id, replace_values, resolved_name
-from jaxgraph.variables import Variable
+from jaxgraph.variables import Variable, current_name_scope
 
 Hyper = float | jax.Array | Callable[..., Any]
 """A hyper-parameter: a number, an array, ``lambda: x``, or a schedule ``lambda step: x``."""
@@ -94,6 +94,9 @@ class Optimizer:
         self._use_locking = use_locking
         self._name = name
         self._hyper: dict[str, Hyper] = {}
+        # TF creates non-slot variables (Adam's beta1_power) in the name scope of apply_gradients; a port
+        # builds the optimizer where the TF program called it (see non_slot_variable_name).
+        self._non_slot_scope = current_name_scope()
 
     def get_name(self) -> str:
         return self._name
@@ -144,6 +147,21 @@ class Optimizer:
         repeats = sum(self._slot_op_name(s) == op_name for s in self._slot_names[:i])
         return f"{var_name}/{op_name}" + (f"_{repeats}" if repeats else "")
 
+    def non_slot_variable_name(self, key: str) -> str:
+        """TF's name of the non-slot variable ``key`` (Adam's ``"beta1_power"``).
+
+        TF creates it in the name scope that is current when ``apply_gradients`` first runs: a TF1
+        program that trains under ``with tf.name_scope("optimizer"):`` saves ``"optimizer/beta1_power"``.
+        Here it is the :func:`jaxgraph.name_scope` in effect when the optimizer was constructed.
+
+        >>> import jaxgraph as jg
+        >>> with jg.name_scope("optimizer"):
+        ...     opt = jg.train.AdamOptimizer()
+        >>> opt.non_slot_variable_name("beta1_power"), opt.slot_variable_name("w", "m")
+        ('optimizer/beta1_power', 'w/Adam')
+        """
+        return f"{self._non_slot_scope}/{key}" if self._non_slot_scope else key
+
     def get_slot(self, opt_state: OptimizerState, var: Variable | str, name: str) -> Variable | None:
         """The slot ``name`` of ``var`` as a non-trainable Variable named like TF's
         (``"<var>/Adam"``, ``"<var>/Adam_1"``), or ``None`` when there is no such slot."""
@@ -161,7 +179,8 @@ class Optimizer:
 
     def variables(self, opt_state: OptimizerState) -> list[Variable]:
         """TF's ``Optimizer.variables()``: non-slot and slot variables, sorted by name."""
-        result = [Variable._make(v, k, False, ("variables",)) for k, v in opt_state.non_slots.items()]
+        result = [Variable._make(v, self.non_slot_variable_name(k), False, ("variables",))
+                  for k, v in opt_state.non_slots.items()]
         for slot, per_var in opt_state.slots.items():
             for var_name, value in per_var.items():
                 result.append(Variable._make(value, self.slot_variable_name(var_name, slot), False,

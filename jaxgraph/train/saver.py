@@ -548,7 +548,11 @@ class Saver:
         The file is ``<prefix>.npz``; the directory's ``checkpoint`` index is updated to name it the
         latest, and checkpoints beyond ``max_to_keep`` are deleted, all after the new file is durable.
         With ``format="tf"``, TF's files instead (data file, then index), and ``optimizer`` (the
-        optimizer that made ``opt_state``) names the slots as TF1 does.
+        optimizer that made ``opt_state``) names the slots as TF1 does. A job that splits its variables
+        between optimizers passes their states and the optimizers in the same structure:
+        ``opt_state=(wide_state, deep_state), optimizer=(wide_opt, deep_opt)`` (or two dicts with the
+        same keys), in the order of the TF program's ``apply_gradients`` calls, which decides TF's names
+        of shared non-slot variables (a second Adam's ``beta1_power_1``).
 
         A save is all or nothing: when it fails (an unwritable directory, a path under a file, a full
         disk, another writer owning the directory) it raises
@@ -660,7 +664,8 @@ class Saver:
 
         A TF checkpoint (a prefix, its ``.index`` file, or a directory whose ``checkpoint`` index names
         one) is restored by TF names: variables by their resolved names, optimizer state by TF1's
-        slot names, which need ``optimizer`` (the optimizer ``opt_state`` belongs to), and
+        slot names, which need ``optimizer`` (the optimizer ``opt_state`` belongs to; for several states,
+        a tuple or dict of states and the optimizers in the same structure, as for :meth:`save`), and
         ``assignment_map`` (``tf.compat.v1.train.init_from_checkpoint``'s rules) loads a renamed or
         partial subset. See :mod:`jaxgraph.train.tf_checkpoint.names`.
         """

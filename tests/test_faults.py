@@ -31,6 +31,7 @@ import pytest
 from examples.word2vec import data as w2v_data
 from examples.word2vec import train
 from examples.word2vec import word2vec_basic as basic
+from examples.word2vec.cli import signal_name
 from examples.word2vec.model import init_params
 from jaxgraph.train import Saver
 
@@ -520,7 +521,7 @@ def test_word2vec_basic_stops_on_a_signal_with_a_checkpoint(tmp_path, capsys, mo
     assert rc == 128 + signum
     err = capsys.readouterr().err
     match = re.search(r"interrupted by (\S+(?: \(SIGINT\))?) at step (\d+): checkpoint (\S+)\.npz", err)
-    assert match and match[1] == basic.signal_name(signum), err
+    assert match and match[1] == signal_name(signum), err
     step = int(match[2])
     assert 51 <= step < 401
     restored, _ = Saver().restore(basic.build_model(30, 16, jax.random.PRNGKey(1)), None, match[3])

@@ -85,6 +85,7 @@ def word2vec(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks (figures printed, ratios against baselines measured in the same run)."""
-    _install(session, "examples", "summary")
+    _install(session, "examples", "summary", "test")  # test: equinox and flax for any_model.py
     session.run("python", "benchmarks/optimizer_overhead.py")
     session.run("python", "benchmarks/word2vec_step.py", "--vocabulary-size", "50000")
+    session.run("python", "benchmarks/any_model.py", "--steps-per-call", "10")

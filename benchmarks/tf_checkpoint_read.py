@@ -31,8 +31,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
+from jaxgraph import crc32c  # noqa: E402
 from jaxgraph.train import load_checkpoint  # noqa: E402
-from jaxgraph.train.tf_checkpoint import crc32c, write_checkpoint  # noqa: E402
+from jaxgraph.train.tf_checkpoint import write_checkpoint  # noqa: E402
 
 TF_READ = """
 import sys, time, statistics, tensorflow as tf

@@ -18,7 +18,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import os
@@ -27,23 +26,8 @@ import sys
 import time
 
 import numpy as np
-
-
-def _peak_rss_reset() -> None:
-    # Linux: writing 5 to clear_refs resets the peak resident set size (VmHWM).
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak_rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return -1
+from proc_memory import peak_rss_bytes, reset_peak_rss
+from tables import word2vec_table
 
 
 def _batches(args, n):
@@ -63,27 +47,12 @@ def run_jaxgraph(args) -> dict:
     V, D, B, S = args.vocabulary_size, args.embedding_size, args.batch_size, args.num_sampled
 
     def init(seed):
-        # Filled block by block into donated buffers, so that nothing larger than a block is ever made
-        # besides the tables: the memory measured in training is then the tables' own.
-        block = min(V, 1 << 15)
-
-        @functools.partial(jax.jit, donate_argnums=0, static_argnames="kind")
-        def fill(table, key, start, kind):
-            shape = (block, D)
-            if kind == "uniform":
-                values = jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
-            else:
-                values = jax.random.truncated_normal(key, -2.0, 2.0, shape) / math.sqrt(D)
-            return jax.lax.dynamic_update_slice(table, values, (start, 0))
-
+        # Tables filled block by block into donated buffers: the memory measured in training is theirs.
         key = jax.random.PRNGKey(seed)
-        tables = {}
-        for name, kind in (("embeddings", "uniform"), ("nce_weights", "truncated_normal")):
-            table = jnp.zeros((V, D), jnp.float32)
-            for i, start in enumerate(range(0, V, block)):
-                # The last block may overlap the previous one (dynamic_update_slice clamps the start).
-                table = fill(table, jax.random.fold_in(key, 2 * i + (kind == "uniform")), start, kind)
-            tables[name] = jg.Variable(table, name=name)
+        tables = {
+            name: jg.Variable(word2vec_table(V, D, jax.random.fold_in(key, i), kind), name=name)
+            for i, (name, kind) in enumerate((("embeddings", "uniform"), ("nce_weights", "truncated_normal")))
+        }
         tables["nce_biases"] = jg.Variable(jnp.zeros((V,)), name="nce_biases")
         return tables
 
@@ -140,8 +109,8 @@ def run_jaxgraph(args) -> dict:
     param_bytes = sum(v.value.nbytes for v in jg.global_variables(params)) + sum(
         x.nbytes for x in jax.tree_util.tree_leaves(opt_state.slots))
     jax.block_until_ready(params)
-    _peak_rss_reset()
-    rss_before = _peak_rss_bytes()
+    reset_peak_rss()
+    rss_before = peak_rss_bytes()
     # Warm up (compile) on the first batch, then time.
     params, opt_state, loss = step(params, opt_state, *batches[0])
     jax.block_until_ready(loss)
@@ -150,7 +119,7 @@ def run_jaxgraph(args) -> dict:
         params, opt_state, loss = step(params, opt_state, *batches[i])
     jax.block_until_ready((params, loss))
     elapsed = time.perf_counter() - t0
-    peak = _peak_rss_bytes()
+    peak = peak_rss_bytes()
     steps = n_calls * K
     ms = elapsed / steps * 1e3
 

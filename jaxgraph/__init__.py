@@ -15,6 +15,9 @@ from jaxgraph.device import device as device
 from jaxgraph.device import parse_device_spec as parse_device_spec
 from jaxgraph.errors import InvalidArgumentError as InvalidArgumentError
 from jaxgraph.errors import JaxgraphWarning as JaxgraphWarning
+from jaxgraph.frozen import FrozenArray as FrozenArray
+from jaxgraph.gradients import grad as grad
+from jaxgraph.gradients import value_and_grad as value_and_grad
 from jaxgraph.ids import checked as checked
 from jaxgraph.module import Module as Module
 from jaxgraph.sparse import IndexedSlices as IndexedSlices
@@ -23,6 +26,7 @@ from jaxgraph.sparse_tensor import sparse_reorder as sparse_reorder
 from jaxgraph.sparse_tensor import sparse_retain as sparse_retain
 from jaxgraph.sparse_tensor import sparse_tensor_to_dense as sparse_tensor_to_dense
 from jaxgraph.variable_collections import all_variables as all_variables
+from jaxgraph.variable_collections import describe as describe
 from jaxgraph.variable_collections import freeze as freeze
 from jaxgraph.variable_collections import get_collection as get_collection
 from jaxgraph.variable_collections import get_global_step as get_global_step
@@ -34,6 +38,7 @@ from jaxgraph.variable_collections import named_variables as named_variables
 from jaxgraph.variable_collections import replace_values as replace_values
 from jaxgraph.variable_collections import trainable_variables as trainable_variables
 from jaxgraph.variable_collections import unfreeze as unfreeze
+from jaxgraph.variable_index import VariableIndex as VariableIndex
 from jaxgraph.variables import GraphKeys as GraphKeys
 from jaxgraph.variables import Variable as Variable
 from jaxgraph.variables import create_global_step as create_global_step
@@ -41,19 +46,25 @@ from jaxgraph.variables import name_scope as name_scope
 
 __all__ = [
     "all_variables",
+    "checked",
     "clip_by_average_norm",
     "clip_by_global_norm",
     "clip_by_norm",
     "clip_by_value",
     "create_global_step",
+    "describe",
     "device",
     "freeze",
+    "FrozenArray",
     "get_collection",
     "get_global_step",
     "global_norm",
     "global_variables",
+    "grad",
     "GraphKeys",
     "IndexedSlices",
+    "InvalidArgumentError",
+    "JaxgraphWarning",
     "local_variables",
     "losses",
     "map_variables",
@@ -74,7 +85,9 @@ __all__ = [
     "train",
     "trainable_variables",
     "unfreeze",
+    "value_and_grad",
     "Variable",
+    "VariableIndex",
 ]
 
 __version__ = "0.1.0"

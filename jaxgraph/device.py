@@ -43,6 +43,8 @@ from typing import TypeAlias
 
 import jax
 
+__all__ = ["DeviceLike", "DeviceSpec", "current_device", "device", "parse_device_spec"]
+
 # TF device type -> JAX platform name.
 _PLATFORMS = {"CPU": "cpu", "GPU": "gpu", "TPU": "tpu"}
 

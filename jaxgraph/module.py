@@ -28,15 +28,18 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxgraph import variable_collections as _collections
+from jaxgraph import variable_collections
+from jaxgraph.frozen import FrozenArray
 from jaxgraph.variables import Variable
+
+__all__ = ["Module"]
 
 
 def _is_dynamic(value: Any) -> bool:
-    if isinstance(value, (Variable, Module, jax.Array, np.ndarray)):
+    if isinstance(value, (Variable, FrozenArray, Module, jax.Array, np.ndarray)):
         return True
     if isinstance(value, (list, tuple, dict)):
-        leaves = jax.tree_util.tree_leaves(value, is_leaf=lambda x: isinstance(x, (Variable, Module)))
+        leaves = jax.tree_util.tree_leaves(value, is_leaf=lambda x: isinstance(x, (Variable, FrozenArray, Module)))
         return any(_is_dynamic(leaf) for leaf in leaves)
     return False
 
@@ -80,16 +83,16 @@ class Module:
     # -- collections, as methods --------------------------------------------------------------------
     def variables(self, scope: str | None = None) -> list[Variable]:
         """All Variables of this module (and its sub-modules), with their resolved names."""
-        return _collections.all_variables(self, scope)
+        return variable_collections.all_variables(self, scope)
 
     def trainable_variables(self, scope: str | None = None) -> list[Variable]:
-        return _collections.trainable_variables(self, scope)
+        return variable_collections.trainable_variables(self, scope)
 
     def global_variables(self, scope: str | None = None) -> list[Variable]:
-        return _collections.global_variables(self, scope)
+        return variable_collections.global_variables(self, scope)
 
     def get_collection(self, key: str, scope: str | None = None) -> list[Variable]:
-        return _collections.get_collection(self, key, scope)
+        return variable_collections.get_collection(self, key, scope)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())

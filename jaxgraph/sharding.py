@@ -29,7 +29,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxgraph.train.slot_owners import slot_owners
-from jaxgraph.variable_collections import map_variables, named_variables, resolved_name
+from jaxgraph.variable_collections import map_variables, resolved_name
+from jaxgraph.variable_index import VariableIndex
 
 __all__ = ["Rules", "make_mesh", "put", "shard_batch", "shard_opt_state", "shard_params", "spec_for",
            "tree_shardings", "variable_shardings"]
@@ -81,9 +82,9 @@ def _check_divisible(name: str, shape: tuple[int, ...], spec: PartitionSpec, mes
 
 
 def variable_shardings(tree: Any, mesh: Mesh, rules: Rules | None) -> dict[str, NamedSharding]:
-    """``{variable name: NamedSharding}`` for every Variable of ``tree``."""
+    """``{variable name: NamedSharding}`` for every variable of ``tree`` (or its index)."""
     out = {}
-    for var in named_variables(tree):
+    for var in VariableIndex.of(tree).variables():
         name = resolved_name(var)
         spec = spec_for(name, rules)
         _check_divisible(name, var.shape, spec, mesh)
@@ -94,9 +95,10 @@ def variable_shardings(tree: Any, mesh: Mesh, rules: Rules | None) -> dict[str, 
 def tree_shardings(tree: Any, mesh: Mesh, rules: Rules | None) -> Any:
     """A pytree like ``tree`` whose Variables hold their ``NamedSharding`` (for ``jit``'s
     ``in_shardings``/``out_shardings``); other array leaves are replicated."""
-    by_name = variable_shardings(tree, mesh, rules)
+    index = VariableIndex.of(tree)
+    by_name = variable_shardings(index, mesh, rules)
     replicated = NamedSharding(mesh, PartitionSpec())
-    with_vars = map_variables(lambda v: v.replace(value=by_name[resolved_name(v)]), tree)
+    with_vars = map_variables(lambda v: v.replace(value=by_name[resolved_name(v)]), index)
     return jax.tree_util.tree_map(
         lambda x: x if isinstance(x, NamedSharding) else replicated, with_vars,
         is_leaf=lambda x: isinstance(x, NamedSharding),
@@ -115,8 +117,9 @@ def put(x: Any, sharding: NamedSharding) -> jax.Array:
 
 def shard_params(tree: Any, mesh: Mesh, rules: Rules | None) -> Any:
     """``tree`` with every Variable's value placed on ``mesh`` by the rules (replicated if unmatched)."""
-    by_name = variable_shardings(tree, mesh, rules)
-    return map_variables(lambda v: v.replace(value=put(v.value, by_name[resolved_name(v)])), tree)
+    index = VariableIndex.of(tree)
+    by_name = variable_shardings(index, mesh, rules)
+    return map_variables(lambda v: v.replace(value=put(v.value, by_name[resolved_name(v)])), index)
 
 
 def shard_opt_state(opt_state: Any, params: Any, mesh: Mesh, rules: Rules | None) -> Any:
@@ -126,13 +129,14 @@ def shard_opt_state(opt_state: Any, params: Any, mesh: Mesh, rules: Rules | None
     state), every leaf shaped like a variable and keyed by its name (:func:`~jaxgraph.train.slot_owners`):
     Adam's ``mu``/``nu`` of a row-sharded table are row-sharded with it.
     """
-    by_name = variable_shardings(params, mesh, rules)
+    index = VariableIndex.of(params)
+    by_name = variable_shardings(index, mesh, rules)
     replicated = NamedSharding(mesh, PartitionSpec())
     slots = {
         slot: {name: put(value, by_name.get(name, replicated)) for name, value in per_var.items()}
         for slot, per_var in opt_state.slots.items()
     }
-    values = {resolved_name(v): v.value for v in named_variables(params)}
+    values = {entry.name: entry.value for entry in index.entries}
     owners = slot_owners(opt_state.non_slots, values)
     leaves, treedef = jax.tree_util.tree_flatten(opt_state.non_slots)
     names = list(values)

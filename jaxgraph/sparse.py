@@ -35,6 +35,7 @@ from jaxgraph.sparse_tensor import from_ragged as from_ragged
 from jaxgraph.sparse_tensor import reorder as reorder
 from jaxgraph.sparse_tensor import retain as retain
 from jaxgraph.sparse_tensor import to_dense as to_dense
+from jaxgraph.variables import Variable
 
 __all__ = [
     "IndexedSlices",
@@ -56,10 +57,11 @@ class IndexedSlices:
     Args:
       values: ``[n, *dense_shape[1:]]``.
       indices: integer ``[n]``; may repeat (repeats add up) and may hold the padding index
-        ``dense_shape[0]`` for unused slots (:meth:`coalesce` and sharded lookups make them), which every
-        consumer drops. Any other index outside ``[0, dense_shape[0])`` is an error when concrete
-        (TF's ``indices[i] = v is not in [0, n)``) and, under ``jit``, is treated as padding: dropped,
-        never wrapped (see :mod:`jaxgraph.ids`).
+        ``dense_shape[0]``, which every consumer drops: a captured read of a row out of range, a
+        sharded lookup's id that a shard does not own, or, after :meth:`coalesce`, an unused slot.
+        Any other index outside ``[0, dense_shape[0])`` is an error when concrete (TF's
+        ``indices[i] = v is not in [0, n)``) and, under ``jit``, is treated as padding: dropped, never
+        wrapped (see :mod:`jaxgraph.ids`). Captured gradients never hold a negative index.
       dense_shape: the shape of the dense tensor (a tuple of ints).
     """
 
@@ -154,8 +156,6 @@ def convert_to_tensor_or_indexed_slices(value: Any) -> jax.Array | IndexedSlices
     """An IndexedSlices passes through; anything else becomes an array (TypeError if it cannot)."""
     if isinstance(value, IndexedSlices):
         return value
-    from jaxgraph.variables import Variable
-
     if isinstance(value, Variable):
         return value.value
     try:

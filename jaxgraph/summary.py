@@ -5,7 +5,8 @@
 ``SUMMARIES`` collection, scoped to one trace instead of a global graph). The step returns that dict
 like any other output, so a compiled step has no host callback: the host receives the values with the
 step's other results and hands them to a :class:`FileWriter`, which writes TensorBoard event files
-(through tensorboardX, imported only when a writer is made).
+(events built with tensorboardX's protobuf classes, imported only when a writer is made, and written by
+:mod:`jaxgraph.event_file`: the steps of one call in one write).
 
 >>> import jax, jax.numpy as jnp
 >>> from jaxgraph import summary
@@ -44,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -52,6 +54,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgraph.variables import current_name_scope
+
+__all__ = [
+    "DEFAULT_BUCKET_COUNT",
+    "FileWriter",
+    "create_file_writer",
+    "get_step",
+    "histogram",
+    "merge_all",
+    "record_summaries",
+    "scalar",
+    "set_step",
+    "write",
+]
 
 DEFAULT_BUCKET_COUNT = 30
 """Number of equal-width histogram buckets between the minimum and maximum (TF2's default)."""
@@ -116,13 +131,20 @@ def _is_traced(value: Any) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(value))
 
 
-def _emit(name: str, value: Any, step: Any = None) -> None:
-    """Hand an already-prepared summary value (a scalar, or a ``[k, 3]`` histogram) on.
+def write(tag: str, value: Any, step: Any = None) -> None:
+    """Hand an already-prepared summary value (a scalar, or a ``[k, 3]`` histogram) on, under ``tag``
+    as given (no name scope is added), like TF2's ``tf.summary.write``.
 
     Into the innermost collector if there is one; else, when the value is concrete and a default
-    writer is set, straight to that writer; else nowhere. ``compute_gradients`` uses this to re-emit
+    writer is set, straight to that writer; else nowhere. ``compute_gradients`` uses this to pass on
     what the differentiated function recorded.
+
+    >>> with record_summaries() as s:
+    ...     write("outer/loss", 0.5)
+    >>> s
+    {'outer/loss': 0.5}
     """
+    name = tag
     collected = _collector.get()
     if collected is not None:
         collected[_unique_tag(collected, name)] = value
@@ -161,7 +183,7 @@ def scalar(name: str, value: Any, step: Any = None) -> None:
     value = jnp.asarray(value)
     if value.shape != ():
         raise ValueError(f"summary.scalar({name!r}) needs a scalar value, got shape {value.shape}")
-    _emit(_scoped(name), value, step)
+    write(_scoped(name), value, step)
 
 
 def histogram(name: str, values: Any, step: Any = None, buckets: int = DEFAULT_BUCKET_COUNT) -> None:
@@ -180,7 +202,7 @@ def histogram(name: str, values: Any, step: Any = None, buckets: int = DEFAULT_B
         raise ValueError(f"summary.histogram({name!r}): buckets must be >= 1, got {buckets}")
     if _collector.get() is None and _default_writer.get() is None:
         return  # nobody would see it: skip the bucketing
-    _emit(_scoped(name), _buckets(jnp.asarray(values), int(buckets)), step)
+    write(_scoped(name), _buckets(jnp.asarray(values), int(buckets)), step)
 
 
 # Compiled once per shape even when called eagerly (op-by-op it is ~20 dispatches); inlined under jit.
@@ -235,6 +257,14 @@ def _import_tensorboardx():
     return tensorboardX
 
 
+def _summary_protos():
+    """tensorboardX's generated ``Event`` and ``Summary`` protobuf classes (TensorBoard's own schema)."""
+    _import_tensorboardx()
+    from tensorboardX.proto import event_pb2, summary_pb2
+
+    return event_pb2, summary_pb2
+
+
 def _kind(tag: str, arr: np.ndarray) -> tuple[str, bool]:
     """``(kind, stacked)`` from the array's rank: scalars are ``()``, histograms ``[k, 3]``; a leading
     steps axis (from ``lax.scan``) adds one dimension."""
@@ -252,18 +282,36 @@ def _kind(tag: str, arr: np.ndarray) -> tuple[str, bool]:
     )
 
 
+def _histogram_proto(summary_pb2, table: np.ndarray):
+    """TensorBoard's v1 ``HistogramProto`` from a ``[k, 3]`` table of ``(left, right, count)`` rows."""
+    table = table.astype(np.float64)
+    left, right, counts = table[:, 0], table[:, 1], table[:, 2]
+    centres = (left + right) / 2
+    return summary_pb2.HistogramProto(
+        min=float(left[0]) if len(left) else 0.0,
+        max=float(right[-1]) if len(right) else 0.0,
+        num=float(counts.sum()),
+        sum=float((counts * centres).sum()),
+        sum_squares=float((counts * centres**2).sum()),
+        bucket_limit=right.tolist(),
+        bucket=counts.tolist(),
+    )
+
+
 class FileWriter:
     """Writes summaries to TensorBoard event files in ``logdir`` (``tf.summary.FileWriter``).
 
     Args:
       logdir: the directory (created if missing).
-      flush_secs: how often the background writer flushes to disk.
-      max_queue: events buffered before a flush.
+      flush_secs: how often a background thread flushes the file to disk.
+      max_queue: events held in the process before they are handed to the operating system.
       filename_suffix: appended to the event file's name.
 
     ``add_summary`` takes what a step returns (device arrays are fetched with one ``device_get``):
     a dict for one step, a list of such dicts for consecutive steps, or a dict whose arrays are stacked
-    along a leading steps axis (``lax.scan``); ``global_step`` is the step of the first entry.
+    along a leading steps axis (``lax.scan``); ``global_step`` is the step of the first entry. Each step
+    becomes one event holding all of that step's values (TF1's merged summary), and the events of one
+    call are written to the file together, synchronously: an error (a full disk) is raised by the call.
 
     >>> import tempfile, jax.numpy as jnp
     >>> with FileWriter(tempfile.mkdtemp()) as writer:
@@ -274,10 +322,12 @@ class FileWriter:
     def __init__(
         self, logdir: str, flush_secs: int = 120, max_queue: int = 10, filename_suffix: str = ""
     ) -> None:
-        tensorboardX = _import_tensorboardx()
+        from jaxgraph.event_file import EventFileWriter
+
+        self._event_pb2, self._summary_pb2 = _summary_protos()
         self._logdir = str(logdir)
-        self._writer = tensorboardX.SummaryWriter(
-            logdir=self._logdir, flush_secs=flush_secs, max_queue=max_queue, filename_suffix=filename_suffix
+        self._file = EventFileWriter(
+            self._logdir, flush_secs=flush_secs, max_queue=max_queue, filename_suffix=filename_suffix
         )
         self._closed = False
 
@@ -304,7 +354,7 @@ class FileWriter:
         self._check_open()
         host = jax.device_get(summaries)
         if isinstance(host, Mapping):
-            self._add_dict(host, global_step, walltime)
+            self._write(self._dict_events(host, global_step, walltime))
             return
         if not isinstance(host, Sequence) or isinstance(host, (str, bytes)):
             raise TypeError(
@@ -313,22 +363,24 @@ class FileWriter:
         if global_step is None and len(host) > 1:
             raise ValueError("add_summary of several steps needs global_step (the first entry's step)")
         start = None if global_step is None else _to_int(global_step)
+        events = []
         for i, entry in enumerate(host):
             if not isinstance(entry, Mapping):
                 raise TypeError(f"add_summary: entry {i} is a {type(entry).__name__}, expected a dict")
-            self._add_dict(entry, None if start is None else start + i, walltime, allow_stacked=False)
+            step = None if start is None else start + i
+            events += self._dict_events(entry, step, walltime, allow_stacked=False)
+        self._write(events)
 
-    def _add_dict(
+    def _dict_events(
         self, host: Mapping[str, Any], global_step: Any, walltime: float | None, allow_stacked: bool = True
-    ) -> None:
+    ) -> list[bytes]:
+        """The serialized events of one dict: one event, or one per step of a stacked dict."""
         arrays = {tag: np.asarray(v) for tag, v in host.items()}
         kinds = {tag: _kind(tag, a) for tag, a in arrays.items()}
         stacked = {tag for tag, (_, s) in kinds.items() if s}
         step = None if global_step is None else _to_int(global_step)
         if not stacked:
-            for tag, arr in arrays.items():
-                self._write_one(tag, arr, step, walltime)
-            return
+            return [self._event({tag: (kinds[tag][0], arr) for tag, arr in arrays.items()}, step, walltime)]
         if not allow_stacked or len(stacked) != len(arrays):
             single = sorted(set(arrays) - stacked)
             raise ValueError(
@@ -340,35 +392,34 @@ class FileWriter:
             raise ValueError(f"add_summary: stacked summaries have different numbers of steps: {lengths}")
         if step is None:
             raise ValueError("add_summary of stacked summaries needs global_step (the first entry's step)")
-        for i in range(next(iter(lengths.values()))):
-            for tag, arr in arrays.items():
-                self._write_one(tag, arr[i], step + i, walltime)
+        walltime = time.time() if walltime is None else walltime
+        # Scalars go to Python floats in one call per tag, not one numpy scalar per step.
+        columns = {tag: arr.astype(np.float64).tolist() if kinds[tag][0] == "scalar" else arr
+                   for tag, arr in arrays.items()}
+        return [
+            self._event({tag: (kinds[tag][0], col[i]) for tag, col in columns.items()}, step + i, walltime)
+            for i in range(next(iter(lengths.values())))
+        ]
+
+    def _event(self, values: Mapping[str, tuple[str, Any]], step: int | None, walltime: float | None) -> bytes:
+        """One serialized ``Event`` holding ``{tag: (kind, value)}`` at ``step``."""
+        s = self._summary_pb2
+        summary = s.Summary(value=[
+            s.Summary.Value(tag=tag, simple_value=float(value)) if kind == "scalar"
+            else s.Summary.Value(tag=tag, histo=_histogram_proto(s, np.asarray(value)))
+            for tag, (kind, value) in values.items()
+        ])
+        event = self._event_pb2.Event(wall_time=time.time() if walltime is None else walltime, summary=summary)
+        if step is not None:
+            event.step = step
+        return event.SerializeToString()
+
+    def _write(self, events: list[bytes]) -> None:
+        self._file.write_events(events)
 
     def _write_one(self, tag: str, arr: np.ndarray, step: int | None, walltime: float | None) -> None:
         kind, _ = _kind(tag, arr)
-        if kind == "scalar":
-            self._writer.add_scalar(tag, float(arr), global_step=step, walltime=walltime)
-        else:
-            self._add_histogram_buckets(tag, arr, step, walltime)
-
-    def _add_histogram_buckets(
-        self, tag: str, table: np.ndarray, step: int | None, walltime: float | None
-    ) -> None:
-        table = table.astype(np.float64)
-        left, right, counts = table[:, 0], table[:, 1], table[:, 2]
-        centres = (left + right) / 2
-        self._writer.add_histogram_raw(
-            tag,
-            min=float(left[0]) if len(left) else 0.0,
-            max=float(right[-1]) if len(right) else 0.0,
-            num=float(counts.sum()),
-            sum=float((counts * centres).sum()),
-            sum_squares=float((counts * centres**2).sum()),
-            bucket_limits=right.tolist(),
-            bucket_counts=counts.tolist(),
-            global_step=step,
-            walltime=walltime,
-        )
+        self._write([self._event({tag: (kind, arr)}, step, walltime)])
 
     def add_scalar(
         self, tag: str, value: Any, global_step: Any = None, walltime: float | None = None
@@ -391,9 +442,7 @@ class FileWriter:
         """Write a histogram of ``values`` now (bucketed like :func:`histogram`)."""
         self._check_open()
         table = np.asarray(jax.device_get(_buckets(jnp.asarray(values), int(buckets))))
-        self._add_histogram_buckets(
-            tag, table, None if global_step is None else _to_int(global_step), walltime
-        )
+        self._write_one(tag, table, None if global_step is None else _to_int(global_step), walltime)
 
     # -- default writer -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -416,13 +465,13 @@ class FileWriter:
     def flush(self) -> None:
         """Write buffered events to disk."""
         if not self._closed:
-            self._writer.flush()
+            self._file.flush()
 
     def close(self) -> None:
         """Flush and close the event file; further writes raise. Safe to call twice."""
         if not self._closed:
-            self._writer.close()
             self._closed = True
+            self._file.close()
 
     def __enter__(self) -> FileWriter:
         return self

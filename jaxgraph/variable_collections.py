@@ -1,83 +1,65 @@
-"""TF1's collections over any pytree that holds :class:`~jaxgraph.Variable` s.
+"""TF1's collections over any parameter tree, and ``freeze`` / ``describe``.
 
-There is no global graph: a collection is a view of one parameter tree. Each Variable's name is its
-own ``name`` if it has one, else the path of its key or attribute in the tree (``"encoder/w"``,
-``"layers/0/b"``). Names that clash get TF's ``_1``, ``_2`` suffixes in tree order (compared without
-regard to case, as TF does), so names are unique within a tree and stable across runs: they key
-``var_list``, optimizer slots and checkpoints.
+There is no global graph: a collection is a view of one parameter tree, computed by a
+:class:`~jaxgraph.variable_index.VariableIndex`. The tree's variables are its jaxgraph
+:class:`~jaxgraph.Variable` s (tagged as they say), its plain arrays (all global variables; the
+floating-point ones trainable, as Equinox has it) and its Flax NNX variables (``nnx.Param`` trainable,
+other types not); see :mod:`jaxgraph.leaf_kinds`. Each is named by its own ``name`` if it has one, else
+by its path in the tree (``"encoder/w"``, ``"layers/0/b"``); names that clash get TF's ``_1``, ``_2``
+suffixes in tree order (compared without regard to case, as TF does), so names are unique within a
+tree and stable across runs: they key ``var_list``, optimizer slots and checkpoints.
 
 ``scope`` filters are TF's: ``re.match`` of the scope regex against the name (a prefix match,
 ``.`` is a wildcard).
 
 >>> import jax.numpy as jnp
 >>> from jaxgraph import Variable, trainable_variables, global_variables
->>> tree = {"emb": Variable(jnp.zeros((3, 2))), "step": Variable(0, trainable=False)}
+>>> tree = {"emb": Variable(jnp.zeros((3, 2))), "step": Variable(0, trainable=False), "b": jnp.zeros(2)}
 >>> [v.name for v in trainable_variables(tree)]
-['emb']
+['b', 'emb']
 >>> [v.name for v in global_variables(tree)]
-['emb', 'step']
+['b', 'emb', 'step']
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import jax
-
+from jaxgraph import leaf_kinds
+from jaxgraph.variable_index import Description, IndexEntry, VariableIndex, path_to_name
 from jaxgraph.variables import GraphKeys, Variable
+
+__all__ = [
+    "all_variables",
+    "describe",
+    "freeze",
+    "get_collection",
+    "get_global_step",
+    "global_variables",
+    "local_variables",
+    "map_variables",
+    "model_variables",
+    "named_variables",
+    "names_by_id",
+    "path_to_name",
+    "replace_values",
+    "resolved_name",
+    "trainable_variables",
+    "unfreeze",
+]
 
 PyTree = Any
 
 
-def path_to_name(path: tuple[Any, ...]) -> str:
-    parts = []
-    for key in path:
-        if isinstance(key, jax.tree_util.DictKey):
-            parts.append(str(key.key))
-        elif isinstance(key, jax.tree_util.SequenceKey):
-            parts.append(str(key.idx))
-        elif isinstance(key, jax.tree_util.GetAttrKey):
-            parts.append(key.name)
-        elif isinstance(key, jax.tree_util.FlattenedIndexKey):
-            parts.append(str(key.key))
-        else:
-            parts.append(str(key))
-    return "/".join(parts) or "Variable"
-
-
-def _flatten_variables(tree: PyTree):
-    return jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, Variable))
-
-
 def named_variables(tree: PyTree) -> list[Variable]:
-    """Every Variable in ``tree``, in tree order, each carrying its resolved unique name.
+    """Every variable of ``tree``, in tree order, as a Variable carrying its resolved unique name.
 
     >>> import jax.numpy as jnp
     >>> [v.name for v in named_variables({"a": Variable(1.0, name="w"), "b": Variable(2.0, name="w")})]
     ['w', 'w_1']
     """
-    leaves, _ = _flatten_variables(tree)
-    used: set[str] = set()
-    counts: dict[str, int] = {}
-    result = []
-    for path, leaf in leaves:
-        if not isinstance(leaf, Variable):
-            continue
-        base = leaf.name if leaf.name is not None else path_to_name(path)
-        name = base
-        if name.lower() in used:
-            n = counts.get(base.lower(), 0)
-            while True:
-                n += 1
-                name = f"{base}_{n}"
-                if name.lower() not in used:
-                    break
-            counts[base.lower()] = n
-        used.add(name.lower())
-        result.append(leaf if leaf.name == name else leaf.replace(name=name))
-    return result
+    return VariableIndex.of(tree).variables()
 
 
 def resolved_name(var: Variable) -> str:
@@ -94,26 +76,17 @@ def resolved_name(var: Variable) -> str:
 
 
 def names_by_id(tree: PyTree) -> dict[int, str]:
-    """``id(variable) -> resolved name`` for the Variable objects of ``tree`` itself.
+    """``id(leaf) -> resolved name`` for the variable leaves of ``tree`` itself.
 
-    Lets callers accept a Variable taken straight from the tree (``params["emb"]``), whose ``name`` may
-    be ``None`` (path-derived) or a clashing name that :func:`named_variables` suffixed.
+    Lets callers accept a leaf taken straight from the tree (``params["emb"]``), whose ``name`` may be
+    ``None`` (path-derived) or a clashing name that :func:`named_variables` suffixed.
     """
-    leaves, _ = _flatten_variables(tree)
-    originals = [leaf for _, leaf in leaves if isinstance(leaf, Variable)]
-    return {id(leaf): resolved_name(nv) for leaf, nv in zip(originals, named_variables(tree), strict=True)}
-
-
-def _filter(variables: Iterable[Variable], scope: str | None) -> list[Variable]:
-    if scope is None:
-        return list(variables)
-    regex = re.compile(scope)
-    return [v for v in variables if v.name is not None and regex.match(v.name)]
+    return VariableIndex.of(tree).names_by_id()
 
 
 def get_collection(tree: PyTree, key: str, scope: str | None = None) -> list[Variable]:
-    """The Variables of ``tree`` in collection ``key``, optionally filtered by ``scope`` (``re.match``)."""
-    return _filter((v for v in named_variables(tree) if key in v.collections), scope)
+    """The variables of ``tree`` in collection ``key``, optionally filtered by ``scope`` (``re.match``)."""
+    return VariableIndex.of(tree).collection(key, scope)
 
 
 def trainable_variables(tree: PyTree, scope: str | None = None) -> list[Variable]:
@@ -127,16 +100,18 @@ def global_variables(tree: PyTree, scope: str | None = None) -> list[Variable]:
 
 
 def local_variables(tree: PyTree, scope: str | None = None) -> list[Variable]:
+    """``tf.local_variables``: the tree's ``GraphKeys.LOCAL_VARIABLES``."""
     return get_collection(tree, GraphKeys.LOCAL_VARIABLES, scope)
 
 
 def model_variables(tree: PyTree, scope: str | None = None) -> list[Variable]:
+    """``tf.model_variables``: the tree's ``GraphKeys.MODEL_VARIABLES``."""
     return get_collection(tree, GraphKeys.MODEL_VARIABLES, scope)
 
 
 def all_variables(tree: PyTree, scope: str | None = None) -> list[Variable]:
-    """Every Variable of the tree, whatever its collections."""
-    return _filter(named_variables(tree), scope)
+    """Every variable of the tree, whatever its collections."""
+    return VariableIndex.of(tree).variables(scope)
 
 
 def get_global_step(tree: PyTree) -> Variable | None:
@@ -147,69 +122,86 @@ def get_global_step(tree: PyTree) -> Variable | None:
     return steps[0] if steps else None
 
 
-def map_variables(fn: Callable[[Variable], Variable], tree: PyTree) -> PyTree:
-    """Rebuild ``tree`` with ``fn(variable)`` for every Variable (given with its resolved name).
+def _put_back(entry: IndexEntry, new: Any) -> Any:
+    """The leaf for ``entry`` after a function returned ``new`` for its Variable view."""
+    if not isinstance(new, Variable):
+        return new
+    leaf = entry.leaf
+    if isinstance(leaf, Variable):
+        # A name that came from the path stays implicit (None), so the tree's structure is unchanged.
+        name = leaf.name if new.name == entry.name else new.name
+        return Variable.from_value(new.value, name, new.trainable, new.collections)
+    rebuilt = leaf_kinds.rebuild(leaf, new.value)
+    return rebuilt if new.trainable == entry.trainable else leaf_kinds.with_trainable(rebuilt, new.trainable)
 
-    The tree's other leaves and structure are kept; ``fn`` sees each Variable once, in tree order.
+
+def map_variables(fn: Callable[[Variable], Any], tree: PyTree) -> PyTree:
+    """Rebuild ``tree`` with ``fn(variable)`` for every variable (given as a named Variable view).
+
+    The tree's other leaves and structure are kept, and each leaf keeps its kind (a plain array stays
+    a plain array holding the returned Variable's value); ``fn`` sees each variable once, in tree order.
     """
-    leaves, treedef = _flatten_variables(tree)
-    named = iter(named_variables(tree))
-    out = []
-    for _, leaf in leaves:
-        out.append(fn(next(named)) if isinstance(leaf, Variable) else leaf)
-    return jax.tree_util.tree_unflatten(treedef, out)
-
-
-def _strip_names_like(original: PyTree, updated: PyTree) -> PyTree:
-    # Variables whose name came from their path keep name=None, so the tree's structure (its static
-    # metadata) is unchanged and jit does not retrace.
-    orig_leaves, _ = _flatten_variables(original)
-    new_leaves, treedef = _flatten_variables(updated)
-    out = []
-    for (_, old), (_, new) in zip(orig_leaves, new_leaves, strict=True):
-        if isinstance(old, Variable) and isinstance(new, Variable) and new.name != old.name:
-            new = Variable._make(new.value, old.name, new.trainable, new.collections)
-        out.append(new)
-    return jax.tree_util.tree_unflatten(treedef, out)
+    return VariableIndex.of(tree).map(lambda entry: _put_back(entry, fn(entry.variable)))
 
 
 def replace_values(tree: PyTree, values: Mapping[str, Any]) -> PyTree:
-    """A copy of ``tree`` whose Variables named in ``values`` hold the new arrays.
+    """A copy of ``tree`` whose variables named in ``values`` hold the new arrays.
 
-    Unknown names raise ``KeyError`` naming them. Metadata (name, trainable, collections) is kept.
+    Unknown names raise ``KeyError`` naming them. Metadata (name, trainable, collections, kind) is kept.
+    ``tree`` may also be a :class:`~jaxgraph.variable_index.VariableIndex` of the tree.
     """
-    missing = set(values) - {v.name for v in named_variables(tree)}
-    if missing:
-        raise KeyError(f"No variables named {sorted(missing)} in the tree")
-
-    def update(v: Variable) -> Variable:
-        name = resolved_name(v)
-        return v.replace(value=values[name]) if name in values else v
-
-    updated = map_variables(update, tree)
-    return _strip_names_like(tree, updated)
+    return VariableIndex.of(tree).replace_values(values)
 
 
 def freeze(tree: PyTree, scope: str | None = None) -> PyTree:
-    """A copy of ``tree`` where the Variables matching ``scope`` (all, if ``None``) are not trainable.
+    """A copy of ``tree`` where the variables matching ``scope`` (all, if ``None``) are not trainable.
 
-    The original tree is not changed. Frozen variables leave ``TRAINABLE_VARIABLES`` and so are never
-    differentiated by an optimizer's default ``var_list``.
+    The original tree is not changed, and the model's code runs on the result as before. Frozen
+    variables leave ``TRAINABLE_VARIABLES`` and so are never differentiated by an optimizer's default
+    ``var_list``. A jaxgraph Variable gets ``trainable=False``; a plain array becomes a
+    :class:`~jaxgraph.FrozenArray` (it still indexes, multiplies and converts as the array); an
+    ``nnx.Param`` gets a ``jaxgraph_frozen`` metadata entry. ``freeze(array)`` freezes one array.
 
     >>> import jax.numpy as jnp
-    >>> tree = {"enc": {"w": Variable(1.0)}, "dec": {"w": Variable(2.0)}}
+    >>> tree = {"enc": {"w": Variable(1.0)}, "dec": {"w": jnp.ones(2)}}
     >>> [v.name for v in trainable_variables(freeze(tree, "enc"))]
     ['dec/w']
+    >>> frozen = freeze(tree, "dec")
+    >>> [v.name for v in trainable_variables(frozen)], (frozen["dec"]["w"] * 2).tolist()
+    (['enc/w'], [2.0, 2.0])
     """
     return _set_trainable(tree, scope, False)
 
 
 def unfreeze(tree: PyTree, scope: str | None = None) -> PyTree:
-    """The inverse of :func:`freeze`: matching Variables become trainable."""
+    """The inverse of :func:`freeze`: matching variables become trainable (frozen arrays plain again).
+
+    Variables that are never trainable (integer arrays, NNX types other than ``nnx.Param``) stay so.
+    """
     return _set_trainable(tree, scope, True)
 
 
 def _set_trainable(tree: PyTree, scope: str | None, trainable: bool) -> PyTree:
-    selected = {v.name for v in _filter(named_variables(tree), scope)}
-    updated = map_variables(lambda v: v.replace(trainable=trainable) if v.name in selected else v, tree)
-    return _strip_names_like(tree, updated)
+    index = VariableIndex.of(tree)
+    selected = {v.name for v in index.variables(scope)}
+    return index.map(
+        lambda e: leaf_kinds.with_trainable(e.leaf, trainable) if e.name in selected else e.leaf
+    )
+
+
+def describe(tree: PyTree, var_list: Sequence[Any] | None = None) -> Description:
+    """What an optimizer does with each leaf of ``tree``: a table of name, shape, dtype, kind, and
+    whether it is trained or why not (frozen, not an ``nnx.Param``, an integer dtype, not in
+    ``var_list``, a Python number).
+
+    ``print(jaxgraph.describe(model))`` shows it; the result is also a list of rows with ``.trained``
+    (names) and ``.not_trained`` (``{name: reason}``).
+
+    >>> import jax.numpy as jnp
+    >>> print(describe({"emb": jnp.zeros((4, 2)), "steps": jnp.int32(0), "frozen": freeze(jnp.ones(2))}))
+    name    shape   dtype    kind          trained
+    emb     (4, 2)  float32  array         yes
+    frozen  (2,)    float32  frozen array  no: frozen (jaxgraph.freeze)
+    steps   ()      int32    array         no: int32 array: not differentiable
+    """
+    return VariableIndex.of(tree).describe(var_list)

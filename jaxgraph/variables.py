@@ -27,6 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgraph.device import current_device
+
+__all__ = ["GraphKeys", "Variable", "create_global_step", "current_name_scope", "name_scope"]
+
 
 class GraphKeys:
     """TF1's standard collection names (the same string values as ``tf.compat.v1.GraphKeys``)."""
@@ -164,8 +168,6 @@ class Variable:
         # A Python scalar gives a weakly-typed array; the first update makes it strongly typed, and jit
         # would then trace the step a second time. A variable's dtype is definite, as in TF.
         self._value = jnp.asarray(value, dtype=value.dtype) if getattr(value, "weak_type", False) else value
-        from jaxgraph.device import current_device  # local: device scopes are optional for this module
-
         placed_on = current_device()
         if placed_on is not None and not isinstance(self._value, jax.core.Tracer):
             # Inside jaxgraph.device(...) the variable is pinned there (committed), as tf.device pins it.
@@ -182,14 +184,34 @@ class Variable:
         self.collections: tuple[str, ...] = _default_collections(collections, self.trainable)
 
     @classmethod
-    def _make(cls, value: Any, name: str | None, trainable: bool, collections: tuple[str, ...]) -> Variable:
-        # Bypasses __init__: JAX rebuilds nodes with tracers, ShapeDtypeStructs or sentinels as values.
+    def from_value(
+        cls,
+        value: Any,
+        name: str | None,
+        trainable: bool = True,
+        collections: tuple[str, ...] | None = None,
+    ) -> Variable:
+        """A Variable holding ``value`` as it is, with the given metadata: no conversion, no name scope,
+        no device placement.
+
+        JAX rebuilds Variables this way with tracers, ``ShapeDtypeStruct`` s, shardings or gradients
+        as values; jaxgraph uses it for the named views it returns (slots, plain-array leaves).
+        ``collections=None`` gives TF's default for ``trainable``.
+
+        >>> import jax.numpy as jnp
+        >>> Variable.from_value(jnp.zeros(2), "w/Adam", trainable=False).collections
+        ('variables',)
+        """
         obj = object.__new__(cls)
         obj._value = value
         obj.name = name
-        obj.trainable = trainable
-        obj.collections = collections
+        obj.trainable = bool(trainable)
+        obj.collections = (
+            _default_collections(None, obj.trainable) if collections is None else tuple(collections)
+        )
         return obj
+
+    _make = from_value  # the former private spelling, kept for code written against it
 
     # -- pytree protocol ------------------------------------------------------------------------
     def tree_flatten_with_keys(self):
@@ -200,7 +222,7 @@ class Variable:
 
     @classmethod
     def tree_unflatten(cls, aux, children):
-        return cls._make(children[0], *aux)
+        return cls.from_value(children[0], *aux)
 
     # -- reading --------------------------------------------------------------------------------
     @property
@@ -246,7 +268,7 @@ class Variable:
             )
             if trainable and GraphKeys.TRAINABLE_VARIABLES not in collections:
                 collections = collections + (GraphKeys.TRAINABLE_VARIABLES,)
-        return Variable._make(value, name, bool(trainable), tuple(collections))
+        return Variable.from_value(value, name, bool(trainable), tuple(collections))
 
     def assign(self, value: Any) -> Variable:
         """A new Variable holding ``value`` (same shape and dtype required), like ``tf.assign``."""

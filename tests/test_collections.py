@@ -35,10 +35,13 @@ def test_single_variable_root_is_called_variable():
     assert names(jg.named_variables([V(1.0), V(2.0)])) == ["0", "1"]
 
 
-def test_non_variable_leaves_are_ignored():
-    tree = {"w": V(1.0), "lr": 0.1, "arr": jnp.ones(3), "none": None}
-    assert names(jg.named_variables(tree)) == ["w"]
-    assert names(jg.global_variables(tree)) == ["w"]
+def test_array_leaves_are_variables_and_other_leaves_are_not():
+    # One rule for every tree: plain arrays are variables (global; trainable when floating-point),
+    # Python numbers and other leaves are not.
+    tree = {"w": V(1.0), "lr": 0.1, "arr": jnp.ones(3), "count": jnp.int32(2), "none": None, "tag": "x"}
+    assert names(jg.named_variables(tree)) == ["arr", "count", "w"]
+    assert names(jg.global_variables(tree)) == ["arr", "count", "w"]
+    assert names(jg.trainable_variables(tree)) == ["arr", "w"]
 
 
 def test_chex_dataclass_paths():
@@ -339,7 +342,7 @@ def test_module_roundtrip_through_jit_keeps_type_and_fields():
     assert type(out) is Config
     assert (out.n, out.label, out.shape) == (3, "cfg", (2, 3))
     assert out.w.name is None
-    assert names(out.variables()) == ["w"]
+    assert names(out.variables()) == ["scale", "w"]  # an array attribute is a variable too
 
 
 def test_module_repr():

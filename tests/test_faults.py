@@ -453,7 +453,8 @@ def test_word2vec_basic_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch)
     corpus = tmp_path / "c.txt"
     corpus.write_text("the cat sat on the mat and the dog ran " * 50)
     rc = basic.main(["--corpus", str(corpus), "--output-dir", str(tmp_path / "out"), "--steps", "10",
-                     "--num-sampled", "4", "--vocabulary-size", "9", "--plot-only", "0"])
+                     "--num-sampled", "4", "--vocabulary-size", "9", "--valid-window", "8", "--valid-size", "2",
+                     "--plot-only", "0"])
     assert rc == 2
     _one_error(capsys.readouterr().err, "out of memory: RESOURCE_EXHAUSTED", "--vocabulary-size")
 
@@ -501,7 +502,7 @@ def _basic_corpus(tmp_path: Path) -> Path:
 
 BASIC = ["--steps", "401", "--steps-per-call", "50", "--log-every", "50", "--eval-every", "10000",
          "--plot-only", "0", "--num-sampled", "8", "--embedding-size", "16", "--valid-size", "2",
-         "--vocabulary-size", "30"]
+         "--valid-window", "20", "--vocabulary-size", "30"]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

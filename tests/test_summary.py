@@ -104,7 +104,7 @@ def test_scalar_rejects_non_scalar():
 
 
 def test_nested_blocks_and_emit_to_outer(maybe_jit):
-    # compute_gradients records inside the differentiated function and re-emits outward with _emit.
+    # compute_gradients records inside the differentiated function and passes it on with write.
     def f(x):
         with summary.record_summaries() as outer:
             summary.scalar("before", x)
@@ -113,7 +113,7 @@ def test_nested_blocks_and_emit_to_outer(maybe_jit):
                 assert summary.merge_all().keys() == {"inner"}
             assert list(outer) == ["before"]
             for name, value in inner.items():
-                summary._emit(name, value)
+                summary.write(name, value)
         return outer
 
     out = maybe_jit(f)(jnp.float32(3.0))

@@ -17,8 +17,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from jaxgraph import crc32c
 from jaxgraph.train import CheckpointError, list_variables, load_checkpoint
-from jaxgraph.train.tf_checkpoint import crc32c, snappy, wire
+from jaxgraph.train.tf_checkpoint import snappy, wire
 from jaxgraph.train.tf_checkpoint.protos import (
     BundleEntry,
     BundleHeader,
@@ -427,7 +428,7 @@ def test_reading_needs_no_tensorflow_nor_google_crc32c():
     code = (
         "import sys; sys.modules['tensorflow'] = sys.modules['google_crc32c'] = None\n"
         "from jaxgraph.train import load_checkpoint\n"
-        "from jaxgraph.train.tf_checkpoint import crc32c\n"
+        "from jaxgraph import crc32c\n"
         f"r = load_checkpoint({fixture('dtypes')!r})\n"
         "[r.get_tensor(k) for k in r.get_variable_to_shape_map()]\n"
         "print(crc32c.BACKEND)\n"

@@ -155,9 +155,13 @@ def test_chunk_plan_ends_calls_at_evaluation_steps():
     assert {c.length for c in plan} == {1, 100}
     assert sum(c.length for c in plan) == 100001
     assert [c.start + c.length - 1 for c in plan if c.evaluate] == list(range(0, 100001, 10000))
-    plan = w2v.chunk_plan(250, 100, 10000)  # the last step is evaluated too
-    assert [(c.start, c.length) for c in plan if c.evaluate] == [(0, 1), (249, 1)]
-    assert sum(c.length for c in plan) == 250
+    plan = w2v.chunk_plan(250, 100, 10000)  # the last step is evaluated too, at the end of a shorter call
+    assert [(c.start, c.length) for c in plan] == [(0, 1), (1, 100), (101, 100), (201, 49)]
+    assert [c.evaluate for c in plan] == [True, False, False, True]
+    plan = w2v.chunk_plan(1000, 64, 300)  # evaluation steps that are not multiples of the call length
+    assert all(c.length <= 64 for c in plan) and sum(c.length for c in plan) == 1000
+    assert [c.start + c.length - 1 for c in plan if c.evaluate] == [0, 300, 600, 900, 999]
+    assert [c.start for c in plan] == [0, *(c.start + c.length for c in plan[:-1])]
 
 
 SHORT = ["--steps", 101, "--steps-per-call", 50, "--log-every", 50, "--eval-every", 100, "--plot-only", 0,
@@ -252,6 +256,9 @@ def _bad_inputs(tmp_path):
         "tsne iterations": (["--tsne-iter", 10], "--tsne-iter"),
         "absent device": (["--device", "/tpu:7"], "--device"),
         "malformed device": (["--device", "/gpu:x"], "--device"),
+        "valid_size > valid_window": (["--valid-size", 200, "--valid-window", 100], "--valid-size (200)"),
+        "valid_window > vocabulary_size": (["--valid-window", 20000], "--valid-window (20000)"),
+        "plot_only over the cap": (["--plot-only", 100000], "--plot-only 100000 is more than 5000"),
     }
 
 
@@ -259,7 +266,8 @@ def _bad_inputs(tmp_path):
     "case",
     ["missing corpus", "empty corpus", "binary corpus", "num_sampled >= shrunk vocabulary",
      "num_skips > 2 * skip_window", "batch_size % num_skips", "unwritable output dir", "bad flag value",
-     "tsne iterations", "absent device", "malformed device"],
+     "tsne iterations", "absent device", "malformed device", "valid_size > valid_window",
+     "valid_window > vocabulary_size", "plot_only over the cap"],
 )
 def test_bad_input_exits_2_with_one_error_line(tmp_path, capsys, case):
     argv, needle = _bad_inputs(tmp_path)[case]
@@ -284,3 +292,100 @@ def test_subprocess_exit_status(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: corpus file") and "\n" not in proc.stderr.strip()
     assert "Traceback" not in proc.stderr
+
+
+def test_a_run_compiles_three_programs(tmp_path, capsys):
+    """Initialisation, the training steps (one program for calls of 1, 50 and 29 steps) and the evaluation:
+    nothing else compiles, counted by JAX's own compile event around the whole run."""
+    import jax
+
+    corpus = tmp_path / "topics.txt"
+    _synthetic_corpus(corpus)
+    names = []
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            names.append(kwargs.get("fun_name"))
+
+    jax.clear_caches()  # programs compiled by earlier tests in this process would not be counted
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        rc, _, err = _run(["--corpus", corpus, "--output-dir", tmp_path / "run", *SHORT, "--steps", 130], capsys)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert rc == 0, err
+    assert sorted(names) == ["jit(evaluate)", "jit(init)", "jit(train_steps)"], names
+    metrics = _strict_json(tmp_path / "run" / "metrics.json")
+    assert metrics["compiled_programs"] == 3 and sorted(metrics["compiled_program_names"]) == sorted(names)
+
+
+def test_every_step_loss_reaches_the_event_file(tmp_path, capsys):
+    """TF writes the loss summary of every step: each step's value is in the event file once, and the values
+    average to the printed ``Average loss`` lines (calls of 1, 50, 50 and 29 steps)."""
+    import numpy as np
+    from tensorboard.backend.event_processing import event_accumulator
+
+    corpus = tmp_path / "topics.txt"
+    _synthetic_corpus(corpus)
+    out = tmp_path / "run"
+    rc, lines, err = _run(["--corpus", corpus, "--output-dir", out, *SHORT, "--steps", 130, "--log-every", 25],
+                          capsys)
+    assert rc == 0, err
+    acc = event_accumulator.EventAccumulator(str(out), size_guidance={"scalars": 0})
+    acc.Reload()
+    events = acc.Scalars("loss")
+    assert [e.step for e in events] == list(range(130))
+    values = np.array([e.value for e in events], np.float64)
+    averages = dict(_averages(lines))
+    assert sorted(averages) == [0, 25, 50, 75, 100, 125]
+    assert values[0] == pytest.approx(averages[0], rel=1e-6)
+    for step in (25, 50, 75, 100, 125):
+        assert values[step - 24 : step + 1].mean() == pytest.approx(averages[step], rel=1e-5), step
+
+
+def test_valid_window_cut_to_a_small_vocabulary_says_so(tmp_path, capsys):
+    small = tmp_path / "small.txt"
+    small.write_text("the cat sat on the mat " * 20)  # 5 distinct words: vocabulary 6
+    rc, lines, err = _run(["--corpus", small, "--output-dir", tmp_path / "run", *SHORT, "--steps", 3,
+                           "--num-sampled", 2, "--valid-size", 8, "--valid-window", 10, "--vocabulary-size", 10],
+                          capsys)
+    assert rc == 0, err
+    assert "warning: the vocabulary has only 6 words: --valid-window 10 cut to 6 and --valid-size 8 to 6" in err
+    nearest = [line for line in lines if line.startswith("Nearest to ")]
+    assert len(nearest) == 2 * 6  # steps 0 and 2, all six words
+
+
+def test_tsne_shows_progress_and_the_time_left(capsys):
+    import argparse
+
+    import numpy as np
+
+    emb = np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32)
+    args = argparse.Namespace(plot_only=60, exact_tsne=False, seed=0, tsne_iter=300)
+    words = {i: f"w{i}" for i in range(40)}
+    assert w2v.tsne_plot(emb, words, args, os.devnull, progress_every=0) == os.devnull
+    out, err = capsys.readouterr()
+    assert "warning: --plot-only 60 is more than the vocabulary's 40 words: plotting all 40" in err
+    lines = out.splitlines()
+    assert lines[0] == "t-SNE of the 40 most frequent words (barnes_hut, 300 iterations; progress every 0 s)"
+    progress = [line for line in lines if line.startswith("t-SNE: iteration ")]
+    assert [line.split()[2] for line in progress] == ["50/300", "100/300", "150/300", "200/300", "250/300",
+                                                      "300/300"]
+    assert all(re.search(r"\), \d+ s so far, about \d+ s left$", line) for line in progress), progress
+    assert progress[-1].endswith("about 0 s left")
+    assert lines[-1].startswith("t-SNE done in ")
+    assert lines[-1].endswith(f"drawing 40 labelled points into {os.devnull}")
+    assert not any(line.startswith("[t-SNE]") for line in lines)  # scikit-learn's own report is condensed
+
+
+def test_tsne_progress_time_left_is_extrapolated():
+    import io
+
+    clock = iter([100.0, 110.0, 130.0])  # the start, then the time of each report
+    progress = w2v.TsneProgress(1000, io.StringIO(), every=5.0, clock=lambda: next(clock))
+    progress.write("[t-SNE] Iteration 50: error = 80.5, gradient norm = 0.01 (50 iterations in 1s)\n[t-SNE] It")
+    progress.write("eration 100: error = 3.25, gradient norm = 0.01 (50 iterations in 1s)\n")
+    assert progress.out.getvalue().splitlines() == [
+        "t-SNE: iteration 50/1000 (KL divergence 80.5), 10 s so far, about 3 min 10 s left",
+        "t-SNE: iteration 100/1000 (KL divergence 3.25), 30 s so far, about 4 min 30 s left",
+    ]

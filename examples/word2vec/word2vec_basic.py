@@ -13,7 +13,8 @@ The five steps of TF's script, with the same printouts:
 2. **Vocabulary.** TF's ``build_dataset``: UNK is id 0, then the most common words. Prints
    ``Most common words (+UNK)`` and ``Sample data``.
 3. **Batches.** TF's ``generate_batch`` (Python, with its global ``data_index`` and Python's ``random``,
-   seeded from ``--seed``); the demo call ``generate_batch(8, 2, 1)`` prints ``id word -> id word``
+   seeded from ``--seed``; training takes its batches from ``basic_batches.generate_batches``, the same
+   batches made with numpy); the demo call ``generate_batch(8, 2, 1)`` prints ``id word -> id word``
    lines before training and advances ``data_index`` to 4, as in TF.
 4. **Model.** ``embeddings/Variable`` ~ U(-1, 1), ``weights/Variable`` ~ truncated normal with stddev
    ``1/sqrt(embedding_size)``, ``biases/Variable`` = 0; ``loss = mean(nce_loss(...))`` with the default
@@ -24,23 +25,28 @@ The five steps of TF's script, with the same printouts:
    first batch's loss), ``Nearest to the: ...`` for 16 validation words every ``--eval-every`` steps and
    at the end. Then ``metadata.tsv``, ``vectors.tsv`` and ``projector_config.pbtxt`` for TensorBoard's
    projector, a checkpoint ``model.ckpt.npz`` (jaxgraph's ``Saver``), TensorBoard event files with the
-   loss of every step, a t-SNE plot ``tsne.png`` of the ``--plot-only`` most frequent words, and
-   ``metrics.json``, all in ``--output-dir``.
+   loss of every step, a t-SNE plot ``tsne.png`` of the ``--plot-only`` most frequent words (at most
+   5,000; it prints its progress and the time left every 10 seconds), and ``metrics.json``, all in
+   ``--output-dir``.
 
-Performance: each call to the compiled step runs ``--steps-per-call`` training steps with ``lax.scan``
-(parameters and optimizer state donated, so the tables are updated in place). The step's PRNG key is
-derived inside the compiled step from the global step. The batches come from TF's Python generator,
-which runs in a background thread while the previous steps compute.
+Performance: a run compiles three programs: the initialisation (tables, optimizer state, sampler key), the
+training steps and the evaluation (normalised embeddings and nearest words). Each call to the training
+program runs up to ``--steps-per-call`` steps in a ``fori_loop`` whose trip count is an argument, so calls of
+any length (step 0 alone, then full calls, a shorter last one) share one program; it is traced at once and
+compiled in a background thread while the tables are initialised, and parameters and optimizer state are
+donated (the tables are updated in place). The step's PRNG key is derived inside the compiled step from the
+global step. The batches come from TF's Python generator, which runs in a background thread while earlier
+steps compute. Up to two calls wait on the device while the host reads earlier calls' losses and writes them
+to TensorBoard, every step's value, all of a call's steps in one write (``jaxgraph.summary.FileWriter``).
+``benchmarks/tutorial_vs_tf1.py`` measures the program against TF's own under ``tf.compat.v1``.
 
 Defaults: TF's, except two that depend on the corpus (``--help`` says the same):
 
 * ``--steps``: TF's 100001 with ``--corpus`` or ``--download-text8``; **50001** on the default corpus
   (about 6 passes over its centre words), so that the README's quick start (``nox -s word2vec``)
-  finishes within about 4 minutes, t-SNE included, on a 2-core CPU even when other jobs share it. TF's
-  Python batch generator (0.5-1 ms per batch there) is the bottleneck; the compiled steps run beside it.
-  Measured for the whole default run on this 2-core machine with other jobs keeping its load average
-  at 5-8: 40001 steps 2 min 7 s; 50001 steps 1 min 44 s; 100001 steps 2 min 44 s in one run and
-  4 min 24 s in another.
+  finishes within about 4 minutes, t-SNE included, on a 2-core CPU even when other jobs share it. The
+  whole default run took 49 s on this 2-core machine with other jobs keeping its load average at 12
+  (22 s of training, 6 s of setup and compilation, 13 s of t-SNE and plot).
 
 * ``--vocabulary-size``: TF's 50000 with ``--corpus``/text8; **10000** on the default corpus, which
   has only about 38,000 distinct words, 23,000 of them seen once or twice. 10000 keeps the words that
@@ -52,7 +58,10 @@ were not); t-SNE uses Barnes-Hut unless ``--exact-tsne`` (TF: ``method='exact'``
 points) and writes ``tsne.png`` to ``--output-dir`` (TF: the temp directory); the projector config also
 names ``vectors.tsv``, since TensorBoard cannot read jaxgraph's ``.npz`` checkpoint; a nearest-neighbour
 list drops the query word itself rather than assuming it ranks first; ``--num-sampled`` must be
-smaller than the vocabulary (a unique sampler cannot draw more distinct classes than exist).
+smaller than the vocabulary (a unique sampler cannot draw more distinct classes than exist), and
+``--valid-size`` must not exceed ``--valid-window``, nor that the vocabulary size (TF would have failed
+later); when the corpus's vocabulary comes out smaller than ``--valid-window`` or ``--plot-only``, a
+``warning:`` line says what they were cut to.
 
 Bad input and faults (a missing, empty or binary corpus, a failed download, impossible flag combinations,
 an output directory that cannot be written, checked before the corpus is read, a full disk, running out of
@@ -65,10 +74,13 @@ the checkpoint ``model.ckpt.npz`` and the projector files of the step reached, a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
+import io
 import math
 import os
 import queue
+import re
 import signal
 import sys
 import tempfile
@@ -83,9 +95,10 @@ from examples.word2vec import cli, export
 from examples.word2vec.cli import ArgumentParser, UsageError, exit_status, prepare_output_dir, report_warnings
 
 __all__ = [
-    "DEFAULT_CORPUS_STEPS", "DEFAULT_CORPUS_VOCABULARY_SIZE", "TF_NUM_STEPS", "TF_VOCABULARY_SIZE", "BatchPrefetcher",
-    "Chunk", "LossReport", "NearestWords", "build_model", "build_parser", "chunk_plan", "main", "make_train_fn",
-    "parse_args", "plot_with_labels", "prepare_output_dir", "run", "tsne_plot",
+    "DEFAULT_CORPUS_STEPS", "DEFAULT_CORPUS_VOCABULARY_SIZE", "TF_NUM_STEPS", "TF_VOCABULARY_SIZE", "TSNE_MAX_POINTS",
+    "BatchPrefetcher", "Chunk", "LossReport", "NearestWords", "TsneProgress", "build_model", "build_parser",
+    "chunk_plan", "main", "make_evaluate_fn", "make_init_fn", "make_train_fn", "parse_args", "plot_with_labels",
+    "prepare_output_dir", "run", "tsne_plot", "validation_window",
 ]
 
 TF_NUM_STEPS = 100001
@@ -94,6 +107,7 @@ DEFAULT_CORPUS_STEPS = 50001
 DEFAULT_CORPUS_VOCABULARY_SIZE = 10000
 TSNE_MISSING = "Please install sklearn, matplotlib, and scipy to show embeddings."
 MEMORY_HINT = "lower --batch-size, --embedding-size or --vocabulary-size"
+TSNE_MAX_POINTS = 5000
 EMBEDDINGS_TENSOR_NAME = "embeddings/Variable"
 
 
@@ -131,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=int, default=2000, help="print the average loss every N steps")
     p.add_argument("--eval-every", type=int, default=10000, help="print nearest words every N steps")
     p.add_argument("--plot-only", type=int, default=500,
-                   help="t-SNE plot of this many most frequent words (0: no plot)")
+                   help=f"t-SNE plot of this many most frequent words, at most {TSNE_MAX_POINTS} (0: no plot)")
     p.add_argument("--tsne-iter", type=int, default=5000, help="t-SNE iterations (TF: 5000)")
     p.add_argument("--exact-tsne", action="store_true",
                    help="TF's method='exact' t-SNE (slow); default: Barnes-Hut")
@@ -151,6 +165,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in positive:
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.plot_only > TSNE_MAX_POINTS:
+        raise UsageError(f"--plot-only {args.plot_only} is more than {TSNE_MAX_POINTS}: a t-SNE of that many words "
+                         "takes tens of minutes and their labels do not fit TF's 18-inch plot (drawing them takes "
+                         f"about 5 ms each); use at most {TSNE_MAX_POINTS}, or 0 for no plot")
     if args.tsne_iter < 250:
         raise UsageError(f"--tsne-iter must be at least 250 (scikit-learn's minimum), got {args.tsne_iter}")
     if args.steps is not None and args.steps < 1:
@@ -162,6 +180,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name in ("valid_size", "valid_window", "plot_only"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
+    if args.valid_size > args.valid_window:
+        raise UsageError(f"--valid-size ({args.valid_size}) must not exceed --valid-window ({args.valid_window}): the "
+                         "validation words are distinct words drawn from the --valid-window most frequent")
     if not math.isfinite(args.learning_rate):
         raise UsageError(f"--learning-rate must be a finite number, got {args.learning_rate}")
     if not args.learning_rate > 0:
@@ -178,6 +199,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.steps = DEFAULT_CORPUS_STEPS if default_corpus else TF_NUM_STEPS
     if args.vocabulary_size is None:
         args.vocabulary_size = DEFAULT_CORPUS_VOCABULARY_SIZE if default_corpus else TF_VOCABULARY_SIZE
+    if args.valid_window > args.vocabulary_size:
+        raise UsageError(f"--valid-window ({args.valid_window}) must not exceed --vocabulary-size "
+                         f"({args.vocabulary_size}): the validation words are among the most frequent ids")
     return args
 
 
@@ -212,9 +236,28 @@ def build_model(vocabulary_size: int, embedding_size: int, key) -> dict[str, Any
     }
 
 
+def make_init_fn(optimizer, vocabulary_size: int, embedding_size: int, seed: int):
+    """A jitted ``() -> (params, opt_state, sample_key)``: the tables, the optimizer's state and the sampler's
+    key in one compiled program (made op by op they were nine programs to compile)."""
+    import jax
+
+    def init():
+        init_key, sample_key = jax.random.split(jax.random.PRNGKey(seed))
+        params = build_model(vocabulary_size, embedding_size, init_key)
+        return params, optimizer.init(params), sample_key
+
+    return jax.jit(init)
+
+
 def make_train_fn(optimizer, num_sampled: int, vocabulary_size: int):
-    """A jitted ``(params, opt_state, base_key, inputs[K, B], labels[K, B, 1]) -> (params, opt_state,
-    losses[K], summaries)`` running K steps with ``lax.scan``; params and state are donated."""
+    """A jitted ``(params, opt_state, base_key, inputs[K, B], labels[K, B, 1], num_steps) -> (params, opt_state,
+    losses[K], summaries)`` running the first ``num_steps`` (at most K) training steps; params and state are
+    donated.
+
+    The steps run in a ``fori_loop`` whose trip count is an argument, so one compiled program serves calls of
+    every length (step 0 alone, K steps, the run's shorter last call). Rows of ``losses`` and of the stacked
+    summaries from ``num_steps`` on are zeros.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -236,9 +279,7 @@ def make_train_fn(optimizer, num_sampled: int, vocabulary_size: int):
         jg.summary.scalar("loss", loss)
         return loss
 
-    def one_step(carry, batch):
-        params, opt_state, base_key = carry
-        train_inputs, train_labels = batch
+    def one_step(params, opt_state, base_key, train_inputs, train_labels):
         # The sampler's key comes from the global step, inside the compiled step: no host work per step.
         key = jax.random.fold_in(base_key, params["global_step"].value)
         with jg.summary.record_summaries() as summaries:
@@ -248,15 +289,46 @@ def make_train_fn(optimizer, num_sampled: int, vocabulary_size: int):
                 opt_state,
                 global_step=params["global_step"],
             )
-        return (params, opt_state, base_key), (loss, dict(summaries))
+        return params, opt_state, loss, dict(summaries)
 
-    def train_steps(params, opt_state, base_key, inputs, labels):
-        (params, opt_state, _), (losses, summaries) = jax.lax.scan(
-            one_step, (params, opt_state, base_key), (inputs, labels)
+    def train_steps(params, opt_state, base_key, inputs, labels, num_steps):
+        k = inputs.shape[0]
+        _, _, loss_shape, summary_shapes = jax.eval_shape(one_step, params, opt_state, base_key, inputs[0], labels[0])
+        stacked = jax.tree_util.tree_map(lambda s: jnp.zeros((k, *s.shape), s.dtype), (loss_shape, summary_shapes))
+
+        def body(i, carry):
+            params, opt_state, (losses, summaries) = carry
+            params, opt_state, loss, step_summaries = one_step(params, opt_state, base_key, inputs[i], labels[i])
+            stacked = jax.tree_util.tree_map(lambda acc, v: acc.at[i].set(v), (losses, summaries),
+                                             (loss, step_summaries))
+            return params, opt_state, stacked
+
+        params, opt_state, (losses, summaries) = jax.lax.fori_loop(
+            0, jnp.minimum(num_steps, k), body, (params, opt_state, stacked)
         )
         return params, opt_state, losses, summaries
 
     return jax.jit(train_steps, donate_argnums=(0, 1))
+
+
+def make_evaluate_fn(valid_ids: Sequence[int], top_k: int):
+    """A jitted ``embeddings -> (normalized_embeddings, nearest[valid, top_k])``: TF's ``normalized_embeddings``
+    and, for each validation word, the ids of its ``top_k`` most similar words (the word itself excluded),
+    most similar first."""
+    import jax
+    import jax.numpy as jnp
+
+    ids = np.asarray(valid_ids, np.int32)
+
+    def evaluate(embeddings):
+        normalized = _normalize(embeddings)
+        if len(ids) == 0 or top_k < 1:
+            return normalized, jnp.zeros((len(ids), 0), jnp.int32)
+        similarity = normalized[ids] @ normalized.T
+        similarity = similarity.at[np.arange(len(ids)), ids].set(-jnp.inf)
+        return normalized, jax.lax.top_k(similarity, top_k)[1]
+
+    return jax.jit(evaluate)
 
 
 def _normalize(embeddings):
@@ -277,40 +349,39 @@ class Chunk(NamedTuple):
 
 
 def chunk_plan(num_steps: int, steps_per_call: int, eval_every: int) -> list[Chunk]:
-    """Cut ``0 .. num_steps-1`` into compiled calls, each evaluation step (``step % eval_every == 0``,
-    and the last step) ending a call, so nearest words are printed after exactly that step's update,
-    as in TF.
-
-    Calls run ``steps_per_call`` steps, or a single step where fewer are left before the next
-    evaluation, so that only two programs are ever compiled (choose ``eval_every`` a multiple of
-    ``steps_per_call``: TF's ``step % 10000 == 0`` then gives calls of 1 step (step 0) and of 100).
+    """Cut ``0 .. num_steps-1`` into compiled calls of at most ``steps_per_call`` steps, each evaluation step
+    (``step % eval_every == 0``, and the last step) ending a call, so nearest words are printed after exactly
+    that step's update, as in TF. One program runs calls of any length (see :func:`make_train_fn`): TF's
+    ``step % 10000 == 0`` with 100 steps per call gives step 0 alone, then calls of 100.
 
     >>> [(c.start, c.length, c.evaluate) for c in chunk_plan(6, 2, 3)]
     [(0, 1, True), (1, 2, False), (3, 1, True), (4, 2, True)]
-    >>> [(c.start, c.length, c.evaluate) for c in chunk_plan(7, 2, 3)][-2:]
-    [(4, 2, False), (6, 1, True)]
+    >>> [(c.start, c.length, c.evaluate) for c in chunk_plan(8, 4, 5)]
+    [(0, 1, True), (1, 4, False), (5, 1, True), (6, 2, True)]
     """
     ends = sorted(set(range(0, num_steps, eval_every)) | {num_steps - 1})
     plan, start = [], 0
     for end in ends:
         while start <= end:
-            length = steps_per_call if end - start + 1 >= steps_per_call else 1
+            length = min(steps_per_call, end - start + 1)
             plan.append(Chunk(start, length, start + length - 1 == end))
             start += length
     return plan
 
 
 def _batch_producer(plan, data, args, state, out: queue.Queue, stop: threading.Event) -> None:
-    from examples.word2vec.data import generate_batch
+    from examples.word2vec.basic_batches import generate_batches
 
+    rows = max(c.length for c in plan)  # every call's arrays have the compiled program's shape
+    data_array = np.asarray(data, np.int32)
     try:
         for chunk in plan:
-            inputs = np.empty((chunk.length, args.batch_size), np.int32)
-            labels = np.empty((chunk.length, args.batch_size, 1), np.int32)
-            for i in range(chunk.length):
-                inputs[i], labels[i] = generate_batch(
-                    data, args.batch_size, args.num_skips, args.skip_window, state
-                )
+            # TF's generate_batch, chunk.length times (batch for batch the same; see basic_batches).
+            inputs, labels = generate_batches(data, chunk.length, args.batch_size, args.num_skips,
+                                              args.skip_window, state, data_array)
+            if chunk.length < rows:
+                inputs = np.concatenate([inputs, np.zeros((rows - chunk.length, *inputs.shape[1:]), np.int32)])
+                labels = np.concatenate([labels, np.zeros((rows - chunk.length, *labels.shape[1:]), np.int32)])
             while not stop.is_set():
                 try:
                     out.put((inputs, labels), timeout=0.1)
@@ -326,7 +397,9 @@ def _batch_producer(plan, data, args, state, out: queue.Queue, stop: threading.E
 class BatchPrefetcher:
     """The plan's stacked batches from TF's generator, made in a background thread a few calls ahead.
 
-    The thread starts at construction, so batches are being made while the steps compile. Iterate once.
+    Every call gets ``[K, batch]`` arrays, K the plan's longest call (the compiled program's shape); rows
+    past a call's length are zeros and never read. The thread starts at construction, so batches are being
+    made while the steps compile. Iterate once.
     """
 
     def __init__(self, plan, data, args, state, depth: int = 4) -> None:
@@ -358,7 +431,12 @@ class BatchPrefetcher:
 
 
 def plot_with_labels(low_dim_embs, labels, filename: str) -> None:
-    """TF's ``plot_with_labels``: an 18x18 inch scatter with each point annotated."""
+    """TF's ``plot_with_labels``: an 18x18 inch scatter with each point annotated.
+
+    TF called ``plt.scatter`` once per point (each point the next colour of the cycle); one call with those
+    colours draws the same picture without a collection per point. Drawing the labels (in ``savefig``) is
+    what takes the time: about 5 ms a label on a 2-core CPU.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -366,17 +444,77 @@ def plot_with_labels(low_dim_embs, labels, filename: str) -> None:
 
     assert low_dim_embs.shape[0] >= len(labels), "More labels than embeddings"
     fig = plt.figure(figsize=(18, 18))  # in inches
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    points = np.asarray(low_dim_embs)[: len(labels)]
+    plt.scatter(points[:, 0], points[:, 1], c=[cycle[i % len(cycle)] for i in range(len(labels))])
     for i, label in enumerate(labels):
-        x, y = low_dim_embs[i, :]
-        plt.scatter(x, y)
+        x, y = points[i, :]
         plt.annotate(label, xy=(x, y), xytext=(5, 2), textcoords="offset points", ha="right", va="bottom")
     plt.savefig(filename)
     plt.close(fig)
 
 
-def tsne_plot(final_embeddings: np.ndarray, reverse_dictionary, args, filename: str) -> str | None:
-    """t-SNE of the ``--plot-only`` most frequent words to ``filename``; None when skipped."""
-    plot_only = min(args.plot_only, final_embeddings.shape[0])
+class TsneProgress(io.TextIOBase):
+    """Stands in for ``sys.stdout`` while scikit-learn's t-SNE runs with ``verbose=2``: its report every 50
+    iterations becomes, at most every ``every`` seconds, one line ``t-SNE: iteration 1500/5000 (KL divergence
+    1.23), 42 s so far, about 1 min 38 s left`` on ``out`` (the time left extrapolated from the pace so far)."""
+
+    _ITERATION = re.compile(r"Iteration (\d+): error = ([-+0-9.eE]+)")
+
+    def __init__(self, total_iterations: int, out, every: float = 10.0, clock=time.perf_counter) -> None:
+        super().__init__()
+        self.total, self.out, self.every, self._clock = total_iterations, out, every, clock
+        self.start = clock()
+        self._last = self.start
+        self._pending = ""
+        self.lines = 0  # progress lines printed
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *complete, self._pending = self._pending.split("\n")
+        for line in complete:
+            self._report(line)
+        return len(text)
+
+    def _report(self, line: str) -> None:
+        m = self._ITERATION.search(line)
+        now = self._clock()
+        if m is None or now - self._last < self.every:
+            return
+        self._last = now
+        done, elapsed = int(m[1]), now - self.start
+        left = elapsed / max(done, 1) * max(self.total - done, 0)
+        print(f"t-SNE: iteration {done}/{self.total} (KL divergence {float(m[2]):.3g}), {_duration(elapsed)} so far, "
+              f"about {_duration(left)} left", file=self.out, flush=True)
+        self.lines += 1
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3 min 5 s``, ``1 h 2 min``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def tsne_plot(final_embeddings: np.ndarray, reverse_dictionary, args, filename: str,
+              progress_every: float = 10.0) -> str | None:
+    """t-SNE of the ``--plot-only`` most frequent words to ``filename``; None when skipped.
+
+    Says what it does and how far it got: a line before the t-SNE, a progress line with the time left at most
+    every ``progress_every`` seconds (scikit-learn's own report, condensed by :class:`TsneProgress`), and one
+    before and after drawing. More words than the vocabulary has are cut to the vocabulary, with a warning.
+    """
+    plot_only = args.plot_only
+    if plot_only > final_embeddings.shape[0]:
+        plot_only = final_embeddings.shape[0]
+        print(f"warning: --plot-only {args.plot_only} is more than the vocabulary's {plot_only} words: plotting "
+              f"all {plot_only}", file=sys.stderr)
     if plot_only < 2:
         return None
     try:
@@ -386,26 +524,37 @@ def tsne_plot(final_embeddings: np.ndarray, reverse_dictionary, args, filename: 
         print(TSNE_MISSING)
         print(ex)
         return None
+    method = "exact" if args.exact_tsne else "barnes_hut"
     # sklearn >= 1.5 renamed n_iter to max_iter; perplexity must stay below the number of points.
     iter_arg = "max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter"
     tsne = TSNE(
         perplexity=min(30.0, plot_only - 1.0),
         n_components=2,
         init="pca",
-        method="exact" if args.exact_tsne else "barnes_hut",
+        method=method,
         random_state=args.seed,
+        verbose=2,  # its progress report, condensed by TsneProgress
         **{iter_arg: args.tsne_iter},
     )
-    try:  # One OpenMP thread: on a busy 2-core machine more threads make Barnes-Hut ~7x slower.
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - sklearn depends on threadpoolctl
+    print(f"t-SNE of the {plot_only} most frequent words ({method}, {args.tsne_iter} iterations; progress every "
+          f"{progress_every:g} s)", flush=True)
+    progress = TsneProgress(args.tsne_iter, sys.stdout, every=progress_every)
+    with contextlib.redirect_stdout(progress), _one_thread():
         low_dim_embs = tsne.fit_transform(final_embeddings[:plot_only].astype(np.float64))
-    else:
-        with threadpool_limits(limits=1):
-            low_dim_embs = tsne.fit_transform(final_embeddings[:plot_only].astype(np.float64))
     labels = [reverse_dictionary[i] for i in range(plot_only)]
+    print(f"t-SNE done in {_duration(time.perf_counter() - progress.start)}; drawing {plot_only} labelled points "
+          f"into {filename}", flush=True)
     plot_with_labels(low_dim_embs, labels, filename)
     return filename
+
+
+def _one_thread():
+    """One OpenMP thread for scikit-learn: on a busy 2-core machine more threads make Barnes-Hut ~7x slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - sklearn depends on threadpoolctl
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)
 
 
 def _device_name(array) -> str:
@@ -474,34 +623,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train_and_export(args, output_dir, dataset, data_list, state, description, t_start) -> dict[str, Any]:
-    import jax
-
     import jaxgraph as jg
 
-    # Step 4: the skip-gram model.
-    init_key, sample_key = jax.random.split(jax.random.PRNGKey(args.seed))
-    params = build_model(dataset.vocabulary_size, args.embedding_size, init_key)
-    print("Trainable variables:", ", ".join(v.name for v in jg.trainable_variables(params)))
-    optimizer = jg.train.GradientDescentOptimizer(args.learning_rate)
-    opt_state = optimizer.init(params)
-    train_steps = make_train_fn(optimizer, args.num_sampled, dataset.vocabulary_size)
-
-    # TensorBoard: the loss of every step; closed however it ends. A stop signal ends training after a call.
-    with _summary_writer(output_dir) as writer, cli.stop_requests() as stop:
-        # Step 5: training. The batches for the whole run start coming while the steps compile.
-        plan = chunk_plan(args.steps, args.steps_per_call, args.eval_every)
-        batches = BatchPrefetcher(plan, data_list, args, state)
+    with _CompileCounter() as compiles:
+        # Step 4: the skip-gram model. The training program compiles in the background meanwhile.
         t_compile = time.perf_counter()
-        compiled = {length: train_steps.lower(params, opt_state, sample_key, *shapes).compile()
-                    for length, shapes in _call_shapes(plan, args.batch_size)}
-        compile_seconds = time.perf_counter() - t_compile
-        print("Initialized")
-        report = LossReport(args.log_every, writer)
-        nearest = NearestWords(args, dataset)
-        t_train = time.perf_counter()
-        params, opt_state = _train(compiled, plan, batches, params, opt_state, sample_key, report, nearest, stop)
-        train_seconds = time.perf_counter() - t_train
-    final_embeddings = _finite(nearest.normalized(params))
+        optimizer = jg.train.GradientDescentOptimizer(args.learning_rate)
+        plan = chunk_plan(args.steps, args.steps_per_call, args.eval_every)
+        init = make_init_fn(optimizer, dataset.vocabulary_size, args.embedding_size, args.seed)
+        train_program = _compile_train_program(optimizer, args, dataset.vocabulary_size, plan, init)
+        params, opt_state, sample_key = init()
+        print("Trainable variables:", ", ".join(v.name for v in jg.trainable_variables(params)))
+        nearest = NearestWords(args, dataset, params)
+
+        # TensorBoard: the loss of every step; closed however it ends. A stop signal ends training after a call.
+        with _summary_writer(output_dir) as writer, cli.stop_requests() as stop:
+            # Step 5: training. The batches for the whole run start coming while the steps compile.
+            batches = BatchPrefetcher(plan, data_list, args, state)
+            train_steps, compiler_options = train_program.result()
+            compile_seconds = time.perf_counter() - t_compile
+            print("Initialized")
+            report = LossReport(args.log_every, writer)
+            t_train, cpu_train = time.perf_counter(), time.process_time()
+            params, opt_state = _train(train_steps, plan, batches, params, opt_state, sample_key, report, nearest,
+                                       stop)
+            train_seconds, train_cpu_seconds = time.perf_counter() - t_train, time.process_time() - cpu_train
+    final_embeddings = _finite(nearest.final_normalized())
     if stop.requested:
         return _interrupted(output_dir, final_embeddings, dataset, params, opt_state, stop.signum)
 
@@ -515,7 +662,12 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
         "average_losses": report.averages,
         "examples_per_sec": args.steps * args.batch_size / train_seconds,
         "train_seconds": train_seconds,
+        "train_cpu_seconds": train_cpu_seconds,
         "compile_seconds": compile_seconds,
+        "compiled_programs": len(compiles.names),
+        "compiled_program_names": compiles.names,
+        "xla_compile_seconds": compiles.seconds,
+        "compiler_options": compiler_options,
         "device": _device_name(params["embeddings"].value),
         "vocabulary_size": dataset.vocabulary_size,
         "corpus_words": int(len(dataset.data)),
@@ -553,13 +705,65 @@ def _summary_writer(output_dir: str):
         return contextlib.nullcontext()
 
 
-def _call_shapes(plan: list[Chunk], batch_size: int):
-    """``(length, (inputs, labels) shapes)`` of each kind of call in the plan, the longest first."""
+# XLA:CPU's YNN library fusions ran the step's small row-wise dot products and reductions about 20% slower
+# (CPU time per step, jaxlib 0.10.2); the option only exists on XLA builds that have them.
+_CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+def _compile_train_program(optimizer, args, vocabulary_size: int, plan: list[Chunk], init):
+    """Trace the training program now (from the shapes ``init`` will return) and compile it in a background
+    thread; ``.result()`` gives ``(compiled, compiler_options_used)``."""
+    import concurrent.futures
+
     import jax
 
-    for length in sorted({c.length for c in plan}, reverse=True):
-        yield length, (jax.ShapeDtypeStruct((length, batch_size), np.int32),
-                       jax.ShapeDtypeStruct((length, batch_size, 1), np.int32))
+    params, opt_state, sample_key = jax.eval_shape(init)
+    rows = max(c.length for c in plan)
+    lowered = make_train_fn(optimizer, args.num_sampled, vocabulary_size).lower(
+        params, opt_state, sample_key,
+        jax.ShapeDtypeStruct((rows, args.batch_size), np.int32),
+        jax.ShapeDtypeStruct((rows, args.batch_size, 1), np.int32),
+        jax.ShapeDtypeStruct((), np.int32),
+    )
+    on_cpu = jax.default_backend() == "cpu"
+
+    def compile_program():
+        if on_cpu:
+            try:
+                return lowered.compile(_CPU_COMPILER_OPTIONS), _CPU_COMPILER_OPTIONS
+            except Exception as e:  # an XLA without the option: compile with its defaults
+                if "compile option" not in str(e) and "valid enum" not in str(e):
+                    raise
+        return lowered.compile(), {}
+
+    executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="compile")
+    future = executor.submit(compile_program)
+    executor.shutdown(wait=False)
+    return future
+
+
+class _CompileCounter:
+    """The XLA programs compiled inside the block (JAX's compile-duration event): their names, and the seconds
+    XLA spent compiling them (in whichever thread)."""
+
+    def __enter__(self) -> _CompileCounter:
+        import jax
+
+        self.names: list[str] = []
+        self.seconds = 0.0
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        return self
+
+    def _listen(self, event: str, duration: float, **kwargs: Any) -> None:
+        if event == _COMPILE_EVENT:
+            self.names.append(str(kwargs.get("fun_name", "?")))
+            self.seconds += duration
+
+    def __exit__(self, *exc: Any) -> None:
+        import jax
+
+        jax.monitoring.unregister_event_duration_listener(self._listen)
 
 
 class LossReport:
@@ -573,10 +777,14 @@ class LossReport:
         self.losses: list[np.ndarray] = []  # every step's loss, for the final average
 
     def add(self, chunk: Chunk, losses, summaries) -> None:
-        """A finished call's losses (read from the device here) and summaries."""
-        host_losses = np.asarray(losses, dtype=np.float64)
+        """A finished call's losses and stacked summaries (read from the device here; rows past the call's
+        length are padding)."""
+        import jax
+
+        host_losses = np.asarray(losses, dtype=np.float64)[: chunk.length]
         if self.writer is not None:
-            self.writer.add_summary(summaries, global_step=chunk.start)
+            host = jax.device_get(summaries)
+            self.writer.add_summary({tag: v[: chunk.length] for tag, v in host.items()}, global_step=chunk.start)
         _check_finite(chunk.start, host_losses)
         self.losses.append(host_losses)
         for i, loss_val in enumerate(host_losses.tolist()):
@@ -598,53 +806,84 @@ class LossReport:
 
 class NearestWords:
     """TF's ``Nearest to ...`` printout for the validation words (``--valid-size`` of the ``--valid-window``
-    most frequent), from the normalised embeddings (normalised on the device)."""
+    most frequent), computed on the device with TF's normalised embeddings, which the last evaluation (after
+    the last step) also provides for export."""
 
-    def __init__(self, args: argparse.Namespace, dataset) -> None:
+    def __init__(self, args: argparse.Namespace, dataset, params) -> None:
         import jax
 
-        valid_window = min(args.valid_window, dataset.vocabulary_size)
-        valid_size = min(args.valid_size, valid_window)
+        valid_window, valid_size = validation_window(args, dataset.vocabulary_size)
         self.ids = np.random.RandomState(args.seed).choice(valid_window, valid_size, replace=False).tolist()
         self.words = dataset.reversed_dictionary
-        self._normalize = jax.jit(_normalize)
+        evaluate = make_evaluate_fn(self.ids, min(8, dataset.vocabulary_size - 1))
+        self._evaluate = evaluate.lower(jax.ShapeDtypeStruct(params["embeddings"].value.shape, np.float32)).compile()
+        self._normalized = None
 
-    def normalized(self, params) -> np.ndarray:
-        return np.asarray(self._normalize(params["embeddings"].value))
+    def evaluate(self, params):
+        """The nearest ids for ``params``' embeddings; keeps their normalised form for :meth:`final_normalized`."""
+        self._normalized, near = self._evaluate(params["embeddings"].value)
+        return near
 
     def print(self, params) -> None:
         from examples.word2vec import evaluation
 
-        near = evaluation.nearest_neighbours(self.normalized(params), self.ids, k=8)
-        for line in evaluation.format_nearest(self.ids, near, self.words):
+        near = self.evaluate(params)
+        for line in evaluation.format_nearest(self.ids, np.asarray(near).tolist(), self.words):
             print(line)
         sys.stdout.flush()
 
+    def final_normalized(self) -> np.ndarray:
+        """The normalised embeddings after the last step (the last call always ends with an evaluation, and a
+        stopped run evaluates the step it reached)."""
+        assert self._normalized is not None, "no evaluation ran"
+        return np.asarray(self._normalized)
 
-def _train(compiled, plan, batches, params, opt_state, sample_key, report: LossReport, nearest: NearestWords,
-           stop=None):
-    """Run the plan's calls; the host reads a call's losses while the next one computes, and prints nearest
-    words after each evaluation call. ``stop`` (a :class:`~examples.word2vec.cli.StopRequest`) ends the run after
-    the call in which it was requested."""
+
+def validation_window(args: argparse.Namespace, vocabulary_size: int) -> tuple[int, int]:
+    """``(valid_window, valid_size)`` within the vocabulary; says so in a ``warning:`` line when the corpus's
+    vocabulary came out smaller than ``--valid-window`` (the flags themselves were checked by
+    :func:`parse_args`)."""
+    valid_window, valid_size = args.valid_window, args.valid_size
+    if valid_window > vocabulary_size:
+        valid_window = vocabulary_size
+        note = ""
+        if valid_size > valid_window:
+            valid_size = valid_window
+            note = f" and --valid-size {args.valid_size} to {valid_size}"
+        print(f"warning: the vocabulary has only {vocabulary_size} words: --valid-window {args.valid_window} "
+              f"cut to {valid_window}{note}", file=sys.stderr)
+    return valid_window, valid_size
+
+
+def _train(train_steps, plan, batches, params, opt_state, sample_key, report: LossReport, nearest: NearestWords,
+           stop=None, lookahead: int = 2):
+    """Run the plan's calls. Up to ``lookahead`` calls are queued on the device while the host reads (and
+    writes to TensorBoard) the losses of earlier ones; nearest words are printed after each evaluation call,
+    and after the last. ``stop`` (a :class:`~examples.word2vec.cli.StopRequest`) ends the run after the call in
+    which it was requested."""
+    import collections
+
     import jax
 
-    pending = None  # (chunk, losses, summaries) of the call in flight
+    pending: collections.deque = collections.deque()  # (chunk, losses, summaries) of calls in flight
     for chunk, (inputs, batch_labels) in zip(plan, batches, strict=True):
-        params, opt_state, losses, summaries = compiled[chunk.length](
-            params, opt_state, sample_key, inputs, batch_labels
+        params, opt_state, losses, summaries = train_steps(
+            params, opt_state, sample_key, inputs, batch_labels, np.int32(chunk.length)
         )
-        if pending is not None:  # the host handles the previous call while this one computes
-            report.add(*pending)
-        pending = (chunk, losses, summaries)
+        pending.append((chunk, losses, summaries))
         if chunk.evaluate:
-            report.add(*pending)
-            pending = None
+            while pending:
+                report.add(*pending.popleft())
             nearest.print(params)
+        elif len(pending) > lookahead:
+            report.add(*pending.popleft())
         if stop is not None and stop.requested:
+            if not chunk.evaluate:
+                nearest.evaluate(params)  # the normalised embeddings of the step reached, for export
             batches.close()
             break
-    if pending is not None:
-        report.add(*pending)
+    while pending:
+        report.add(*pending.popleft())
     return jax.block_until_ready((params, opt_state))
 
 

@@ -1,8 +1,8 @@
 """``embedding_lookup``: TF1's row gather over one table or a list of shards.
 
-Every row read goes through :func:`jaxgraph.gradients.gather_rows`, one call per table, so that
-``compute_gradients`` can see the lookup and return an ``IndexedSlices`` gradient for the table
-(TF1's ``_GatherGrad``) instead of a dense ``[V, D]`` one.
+Every row read is a plain row gather (:func:`jaxgraph.gradients.gather_rows`, one per table), which
+``compute_gradients`` recognises in the traced program and turns into an ``IndexedSlices`` gradient for
+the table (TF1's ``_GatherGrad``) instead of a dense ``[V, D]`` one.
 
 >>> import jax.numpy as jnp
 >>> from jaxgraph.nn import embedding_lookup
@@ -42,8 +42,7 @@ def _as_shard_list(params: Any) -> list[Any]:
     for shard in shards:
         if shard is None:
             raise ValueError("params must be specified")
-        # Variables stay Variables: gather_rows must see the Variable itself to record the lookup
-        # (reading `.value` here would count as a dense use of the whole table).
+        # Variables stay Variables; gather_rows reads their arrays.
         out.append(shard if isinstance(shard, Variable) else jnp.asarray(shard))
     return out
 

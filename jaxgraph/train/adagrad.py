@@ -17,6 +17,8 @@ import jax.numpy as jnp
 
 from jaxgraph.train.optimizer import Hyper, Optimizer
 
+__all__ = ["AdagradOptimizer"]
+
 
 class AdagradOptimizer(Optimizer):
     """TF1's Adagrad. Slot: ``"accumulator"``, filled with ``initial_accumulator_value``."""

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 
 from jaxgraph.train.optimizer import Hyper, Optimizer
 
+__all__ = ["AdamOptimizer", "LazyAdamOptimizer"]
+
 
 class AdamOptimizer(Optimizer):
     """TF1's Adam. Slots ``"m"``, ``"v"`` (zeros); non-slots ``"beta1_power"``, ``"beta2_power"``."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from jaxgraph.train.optimizer import Hyper, Optimizer
 
+__all__ = ["GradientDescentOptimizer"]
+
 
 class GradientDescentOptimizer(Optimizer):
     """TF1's plain SGD. No slots."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from jaxgraph.train.optimizer import Hyper, Optimizer
 
+__all__ = ["MomentumOptimizer"]
+
 
 class MomentumOptimizer(Optimizer):
     """TF1's momentum. ``momentum`` has no default, as in TF. Slot: ``"momentum"`` (zeros)."""

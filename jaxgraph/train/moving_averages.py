@@ -133,7 +133,7 @@ class ExponentialMovingAverage:
         return targets
 
     def _shadow(self, name: str, value: jax.Array) -> Variable:
-        return Variable._make(value, name, False, (GraphKeys.GLOBAL_VARIABLES,))
+        return Variable.from_value(value, name, False, (GraphKeys.GLOBAL_VARIABLES,))
 
     def _create(self, state: EMAState, name: str, value: jax.Array, is_variable: bool) -> None:
         avg_name = self.average_name(name)

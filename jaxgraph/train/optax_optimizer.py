@@ -35,6 +35,7 @@ from jaxgraph.train.lazy_optax import NonSeparable, apply_updates, lazy_optax
 from jaxgraph.train.optimizer import Optimizer, OptimizerState
 from jaxgraph.train.slot_owners import slot_owners
 from jaxgraph.variable_collections import path_to_name, replace_values, resolved_name
+from jaxgraph.variable_index import VariableIndex
 from jaxgraph.variables import GraphKeys, Variable
 
 __all__ = ["CoveredVariables", "OptaxOptimizer"]
@@ -50,6 +51,8 @@ class CoveredVariables(tuple):
     the state's tree structure through ``jit``, donation and checkpoints."""
 
     __slots__ = ()
+
+__all__ = ["OptaxOptimizer"]
 
 
 class OptaxOptimizer(Optimizer):
@@ -88,6 +91,7 @@ class OptaxOptimizer(Optimizer):
         return sorted(found, key=resolved_name)
 
     def apply_gradients(self, grads_and_vars, params, opt_state=None, global_step=None, name=None):
+        params = VariableIndex.of(params)  # resolved once for every lookup below
         checked, by_name = self._check_grads_and_vars(grads_and_vars, params)
         if opt_state is None:
             opt_state = self.init(params, [n for g, n in checked if g is not None])

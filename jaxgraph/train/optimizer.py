@@ -22,6 +22,7 @@ sparse indices are summed before a nonlinear update, and the global step moves b
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -30,7 +31,8 @@ import jax.numpy as jnp
 
 from jaxgraph.gradients import resolve_var_list, value_and_gradients
 from jaxgraph.sparse import IndexedSlices, convert_to_tensor_or_indexed_slices
-from jaxgraph.variable_collections import named_variables, names_by_id, replace_values, resolved_name
+from jaxgraph.variable_collections import replace_values, resolved_name
+from jaxgraph.variable_index import VariableIndex
 from jaxgraph.variables import Variable, current_name_scope
 
 Hyper = float | jax.Array | Callable[..., Any]
@@ -166,25 +168,27 @@ class Optimizer:
         """The slot ``name`` of ``var`` as a non-trainable Variable named like TF's
         (``"<var>/Adam"``, ``"<var>/Adam_1"``), or ``None`` when there is no such slot."""
         var_name = var.name if isinstance(var, Variable) else var
-        if var_name is None:
+        if var_name is None or not isinstance(var_name, str):
             # A path-named leaf taken straight from the tree: its name is only known with the tree.
+            shape = getattr(var, "shape", None)
+            what = repr(var) if isinstance(var, Variable) else f"a {type(var).__name__} of shape {shape}"
             raise ValueError(
-                f"get_slot needs the variable's name; {var!r} has none. Pass its name, or a Variable "
+                f"get_slot needs the variable's name; {what} has none. Pass its name, or a Variable "
                 "from jaxgraph.trainable_variables(params)."
             )
         value = opt_state.slots.get(name, {}).get(var_name)
         if value is None:
             return None
-        return Variable._make(value, self.slot_variable_name(var_name, name), False, ("variables",))
+        return Variable.from_value(value, self.slot_variable_name(var_name, name), False, ("variables",))
 
     def variables(self, opt_state: OptimizerState) -> list[Variable]:
         """TF's ``Optimizer.variables()``: non-slot and slot variables, sorted by name."""
-        result = [Variable._make(v, self.non_slot_variable_name(k), False, ("variables",))
+        result = [Variable.from_value(v, self.non_slot_variable_name(k), False, ("variables",))
                   for k, v in opt_state.non_slots.items()]
         for slot, per_var in opt_state.slots.items():
             for var_name, value in per_var.items():
-                result.append(Variable._make(value, self.slot_variable_name(var_name, slot), False,
-                                             ("variables",)))
+                result.append(Variable.from_value(value, self.slot_variable_name(var_name, slot), False,
+                                                  ("variables",)))
         return sorted(result, key=resolved_name)
 
     # -- hyper-parameters -------------------------------------------------------------------------
@@ -256,7 +260,22 @@ class Optimizer:
         variable read only through ``embedding_lookup``), or ``None`` when the loss does not depend on
         the variable. ``gate_gradients``, ``aggregation_method`` and ``colocate_gradients_with_ops``
         are accepted for TF compatibility; XLA schedules the computation, so they change nothing.
+        ``params`` may also be a :class:`~jaxgraph.VariableIndex` of the tree.
+
+        A loss that changes variables in place (Flax NNX batch statistics, RNG counts) has those
+        changes kept by :meth:`minimize`; ``compute_gradients`` cannot return them and warns.
         """
+        loss_value, grads_and_vars, updates = self._gradients_and_state_updates(
+            loss, params, var_list, gate_gradients, grad_loss)
+        if updates:
+            warnings.warn(
+                f"the loss changed variables {sorted(updates)} in place (e.g. NNX batch statistics or RNG "
+                "counts); compute_gradients drops those changes. Use minimize(), which keeps them.",
+                stacklevel=2,
+            )
+        return loss_value, grads_and_vars
+
+    def _gradients_and_state_updates(self, loss, params, var_list, gate_gradients, grad_loss):
         if gate_gradients not in (Optimizer.GATE_NONE, Optimizer.GATE_OP, Optimizer.GATE_GRAPH):
             raise ValueError(
                 "gate_gradients must be one of: Optimizer.GATE_NONE, Optimizer.GATE_OP, "
@@ -267,26 +286,30 @@ class Optimizer:
                 "`loss` passed to Optimizer.compute_gradients must be a callable of the parameter tree, "
                 f"got {type(loss).__name__}"
             )
-        variables = resolve_var_list(params, var_list)
-        loss_value, grads = value_and_gradients(loss, params, variables, grad_loss=grad_loss)
-        return loss_value, list(zip(grads, variables, strict=True))
+        index = VariableIndex.of(params)  # params may already be an index (minimize passes one)
+        variables = resolve_var_list(index, var_list)
+        loss_value, grads, updates = value_and_gradients(loss, index, variables, grad_loss=grad_loss,
+                                                         return_updates=True)
+        return loss_value, list(zip(grads, variables, strict=True)), updates
 
     def _check_grads_and_vars(self, grads_and_vars: Any, params: Any):
         grads_and_vars = tuple(grads_and_vars)
         if not grads_and_vars:
             raise ValueError("No variables provided.")
-        by_name = {resolved_name(v): v for v in named_variables(params)}
-        by_id = names_by_id(params)
+        index = VariableIndex.of(params)
+        by_name = {name: entry.variable for name, entry in index.by_name.items()}
         checked: list[tuple[Any, str]] = []
         for pair in grads_and_vars:
             try:
                 grad, var = pair
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"grads_and_vars must hold (gradient, variable) pairs, got {pair!r}") from exc
-            if isinstance(var, Variable):
-                name = by_id.get(id(var), var.name)
-            elif isinstance(var, str):
-                name = var
+            entry = index.find(var)
+            name: str | None
+            if entry is not None:
+                name = entry.name
+            elif isinstance(var, (Variable, str)):
+                name = var if isinstance(var, str) else var.name
             else:
                 raise NotImplementedError("Trying to update a Tensor ", var)
             if name is None or name not in by_name:
@@ -320,11 +343,12 @@ class Optimizer:
 
     @staticmethod
     def _global_step_name(global_step: Any, by_name: dict[str, Variable], params: Any = None) -> str:
-        by_id = names_by_id(params) if params is not None else {}
-        if isinstance(global_step, Variable):
-            name = by_id.get(id(global_step), global_step.name)
+        entry = VariableIndex.of(params).find(global_step) if params is not None else None
+        name: Any
+        if entry is not None:
+            name = entry.name
         else:
-            name = global_step
+            name = global_step.name if isinstance(global_step, Variable) else global_step
         if not isinstance(name, str) or name not in by_name:
             raise ValueError(
                 "global_step must be a Variable of the parameter tree (or its name), e.g. "
@@ -363,6 +387,7 @@ class Optimizer:
         under ``jit`` they are dropped too (never wrapped onto another row), and
         :func:`jaxgraph.checked` raises the message instead.
         """
+        params = VariableIndex.of(params)  # resolved once for every lookup below
         checked, by_name = self._check_grads_and_vars(grads_and_vars, params)
         if opt_state is None:
             opt_state = self.init(params, [n for g, n in checked if g is not None])
@@ -411,17 +436,17 @@ class Optimizer:
         grad_loss: Any = None,
     ) -> tuple[Any, OptimizerState, jax.Array]:
         """``compute_gradients`` then ``apply_gradients``; returns ``(params, opt_state, loss_value)``."""
-        loss_value, grads_and_vars = self.compute_gradients(
-            loss, params, var_list=var_list, gate_gradients=gate_gradients,
-            aggregation_method=aggregation_method,
-            colocate_gradients_with_ops=colocate_gradients_with_ops, grad_loss=grad_loss,
-        )
+        index = VariableIndex.of(params)  # resolved once, passed down to both halves
+        loss_value, grads_and_vars, updates = self._gradients_and_state_updates(
+            loss, index, var_list, gate_gradients, grad_loss)
         if all(g is None for g, _ in grads_and_vars):
             raise ValueError(
                 "No gradients provided for any variable, check your graph for ops that do not support "
                 f"gradients, between variables {[v.name for _, v in grads_and_vars]} and loss {loss}."
             )
-        params, opt_state = self.apply_gradients(grads_and_vars, params, opt_state, global_step, name)
+        if updates:  # variables the loss changed in place (NNX batch statistics, RNG counts) keep the change
+            index = VariableIndex(index.replace_values(updates))
+        params, opt_state = self.apply_gradients(grads_and_vars, index, opt_state, global_step, name)
         return params, opt_state, loss_value
 
 

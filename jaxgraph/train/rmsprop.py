@@ -33,6 +33,8 @@ def _dense_average(avg: jax.Array, x: jax.Array, rho: jax.Array) -> jax.Array:
 def _sparse_average(avg: jax.Array, x: jax.Array, rho: jax.Array) -> jax.Array:
     return avg * rho + x * (1 - rho)  # SparseApplyRMSProp: same math, another rounding
 
+__all__ = ["RMSPropOptimizer"]
+
 
 class RMSPropOptimizer(Optimizer):
     """TF1's RMSProp. Slots: ``"rms"`` (ones), ``"momentum"`` (zeros), ``"mg"`` (zeros, centered only)."""

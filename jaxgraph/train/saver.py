@@ -74,13 +74,8 @@ from jaxgraph.train.checkpoint_management import (
     release_directory,
     write_checkpoint_state,
 )
-from jaxgraph.variable_collections import (
-    get_global_step,
-    named_variables,
-    path_to_name,
-    replace_values,
-    resolved_name,
-)
+from jaxgraph.variable_collections import get_global_step, path_to_name, resolved_name
+from jaxgraph.variable_index import VariableIndex
 from jaxgraph.variables import Variable
 
 __all__ = [
@@ -117,7 +112,7 @@ def _exists(prefix: str) -> bool:
     return os.path.isfile(_checkpoint_file(prefix)) or tf_checkpoint.is_tf_checkpoint(prefix)
 
 
-def _global_step_name(tree: PyTree) -> str | None:
+def _global_step_name(tree: PyTree | VariableIndex) -> str | None:
     step = get_global_step(tree)
     return None if step is None else resolved_name(step)
 
@@ -126,9 +121,20 @@ def _files_of(prefix: str) -> list[str]:
     return [_checkpoint_file(prefix)] + tf_checkpoint.checkpoint_files(prefix)
 
 
+def _is_key(x: Any) -> bool:
+    return jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key)
+
+
+def _stored_like(x: Any) -> Any:
+    # Typed PRNG keys (e.g. Flax NNX's RngKey) are stored as their raw key data.
+    return jax.eval_shape(jax.random.key_data, x) if _is_key(x) else x
+
+
 def _to_numpy(x: Any) -> np.ndarray:
     if isinstance(x, Variable):
         x = x.value
+    if _is_key(x):
+        x = jax.random.key_data(x)
     if isinstance(x, (jax.Array, np.ndarray, np.generic)):
         return np.asarray(jax.device_get(x))
     # Python scalars: JAX's dtype (int32/float32 without x64), so they match the template on restore.
@@ -406,6 +412,9 @@ def _describe(arr: Any) -> str:
 def _place_like(arr: np.ndarray, template: Any) -> jax.Array:
     # Keep the template's placement (device scope, sharding) so a restored tree runs where it was built.
     # Committed-ness is kept too: it is part of jit's cache key, so changing it would retrace the step.
+    if _is_key(template):
+        return jax.random.wrap_key_data(_place_like(arr, jax.random.key_data(template)),
+                                        impl=jax.random.key_impl(template))
     if isinstance(template, jax.Array) and not isinstance(template, jax.core.Tracer):
         if template.committed:
             return jax.device_put(arr, template.sharding)
@@ -528,8 +537,8 @@ class Saver:
         """Prefixes of the checkpoints this Saver keeps, oldest first (all directories it saved into)."""
         return [p for paths in self._kept.values() for p in paths]
 
-    def _selected(self, tree: PyTree, what: str) -> list[Variable]:
-        variables = named_variables(tree)
+    def _selected(self, tree: PyTree | VariableIndex, what: str) -> list[Variable]:
+        variables = VariableIndex.of(tree).variables()
         if self._names is None:
             return variables
         by_name = {resolved_name(v): v for v in variables}
@@ -612,9 +621,10 @@ class Saver:
         return prefix
 
     def _save_tf(self, tree: PyTree, opt_state: PyTree | None, prefix: str, optimizer: Any) -> None:
-        values = {resolved_name(v): _to_numpy(v.value) for v in self._selected(tree, "save")}
+        index = VariableIndex.of(tree)
+        values = {resolved_name(v): _to_numpy(v.value) for v in self._selected(index, "save")}
         state = None if opt_state is None else jax.tree_util.tree_map(_to_numpy, opt_state)
-        tensors = tf_checkpoint.tf_tensors(values, state, optimizer, _global_step_name(tree))
+        tensors = tf_checkpoint.tf_tensors(values, state, optimizer, _global_step_name(index))
         tf_checkpoint.write_checkpoint(prefix, tensors, write_file=atomic_write)
 
     def _record(self, dirname: str, path: str, prefix: str) -> None:
@@ -701,7 +711,8 @@ class Saver:
 
     def _restore_file(self, tree: PyTree, opt_state: PyTree | None, filename: str) -> tuple[PyTree, PyTree | None]:
         with _Reader(filename) as reader:
-            variables = self._selected(tree, "restore")
+            index = VariableIndex.of(tree)
+            variables = self._selected(index, "restore")
             names = [resolved_name(v) for v in variables]
             missing = [n for n in names if _VAR_PREFIX + n not in reader.entries]
             if missing:
@@ -712,13 +723,14 @@ class Saver:
             values = {}
             for name, var in zip(names, variables, strict=True):
                 arr = reader.get(_VAR_PREFIX + name)
-                if arr.shape != var.shape or arr.dtype != var.dtype:
+                want = _stored_like(var.value)
+                if arr.shape != tuple(want.shape) or arr.dtype != want.dtype:
                     raise CheckpointError(
                         f"Variable {name!r}: the checkpoint {filename} has {_describe(arr)} but the "
-                        f"tree's variable has {_describe(var)}"
+                        f"tree's variable has {_describe(want)}"
                     )
                 values[name] = _place_like(arr, var.value)
-            new_tree = replace_values(tree, values)
+            new_tree = index.replace_values(values)
             if opt_state is None:
                 return new_tree, None
             if not reader.meta.get("has_optimizer_state"):
@@ -748,13 +760,14 @@ class Saver:
 
     def _restore_tf(self, tree: PyTree, opt_state: PyTree | None, prefix: str, optimizer: Any,
                     assignment_map: Any) -> tuple[PyTree, PyTree | None]:
-        variables = self._selected(tree, "restore")
+        index = VariableIndex.of(tree)
+        variables = self._selected(index, "restore")
         with tf_checkpoint.CheckpointReader(prefix) as reader:
             values, state = tf_checkpoint.restore_values(
-                reader, variables, opt_state, optimizer, assignment_map, _global_step_name(tree)
+                reader, variables, opt_state, optimizer, assignment_map, _global_step_name(index)
             )
         templates = {resolved_name(v): v.value for v in variables}
-        new_tree = replace_values(tree, {n: _place_like(a, templates[n]) for n, a in values.items()})
+        new_tree = index.replace_values({n: _place_like(a, templates[n]) for n, a in values.items()})
         if state is None:
             return new_tree, None
         state = jax.tree_util.tree_map(

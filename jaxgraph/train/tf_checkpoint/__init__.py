@@ -1,6 +1,6 @@
 """TF checkpoints in and out without TensorFlow: read, write, and map TF1 names.
 
-Modules, each with one job: :mod:`.crc32c` (checksums), :mod:`.wire` (protobuf encoding),
+Modules, each with one job (checksums come from :mod:`jaxgraph.crc32c`): :mod:`.wire` (protobuf encoding),
 :mod:`.snappy` (block decompression), :mod:`.table` (the ``.index`` file's table format),
 :mod:`.protos` (the index's messages, TF dtypes), :mod:`.slices` (partitioned tensors),
 :mod:`.reader` (``CheckpointReader``), :mod:`.writer` (``write_checkpoint``) and :mod:`.names`

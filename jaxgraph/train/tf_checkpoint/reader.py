@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxgraph import crc32c
 from jaxgraph.train.checkpoint_error import CheckpointCorruptError, CheckpointError
-from jaxgraph.train.tf_checkpoint import crc32c
 from jaxgraph.train.tf_checkpoint.protos import (
     DT_STRING,
     NUMPY_DTYPES,

@@ -19,7 +19,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable
 
-from jaxgraph.train.tf_checkpoint import crc32c, snappy
+from jaxgraph import crc32c
+from jaxgraph.train.tf_checkpoint import snappy
 from jaxgraph.train.tf_checkpoint.wire import WireError, encode_varint, read_varint
 
 __all__ = ["TableError", "MAGIC", "FOOTER_SIZE", "has_table_magic", "read_table", "build_table"]

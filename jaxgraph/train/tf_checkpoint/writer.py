@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from jaxgraph.train.tf_checkpoint import crc32c
+from jaxgraph import crc32c
 from jaxgraph.train.tf_checkpoint.protos import (
     DT_STRING,
     NUMPY_DTYPES,

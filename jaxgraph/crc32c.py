@@ -1,4 +1,4 @@
-"""CRC-32C (Castagnoli), as TF checksums checkpoints and table blocks, in numpy: no C extension.
+"""CRC-32C (Castagnoli), as TF checksums checkpoints, table blocks and event records: no C extension needed.
 
 TF stores ``mask(crc32c(bytes))``; :func:`mask` / :func:`unmask` are its ``crc32c::Mask`` /
 ``Unmask`` (a rotation plus a constant, so a CRC of data holding CRCs does not degenerate).

@@ -459,6 +459,21 @@ def test_word2vec_basic_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch)
     _one_error(capsys.readouterr().err, "out of memory: RESOURCE_EXHAUSTED", "--vocabulary-size")
 
 
+@pytest.mark.parametrize(("flags", "part"), [(["--embedding-size", "1000000000"], "--embedding-size"),
+                                             (["--batch-size", "1000000000"], "lower --batch-size")])
+def test_word2vec_basic_refuses_a_configuration_that_cannot_fit_before_allocating(tmp_path, capsys, monkeypatch,
+                                                                                   flags, part):
+    def allocate(*args, **kwargs):
+        raise AssertionError("the tables were built before the memory check")
+
+    monkeypatch.setattr(basic, "make_init_fn", allocate)
+    out = tmp_path / "out"
+    assert basic.main(["--corpus", str(_basic_corpus(tmp_path)), "--output-dir", str(out), *BASIC, *flags]) == 2
+    line = _one_error(capsys.readouterr().err, "this configuration needs at least", part)
+    assert re.search(r"needs at least [\d.]+ [GT]B of memory \(tables .*\) but \S+ has ", line), line
+    assert not (out / "model.ckpt.npz").exists()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Signals
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import resource
+from collections.abc import Mapping
 
 import jax
 
@@ -128,14 +129,16 @@ def _cgroup_free() -> int | None:
     return None if limit == "max" else int(limit) - used
 
 
-def check_memory(needs: Needs, device: jax.Device) -> str:
-    """Refuse (:class:`UsageError`) a configuration whose memory cannot fit ``device``; a phrase for the plan line
+def check_memory(needs: Needs, device: jax.Device, remedies: Mapping[str, str] | None = None) -> str:
+    """Refuse (:class:`UsageError`) a configuration whose memory cannot fit ``device``, naming what to change for
+    its largest part (``remedies``, by part; the trainer's flags by default); a phrase for the plan line
     (``"needs at least 12.3 MB of 22.0 GB available host memory"``)."""
     free, what = available_memory(device)
     if free is not None and needs.total > free:
         largest = max(needs.parts, key=needs.parts.__getitem__)
+        remedy = (_REMEDY if remedies is None else remedies)[largest]
         raise UsageError(f"this configuration needs at least {human(needs.total)} of memory ({needs.describe()}) "
-                         f"but {device} has {human(free)} ({what}): {_REMEDY[largest]}")
+                         f"but {device} has {human(free)} ({what}): {remedy}")
     return f"needs at least {human(needs.total)}" + (f" of {human(free)} {what}" if free is not None else "")
 
 

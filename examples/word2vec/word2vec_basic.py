@@ -65,7 +65,8 @@ later); when the corpus's vocabulary comes out smaller than ``--valid-window`` o
 
 Bad input and faults (a missing, empty or binary corpus, a failed download, impossible flag combinations,
 an output directory that cannot be written, checked before the corpus is read, a full disk, running out of
-memory, a diverged loss) print one ``error: ...`` line to stderr and exit with status 2; a diverged run writes
+memory (a configuration that cannot fit is refused before anything is allocated: :func:`memory_needed`), a
+diverged loss) print one ``error: ...`` line to stderr and exit with status 2; a diverged run writes
 no outputs (nothing with NaN in it). Ctrl-C or SIGTERM stops training after the current compiled call, writes
 the checkpoint ``model.ckpt.npz`` and the projector files of the step reached, and exits with status 130 or 143
 (no t-SNE, no ``metrics.json``); a second one stops at once.
@@ -97,8 +98,8 @@ from examples.word2vec.cli import ArgumentParser, UsageError, exit_status, prepa
 __all__ = [
     "DEFAULT_CORPUS_STEPS", "DEFAULT_CORPUS_VOCABULARY_SIZE", "TF_NUM_STEPS", "TF_VOCABULARY_SIZE", "TSNE_MAX_POINTS",
     "BatchPrefetcher", "Chunk", "LossReport", "NearestWords", "TsneProgress", "build_model", "build_parser",
-    "chunk_plan", "main", "make_evaluate_fn", "make_init_fn", "make_train_fn", "parse_args", "plot_with_labels",
-    "prepare_output_dir", "run", "tsne_plot", "validation_window",
+    "MEMORY_REMEDIES", "chunk_plan", "main", "make_evaluate_fn", "make_init_fn", "make_train_fn", "memory_needed",
+    "parse_args", "plot_with_labels", "prepare_output_dir", "run", "tsne_plot", "validation_window",
 ]
 
 TF_NUM_STEPS = 100001
@@ -107,6 +108,13 @@ DEFAULT_CORPUS_STEPS = 50001
 DEFAULT_CORPUS_VOCABULARY_SIZE = 10000
 TSNE_MISSING = "Please install sklearn, matplotlib, and scipy to show embeddings."
 MEMORY_HINT = "lower --batch-size, --embedding-size or --vocabulary-size"
+#: What to change when a configuration cannot fit in memory, by its largest part (:func:`memory_needed`).
+MEMORY_REMEDIES = {"tables": "lower --embedding-size or --vocabulary-size",
+                   "evaluation": "lower --embedding-size or --vocabulary-size",
+                   "batches": "lower --batch-size or --steps-per-call",
+                   "step buffers": "lower --batch-size, --embedding-size or --num-sampled"}
+#: Calls' batches alive at once: the prefetcher's queue (4), the one being made, and the calls queued on the device.
+_BATCHES_ALIVE = 8
 TSNE_MAX_POINTS = 5000
 EMBEDDINGS_TENSOR_NAME = "embeddings/Variable"
 
@@ -622,9 +630,43 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return _train_and_export(args, output_dir, dataset, data_list, state, description, t_start)
 
 
+def memory_needed(args: argparse.Namespace, vocabulary_size: int):
+    """The memory a run needs, at least (a :class:`~examples.word2vec.resources.Needs`, in bytes by part): the
+    three tables, the evaluation's normalised copy of the embeddings and its similarities, the calls' stacked
+    batches alive at once, and one step's gathered rows, sampled rows and their gradients. XLA adds scratch space.
+
+    >>> from types import SimpleNamespace
+    >>> args = SimpleNamespace(embedding_size=128, batch_size=128, steps_per_call=100, num_sampled=64, valid_size=16)
+    >>> memory_needed(args, 10_000).parts["tables"]
+    10280000
+    """
+    from examples.word2vec import resources  # imports jax: not before the flags are checked
+
+    f32 = 4
+    v, d, b = vocabulary_size, args.embedding_size, args.batch_size
+    return resources.Needs({
+        "tables": (2 * v * d + v) * f32,
+        "evaluation": (v * d + args.valid_size * v) * f32,
+        "batches": _BATCHES_ALIVE * 2 * args.steps_per_call * b * f32,
+        "step buffers": 2 * (2 * b * d + args.num_sampled * d + b * (args.num_sampled + 1)) * f32,
+    })
+
+
+def _check_memory(args: argparse.Namespace, vocabulary_size: int) -> None:
+    """Refuse, before anything is allocated, a configuration that cannot fit the device the tables go to."""
+    import jax
+
+    from examples.word2vec import resources
+    from jaxgraph.device import current_device
+
+    device = current_device() or jax.devices()[0]
+    resources.check_memory(memory_needed(args, vocabulary_size), device, MEMORY_REMEDIES)
+
+
 def _train_and_export(args, output_dir, dataset, data_list, state, description, t_start) -> dict[str, Any]:
     import jaxgraph as jg
 
+    _check_memory(args, dataset.vocabulary_size)
     with _CompileCounter() as compiles:
         # Step 4: the skip-gram model. The training program compiles in the background meanwhile.
         t_compile = time.perf_counter()

@@ -143,6 +143,10 @@ def test_steps_checkpoints_and_stop_are_exact(corpus, reference, tmp_path, capsy
     assert _train(corpus, split, *RUN, "--stop-at-step", "13") == 0
     assert "stopped at step 13 of 43" in capsys.readouterr().out
     assert list(_checkpoints(split)) == ["model.ckpt-13.npz"]
+    first = tmp_path / "first"  # the case: --stop-at-step 1 ran a whole call of 128 steps
+    assert _train(corpus, first, *RUN, "--stop-at-step", "1") == 0
+    assert list(_checkpoints(first)) == ["model.ckpt-1.npz"]
+    assert _npz(first / "checkpoints" / "model.ckpt-1.npz")["variables/global_step"] == 1
     assert _train(corpus, split, *RUN, "--resume") == 0
     assert list(_checkpoints(split)) == ["model.ckpt-13.npz", "model.ckpt-20.npz", "model.ckpt-40.npz",
                                          "model.ckpt-43.npz"]
@@ -544,6 +548,64 @@ def test_word2vec_basic_stops_on_a_signal_with_a_checkpoint(tmp_path, capsys, mo
     assert int(restored["global_step"].value) == step
     vectors = np.loadtxt(out / "vectors.tsv", delimiter="\t")
     assert vectors.shape == (30, 16) and np.isfinite(vectors).all()
+    assert not (out / "metrics.json").exists()
+
+
+def test_a_second_sigterm_stops_the_trainer_at_once(corpus, tmp_path, capsys):
+    def twice(step: int) -> None:
+        if step == 8:
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)
+
+    assert _train(corpus, tmp_path / "out", *RUN, _after_call=twice) == 143
+    assert capsys.readouterr().err.strip() == ("interrupted twice (SIGTERM) near step 8: exiting without a new "
+                                               "checkpoint (the last one, if any, is intact)")
+    assert not _checkpoints(tmp_path / "out")
+
+
+def test_word2vec_basic_sigterm_before_training_exits_143_with_a_line(tmp_path, capsys, monkeypatch):
+    read = w2v_data.load_corpus
+
+    def read_then_terminate(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(w2v_data, "load_corpus", read_then_terminate)
+    out = tmp_path / "out"
+    assert basic.main(["--corpus", str(_basic_corpus(tmp_path)), "--output-dir", str(out), *BASIC]) == 143
+    assert capsys.readouterr().err.strip() == ("interrupted by SIGTERM: stopped without writing a checkpoint or the "
+                                               "projector files")
+    assert not list(out.iterdir())
+
+
+def test_word2vec_basic_second_ctrl_c_stops_at_once(tmp_path, capsys, monkeypatch):
+    add = basic.LossReport.add
+
+    def add_then_two_signals(self, chunk, losses, summaries):
+        add(self, chunk, losses, summaries)
+        if chunk.start == 1:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(basic.LossReport, "add", add_then_two_signals)
+    out = tmp_path / "out"
+    assert basic.main(["--corpus", str(_basic_corpus(tmp_path)), "--output-dir", str(out), *BASIC]) == 130
+    assert capsys.readouterr().err.strip() == ("interrupted by Ctrl-C (SIGINT): stopped without writing a checkpoint "
+                                               "or the projector files")
+    assert [p.name for p in out.iterdir() if not p.name.startswith("events.out.tfevents")] == []
+
+
+def test_word2vec_basic_ctrl_c_during_tsne_names_what_was_written(tmp_path, capsys, monkeypatch):
+    def interrupted_tsne(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(basic, "tsne_plot", interrupted_tsne)
+    out = tmp_path / "out"
+    assert basic.main(["--corpus", str(_basic_corpus(tmp_path)), "--output-dir", str(out), *BASIC]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == (f"interrupted by Ctrl-C (SIGINT): stopped after writing checkpoint {out / 'model.ckpt'}.npz and the "
+                   "projector files (no tsne.png, no metrics.json)")
+    assert {"model.ckpt.npz", "vectors.tsv", "metadata.tsv"} <= {p.name for p in out.iterdir()}
     assert not (out / "metrics.json").exists()
 
 

@@ -722,7 +722,11 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
 
     # Step 6: visualise the embeddings.
     t_plot = time.perf_counter()
-    plot = tsne_plot(final_embeddings, dataset.reversed_dictionary, args, os.path.join(output_dir, "tsne.png"))
+    try:
+        plot = tsne_plot(final_embeddings, dataset.reversed_dictionary, args, os.path.join(output_dir, "tsne.png"))
+    except KeyboardInterrupt as e:  # a stop signal during t-SNE: main() says what was written before it
+        e.written = f"checkpoint {checkpoint}.npz and the projector files"  # type: ignore[attr-defined]
+        raise
     metrics["tsne_png"] = plot
     metrics["tsne_seconds"] = time.perf_counter() - t_plot
     metrics["total_seconds"] = time.perf_counter() - t_start
@@ -980,8 +984,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return exit_status(body, (CorpusError,), memory_hint=MEMORY_HINT)
         except KeyboardInterrupt as e:  # outside training (reading, compiling, t-SNE), or a second stop signal
-            print(f"interrupted by {cli.signal_name(getattr(e, 'signum', signal.SIGINT))}: stopped without writing "
-                  "outputs", file=sys.stderr)
+            written = getattr(e, "written", None)
+            what = (f"after writing {written} (no tsne.png, no metrics.json)" if written else
+                    "without writing a checkpoint or the projector files")
+            print(f"interrupted by {cli.signal_name(getattr(e, 'signum', signal.SIGINT))}: stopped {what}",
+                  file=sys.stderr)
             return cli.interrupt_status(e)
 
 

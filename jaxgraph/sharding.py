@@ -28,7 +28,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxgraph.train.slot_owners import slot_owners
+from jaxgraph.slot_owners import slot_owners
 from jaxgraph.variable_collections import map_variables, resolved_name
 from jaxgraph.variable_index import VariableIndex
 
@@ -126,7 +126,7 @@ def shard_opt_state(opt_state: Any, params: Any, mesh: Mesh, rules: Rules | None
     """Place an :class:`~jaxgraph.train.OptimizerState`: slots like their variables, the rest replicated.
 
     Slots are the core optimizers' ``slots`` and, in ``non_slots`` (an ``OptaxOptimizer``'s optax
-    state), every leaf shaped like a variable and keyed by its name (:func:`~jaxgraph.train.slot_owners`):
+    state), every leaf shaped like a variable and keyed by its name (:func:`~jaxgraph.slot_owners.slot_owners`):
     Adam's ``mu``/``nu`` of a row-sharded table are row-sharded with it.
     """
     index = VariableIndex.of(params)

@@ -70,6 +70,16 @@ def test_dependencies_point_one_way(lower, higher):
     assert not {m for m in reachable if m == higher or m.startswith(higher + ".")}, (lower, higher)
 
 
+HIGHER = ("jaxgraph.nn", "jaxgraph.train", "jaxgraph.losses")
+
+
+def test_core_modules_import_neither_nn_nor_train():
+    # The core (variables, gradients, sparse values, sharding, summaries) is what nn and train build on.
+    upward = {name: sorted(t for t in targets if t.startswith(HIGHER))
+              for name, targets in _edges().items() if not name.startswith(HIGHER)}
+    assert not {name: t for name, t in upward.items() if t}, "core modules import nn/train/losses"
+
+
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_every_module_declares_all_and_imports_no_private_name(name):
     tree = ast.parse(MODULES[name].read_text())

@@ -13,8 +13,8 @@ import pytest
 import jaxgraph as jg
 from jaxgraph import IndexedSlices
 from jaxgraph import Variable as V
+from jaxgraph.slot_owners import slot_owners
 from jaxgraph.train import NotRowSeparable, OptaxOptimizer, apply_updates, dense_global_norm, lazy_optax
-from jaxgraph.train.slot_owners import slot_owners
 
 ROWS, DIM = 12, 3
 # Every step touches rows 2, 5 and 7 (2 twice: the duplicate is summed) plus one explicit padding id.

@@ -254,16 +254,8 @@ def _log_uniform_prob(range_max: int) -> _ProbFn:
     return prob
 
 
-def log_uniform_candidate_sampler(
-    true_classes: Any,
-    num_true: int,
-    num_sampled: int,
-    unique: bool,
-    range_max: int,
-    key: Any,
-    seed: int | None = None,
-    name: str | None = None,
-) -> SamplerOutput:
+def log_uniform_candidate_sampler(true_classes: Any, num_true: int, num_sampled: int, unique: bool, range_max: int,
+                                  key: Any, seed: int | None = None, name: str | None = None) -> SamplerOutput:
     """Sample classes from the log-uniform (Zipfian) base distribution, as TF1.
 
     ``P(class) = log((class + 2) / (class + 1)) / log(range_max + 1)``, sampled as TF's
@@ -285,29 +277,12 @@ def log_uniform_candidate_sampler(
     0.1922
     """
     del name
-    return _candidate_sampler(
-        true_classes,
-        num_true,
-        num_sampled,
-        unique,
-        range_max,
-        key,
-        seed,
-        "log_uniform",
-    )
+    return _candidate_sampler(true_classes, num_true, num_sampled, unique, range_max, key, seed, "log_uniform")
 
 
 # -- uniform ---------------------------------------------------------------------------------------
-def uniform_candidate_sampler(
-    true_classes: Any,
-    num_true: int,
-    num_sampled: int,
-    unique: bool,
-    range_max: int,
-    key: Any,
-    seed: int | None = None,
-    name: str | None = None,
-) -> SamplerOutput:
+def uniform_candidate_sampler(true_classes: Any, num_true: int, num_sampled: int, unique: bool, range_max: int,
+                              key: Any, seed: int | None = None, name: str | None = None) -> SamplerOutput:
     """Sample classes uniformly from ``[0, range_max)``, as TF1 (``P(class) = 1 / range_max``).
 
     Arguments and results as :func:`log_uniform_candidate_sampler`.
@@ -379,12 +354,7 @@ def alias_table(weights: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fixed_unigram_candidate_sampler(
-    true_classes: Any,
-    num_true: int,
-    num_sampled: int,
-    unique: bool,
-    range_max: int,
-    key: Any,
+    true_classes: Any, num_true: int, num_sampled: int, unique: bool, range_max: int, key: Any,
     vocab_file: str = "",
     distortion: float = 1.0,
     num_reserved_ids: int = 0,

@@ -154,20 +154,9 @@ def _sigmoid_cross_entropy_with_logits(labels: jax.Array, logits: jax.Array) -> 
     return jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))
 
 
-def nce_loss(
-    weights: Any,
-    biases: Any,
-    labels: Any,
-    inputs: Any,
-    num_sampled: int,
-    num_classes: int,
-    num_true: int = 1,
-    sampled_values: SampledValues | None = None,
-    remove_accidental_hits: bool = False,
-    partition_strategy: str = "mod",
-    name: str = "nce_loss",
-    key: Any = None,
-) -> jax.Array:
+def nce_loss(weights: Any, biases: Any, labels: Any, inputs: Any, num_sampled: int, num_classes: int,
+             num_true: int = 1, sampled_values: SampledValues | None = None, remove_accidental_hits: bool = False,
+             partition_strategy: str = "mod", name: str = "nce_loss", key: Any = None) -> jax.Array:
     """Per-example noise-contrastive estimation loss, as ``tf.compat.v1.nn.nce_loss``.
 
     Args:
@@ -204,37 +193,16 @@ def nce_loss(
     """
     del name
     logits, targets = _compute_sampled_logits(
-        weights,
-        biases,
-        labels,
-        inputs,
-        num_sampled,
-        num_classes,
-        num_true=num_true,
-        sampled_values=sampled_values,
-        subtract_log_q=True,
-        remove_accidental_hits=remove_accidental_hits,
-        partition_strategy=partition_strategy,
-        key=key,
-    )
+        weights, biases, labels, inputs, num_sampled, num_classes, num_true=num_true, sampled_values=sampled_values,
+        subtract_log_q=True, remove_accidental_hits=remove_accidental_hits, partition_strategy=partition_strategy,
+        key=key)
     return jnp.sum(_sigmoid_cross_entropy_with_logits(targets, logits), axis=1)
 
 
-def sampled_softmax_loss(
-    weights: Any,
-    biases: Any,
-    labels: Any,
-    inputs: Any,
-    num_sampled: int,
-    num_classes: int,
-    num_true: int = 1,
-    sampled_values: SampledValues | None = None,
-    remove_accidental_hits: bool = True,
-    partition_strategy: str = "mod",
-    name: str = "sampled_softmax_loss",
-    key: Any = None,
-    seed: int | None = None,
-) -> jax.Array:
+def sampled_softmax_loss(weights: Any, biases: Any, labels: Any, inputs: Any, num_sampled: int, num_classes: int,
+                         num_true: int = 1, sampled_values: SampledValues | None = None,
+                         remove_accidental_hits: bool = True, partition_strategy: str = "mod",
+                         name: str = "sampled_softmax_loss", key: Any = None, seed: int | None = None) -> jax.Array:
     """Per-example sampled softmax loss, as ``tf.compat.v1.nn.sampled_softmax_loss``.
 
     Arguments as :func:`nce_loss`, except that ``remove_accidental_hits`` defaults to ``True`` (as in
@@ -251,20 +219,9 @@ def sampled_softmax_loss(
     """
     del name
     logits, targets = _compute_sampled_logits(
-        weights,
-        biases,
-        labels,
-        inputs,
-        num_sampled,
-        num_classes,
-        num_true=num_true,
-        sampled_values=sampled_values,
-        subtract_log_q=True,
-        remove_accidental_hits=remove_accidental_hits,
-        partition_strategy=partition_strategy,
-        key=key,
-        seed=seed,
-    )
+        weights, biases, labels, inputs, num_sampled, num_classes, num_true=num_true, sampled_values=sampled_values,
+        subtract_log_q=True, remove_accidental_hits=remove_accidental_hits, partition_strategy=partition_strategy,
+        key=key, seed=seed)
     targets = jax.lax.stop_gradient(targets)
     log_probs = jax.nn.log_softmax(logits, axis=1)
     # Targets are exactly 0 on masked columns, and -FLT_MAX logits stay finite in log_softmax, so no

@@ -43,9 +43,9 @@ import jax.numpy as jnp
 import optax
 from jax.extend import core as jcore
 
+from jaxgraph.slot_owners import slot_owners
 from jaxgraph.sparse import IndexedSlices
 from jaxgraph.train.row_separability import NotRowSeparable, RowBlock, check_row_separable, transformation_name
-from jaxgraph.train.slot_owners import slot_owners
 from jaxgraph.variable_collections import path_to_name
 
 __all__ = ["NotRowSeparable", "apply_updates", "dense_global_norm", "lazy_optax"]

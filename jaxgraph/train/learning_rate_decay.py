@@ -138,41 +138,33 @@ def _decay(fn_name: str, learning_rate: Any, global_step: Any, horizon_name: str
                                  **{horizon_name: horizon}, **shown)
 
 
-def _exponent(step: jax.Array, horizon: jax.Array, staircase: bool) -> jax.Array:
-    p = step / horizon
-    return jnp.floor(p) if staircase else p
+def _ratio_decay(fn_name: str, learning_rate: Any, global_step: Any, decay_steps: Any, decay_rate: Any,
+                 staircase: bool, formula: Callable[[jax.Array, jax.Array], jax.Array]) -> Any:
+    """The frame of the three ``decay_rate`` schedules: ``formula(rate, p)`` with ``p = global_step /
+    decay_steps``, floored when ``staircase``."""
+
+    def ratio_formula(rate: jax.Array, step: jax.Array, horizon: jax.Array) -> jax.Array:
+        p = step / horizon
+        return formula(rate, jnp.floor(p) if staircase else p)
+
+    return _decay(fn_name, learning_rate, global_step, "decay_steps", decay_steps, ratio_formula,
+                  decay_rate=decay_rate, staircase=staircase)
 
 
-def exponential_decay(
-    learning_rate: Any,
-    global_step: Any,
-    decay_steps: Any,
-    decay_rate: Any,
-    staircase: bool = False,
-    name: str | None = None,
-) -> Any:
+def exponential_decay(learning_rate: Any, global_step: Any, decay_steps: Any, decay_rate: Any,
+                      staircase: bool = False, name: str | None = None) -> Any:
     """``learning_rate * decay_rate ** (global_step / decay_steps)``; ``staircase`` floors the exponent.
 
     >>> float(exponential_decay(1.0, 5, 10, 0.5))
     0.7071067690849304
     """
     del name
-
-    def formula(rate: jax.Array, step: jax.Array, horizon: jax.Array) -> jax.Array:
-        return rate * jnp.power(jnp.asarray(decay_rate, rate.dtype), _exponent(step, horizon, staircase))
-
-    return _decay("exponential_decay", learning_rate, global_step, "decay_steps", decay_steps, formula,
-                  decay_rate=decay_rate, staircase=staircase)
+    return _ratio_decay("exponential_decay", learning_rate, global_step, decay_steps, decay_rate, staircase,
+                        lambda rate, p: rate * jnp.power(jnp.asarray(decay_rate, rate.dtype), p))
 
 
-def natural_exp_decay(
-    learning_rate: Any,
-    global_step: Any,
-    decay_steps: Any,
-    decay_rate: Any,
-    staircase: bool = False,
-    name: str | None = None,
-) -> Any:
+def natural_exp_decay(learning_rate: Any, global_step: Any, decay_steps: Any, decay_rate: Any,
+                      staircase: bool = False, name: str | None = None) -> Any:
     """``learning_rate * exp(-decay_rate) ** (global_step / decay_steps)`` (TF 2.x's form of
     ``learning_rate * exp(-decay_rate * p)``); ``staircase`` floors the exponent.
 
@@ -181,47 +173,30 @@ def natural_exp_decay(
     """
     del name
 
-    def formula(rate: jax.Array, step: jax.Array, horizon: jax.Array) -> jax.Array:
+    def formula(rate: jax.Array, p: jax.Array) -> jax.Array:
         # TF converts decay_rate to a float32 tensor before exp, then casts to the learning rate's dtype.
         natural = jnp.exp(-jnp.asarray(decay_rate, jnp.float32)).astype(rate.dtype)
-        return rate * jnp.power(natural, _exponent(step, horizon, staircase))
+        return rate * jnp.power(natural, p)
 
-    return _decay("natural_exp_decay", learning_rate, global_step, "decay_steps", decay_steps, formula,
-                  decay_rate=decay_rate, staircase=staircase)
+    return _ratio_decay("natural_exp_decay", learning_rate, global_step, decay_steps, decay_rate, staircase, formula)
 
 
-def inverse_time_decay(
-    learning_rate: Any,
-    global_step: Any,
-    decay_steps: Any,
-    decay_rate: Any,
-    staircase: bool = False,
-    name: str | None = None,
-) -> Any:
+def inverse_time_decay(learning_rate: Any, global_step: Any, decay_steps: Any, decay_rate: Any,
+                       staircase: bool = False, name: str | None = None) -> Any:
     """``learning_rate / (1 + decay_rate * global_step / decay_steps)``; ``staircase`` floors the ratio.
 
     >>> float(inverse_time_decay(1.0, 10, 10, 0.5))
     0.6666666865348816
+    >>> [round(float(inverse_time_decay(1.0, 15, 10, 0.5, staircase=s)), 4) for s in (False, True)]  # p = 1.5, 1
+    [0.5714, 0.6667]
     """
     del name
-
-    def formula(rate: jax.Array, step: jax.Array, horizon: jax.Array) -> jax.Array:
-        p = _exponent(step, horizon, staircase)
-        return rate / (jnp.ones((), rate.dtype) + jnp.asarray(decay_rate, rate.dtype) * p)
-
-    return _decay("inverse_time_decay", learning_rate, global_step, "decay_steps", decay_steps, formula,
-                  decay_rate=decay_rate, staircase=staircase)
+    return _ratio_decay("inverse_time_decay", learning_rate, global_step, decay_steps, decay_rate, staircase,
+                        lambda rate, p: rate / (jnp.ones((), rate.dtype) + jnp.asarray(decay_rate, rate.dtype) * p))
 
 
-def polynomial_decay(
-    learning_rate: Any,
-    global_step: Any,
-    decay_steps: Any,
-    end_learning_rate: Any = 0.0001,
-    power: Any = 1.0,
-    cycle: bool = False,
-    name: str | None = None,
-) -> Any:
+def polynomial_decay(learning_rate: Any, global_step: Any, decay_steps: Any, end_learning_rate: Any = 0.0001,
+                     power: Any = 1.0, cycle: bool = False, name: str | None = None) -> Any:
     """``(learning_rate - end) * (1 - step / decay_steps) ** power + end``, the step capped at
     ``decay_steps``; with ``cycle`` the horizon grows to the next multiple of ``decay_steps`` instead.
 
@@ -325,15 +300,8 @@ def cosine_decay(
     return _decay("cosine_decay", learning_rate, global_step, "decay_steps", decay_steps, formula, alpha=alpha)
 
 
-def cosine_decay_restarts(
-    learning_rate: Any,
-    global_step: Any,
-    first_decay_steps: Any,
-    t_mul: Any = 2.0,
-    m_mul: Any = 1.0,
-    alpha: Any = 0.0,
-    name: str | None = None,
-) -> Any:
+def cosine_decay_restarts(learning_rate: Any, global_step: Any, first_decay_steps: Any, t_mul: Any = 2.0,
+                          m_mul: Any = 1.0, alpha: Any = 0.0, name: str | None = None) -> Any:
     """Cosine decay with warm restarts (SGDR): period ``i`` lasts ``first_decay_steps * t_mul ** i``
     steps and starts at ``learning_rate * m_mul ** i``.
 
@@ -373,15 +341,8 @@ def _linear_cosine(step: jax.Array, horizon: jax.Array, num_periods: Any, noise:
     return (jnp.asarray(alpha, dtype) + linear_decayed) * _cosine(fraction) + jnp.asarray(beta, dtype)
 
 
-def linear_cosine_decay(
-    learning_rate: Any,
-    global_step: Any,
-    decay_steps: Any,
-    num_periods: Any = 0.5,
-    alpha: Any = 0.0,
-    beta: Any = 0.001,
-    name: str | None = None,
-) -> Any:
+def linear_cosine_decay(learning_rate: Any, global_step: Any, decay_steps: Any, num_periods: Any = 0.5,
+                        alpha: Any = 0.0, beta: Any = 0.001, name: str | None = None) -> Any:
     """``learning_rate * ((alpha + linear) * cosine + beta)`` with ``linear = (decay_steps - step) /
     decay_steps`` and ``cosine = 0.5 * (1 + cos(pi * 2 * num_periods * step / decay_steps))``, the step
     capped at ``decay_steps``.
@@ -398,19 +359,9 @@ def linear_cosine_decay(
                   num_periods=num_periods, alpha=alpha, beta=beta)
 
 
-def noisy_linear_cosine_decay(
-    learning_rate: Any,
-    global_step: Any,
-    decay_steps: Any,
-    initial_variance: Any = 1.0,
-    variance_decay: Any = 0.55,
-    num_periods: Any = 0.5,
-    alpha: Any = 0.0,
-    beta: Any = 0.001,
-    name: str | None = None,
-    *,
-    key: jax.Array | None = None,
-) -> Any:
+def noisy_linear_cosine_decay(learning_rate: Any, global_step: Any, decay_steps: Any, initial_variance: Any = 1.0,
+                              variance_decay: Any = 0.55, num_periods: Any = 0.5, alpha: Any = 0.0, beta: Any = 0.001,
+                              name: str | None = None, *, key: jax.Array | None = None) -> Any:
     """:func:`linear_cosine_decay` with Gaussian noise added to the linear part, of variance
     ``initial_variance / (1 + step) ** variance_decay``.
 

@@ -9,7 +9,7 @@ covers are kept in the state's structure (no arrays), so ``apply_gradients`` nev
   transformation that is not row-separable raises :class:`~jaxgraph.train.NotRowSeparable` naming it,
   unless ``non_separable="densify"`` (a one-time warning, then dense gradients).
 * **``None`` gradients are skipped, as TF does:** the variable keeps its value and its state (the
-  state leaves shaped like it, :func:`~jaxgraph.train.slot_owners.slot_owners`). The transformation
+  state leaves shaped like it, :func:`~jaxgraph.slot_owners.slot_owners`). The transformation
   still runs once per step, so shared counters (``count``, like TF's ``beta1_power``) advance.
 
 >>> import jax.numpy as jnp, optax, jaxgraph as jg
@@ -30,10 +30,10 @@ import jax.numpy as jnp
 import optax
 
 from jaxgraph.gradients import resolve_var_list
+from jaxgraph.slot_owners import slot_owners
 from jaxgraph.sparse import IndexedSlices
 from jaxgraph.train.lazy_optax import NonSeparable, apply_updates, lazy_optax
 from jaxgraph.train.optimizer import Optimizer, OptimizerState
-from jaxgraph.train.slot_owners import slot_owners
 from jaxgraph.variable_collections import path_to_name, replace_values, resolved_name
 from jaxgraph.variable_index import VariableIndex
 from jaxgraph.variables import GraphKeys, Variable

@@ -1,6 +1,8 @@
-"""The fast trainer's ``--loss neg`` (``model.skipgram_negative_sampling_loss``) against word2vec's objective
-written out pair by pair: for every real (centre, context) pair, ``-log s(v_c . u_ctx)`` plus, for each
-of the centre's M shared negatives that is not the centre itself, ``K/M * -log s(-v_c . u_neg)``."""
+"""The fast trainer's ``--loss neg`` against word2vec's objective written out pair by pair: for every real
+(centre, context) pair, ``-log s(v_c . u_ctx)`` plus, for each of the negatives its centre shares (the centre's
+M with ``--negative-sharing centre``, ``model.skipgram_negative_sampling_loss``; its group's S with the default
+``group``, ``model.skipgram_group_negatives_loss``) that is not the centre itself, ``K/M`` (``K/S``) times
+``-log s(-v_c . u_neg)``; the band layout of the windows, and ``--step-cap``'s shortened rows."""
 
 from __future__ import annotations
 
@@ -10,7 +12,13 @@ import numpy as np
 import pytest
 
 import jaxgraph as jg
-from examples.word2vec.model import skipgram_negative_sampling_loss
+from examples.word2vec.batches import BatchMaker
+from examples.word2vec.model import (
+    band_logits,
+    skipgram_group_negatives_loss,
+    skipgram_negative_sampling_loss,
+    window_band,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -107,3 +115,175 @@ def test_extreme_logits_stay_finite():
     want = _pairwise_loss(emb_in * 40, emb_out * 40, centres, contexts, mask, negs, 5)
     np.testing.assert_allclose(float(loss), want, rtol=1e-4)
     assert all(np.all(np.isfinite(np.asarray(g.value))) for g in (grads["emb_in"], grads["emb_out"]))
+
+
+# --------------------------------------------------------------------------------------------------
+# --negative-sharing group (the default): windows cut from one band of consecutive tokens, negatives
+# shared by groups of consecutive centres.
+
+
+
+def _band_batch(seed, n_centres=9, w=2, groups=3, drawn=6, repeat=False):
+    """Centres that are consecutive tokens of one sequence, each window its W neighbours on each side
+    (as BatchMaker cuts them), a random mask, and ``[groups, drawn]`` negatives; ``repeat``: one word four
+    times in a row."""
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, V, n_centres + 2 * w)
+    if repeat:
+        tokens[w + 3: w + 6] = tokens[w + 2]
+    centres = tokens[w: w + n_centres]
+    contexts = np.stack([[tokens[i + j + (j >= w)] for j in range(2 * w)] for i in range(n_centres)])
+    mask = rng.random((n_centres, 2 * w)) < 0.7
+    mask[0] = False
+    negs = rng.integers(0, V, (groups, drawn))
+    negs[0, :2] = centres[1]  # a negative equal to its centre is skipped (group 0 holds centre 1)
+    emb_in = rng.normal(0, 0.5, (V, D))
+    emb_out = rng.normal(0, 0.5, (V, D))
+    return emb_in, emb_out, centres, contexts, mask, negs
+
+
+def _group_reference(ein, eout, centres, contexts, mask, negs, k, log_sigmoid):
+    """word2vec's loss pair by pair: each centre's pairs estimate their K negative terms from the S negatives
+    of the centre's group (groups of ceil(C / G) consecutive centres), weight K / S."""
+    groups, drawn = negs.shape
+    per = -(-len(centres) // groups)
+    total = 0.0
+    for c in range(len(centres)):
+        v = ein[centres[c]]
+        for s in range(contexts.shape[1]):
+            if mask[c, s]:
+                total -= log_sigmoid(v @ eout[contexts[c, s]])
+                for neg in negs[c // per]:
+                    if neg != centres[c]:
+                        total -= k / drawn * log_sigmoid(-(v @ eout[neg]))
+    return total
+
+
+def _params(emb_in, emb_out, scale=1.0):
+    return {"emb_in": jg.Variable(jnp.asarray(emb_in * scale, jnp.float32)),
+            "emb_out": jg.Variable(jnp.asarray(emb_out * scale, jnp.float32))}
+
+
+@pytest.mark.parametrize("n_centres,w,groups,drawn,k", [(9, 2, 3, 6, 5), (10, 3, 4, 5, 3), (3, 5, 1, 4, 5)])
+def test_group_loss_is_word2vecs_pairwise_objective(n_centres, w, groups, drawn, k):
+    emb_in, emb_out, centres, contexts, mask, negs = _band_batch(0, n_centres, w, groups, drawn)
+    got = skipgram_group_negatives_loss(_params(emb_in, emb_out), *(jnp.asarray(a) for a in
+                                                                     (centres, contexts, mask, negs)), k)
+    want = _group_reference(emb_in, emb_out, centres, contexts, mask, negs, k, _log_sigmoid)
+    np.testing.assert_allclose(float(got), want, rtol=1e-5)
+
+
+def test_group_gradients_match_the_pairwise_objective():
+    """Sparse row gradients of both tables (one IndexedSlices each, through jaxgraph's optimizer) against
+    autodiff of the pair-by-pair loss."""
+    k = 5
+    emb_in, emb_out, centres, contexts, mask, negs = _band_batch(1)
+    args = tuple(jnp.asarray(a) for a in (centres, contexts, mask, negs))
+    opt = jg.train.GradientDescentOptimizer(1.0)
+    _, grads_and_vars = opt.compute_gradients(
+        lambda p: skipgram_group_negatives_loss(p, *args, k), _params(emb_in, emb_out))
+    got = {}
+    for g, var in grads_and_vars:
+        assert isinstance(g, jg.IndexedSlices)
+        got[var.name] = np.asarray(g.to_dense())
+    want_in, want_out = jax.grad(
+        lambda ein, eout: _group_reference(ein, eout, centres, contexts, mask, negs, k, jax.nn.log_sigmoid),
+        argnums=(0, 1))(jnp.asarray(emb_in), jnp.asarray(emb_out))
+    np.testing.assert_allclose(got["emb_in"], want_in, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got["emb_out"], want_out, rtol=1e-4, atol=1e-6)
+    assert np.abs(got["emb_out"]).max() > 1e-3
+
+
+def test_group_loss_extreme_logits_stay_finite():
+    emb_in, emb_out, centres, contexts, mask, negs = _band_batch(2)
+    args = tuple(jnp.asarray(a) for a in (centres, contexts, mask, negs))
+    loss, grads = jax.value_and_grad(lambda p: skipgram_group_negatives_loss(p, *args, 5))(
+        _params(emb_in, emb_out, 40.0))
+    want = _group_reference(emb_in * 40, emb_out * 40, centres, contexts, mask, negs, 5, _log_sigmoid)
+    np.testing.assert_allclose(float(loss), want, rtol=1e-4)
+    assert all(np.all(np.isfinite(np.asarray(g.value))) for g in (grads["emb_in"], grads["emb_out"]))
+
+
+@pytest.mark.parametrize("c,w", [(12, 3), (7, 2), (3, 5)])
+def test_band_logits_and_gradients(c, w):
+    """Every centre against its window's band rows, for C a multiple of 2W or not, and C < 2W."""
+    rng = np.random.default_rng(c)
+    v = rng.normal(size=(c, 4)).astype(np.float32)
+    u = rng.normal(size=(c + 2 * w, 4)).astype(np.float32)
+    starts = [j + (j >= w) for j in range(2 * w)]
+    want = np.stack([np.sum(v * u[s: s + c], axis=1) for s in starts], axis=1)
+    np.testing.assert_allclose(np.asarray(band_logits(jnp.asarray(v), jnp.asarray(u))), want, rtol=1e-5, atol=1e-5)
+    weights = jnp.asarray(rng.normal(size=(c, 2 * w)).astype(np.float32))
+
+    def direct(a, b):
+        return jnp.sum(weights * jnp.stack([jnp.sum(a * b[s: s + c], axis=1) for s in starts], axis=1))
+
+    got = jax.jit(jax.grad(lambda a, b: jnp.sum(weights * band_logits(a, b)), argnums=(0, 1)))(v, u)
+    want_grads = jax.jit(jax.grad(direct, argnums=(0, 1)))(v, u)
+    for g, h in zip(got, want_grads, strict=True):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(h), rtol=1e-5, atol=1e-5)
+
+
+def test_window_band_holds_every_real_pair_of_batchmaker():
+    """BatchMaker's windows are slices of one band: at the start of an epoch (no tokens before), in the
+    middle, across the end of the corpus (windows cut short), with rows padded for devices."""
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, V, 3000).astype(np.int32)
+    keep = jnp.asarray(rng.uniform(0.3, 1.0, V).astype(np.float32))
+    for window, row_multiple in ((3, 1), (5, 8)):
+        batches = BatchMaker(len(ids), window, 200, 0.6, seed=4, row_multiple=row_multiple)
+        corpus = jnp.asarray(batches.pad(ids))
+        step = jax.jit(lambda pos, b=batches, c=corpus: b(c, keep, jnp.int32(0), pos))
+        for pos in (0, 1234, len(ids) - 40):
+            centres, contexts, mask, _, _ = step(jnp.int32(pos))
+            band = np.asarray(window_band(centres, contexts))
+            contexts, mask = np.asarray(contexts), np.asarray(mask)
+            assert mask.any()
+            i, j = np.nonzero(mask)
+            np.testing.assert_array_equal(contexts[i, j], band[i + j + (j >= window)])
+
+
+def _curvatures(ein, eout, centres, contexts, mask, negs, k):
+    """Each row's curvature in the batch's loss, pair by pair: sum over its terms of w s(z) s(-z) times the
+    squared norm of the term's other row."""
+    h_in, h_out = np.zeros(V), np.zeros(V)
+    groups, drawn = negs.shape
+    per = -(-len(centres) // groups)
+    for c in range(len(centres)):
+        v = ein[centres[c]]
+        n_pairs = mask[c].sum()
+        terms = [(contexts[c, s], 1.0, 1.0) for s in range(contexts.shape[1]) if mask[c, s]]
+        terms += [(n, -1.0, n_pairs * k / drawn) for n in negs[c // per] if n != centres[c]]
+        for row, sign, w in terms:
+            z = sign * (v @ eout[row])
+            a = w / (1 + np.exp(-z)) / (1 + np.exp(z))
+            h_in[centres[c]] += a * eout[row] @ eout[row]
+            h_out[row] += a * v @ v
+    return h_in, h_out
+
+
+@pytest.mark.parametrize("step_cap", [1e-6, 0.3])
+def test_step_cap_shortens_only_rows_past_the_edge_of_stability(step_cap):
+    """step_cap = lr: a row whose curvature h (summed over its occurrences) has lr * h > 2 gets its gradient
+    divided by lr * h / 2; every other row keeps word2vec's gradient; the loss is unchanged."""
+    k = 5
+    emb_in, emb_out, centres, contexts, mask, negs = _band_batch(4, n_centres=12, w=2, groups=2, drawn=8,
+                                                                 repeat=True)  # a row's occurrences add up
+    args = tuple(jnp.asarray(a) for a in (centres, contexts, mask, negs))
+    opt = jg.train.GradientDescentOptimizer(1.0)
+    params = _params(emb_in, emb_out, 2.0)
+
+    def grads(cap):
+        loss, gv = opt.compute_gradients(lambda p: skipgram_group_negatives_loss(p, *args, k, cap), params)
+        return float(loss), {var.name: np.asarray(g.to_dense()) for g, var in gv}
+
+    loss_plain, plain = grads(None)
+    loss_capped, capped = grads(step_cap)
+    assert loss_capped == loss_plain
+    h_in, h_out = _curvatures(emb_in * 2, emb_out * 2, centres, contexts, mask, negs, k)
+    for name, h in (("emb_in", h_in), ("emb_out", h_out)):
+        factor = np.maximum(1.0, step_cap * h / 2)
+        np.testing.assert_allclose(capped[name], plain[name] / factor[:, None], rtol=1e-4, atol=1e-6)
+    if step_cap > 1e-3:  # the test must exercise the cap: some rows are shortened, some are not
+        shortened = step_cap * np.concatenate([h_in, h_out]) / 2 > 1
+        assert shortened.any() and (~shortened & (np.concatenate([h_in, h_out]) > 0)).any()

@@ -46,6 +46,19 @@ def test_metrics_and_export(corpus, tmp_path, capsys):
     assert "Nearest to" in capsys.readouterr().out
 
 
+def test_step_cap_trains_with_a_single_trace(corpus, tmp_path, trainer_tables):
+    """--step-cap runs inside the compiled step (one trace) and changes only rows past the edge of stability
+    (tests/test_word2vec_loss.py checks which): at the default rate the tables stay close to the uncapped
+    run's."""
+    assert _run(corpus, tmp_path / "plain", "--steps", "32") == 0
+    assert _run(corpus, tmp_path / "capped", "--steps", "32", "--step-cap") == 0
+    metrics = json.loads((tmp_path / "capped" / "metrics.json").read_text())
+    assert metrics["traces"] == 1 and metrics["config"]["step_cap"] is True
+    plain, capped = trainer_tables(tmp_path / "plain"), trainer_tables(tmp_path / "capped")
+    assert np.all(np.isfinite(capped["variables/emb_in"]))
+    np.testing.assert_allclose(capped["variables/emb_out"], plain["variables/emb_out"], atol=0.05)
+
+
 def test_the_step_is_traced_once_per_run(corpus, tmp_path, monkeypatch):
     """What runs per call is the jitted K-step function, guarded by chex: a second trace (a recompilation, e.g.
     because the state a call returns differs in type or layout from what it took) raises."""
@@ -175,9 +188,16 @@ def test_corrupt_checkpoint_is_an_error(corpus, tmp_path, capsys):
     "extra, needle",
     [
         (["--negatives", "1000"], "--negatives"),
-        (["--negatives-per-centre", "1000"], "--negatives-per-centre"),
+        (["--negative-sharing", "centre", "--negatives-per-centre", "1000"], "--negatives-per-centre"),
         (["--negatives-per-centre", "0"], "--negatives-per-centre"),
-        (["--loss", "nce", "--negatives-per-centre", "4"], "--loss neg only"),
+        (["--negatives-per-centre", "4"], "--negative-sharing centre only"),
+        (["--loss", "nce", "--negatives-per-centre", "4"], "--loss neg with"),
+        (["--shared-negatives", "1000"], "--shared-negatives (1000) must be smaller than the vocabulary"),
+        (["--shared-negatives", "0"], "--shared-negatives must be at least 1"),
+        (["--pairs-per-group", "0"], "--pairs-per-group must be at least 1"),
+        (["--negative-sharing", "centre", "--shared-negatives", "8"], "--negative-sharing group only"),
+        (["--loss", "nce", "--pairs-per-group", "8"], "--negative-sharing group only"),
+        (["--step-cap", "--optimizer", "adagrad"], "--step-cap applies to"),
         (["--batch-size", "0"], "--batch-size"),
         (["--epochs", "-1"], "--epochs"),
         (["--loss", "softmax"], "invalid choice"),

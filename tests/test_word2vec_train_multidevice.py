@@ -4,13 +4,16 @@ Run by ``nox -s tests_multidevice`` (8 virtual CPU devices). ``--devices N`` spl
 over N devices; the tables stay replicated and the sparse row gradients (ids and rows, row-sized) are
 all-gathered in centre order, so every device applies the same scatter as the one-device step.
 
-Tolerance: with ``--loss neg`` (the default) the gathered ``IndexedSlices`` are the one-device step's
-exactly (same ids, same order, each row's gradient computed by the same per-centre arithmetic), and the
-tables come out bit-for-bit equal in our runs. The comparison still allows float32 rounding
+Tolerance: with ``--loss neg --negative-sharing centre`` the gathered ``IndexedSlices`` are the one-device
+step's exactly (same ids, same order, each row's gradient computed by the same per-centre arithmetic), and
+the tables come out bit-for-bit equal in our runs. The comparison still allows float32 rounding
 (``rtol=1e-5, atol=1e-6`` on entries of size ~0.05, i.e. a few hundred ulps after K steps), because
-XLA may fuse or order a per-centre sum differently for a smaller per-device batch. With ``--loss nce``
-the shared negatives' gradients are summed per device first, then across devices: a float32
-summation-order difference (observed below 1e-7 after 64 steps), inside the same tolerance.
+XLA may fuse or order a per-centre sum differently for a smaller per-device batch. With the default
+``--negative-sharing group`` (every device's rows hold whole groups, whose negatives depend on the group's
+index only) and with ``--loss nce`` (shared negatives), a row shared by several devices' slices (a
+negative, or a band row at a device boundary) gets its gradient summed per device first, then across
+devices: a float32 summation-order difference (observed below 1e-7 after 64 steps), inside the same
+tolerance.
 """
 
 from __future__ import annotations
@@ -46,9 +49,18 @@ def _assert_close(a, b):
         np.testing.assert_allclose(b[key], a[key], rtol=RTOL, atol=ATOL, err_msg=key)
 
 
-@pytest.mark.parametrize("loss", ["neg", "nce"])
-def test_devices_match_one_device(corpus, tmp_path, loss, trainer_tables):
-    extra = ["--steps", "48", "--loss", loss] + (["--negatives", "8"] if loss == "nce" else [])
+SCHEMES = {
+    # 25 centres per step in groups of 6 (--pairs-per-group 24, window 3): 5 groups (30 rows) on one device,
+    # 6 (36 rows) on 2 and 8 (48 rows) on 4: each device's rows hold whole groups.
+    "neg-groups": ["--loss", "neg", "--pairs-per-group", "24"],
+    "neg-centre": ["--loss", "neg", "--negative-sharing", "centre"],
+    "nce": ["--loss", "nce", "--negatives", "8"],
+}
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_devices_match_one_device(corpus, tmp_path, scheme, trainer_tables):
+    extra = ["--steps", "48", *SCHEMES[scheme]]
     assert _run(corpus, tmp_path / "d1", "--devices", "1", *extra) == 0
     one = trainer_tables(tmp_path / "d1")
     for n in (2, 4):

@@ -34,7 +34,8 @@ __all__ = ["CHECKPOINT_FILES", "TRAINER_FILES", "TRAINING_KEYS", "Checkpointer",
 
 #: The configuration a run's result depends on: a checkpoint resumes only a run with the same values.
 TRAINING_KEYS = (
-    "min_count", "max_vocab", "subsample", "window", "loss", "negatives", "negatives_per_centre", "batch_size",
+    "min_count", "max_vocab", "subsample", "window", "loss", "negatives", "negative_sharing", "shared_negatives",
+    "pairs_per_group", "step_cap", "negatives_per_centre", "batch_size",
     "embedding_size", "optimizer", "learning_rate", "total_steps", "seed",
 )
 _CKPT_NAME = "model.ckpt"

@@ -3,18 +3,28 @@
 The two embedding tables are :class:`jaxgraph.Variable` s read through :func:`jaxgraph.nn.embedding_lookup`, so a
 jaxgraph optimizer's ``minimize`` gets ``IndexedSlices`` gradients and applies one in-place scatter per table.
 
-* ``--loss neg`` (default), :func:`skipgram_negative_sampling_loss`: word2vec's skip-gram with negative sampling,
-  in the word2vec paper's orientation (the centre's input vector predicts its context words' output vectors).
-  Each pair's loss is word2vec's ``-log s(v.u_ctx) - sum of --negatives (K, 5) terms -log s(-v.u_neg)``. Instead
-  of K fresh negatives per *pair*, ``--negatives-per-centre`` (M, default 2K) are drawn per *centre* and shared by
-  its ``2b`` pairs, each pair's K negative terms estimated as ``K/M`` times the sum over the M (an unbiased
-  estimate of word2vec's objective); a negative equal to the centre is skipped, as word2vec does. A step then
-  computes one row of ``2W + M`` dot products per centre instead of ``2b`` rows of ``1 + K``: on the 2-core CPU
-  this took the trainer from 0.73x to 1.33x gensim's words/sec, with the same WordSim353 score at the same
-  training time, a lower SimLex-999 and analogy score (``benchmarks/README.md``); ``--negatives-per-centre 50``
-  gives gensim's scores per epoch at about a fifth of the speed. TF's one shared set per *batch* would be cheaper
-  still, but sends the summed gradient of thousands of pairs into a few rows (unstable for plain SGD at
-  word2vec's rate).
+* ``--loss neg`` (default): word2vec's skip-gram with negative sampling, in the word2vec paper's orientation (the
+  centre's input vector predicts its context words' output vectors). Each pair's loss is word2vec's
+  ``-log s(v.u_ctx) - sum of --negatives (K, 5) terms -log s(-v.u_neg)``, its K negative terms estimated from
+  negatives shared by several pairs, weighted so that the estimate is unbiased; a negative equal to the centre
+  is skipped, as word2vec does.
+
+  - ``--negative-sharing group`` (default), :func:`skipgram_group_negatives_loss`: a step's centres fall into
+    groups of about ``--pairs-per-group`` (256) pairs of consecutive centres; ``--shared-negatives`` (S, 64) per
+    group serve all its centres (weight ``K/S`` per pair), scored with one ``[centres, S]`` matrix product per
+    group, and the context rows are read once per token of the step's band (:func:`band_logits`). Every centre
+    sees 64 distinct negatives (word2vec: ~30) at a fraction of the row traffic of its own draws, which closed
+    most of the earlier scheme's analogy gap (``benchmarks/README.md``). The group size bounds the weight one
+    drawn row carries (256 x K / S = 20 pair-draws): one set for a whole step of 1,024 pairs (80) diverged
+    (``benchmarks/notes/issue14-research.md``).
+  - ``--negative-sharing centre``, :func:`skipgram_negative_sampling_loss`: ``--negatives-per-centre`` (M,
+    default 2K) per *centre*, shared by its ``2b`` pairs (weight ``K/M``), one row of ``2W + M`` dot products
+    per centre. With M = 10 it scored ~0.6-0.7x gensim's analogy accuracy per epoch; ``--negatives-per-centre
+    50`` closes that gap at about a fifth of the speed.
+
+  Both sum a step's updates of a row, computed from the same vectors; a word repeated many times within one
+  step's windows (a taxonomy list repeating "order", at window 10) can then take a step past the edge of
+  stability. ``step_cap`` (``--step-cap``) shortens those steps to that edge.
 * ``--loss nce``, :func:`skipgram_nce_loss`: ``jaxgraph.nn.nce_loss`` with TF's shared, unique, log-uniform
   negatives (64 by default).
 
@@ -24,6 +34,7 @@ per-pair step as word2vec and gensim.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -32,7 +43,8 @@ import numpy as np
 
 import jaxgraph as jg
 
-__all__ = ["init_params", "skipgram_negative_sampling_loss", "skipgram_nce_loss"]
+__all__ = ["band_logits", "init_params", "skipgram_group_negatives_loss", "skipgram_negative_sampling_loss",
+           "skipgram_nce_loss", "window_band"]
 
 
 def init_params(vocab_size: int, dim: int, loss: str, seed: int) -> dict[str, Any]:
@@ -116,6 +128,180 @@ def skipgram_negative_sampling_loss(params: dict[str, Any], centres: jax.Array, 
     neg_weight = jnp.where(negs != centres[:, None], n_pairs * (negatives / drawn), 0.0)
     weight = jnp.concatenate([mask.astype(logits.dtype), neg_weight], axis=1)
     return _neg_log_sigmoid_sum((logits * sign).reshape(-1), weight.reshape(-1))
+
+
+def window_band(centres: jax.Array, contexts: jax.Array) -> jax.Array:
+    """The run of consecutive kept tokens ``[C + 2W]`` from which :class:`BatchMaker` cut a step's windows.
+
+    The step's centres are consecutive kept tokens and each window holds the W kept tokens before and after
+    its centre, so the band is the first window's left half, the centres, and the last window's right half:
+    ``contexts[i, j] == band[i + j + (j >= W)]`` wherever the pair is real (``mask[i, j]``).
+
+    >>> window_band(jnp.array([5, 6, 7]), jnp.array([[4, 6], [5, 7], [6, 8]])).tolist()
+    [4, 5, 6, 7, 8]
+    """
+    w = contexts.shape[1] // 2
+    return jnp.concatenate([contexts[0, :w], centres, contexts[-1, w:]])
+
+
+def band_logits(v: jax.Array, u_band: jax.Array) -> jax.Array:
+    """``[C, 2W]`` dot products of each centre's vector with its window's rows of the band:
+    ``out[i, j] = v[i] . u_band[i + j + (j >= W)]`` for ``v [C, D]`` and ``u_band [C + 2W, D]``.
+
+    Nothing of size ``[C, 2W, D]`` is materialised (gathering every window's rows from the table, and
+    scattering their gradients back, was most of the step's time): the centres are cut into blocks of
+    ``T = 2W``, each block's ``[T, D]`` vectors multiplied with its ``2T`` band rows in one small matrix
+    product (twice the products needed), and the ``2W`` wanted diagonals of the ``[T, 2T]`` result read
+    by a skew (pad and reshape); its gradient is again matrix products and pads.
+
+    >>> v = jnp.arange(6.0).reshape(3, 2); u = jnp.ones((5, 2))   # C = 3, W = 1
+    >>> band_logits(v, u).tolist()
+    [[1.0, 1.0], [5.0, 5.0], [9.0, 9.0]]
+    """
+    c, d = v.shape
+    t = u_band.shape[0] - c  # 2W
+    w = t // 2
+    nb = -(-c // t)
+    pad = nb * t - c
+    vb = jnp.pad(v, ((0, pad), (0, 0))).reshape(nb, t, d)
+    ub = jnp.pad(u_band, ((0, pad), (0, 0)))  # (nb + 1) * T rows
+    blocks = jnp.concatenate([ub[: nb * t].reshape(nb, t, d), ub[t:].reshape(nb, t, d)], axis=1)  # [nb, 2T, D]
+    full = jnp.einsum("btd,bkd->btk", vb, blocks)  # [nb, T, 2T]: centre a of a block against band rows a + s
+    # In the flat [T * 2T] layout padded to T * (2T + 1), row a of a [T, 2T + 1] view starts at offset
+    # s = 0 of centre a, so its first 2W + 1 entries are the offsets 0 .. 2W (offset W is the centre).
+    skew = jnp.pad(full.reshape(nb, 2 * t * t), ((0, 0), (0, t))).reshape(nb, t, 2 * t + 1)
+    out = jnp.concatenate([skew[:, :, :w], skew[:, :, w + 1: t + 1]], axis=2)
+    return out.reshape(nb * t, t)[:c]
+
+
+def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, contexts: jax.Array,
+                                  mask: jax.Array, negs: jax.Array, negatives: int,
+                                  step_cap: float | None = None) -> jax.Array:
+    """The summed ``--loss neg`` loss of a batch whose negatives are shared by groups of consecutive centres.
+
+    ``centres [C]``, ``contexts [C, 2W]`` and ``mask [C, 2W]`` as :class:`BatchMaker` makes them (consecutive
+    centres, see :func:`window_band`), ``negs [G, S]``: the C centres fall into G groups of ``ceil(C / G)``
+    consecutive centres, and group g's S negatives serve all its centres. A pair's loss is word2vec's
+    ``-log s(v.u_ctx) - sum_{k<K} log s(-v.u_neg_k)`` with ``K = negatives``, its K negative terms
+    estimated by ``K/S`` times the sum over the group's S negatives (a negative equal to the centre is
+    skipped, as in :func:`skipgram_negative_sampling_loss`), so a centre with ``n`` pairs adds
+    ``n K/S sum_s -log s(-v.u_s)``: an unbiased estimate of word2vec's objective, from S distinct
+    negatives per centre at the row traffic of ``S / (C/G)`` per centre.
+
+    The context rows are read once per token of the band (:func:`band_logits`), the negatives' logits are
+    one ``[C/G, S]`` matrix product per group.
+
+    ``step_cap``: for plain SGD at (at most) this learning rate, each table row's gradient is divided by
+    ``max(1, step_cap * h / 2)``, ``h`` the curvature of the step's loss along that row (summed over the
+    row's occurrences in the step: ``sum w s(z) s(-z) |other row|^2`` over its terms). A gradient step of
+    size ``lr`` on a row is stable only while ``lr * h < 2`` (beyond, it overshoots and the row grows
+    from step to step); rows within that bound, almost all of them, get word2vec's gradient exactly, a
+    row beyond it a step shortened to the bound. Such rows are words repeated many times within one step's
+    windows (a taxonomy list repeating "order", at window 10): their summed update, computed from the same
+    stale vectors, is what sequential per-pair SGD applies one pair at a time, saturating as it goes.
+    Without the cap such rows grew to norms of ~50 in some seeds (``benchmarks/notes/issue14-research.md``).
+    The loss value is unchanged.
+
+    >>> p = {"emb_in": jg.Variable(jnp.ones((4, 2))), "emb_out": jg.Variable(jnp.zeros((4, 2)))}
+    >>> loss = skipgram_group_negatives_loss(p, jnp.array([0]), jnp.array([[1, 2]]),
+    ...                                      jnp.array([[True, False]]), jnp.array([[3, 3]]), 2)
+    >>> round(float(loss / np.log(2)), 4)  # one pair: its positive term and K = 2 negative terms
+    3.0
+    """
+    c, two_w = contexts.shape
+    groups, drawn = negs.shape
+    per = -(-c // groups)
+    out_ids = jnp.concatenate([window_band(centres, contexts), negs.reshape(-1)])
+    v = jg.nn.embedding_lookup(params["emb_in"], centres)  # [C, D]
+    # One lookup (one scatter) of the output table: the band's rows, then the negatives'.
+    u = jg.nn.embedding_lookup(params["emb_out"], out_ids)
+    own = jnp.repeat(negs, per, axis=0)[:c]  # each centre's group's negatives
+    n_pairs = jnp.sum(mask, axis=1, keepdims=True).astype(v.dtype)
+    neg_weight = jnp.where(own != centres[:, None], n_pairs * (negatives / drawn), 0.0)
+    weight = jnp.concatenate([mask.astype(v.dtype), neg_weight], axis=1)
+    if step_cap is None:
+        return _group_loss(v, u, weight, two_w, groups)
+    vocab_size = int(params["emb_out"].shape[0])  # the ids' range: the curvature buffer's size
+    return _capped_group_loss(v, u, weight, centres, out_ids, two_w, groups, step_cap, vocab_size)
+
+
+def _group_products(v: jax.Array, u: jax.Array, two_w: int, groups: int) -> jax.Array:
+    """``[C, 2W + S]``: each centre's vector dotted with its window's band rows (``u[:C + 2W]``), then with its
+    group's S negatives (``u[C + 2W:]``, G sets of S)."""
+    c = v.shape[0]
+    drawn = (u.shape[0] - c - two_w) // groups
+    per = -(-c // groups)
+    pos = band_logits(v, u[: c + two_w])  # [C, 2W]
+    vg = jnp.pad(v, ((0, groups * per - c), (0, 0))).reshape(groups, per, -1)
+    neg = jnp.einsum("gcd,gsd->gcs", vg, u[c + two_w:].reshape(groups, drawn, -1)).reshape(groups * per, drawn)[:c]
+    return jnp.concatenate([pos, neg], axis=1)
+
+
+def _group_loss(v: jax.Array, u: jax.Array, weight: jax.Array, two_w: int, groups: int) -> jax.Array:
+    return _group_loss_and_logits(v, u, weight, two_w, groups)[0]
+
+
+def _group_loss_and_logits(v: jax.Array, u: jax.Array, weight: jax.Array, two_w: int,
+                           groups: int) -> tuple[jax.Array, jax.Array]:
+    products = _group_products(v, u, two_w, groups)
+    sign = jnp.concatenate([jnp.ones((two_w,), v.dtype), -jnp.ones((products.shape[1] - two_w,), v.dtype)])
+    logits = products * sign
+    return _neg_log_sigmoid_sum(logits.reshape(-1), weight.reshape(-1)), logits
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))
+def _capped_group_loss(v, u, weight, centres, out_ids, two_w, groups, step_cap, vocab_size):
+    """:func:`_group_loss`, each row's gradient divided by ``max(1, step_cap * h / 2)`` (see ``step_cap`` in
+    :func:`skipgram_group_negatives_loss`)."""
+    return _group_loss(v, u, weight, two_w, groups)
+
+
+def _capped_group_loss_fwd(v, u, weight, centres, out_ids, two_w, groups, step_cap, vocab_size):
+    loss, vjp, z = jax.vjp(lambda a, b: _group_loss_and_logits(a, b, weight, two_w, groups), v, u, has_aux=True)
+    return loss, (vjp, v, u, weight, centres, out_ids, z)
+
+
+def _capped_group_loss_bwd(two_w, groups, step_cap, vocab_size, res, g):
+    vjp, v, u, weight, centres, out_ids, z = res
+    gv, gu = vjp(g)
+    # A term w * softplus(-z) has second derivative w s(z) s(-z) in z, so a row's curvature is the sum, over
+    # the terms it takes part in, of that times the squared norm of the other row: the same products as
+    # the logits, of squared norms (one feature) instead of vectors.
+    a = weight * jax.nn.sigmoid(z) * jax.nn.sigmoid(-z)
+    c, two_w_ = v.shape[0], two_w
+    drawn = (u.shape[0] - c - two_w) // groups
+    per = -(-c // groups)
+    v2 = jnp.sum(v * v, axis=1)
+    u2 = jnp.sum(u * u, axis=1)
+    w = two_w_ // 2
+    band_row = jnp.arange(c)[:, None] + jnp.asarray([j + (j >= w) for j in range(two_w_)])[None, :]  # [C, 2W]
+    a_pos, a_neg = a[:, :two_w_], jnp.pad(a[:, two_w_:], ((0, groups * per - c), (0, 0))).reshape(groups, per, drawn)
+    v2g = jnp.pad(v2, (0, groups * per - c)).reshape(groups, per)
+    h_in = (jnp.sum(a_pos * u2[band_row], axis=1)
+            + jnp.einsum("gcs,gs->gc", a_neg, u2[c + two_w_:].reshape(groups, drawn)).reshape(-1)[:c])
+    h_band = jax.ops.segment_sum((a_pos * v2[:, None]).reshape(-1), band_row.reshape(-1), num_segments=c + two_w_)
+    h_out = jnp.concatenate([h_band, jnp.einsum("gcs,gc->gs", a_neg, v2g).reshape(-1)])
+    # A row's occurrences in this step (a word in several windows, or drawn twice) share one scatter-add:
+    # their curvatures add up.
+    h_in = _sum_by_id(centres, h_in, vocab_size)
+    h_out = _sum_by_id(out_ids, h_out, vocab_size)
+    gv = gv / jnp.maximum(1.0, 0.5 * step_cap * g * h_in)[:, None]
+    gu = gu / jnp.maximum(1.0, 0.5 * step_cap * g * h_out)[:, None]
+    return gv, gu, None, None, None
+
+
+def _sum_by_id(ids: jax.Array, x: jax.Array, vocab_size: int) -> jax.Array:
+    """For each entry, the sum of ``x`` over the entries with the same id (ids in ``[0, vocab_size)``), through a
+    vocabulary-sized buffer: one scatter-add and one gather. (A sort of the ids instead, no id-sized buffer, made
+    ``--step-cap`` cost +48% time per step instead of +19%: ``benchmarks/notes/issue14-research.md``, round 7.)
+
+    >>> _sum_by_id(jnp.array([7, 3, 7, 7]), jnp.array([1.0, 2.0, 3.0, 4.0]), 8).tolist()
+    [8.0, 2.0, 8.0, 8.0]
+    """
+    return jax.ops.segment_sum(x, ids, num_segments=vocab_size)[ids]
+
+
+_capped_group_loss.defvjp(_capped_group_loss_fwd, _capped_group_loss_bwd)
 
 
 def skipgram_nce_loss(params: dict[str, Any], centres: jax.Array, contexts: jax.Array, mask: jax.Array,

@@ -9,8 +9,8 @@
   the free space of ``--output-dir`` and the file size limit (``ulimit -f``).
 
 >>> from types import SimpleNamespace
->>> args = SimpleNamespace(embedding_size=100, loss="neg", optimizer="sgd", window=5, negatives=5,
-...                        negatives_per_centre=10)
+>>> args = SimpleNamespace(embedding_size=100, loss="neg", negative_sharing="centre", optimizer="sgd", window=5,
+...                        negatives=5, negatives_per_centre=10)
 >>> need = memory_needed(args, vocab_size=10_000, corpus_slots=1_000_000, rows=171, span=900, copies=1)
 >>> need.total > need.parts["tables"] == 8_000_000
 True
@@ -37,7 +37,7 @@ _SLOTS = {"sgd": 0, "adagrad": 1, "lazyadam": 2}
 _REMEDY = {"tables": "lower --embedding-size or --max-vocab (or raise --min-count)",
            "optimizer slots": "lower --embedding-size or --max-vocab, or use --optimizer sgd (no slots)",
            "corpus": "use a smaller --corpus",
-           "step buffers": "lower --batch-size or --embedding-size (or --negatives-per-centre)"}
+           "step buffers": "lower --batch-size or --embedding-size (or --shared-negatives, --negatives-per-centre)"}
 MEMORY_HINT = "lower --batch-size, --embedding-size, --max-vocab (or raise --min-count) or --negatives-per-centre"
 
 
@@ -68,14 +68,20 @@ class Needs:
 
 
 def memory_needed(args: argparse.Namespace, vocab_size: int, corpus_slots: int, rows: int, span: int,
-                  copies: int) -> Needs:
+                  copies: int, group: int = 1) -> Needs:
     """The device memory a run of the trainer needs, at least: ``args`` (its flags), a vocabulary of
     ``vocab_size``, ``corpus_slots`` corpus ids on the device (padding included), ``rows`` centre rows per step,
-    ``span`` raw tokens scanned per step, and ``copies`` of the state (2 when it is not donated)."""
+    ``span`` raw tokens scanned per step, ``copies`` of the state (2 when it is not donated), and ``group``
+    centres per negatives group (``--negative-sharing group``)."""
     d, w = args.embedding_size, args.window
     table = vocab_size * d * _F32
     trainable = 2 * table + (vocab_size * _F32 if args.loss == "nce" else 0)
-    if args.loss == "neg":
+    if args.loss == "neg" and args.negative_sharing == "group":
+        negatives = -(-rows // group) * args.shared_negatives  # each group's shared negative rows
+        gathered = (2 * rows + 2 * w + negatives) * d  # the centres, their band of context rows, the negatives
+        logits = rows * (4 * w + args.shared_negatives)  # band products (twice the window) and negatives
+        step = 2 * (gathered + logits) * _F32  # and their gradients
+    elif args.loss == "neg":
         gathered = rows * (2 * w + args.negatives_per_centre) * d  # the centres' context and negative rows
         step = 2 * (gathered + rows * d) * _F32  # the rows and their gradients
     else:

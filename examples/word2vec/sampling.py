@@ -1,6 +1,8 @@
 """The negatives of a step, drawn inside the compiled step.
 
-* ``--loss neg``: :func:`centre_negatives`, M per centre (``--negatives-per-centre``) from ``unigram**0.75`` (the
+* ``--loss neg``: :func:`centre_negatives`, ``drawn`` per row of the step: per group of consecutive centres
+  (``--shared-negatives`` with ``--negative-sharing group``, a row is a group) or per centre
+  (``--negatives-per-centre`` with ``--negative-sharing centre``), from ``unigram**0.75`` (the
   distribution of ``jaxgraph.nn.fixed_unigram_candidate_sampler`` with ``distortion=0.75``), by the alias table of
   :func:`jaxgraph.nn.candidate_sampling.alias_table` (built once on the host by :func:`unigram_tables` and kept
   on the device). The randomness is a hash of ``(seed, step, slot)`` (``hashing.py``), so a centre's negatives

@@ -6,12 +6,14 @@ One step: the batch (``batches.BatchMaker``), its negatives (``sampling.py``), t
 (``apply_gradients``), and the corpus cursor moved on. The negatives' randomness comes from the global step inside
 the step, so a call needs nothing from the host; the parameters and optimizer state are donated.
 
-**Several devices**: the tables are replicated; each device takes ``1/N`` of the step's centre rows (padded to a
-multiple of N with masked rows), computes their ``IndexedSlices``, and one all-gather per step (ids and row
+**Several devices**: the tables are replicated; each device takes ``1/N`` of the step's centre rows (padded with
+masked rows to a multiple of N, times the group size with grouped negatives, so that each device holds whole
+groups: :func:`centres_per_group`), computes their ``IndexedSlices``, and one all-gather per step (ids and row
 gradients: row-sized data, never the tables) gives every device the whole step's slices in centre order, which
-it applies with the same single scatter per table as one device. With ``--loss neg`` the result is the
-one-device run's, bit for bit in our tests; with ``--loss nce`` the shared negatives' rows are summed per device
-first (float32 rounding, ~1e-8). ``tests/test_word2vec_train_multidevice.py`` checks both.
+it applies with the same single scatter per table as one device. With ``--negative-sharing centre`` the result
+is the one-device run's, bit for bit in our tests; with the default grouped negatives (a band row at a device
+boundary is in two devices' slices) and with ``--loss nce`` (shared negatives) such rows are summed per device
+first (float32 rounding, ~1e-8). ``tests/test_word2vec_train_multidevice.py`` checks all three.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import jaxgraph as jg
 from examples.word2vec import model, sampling
 from examples.word2vec.batches import BatchMaker
 
-__all__ = ["TRACE_GUARD", "MultiStep", "make_multi_step"]
+__all__ = ["TRACE_GUARD", "MultiStep", "centres_per_group", "make_multi_step"]
 
 
 def _no_guard(fn: Callable) -> Callable:
@@ -103,8 +105,32 @@ class _Share:
         return jax.lax.dynamic_slice_in_dim(x, jax.lax.axis_index("data") * self.per, self.per, axis=0)
 
 
+def centres_per_group(args: argparse.Namespace) -> int:
+    """Centres per negatives group (``--negative-sharing group``): about ``--pairs-per-group`` pairs (a centre has
+    window + 1 on average), at most a step's centres; 1 for the other schemes (no grouping).
+
+    >>> import argparse
+    >>> centres_per_group(argparse.Namespace(loss="neg", negative_sharing="group", batch_size=1024, window=5,
+    ...                                      pairs_per_group=256))
+    43
+    """
+    if args.loss != "neg" or args.negative_sharing != "group":
+        return 1
+    centres = -(-args.batch_size // (args.window + 1))
+    return max(1, min(centres, round(args.pairs_per_group / (args.window + 1))))
+
+
 def _noise_fn(args: argparse.Namespace, vocab_size: int, batches: BatchMaker, share: _Share) -> Callable:
-    """``(data, step, centres) -> this device's noise``: its centres' negatives (neg) or the shared set (nce)."""
+    """``(data, step, centres) -> this device's noise``: its groups' negatives (neg, grouped), its centres'
+    negatives (neg, per centre) or the shared set (nce)."""
+    if args.loss == "neg" and args.negative_sharing == "group":
+        group = centres_per_group(args)
+
+        def group_negatives(data, step, _centres):  # a "row" of the sampler is a group: whole groups per device
+            return sampling.centre_negatives(data, args.seed, step, share.first() // group, share.per // group,
+                                             args.shared_negatives)
+
+        return group_negatives
     if args.loss == "neg":
         def centre_negatives(data, step, _centres):
             return sampling.centre_negatives(data, args.seed, step, share.first(), share.per,
@@ -123,6 +149,10 @@ def _noise_fn(args: argparse.Namespace, vocab_size: int, batches: BatchMaker, sh
 
 def _loss_fn(args: argparse.Namespace, vocab_size: int) -> Callable:
     """``(params, centres, contexts, mask, noise) -> summed loss`` for ``--loss``."""
+    if args.loss == "neg" and args.negative_sharing == "group":
+        step_cap = args.learning_rate if args.step_cap else None  # --step-cap: the rate whose steps it bounds
+        return lambda p, centres, contexts, mask, negs: model.skipgram_group_negatives_loss(
+            p, centres, contexts, mask, negs, args.negatives, step_cap)
     if args.loss == "neg":
         return lambda p, centres, contexts, mask, negs: model.skipgram_negative_sampling_loss(
             p, centres, contexts, mask, negs, args.negatives)
@@ -171,8 +201,11 @@ def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse
     share = _Share(batches.rows, n_dev)
     noise_fn = _noise_fn(args, vocab_size, batches, share)
     loss_fn = _loss_fn(args, vocab_size)
-    # --loss neg looks rows up per centre row only: the gathered padding rows can be dropped.
-    keep_rows = (lambda n: n // batches.rows * batches.centres) if args.loss == "neg" else None
+    # --negative-sharing centre looks rows up per centre row only: the gathered padding rows can be dropped.
+    # (Grouped negatives and the band overlap between devices: their rows are partial sums, all kept, which the
+    # scatter adds up; padding rows carry zero gradients.)
+    per_centre = args.loss == "neg" and args.negative_sharing == "centre"
+    keep_rows = (lambda n: n // batches.rows * batches.centres) if per_centre else None
 
     def one(data, carry, _):
         params, opt_state = carry

@@ -12,7 +12,7 @@ This file only wires the run together (:func:`run`, top to bottom); each job has
 ``flags.py``       the command line, checked, with its dependent defaults
 ``data.py``        reading the corpus, the vocabulary (``--min-count``; out-of-vocabulary tokens dropped)
 ``batches.py``     skip-gram windows built on the device (subsampling, dynamic window)
-``sampling.py``    the negatives (unigram^0.75 alias table per centre; TF's shared set for nce)
+``sampling.py``    the negatives (unigram^0.75 alias table per group or centre; TF's shared set for nce)
 ``hashing.py``     the counter-based randomness behind both (why resume is exact)
 ``model.py``       the parameters and the losses (``--loss neg`` with its custom VJP, ``--loss nce``)
 ``optimizer.py``   the optimizers and the one learning-rate schedule
@@ -74,7 +74,7 @@ from examples.word2vec.loop import Outcome, Progress, RunStats, TrainingLoop, st
 from examples.word2vec.model import init_params, skipgram_negative_sampling_loss  # noqa: E402
 from examples.word2vec.optimizer import linear_decay, make_optimizer  # noqa: E402
 from examples.word2vec.plan import RunPlan, epoch_steps  # noqa: E402
-from examples.word2vec.step import make_multi_step  # noqa: E402
+from examples.word2vec.step import centres_per_group, make_multi_step  # noqa: E402
 from jaxgraph.train import CheckpointError, CheckpointWriteError  # noqa: E402
 
 #: What can go wrong while a run is set up (before training), in any process: said in one line, exit status 2.
@@ -293,8 +293,9 @@ def _read_corpus(args: argparse.Namespace, log: Callable[[str], None]) -> Corpus
 def _plan(args: argparse.Namespace, corpus: Corpus, runtime: distributed.Runtime) -> tuple[BatchMaker, RunPlan]:
     """The batches' shape and the run's length: ``--epochs`` counted exactly (``plan.epoch_steps``)."""
     keep_mean = float(np.mean(corpus.keep_prob[corpus.ids]))
+    # Each device's rows hold whole negatives groups: rows are padded (masked) to a multiple of devices x group.
     batches = BatchMaker(len(corpus.ids), args.window, args.batch_size, keep_mean, args.seed,
-                         row_multiple=len(runtime.devices))
+                         row_multiple=len(runtime.devices) * centres_per_group(args))
 
     def steps_for_epochs(epochs: float) -> int:
         ids, keep = jax.device_put((corpus.ids, corpus.keep_prob), runtime.device)
@@ -330,7 +331,7 @@ def _check_resources(args: argparse.Namespace, corpus: Corpus, batches: BatchMak
     Returns the memory figure for the plan line."""
     copies = 1 if runtime.processes == 1 else 2
     needs = resources.memory_needed(args, len(corpus.vocab), batches.back + len(corpus.ids) + batches.forward
-                                    + batches.ahead, batches.rows, batches.span, copies)
+                                    + batches.ahead, batches.rows, batches.span, copies, centres_per_group(args))
     memory = resources.check_memory(needs, runtime.device)
     if runtime.chief:
         checkpoint = resources.checkpoint_bytes(needs, copies)

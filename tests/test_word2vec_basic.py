@@ -203,15 +203,17 @@ def test_checkpoint_holds_the_exported_embeddings(tmp_path, capsys):
     assert words == [dataset.reversed_dictionary[i] for i in range(vocabulary_size)]
 
 
-def test_diverged_run_writes_strict_json_metrics(tmp_path, capsys):
+def test_diverged_run_is_an_error_and_writes_nothing_with_nan(tmp_path, capsys):
+    """Divergence is detected as the fast trainer detects it: one error line naming the step, exit status 2, and
+    no output holding NaN (no projector files, no checkpoint, no metrics.json)."""
     corpus = tmp_path / "topics.txt"
     _synthetic_corpus(corpus)
     out = tmp_path / "run"
     rc, _, err = _run(["--corpus", corpus, "--output-dir", out, *SHORT, "--learning-rate", 1e6], capsys)
-    assert rc == 0, err  # the tutorial does not detect divergence (TF's did not either)
-    metrics = _strict_json(out / "metrics.json")
-    assert metrics["final_average_loss"] is None and "final_average_loss" in metrics["non_finite_as_null"]
-    assert any(line.startswith("warning: ") and "final_average_loss" in line for line in err.splitlines())
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert rc == 2 and len(errors) == 1 and "the loss diverged (non-finite) at step" in errors[0], err
+    assert "Traceback" not in err
+    assert not {"metrics.json", "vectors.tsv", "model.ckpt.npz"} & {p.name for p in out.iterdir()}
 
 
 def test_metrics_json_is_replaced_atomically(tmp_path, capsys, monkeypatch):
@@ -249,7 +251,7 @@ def _bad_inputs(tmp_path):
         "num_sampled >= shrunk vocabulary": (["--corpus", small, "--num-sampled", 6], "--num-sampled (6)"),
         "num_skips > 2 * skip_window": (["--num-skips", 4, "--skip-window", 1], "--num-skips (4)"),
         "batch_size % num_skips": (["--batch-size", 127], "--batch-size (127)"),
-        "unwritable output dir": (["--corpus", small, "--output-dir", not_a_dir / "sub"], "output directory"),
+        "unwritable output dir": (["--corpus", small, "--output-dir", not_a_dir / "sub"], "--output-dir"),
         "bad flag value": (["--steps", "many"], "--steps"),
         "tsne iterations": (["--tsne-iter", 10], "--tsne-iter"),
         "absent device": (["--device", "/tpu:7"], "--device"),

@@ -219,8 +219,8 @@ def test_read_plain_and_compressed(tmp_path):
     with zipfile.ZipFile(zpath, "w") as zf:
         zf.writestr("dir/", "")
         zf.writestr("dir/first.txt", raw)
-        zf.writestr("second.txt", b"not this one")
-    assert read_words(zpath) == expected
+        zf.writestr("second.txt", b"and this one")  # every member is read, in order (TF read the first only)
+    assert read_words(zpath) == expected + ["and", "this", "one"]
 
 
 def test_read_text8_style_is_tf_split(tmp_path):

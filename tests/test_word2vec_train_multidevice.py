@@ -85,6 +85,15 @@ def test_resume_is_exact_with_two_devices(corpus, tmp_path, trainer_tables):
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
+    # Off the K-step grid: the shorter calls (to step 13, then to 16) run in the second compiled program, sharded too.
+    off_grid = tmp_path / "off-grid"
+    assert _run(corpus, off_grid, "--devices", "2", "--steps", "32", "--stop-at-step", "13") == 0
+    assert trainer_tables(off_grid)["variables/global_step"] == 13
+    assert _run(corpus, off_grid, "--devices", "2", "--steps", "32", "--resume") == 0
+    c = trainer_tables(off_grid)
+    for key in a:
+        np.testing.assert_array_equal(a[key], c[key], err_msg=key)
+
     # The device count is not part of the run: a run stopped on 2 devices resumes on 1 (and 4).
     for n in (1, 4):
         other = tmp_path / f"other{n}"

@@ -16,6 +16,8 @@ no host work per step.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,6 +66,20 @@ class BatchMaker:
         tail = np.zeros(self.forward + self.ahead, np.int32)
         return np.concatenate([np.zeros(self.back, np.int32), ids, tail])
 
+    def _subsampled(self, epoch: jax.Array, off: jax.Array, keep_prob: jax.Array) -> jax.Array:
+        """Whether subsampling keeps the tokens at corpus positions ``off`` in ``epoch`` (their words' keep
+        probabilities ``keep_prob``): the one rule, shared by the batches and :meth:`kept_positions`."""
+        return hashing.uniform(hashing.position_hash(self.seed, hashing.SUBSAMPLE, epoch, off)) < keep_prob
+
+    def kept_positions(self, ids: jax.Array, keep_prob: jax.Array, epoch: int) -> np.ndarray:
+        """The corpus positions (of the unpadded ``ids``) that subsampling keeps in ``epoch``, sorted: what
+        ``plan.epoch_steps`` replays the cursor over."""
+        return np.flatnonzero(np.asarray(self._kept_mask(ids, keep_prob, jnp.int32(epoch))))
+
+    @functools.cached_property
+    def _kept_mask(self):
+        return jax.jit(lambda ids, p, e: self._subsampled(e, jnp.arange(self.n, dtype=jnp.int32), p[ids]))
+
     def __call__(self, corpus: jax.Array, keep_prob: jax.Array, epoch: jax.Array, pos: jax.Array,
                  window: jax.Array | None = None):
         """``(centres [R], contexts [R, 2W], mask [R, 2W], next_epoch, next_position)``; ``R = self.rows``
@@ -79,8 +95,7 @@ class BatchMaker:
         tok = jax.lax.dynamic_slice(corpus, (start,), (self.span,))
         off = pos - self.back + jnp.arange(self.span, dtype=jnp.int32)
         valid = (off >= 0) & (off < self.n)
-        u = hashing.uniform(hashing.position_hash(self.seed, hashing.SUBSAMPLE, epoch, off))
-        keep = valid & (u < keep_prob[tok])
+        keep = valid & self._subsampled(epoch, off, keep_prob[tok])
         rank = jnp.cumsum(keep.astype(jnp.int32)) - 1
         total_kept = rank[-1] + 1
         slot = jnp.where(keep, rank, self.span)

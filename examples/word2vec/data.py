@@ -1,9 +1,9 @@
 """Corpora and vocabularies for both word2vec programs, and the tutorial's batch generator.
 
-* :func:`read_words` reads text8 (or any UTF-8 text, plain or ``.gz`` / ``.bz2`` / ``.zip``) into tokens;
-  :func:`token_blocks` (:func:`text_blocks` + :func:`block_tokens`) reads the same tokens a few megabytes at a
-  time, never holding the file; :func:`corpus_source` / :func:`load_corpus` are what both programs'
-  ``--corpus`` / ``--download-text8`` / default corpus flags read.
+* :func:`read_words` reads text8 (or any UTF-8 text, plain or ``.gz`` / ``.bz2`` / ``.zip``, every member of a
+  zip archive in order) into tokens; :func:`token_blocks` (:func:`text_blocks` + :func:`block_tokens`) reads the
+  same tokens a few megabytes at a time, never holding the file; :func:`corpus_source` / :func:`load_corpus` are
+  what both programs' ``--corpus`` / ``--download-text8`` / default corpus flags read.
 * :func:`build_dataset` is TF's tutorial vocabulary (``word2vec_basic.py``): UNK is id 0, then
   ``Counter.most_common``; :func:`generate_batch` is the tutorial's batch generator, with its ``data_index``
   backtrack. Both are TF1's code, kept exact where observable.
@@ -153,17 +153,38 @@ def _decompressed(path: str) -> Iterator[IO[bytes]]:
 
 @contextlib.contextmanager
 def _zip_member(f: IO[bytes], path: str) -> Iterator[IO[bytes]]:
-    # TF's read_data reads namelist()[0]; directory entries are skipped so a zipped folder works too.
+    # Every member, in the archive's order, one line break between them (TF's read_data read only namelist()[0],
+    # which silently dropped the rest of a multi-member archive); directory entries are skipped.
     try:
         zf = zipfile.ZipFile(f)
         members = [m for m in zf.infolist() if not m.is_dir()]
         if not members:
             raise CorpusError(f"corpus file {path} is a zip archive with no members")
-        member = zf.open(members[0])
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as e:
         raise CorpusError(f"corpus file {path} is not a valid zip file: {e}") from None
-    with zf, member:
-        yield member
+    with zf:
+        yield _ZipMembers(zf, members)
+
+
+class _ZipMembers:
+    """The members of a zip archive read as one stream, a line break between two members (``read(size)``
+    only: what :func:`_raw_blocks` needs); each member is opened when the previous one ends."""
+
+    def __init__(self, zf: zipfile.ZipFile, members: list[zipfile.ZipInfo]) -> None:
+        self._zf, self._members, self._current = zf, list(members), None
+
+    def read(self, size: int) -> bytes:
+        while self._members or self._current is not None:
+            if self._current is None:
+                self._current = self._zf.open(self._members.pop(0))
+            chunk = self._current.read(size)
+            if chunk:
+                return chunk
+            self._current.close()
+            self._current = None
+            if self._members:
+                return b"\n"
+        return b""
 
 
 def _format_name(magic: bytes) -> str:
@@ -210,6 +231,15 @@ def _check_text(text: str, path: str) -> None:
             f"corpus file {path} does not look like text "
             f"(only {word_chars / non_space:.0%} of its characters are letters or digits)"
         )
+
+
+def _zip_members(path: str) -> int:
+    """How many files a zip corpus holds (0: not a zip archive)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return sum(1 for m in zf.infolist() if not m.is_dir())
+    except (zipfile.BadZipFile, OSError):
+        return 0
 
 
 def _decode(raw: bytes, path: str, offset: int) -> str:
@@ -312,9 +342,9 @@ def token_blocks(path: str | os.PathLike[str], *, as_bytes: bool = False,
 def read_words(path: str | os.PathLike[str]) -> list[str]:
     """Read a corpus into a list of tokens (see the module docstring for the tokenisation).
 
-    Plain files, ``.gz``, ``.bz2`` and ``.zip`` (first member, as TF's ``read_data``) are accepted;
-    the compression is recognised from the file's magic bytes. :func:`token_blocks` reads the same tokens
-    a block at a time.
+    Plain files, ``.gz``, ``.bz2`` and ``.zip`` (every member, in order; TF's ``read_data`` read only the
+    first) are accepted; the compression is recognised from the file's magic bytes. :func:`token_blocks` reads
+    the same tokens a block at a time.
 
     >>> words = read_words("text8.zip")          # doctest: +SKIP
     >>> len(words), words[:3]                      # doctest: +SKIP
@@ -460,7 +490,9 @@ def corpus_source(
         CorpusError: see :func:`download_text8` and :func:`default_corpus`.
     """
     if corpus:
-        return corpus, lambda n: f"{os.path.abspath(corpus)} ({n:,} words)"
+        members = _zip_members(corpus)
+        every = f"{members} files of the zip archive, in order, " if members > 1 else ""
+        return corpus, lambda n: f"{os.path.abspath(corpus)} ({every}{n:,} words)"
     if download_text8:
         # The flag's name shadows the function here (calling it was a TypeError before): look the function up.
         path = globals()["download_text8"](data_dir)

@@ -10,16 +10,33 @@
   start (CPU collectives through gloo); ``--devices`` then counts each process's *local* devices and the mesh
   spans all ``P x N`` of them, in process order, with the result of one process of ``P x N`` devices. Before
   training the processes check that they agree on the corpus, flags, devices and start step
-  (:func:`processes_agree`). Process 0 (the chief) alone prints and writes outputs; every process runs the same
-  steps, and after each call they all decide together whether to stop (:func:`stop_everywhere`). A process that
-  dies makes the others fail too, but only once JAX's distributed runtime notices (seconds to minutes).
+  (:func:`processes_agree`), and a process whose setup failed says so to the others (:func:`setup_together`).
+  Process 0 (the chief) alone prints and writes outputs; every process runs the same
+  steps, and after each call they all decide together whether to stop (:func:`stop_everywhere`).
+
+Faults between processes, each one line on stderr:
+
+* **A process that never comes.** Every process prints ``waiting for ...`` (stderr) when the others have not joined
+  within a few seconds, and gives up after ``--initialization-timeout`` seconds with an error naming the
+  processes it waited for (exit status 2; JAX's own deadline, a minute later, would abort with a stack trace).
+* **A process that dies** (killed, out of memory, its host gone). The others find out at their next collective,
+  within the call: :class:`PeerLost` names the process (in a run of two; with more, "one of the others"), the
+  chief saves a checkpoint of the last completed call (with several processes the state is not donated, so it is
+  still readable: one copy of the tables per call), every survivor prints one ``error:`` line, and they leave at
+  once (:func:`leave`: exit status 2 without JAX's shutdown barrier, which would wait for the dead process).
+  When process 0 itself dies, JAX's runtime ends the others at once (it hosts the coordination service; jax 0.10
+  gives Python no way to intercept that): resume from the chief's last periodic checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import re
-from collections.abc import Sequence
+import sys
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -31,7 +48,11 @@ from examples.word2vec.cli import UsageError, first_line
 from jaxgraph.device import parse_device_spec
 from jaxgraph.sharding import make_mesh, put, shard_opt_state, shard_params
 
-__all__ = ["Runtime", "host_values", "processes_agree", "select_runtime", "start_processes", "stop_everywhere"]
+__all__ = ["PeerLost", "Runtime", "host_values", "leave", "lost_peer", "processes_agree", "select_runtime",
+           "setup_together", "start_processes", "stop_everywhere"]
+
+#: Seconds before the "waiting for ..." line, while the processes join.
+WAIT_NOTICE_S = 3.0
 
 _STARTED_TOO_LATE = ("the multi-process flags need jax.distributed to start before JAX's backends, which already "
                      "started in this process: run the trainer as its own process (python -m examples.word2vec.train "
@@ -39,8 +60,9 @@ _STARTED_TOO_LATE = ("the multi-process flags need jax.distributed to start befo
 
 
 def start_processes(coordinator_address: str | None, num_processes: int | None, process_id: int | None,
-                    auto: bool = False) -> None:
-    """Join the other processes (``jax.distributed.initialize``) when a coordinator is given or ``auto``.
+                    auto: bool = False, initialization_timeout: int = 300) -> None:
+    """Join the other processes (``jax.distributed.initialize``) when a coordinator is given or ``auto``, waiting
+    at most ``initialization_timeout`` seconds for all of them (said on stderr after a few seconds).
 
     Must come before JAX's backends start (``python -m examples.word2vec.train`` starts none before it).
     """
@@ -51,18 +73,60 @@ def start_processes(coordinator_address: str | None, num_processes: int | None, 
             return
         raise UsageError(f"jax.distributed is already initialized as process {jax.process_index()} of "
                          f"{jax.process_count()}, not as --process-id {process_id} of {num_processes}")
+    awaited = _awaited(num_processes, process_id) if not auto else "the other processes"
+    where = coordinator_address or "the detected coordinator"
+    gave_up = (f"{awaited} did not join at {where} within --initialization-timeout {initialization_timeout} s: start "
+               "every process with the same --coordinator-address and --num-processes, each with its own "
+               "--process-id")
+    joined = threading.Event()
+
+    def notice() -> None:
+        if not joined.is_set():
+            print(f"waiting for {awaited} to join at {where} (up to --initialization-timeout {initialization_timeout} "
+                  "s)", file=sys.stderr, flush=True)
+
+    def give_up() -> None:
+        # JAX's own deadline ends the process from C++ (an abort and its stack trace): ours comes first.
+        if not joined.is_set():
+            print(f"error: {gave_up}", file=sys.stderr, flush=True)
+            os._exit(2)
+
+    timers = [threading.Timer(min(WAIT_NOTICE_S, initialization_timeout / 2), notice),
+              threading.Timer(initialization_timeout, give_up)]
+    for timer in timers:
+        timer.daemon = True
+        timer.start()
+    jax_timeout = initialization_timeout + 60
     try:
         if auto:
-            jax.distributed.initialize()
+            jax.distributed.initialize(initialization_timeout=jax_timeout)
         else:
             jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                                       process_id=process_id)
+                                       process_id=process_id, initialization_timeout=jax_timeout)
     except (RuntimeError, ValueError) as e:
         if "before any JAX" in str(e):  # JAX's refusal once its backends have started
             raise UsageError(_STARTED_TOO_LATE) from None
+        if "DEADLINE_EXCEEDED" in str(e):
+            raise UsageError(gave_up) from None
         raise UsageError(f"jax.distributed.initialize failed: {first_line(e)}") from None
+    finally:
+        joined.set()
+        for timer in timers:
+            timer.cancel()
     # Read when the CPU backend starts, which comes later; harmless on GPU/TPU.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+
+
+def _awaited(num_processes: int | None, process_id: int | None) -> str:
+    """Whom process ``process_id`` waits for: ``"process 1"``, ``"processes 1, 2 and 3"``.
+
+    >>> _awaited(2, 0), _awaited(4, 2)
+    ('process 1', 'processes 0, 1 and 3')
+    """
+    others = [str(i) for i in range(num_processes or 0) if i != process_id]
+    if len(others) == 1:
+        return f"process {others[0]}"
+    return f"processes {', '.join(others[:-1])} and {others[-1]}" if others else "the other processes"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +148,8 @@ class Runtime:
         return jax.process_count()
 
     def describe(self) -> str:
-        where = str(self.device) if len(self.devices) == 1 else f"{len(self.devices)} devices: {self.devices}"
+        where = str(self.device) if len(self.devices) == 1 else (
+            f"{len(self.devices)} devices: {', '.join(map(str, self.devices))}")
         return where + (f" ({self.processes} processes)" if self.processes > 1 else "")
 
     def place(self, tree: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
@@ -190,10 +255,71 @@ def processes_agree(fields: dict[str, Sequence[int] | int]) -> None:
                          "with the same flags and files (--resume: the same checkpoint on a shared filesystem)")
 
 
-def stop_everywhere(requested: bool) -> bool:
-    """Whether any process asked to stop (Ctrl-C): every process makes the same decision after each call."""
+def stop_everywhere(signum: int, failed: bool) -> tuple[int, bool]:
+    """Whether any process asked to stop (its stop signal, 0: none) or could not write a checkpoint: every process
+    makes the same decision after each call."""
     if jax.process_count() == 1:
-        return requested
+        return signum, failed
     from jax.experimental import multihost_utils
 
-    return bool(np.asarray(multihost_utils.process_allgather(np.array([requested], np.int32))).any())
+    votes = np.asarray(multihost_utils.process_allgather(np.array([signum, int(failed)], np.int32)))
+    votes = votes.reshape(jax.process_count(), 2)
+    asked = [int(s) for s in votes[:, 0] if s]
+    return (asked[0] if asked else 0), bool(votes[:, 1].any())
+
+
+@contextlib.contextmanager
+def setup_together(errors: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """With several processes, the block (a run's setup) ends in a vote: a process whose setup raised one of
+    ``errors`` votes so before re-raising it, and the others then stop with an error naming it at once, instead of
+    waiting at their next collective for a process that has left (gloo's 30 s, then a vaguer message)."""
+    if jax.process_count() == 1:
+        yield
+        return
+    try:
+        yield
+    except errors:
+        _vote(True)
+        raise
+    failed = [i for i, bad in enumerate(_vote(False)) if bad]
+    if failed:
+        who = ", ".join(f"process {i}" for i in failed)
+        raise UsageError(f"{who} stopped before training (see its error line); this process stops too")
+
+
+def _vote(failed: bool) -> list[bool]:
+    from jax.experimental import multihost_utils
+
+    return [bool(v) for v in np.asarray(multihost_utils.process_allgather(np.array([int(failed)], np.int32))).ravel()]
+
+
+class PeerLost(Exception):
+    """Another process is gone: its collectives fail. Carries the state of the last completed call (``params``,
+    ``opt_state`` at global step ``step``), which the chief saves."""
+
+    def __init__(self, message: str, params: Any, opt_state: Any, step: int) -> None:
+        super().__init__(message)
+        self.params, self.opt_state, self.step = params, opt_state, step
+        _left.set()
+
+
+_left = threading.Event()  # set once a peer is lost: the process must not wait for it when it exits
+
+
+def lost_peer(error: BaseException) -> str:
+    """What a failed collective means, in one line naming the process that is gone (in a run of two processes, the
+    other one; with more, the collective cannot tell which: JAX's coordination service only learns it after its
+    heartbeat timeout, 100 s) and the error's first line."""
+    me, n = jax.process_index(), jax.process_count()
+    who = f"process {1 - me}" if n == 2 else f"one of the other {n - 1} processes"
+    return f"{who} stopped responding ({first_line(error)})"
+
+
+def leave(status: int) -> None:
+    """End the program with ``status``. After a lost peer, at once (``os._exit`` once the output is flushed): a
+    normal exit would run JAX's shutdown, which waits at a barrier for every process, the dead one included."""
+    if _left.is_set():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

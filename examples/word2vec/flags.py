@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from examples.word2vec.cli import ArgumentParser, UsageError
 from examples.word2vec.optimizer import DEFAULT_LEARNING_RATE, OPTIMIZERS
@@ -116,13 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "pair's --negatives terms estimated from them (default 2 * --negatives)")
     g.add_argument("--batch-size", type=int, default=1024,
                    help="skip-gram pairs per step, on average (centres per step: batch / (window + 1))")
-    g.add_argument("--epochs", type=float, default=5.0)
-    g.add_argument("--steps", type=int, default=None, help="total steps (overrides --epochs)")
+    g.add_argument("--epochs", type=float, default=5.0,
+                   help="passes over the corpus; the run takes exactly the steps that cover them (default 5)")
+    g.add_argument("--steps", type=int, default=None, help="total steps, exactly (overrides --epochs)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
     g.add_argument("--learning-rate", type=float, default=None,
                    help="initial rate, decayed linearly to lr*1e-4 (default: sgd 0.025, adagrad 0.25, "
                         "lazyadam 0.002)")
-    g.add_argument("--steps-per-call", type=int, default=128, help="steps per jitted call (lax.scan)")
+    g.add_argument("--steps-per-call", type=int, default=128,
+                   help="steps per jitted call (lax.scan); calls that end a run or land on a --checkpoint-every "
+                        "or --eval-every step are shorter, in a second compiled program")
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--device", default=None,
                    help="cpu, gpu, tpu, or a device such as gpu:1 or /device:GPU:1 (default: JAX's)")
@@ -146,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--distributed-auto", action="store_true",
                    help="instead of the three flags above: jax.distributed.initialize() without arguments, "
                         "which detects the cluster (Cloud TPU, Slurm, Open MPI, ...)")
+    g.add_argument("--initialization-timeout", type=int, metavar="SECONDS", default=300,
+                   help="how long each process waits for all the others to join before giving up with an error "
+                        "(default 300, JAX's); a 'waiting for process i' line on stderr says who is awaited")
     g = p.add_argument_group("output, checkpoints, reporting")
     g.add_argument("--output-dir", default="word2vec_out")
     g.add_argument("--checkpoint-every", type=int, default=10000, help="steps between checkpoints (0: only "
@@ -154,15 +160,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true",
                    help="continue from the latest checkpoint in --output-dir")
     g.add_argument("--overwrite", action="store_true",
-                   help="start afresh even if --output-dir holds checkpoints (they are deleted)")
+                   help="start afresh even if --output-dir holds checkpoints: the files an earlier run of the "
+                        "trainer wrote there are deleted (checkpoints, vectors, projector files, metrics.json, "
+                        "TensorBoard events); any other file stays")
     g.add_argument("--stop-at-step", type=int, default=None,
-                   help="stop (with a checkpoint) at this global step without changing the schedule")
+                   help="stop (with a checkpoint) at exactly this global step without changing the schedule")
     g.add_argument("--eval-every", type=int, default=0, help="print nearest neighbours every N steps")
     g.add_argument("--no-eval", action="store_true", help="skip the WordSim/SimLex/analogy evaluation")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--no-tensorboard", action="store_true")
-    g.add_argument("--quiet", action="store_true", help="only errors and the final summary")
+    g.add_argument("--quiet", action="store_true", help="only errors, warnings and the final summary line")
     return p
+
+
+def _check_number(flag: str, value: float, rule: str, ok: Callable[[float], bool]) -> None:
+    """A float flag must be finite (``inf`` and ``nan`` are said to be so) and follow ``rule``."""
+    if not math.isfinite(value):
+        raise UsageError(f"{flag} must be a finite number, got {value}")
+    if not ok(value):
+        raise UsageError(f"{flag} must be {rule}, got {value}")
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -172,20 +188,22 @@ def _validate(args: argparse.Namespace) -> None:
     for name in positive:
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    for name in ("max_vocab", "steps", "negatives", "negatives_per_centre", "shared_negatives", "pairs_per_group",
-                 "devices", "corpus_chunk_tokens"):
+    for name in ("steps", "negatives", "negatives_per_centre", "shared_negatives", "pairs_per_group", "devices",
+                 "corpus_chunk_tokens"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.max_vocab is not None and args.max_vocab < 2:
+        raise UsageError(f"--max-vocab must be at least 2 (a vocabulary needs two words), got {args.max_vocab}")
     for name in ("checkpoint_every", "eval_every"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
-    if not (math.isfinite(args.epochs) and args.epochs > 0):
-        raise UsageError(f"--epochs must be positive, got {args.epochs}")
-    if not (math.isfinite(args.subsample) and args.subsample >= 0):
-        raise UsageError(f"--subsample must be >= 0, got {args.subsample}")
-    if args.learning_rate is not None and not (math.isfinite(args.learning_rate) and args.learning_rate > 0):
-        raise UsageError(f"--learning-rate must be positive, got {args.learning_rate}")
+    if args.initialization_timeout < 1:
+        raise UsageError(f"--initialization-timeout must be at least 1 second, got {args.initialization_timeout}")
+    _check_number("--epochs", args.epochs, "positive", lambda x: x > 0)
+    _check_number("--subsample", args.subsample, ">= 0", lambda x: x >= 0)
+    if args.learning_rate is not None:
+        _check_number("--learning-rate", args.learning_rate, "positive", lambda x: x > 0)
     if args.corpus and args.download_text8:
         raise UsageError("give either --corpus or --download-text8, not both")
     if args.resume and args.overwrite:

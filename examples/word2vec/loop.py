@@ -1,38 +1,45 @@
-"""The training loop: one compiled call of K steps at a time (``step.py``), and what happens between calls.
+"""The training loop: one compiled call at a time (``step.py``), and what happens between calls.
 
-Before each call the corpus feed (``feed.py``) gives the call its data (a new chunk of a streamed corpus when the
-position has moved into it); after each call the host reads the call's losses and the corpus position (the only
-transfer from the device),
+The calls come from the plan (``plan.py``): K steps each, or fewer so that a call ends exactly on every
+``--checkpoint-every`` and ``--eval-every`` step and at the run's end. Before each call the corpus feed
+(``feed.py``) gives the call its data (a new chunk of a streamed corpus when the position has moved into it);
+after each call the host reads the call's losses and the corpus position (the only transfer from the device),
 then, in this order: records the figures (:class:`RunStats`), reports them (progress bar, TensorBoard), stops on
-a non-finite loss, asks every process whether to stop (Ctrl-C, :func:`stop_requests`), prints nearest neighbours
-every ``--eval-every`` steps and writes a checkpoint every ``--checkpoint-every`` steps. The run's length and
-the periodic actions' timing come from the plan (``plan.py``).
+a non-finite loss (naming its step), prints nearest neighbours and writes the checkpoint that fall on this step,
+and asks every process whether to stop (a stop signal, :func:`~examples.word2vec.cli.stop_requests`, or a
+checkpoint that could not be written).
+
+A checkpoint that cannot be written (disk full, permissions) ends the loop there, keeping the trained state
+(:attr:`Outcome.save_error`): the trainer still exports the vectors and ends with one ``error:`` line. With
+several processes, a process that dies makes the others' next collective fail: :class:`~examples.word2vec.
+distributed.PeerLost` carries the state of the last completed call (not donated in that case) so the chief can
+save it.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
 import jaxgraph as jg
 from examples.word2vec.checkpoints import Checkpointer
-from examples.word2vec.cli import UsageError
-from examples.word2vec.distributed import host_values, stop_everywhere
+from examples.word2vec.cli import StopRequest, UsageError, out_of_memory, stop_requests
+from examples.word2vec.distributed import PeerLost, host_values, lost_peer, stop_everywhere
 from examples.word2vec.evaluation import nearest_lines
 from examples.word2vec.feed import CorpusFeed, StreamingFeed
 from examples.word2vec.optimizer import Schedule
 from examples.word2vec.plan import RunPlan
 from examples.word2vec.step import MultiStep
+from jaxgraph.train import CheckpointWriteError
 
-__all__ = ["Progress", "RunStats", "StopRequest", "TrainingLoop", "stop_requests", "summary_writer"]
+__all__ = ["Outcome", "Progress", "RunStats", "StopRequest", "TrainingLoop", "stop_requests", "summary_writer"]
 
 
 class RunStats:
@@ -144,34 +151,14 @@ def summary_writer(output_dir: str, enabled: bool, log: Callable[[str], None]) -
     return contextlib.nullcontext()
 
 
-@dataclasses.dataclass
-class StopRequest:
-    """Set when the user asked the run to stop (Ctrl-C)."""
+class Outcome(NamedTuple):
+    """How :meth:`TrainingLoop.run` ended: the state reached, the stop signal that ended it early (0: none), and
+    the message of a periodic checkpoint that could not be written (None: none failed)."""
 
-    requested: bool = False
-
-
-@contextlib.contextmanager
-def stop_requests() -> Iterator[StopRequest]:
-    """Within the block, a first Ctrl-C (SIGINT) asks the run to stop after the current call (which then saves
-    a checkpoint); a second one raises ``KeyboardInterrupt`` at once. Outside the main thread Ctrl-C is left
-    alone."""
-    stop = StopRequest()
-
-    def on_sigint(_signum, _frame):
-        if stop.requested:
-            raise KeyboardInterrupt
-        stop.requested = True
-
-    try:
-        previous = signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread
-        previous = None
-    try:
-        yield stop
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+    params: Any
+    opt_state: Any
+    signum: int
+    save_error: str | None
 
 
 class TrainingLoop:
@@ -190,55 +177,92 @@ class TrainingLoop:
         self.after_call = after_call
         self.step = 0  # the global step reached so far
         self.words_per_sec = 0.0  # of the last call
+        self.saved: tuple[int, str] | None = None  # the step and path of this run's last checkpoint
         self.progress = Progress(plan.total_steps, 0, enabled=False)
         self.writer: jg.summary.FileWriter | None = None
 
+    @property
+    def boundaries(self) -> tuple[int, int]:
+        """The periodic steps a call must end on."""
+        return self.checkpoint_every, self.eval_every
+
     def run(self, params: Any, opt_state: Any, start_step: int, end_step: int, *, stop: StopRequest,
-            progress: Progress, writer: jg.summary.FileWriter | None) -> tuple[Any, Any, bool]:
+            progress: Progress, writer: jg.summary.FileWriter | None) -> Outcome:
         """Train from ``start_step`` to ``end_step``, reporting to ``progress`` and ``writer`` (None: no
-        TensorBoard) and stopping early when ``stop`` is requested; ``(params, opt_state, interrupted)``.
+        TensorBoard) and stopping early when ``stop`` is requested or a checkpoint fails (:class:`Outcome`).
 
         Raises:
             UsageError: the loss diverged.
-            KeyboardInterrupt: a second Ctrl-C (the donated state may be gone: no checkpoint can be written).
+            PeerLost: another process is gone (with the state of the last completed call).
+            Interrupted: a second stop signal (the donated state may be gone: no checkpoint can be written).
         """
         self.step, self.progress, self.writer = start_step, progress, writer
-        while self.step < end_step:
+        for n in self.plan.calls(start_step, end_step, self.boundaries):
             first = self.step
-            params, opt_state, losses, pairs = self._call(params, opt_state)
-            self.step += self.plan.steps_per_call
+            params, opt_state, losses, pairs = self._call(params, opt_state, n)
+            self.step += n
             self._report(first, losses, pairs)
-            if not np.all(np.isfinite(losses)):
-                raise UsageError(f"the loss diverged (non-finite) at step {self.step}; lower --learning-rate")
+            self._check_finite(first, losses)
             if self.after_call is not None:
                 self.after_call(self.step)
-            if stop_everywhere(stop.requested):  # Ctrl-C in any process stops them all here
-                return params, opt_state, True
-            self._periodic(first, params, opt_state)
-        return params, opt_state, False
+            error = self._periodic(params, opt_state)
+            try:  # a stop signal or a failed checkpoint in any process stops them all here
+                signum, failed = stop_everywhere(stop.signum, error is not None)
+            except Exception as e:
+                raise PeerLost(lost_peer(e), params, opt_state, self.step) from None
+            if failed:
+                return Outcome(params, opt_state, 0, error or "process 0 could not write a checkpoint")
+            if signum:
+                return Outcome(params, opt_state, signum, None)
+        return Outcome(params, opt_state, 0, None)
 
-    def _call(self, params: Any, opt_state: Any) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+    def _call(self, params: Any, opt_state: Any, n: int) -> tuple[Any, Any, np.ndarray, np.ndarray]:
         t0 = time.perf_counter()
-        params, opt_state, losses, pairs = self.step_fn(params, opt_state, self.feed.at(self.stats.position))
-        losses, pairs, epoch, position = host_values(
-            (losses, pairs, params["epoch"].value, params["position"].value))
+        try:
+            data = self.feed.at(self.stats.position)
+            new_params, new_opt_state, losses, pairs = self.step_fn(params, opt_state, data, n)
+            losses, pairs, epoch, position = host_values(
+                (losses, pairs, new_params["epoch"].value, new_params["position"].value))
+        except Exception as e:
+            if jax.process_count() == 1 or out_of_memory(e):
+                raise
+            # With several processes the state is not donated: the last completed call's is still here.
+            raise PeerLost(lost_peer(e), params, opt_state, self.step) from None
+        losses, pairs = losses[:n], pairs[:n]
         self.words_per_sec = self.stats.record(losses, pairs, int(epoch) * self.stats.n_tokens + int(position),
                                                time.perf_counter() - t0)
-        return params, opt_state, losses, pairs
+        return new_params, new_opt_state, losses, pairs
+
+    def _check_finite(self, first: int, losses: np.ndarray) -> None:
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size:
+            raise UsageError(f"the loss diverged (non-finite) at step {first + int(bad[0]) + 1}; lower "
+                             "--learning-rate")
 
     def _report(self, first: int, losses: np.ndarray, pairs: np.ndarray) -> None:
         lr = float(self.schedule(self.step))
-        self.progress.update(self.step, self.plan.steps_per_call, self.stats.average_loss, self.words_per_sec,
+        self.progress.update(self.step, len(losses), self.stats.average_loss, self.words_per_sec,
                              self.stats.epochs, lr)
         if self.writer is not None:
             self.writer.add_summary({"loss": losses / np.maximum(pairs, 1)}, global_step=first + 1)
             self.writer.add_scalar("words_per_sec", self.words_per_sec, global_step=self.step)
             self.writer.add_scalar("learning_rate", lr, global_step=self.step)
 
-    def _periodic(self, first: int, params: Any, opt_state: Any) -> None:
+    def save(self, params: Any, opt_state: Any) -> str:
+        """A checkpoint of the state at the current step (the chief's), unless this run saved it already."""
+        if self.saved is None or self.saved[0] != self.step:
+            self.saved = (self.step, self.checkpointer.save(params, opt_state))
+        return self.saved[1]
+
+    def _periodic(self, params: Any, opt_state: Any) -> str | None:
+        """The chief's nearest neighbours and checkpoint due at this step; the failed checkpoint's message."""
         if not self.chief:
-            return
-        if self.plan.due(self.eval_every, first, self.step) and self.step < self.plan.total_steps:
+            return None
+        if self.plan.due(self.eval_every, self.step) and self.step < self.plan.total_steps:
             self.progress.write(nearest_lines(host_values(params["emb_in"].value), self.vocab))
-        if self.plan.due(self.checkpoint_every, first, self.step):
-            self.checkpointer.save(params, opt_state)
+        if self.plan.due(self.checkpoint_every, self.step):
+            try:
+                self.save(params, opt_state)
+            except CheckpointWriteError as e:
+                return str(e)
+        return None

@@ -1,56 +1,135 @@
-"""The run plan: how many steps a run takes, and when the periodic actions fall. Computed here, once.
+"""The run plan: how many steps a run takes, and how they are cut into compiled calls. Computed here, once.
 
-``--epochs`` is converted to steps from the expected number of kept (subsampled) tokens per epoch and the centres
-per step, and the total is rounded up to a multiple of ``--steps-per-call`` K (``--steps`` sets it directly, also
-rounded up); the metrics report the epochs actually completed. ``--stop-at-step`` ends a run early (with a
-checkpoint) without changing the plan, and so the schedule, so that ``--resume`` continues the same run. Calls run
-K steps each: the periodic actions (``--checkpoint-every``, ``--eval-every``) happen after the call in which their
-step falls.
+* ``--steps N`` runs exactly N steps.
+* ``--epochs E`` runs exactly the steps that take the corpus cursor through E epochs: the run ends with the first
+  step whose batch reaches ``E * n`` tokens into the corpus (whole epochs end exactly at an epoch's end, since a
+  batch never crosses one). The steps are counted before training by :func:`epoch_steps`, which replays the
+  cursor of ``batches.BatchMaker`` on the host from the tokens that subsampling keeps in each epoch (the same hash
+  the device uses), so the learning-rate schedule decays over exactly the steps that run.
+* **Calls.** A compiled call runs ``--steps-per-call`` K steps; a call also ends at every step where something
+  must happen (a ``--checkpoint-every`` or ``--eval-every`` step, ``--stop-at-step``, the end), so those fall on
+  exactly their steps. A shorter call runs in a second compiled program (``step.MultiStep``), the same steps with
+  the count as an argument: at most two programs per run, whatever the boundaries.
+* ``--stop-at-step`` ends a run early (with a checkpoint) without changing the plan, and so the schedule, so that
+  ``--resume`` continues the same run.
 
 >>> plan = RunPlan.from_flags(epochs=2.0, steps=None, steps_per_call=8, kept_tokens_per_epoch=1000.0,
 ...                           centres_per_step=30)
 >>> plan.steps_per_epoch, plan.total_steps, plan.end_step(start_step=0, stop_at_step=40)
-(33.333333333333336, 72, 40)
->>> plan.due(every=10, first=16, last=24), plan.due(every=10, first=40, last=48)
-(True, False)
+(33.333333333333336, 67, 40)
+>>> list(plan.calls(0, 30, every=(10,)))      # calls of K = 8 steps end on each checkpoint step too
+[8, 2, 8, 2, 8, 2]
+>>> list(plan.calls(56, 67, every=()))        # the last call is shorter: exactly 67 steps
+[8, 3]
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Iterator, Sequence
 
-__all__ = ["RunPlan"]
+import numpy as np
+
+__all__ = ["RunPlan", "epoch_steps"]
 
 
 @dataclasses.dataclass(frozen=True)
 class RunPlan:
-    """``total_steps`` (a multiple of ``steps_per_call``) and the expected ``steps_per_epoch``."""
+    """``total_steps`` (exact), ``steps_per_call`` (K), the expected ``steps_per_epoch`` and, for ``--epochs``,
+    the epochs the steps cover exactly (``exact_epochs``; None for ``--steps``)."""
 
     steps_per_call: int
     total_steps: int
     steps_per_epoch: float
+    exact_epochs: float | None = None
 
     @classmethod
     def from_flags(cls, *, epochs: float, steps: int | None, steps_per_call: int, kept_tokens_per_epoch: float,
-                   centres_per_step: int) -> RunPlan:
+                   centres_per_step: int, steps_for_epochs: Callable[[float], int] | None = None) -> RunPlan:
         """``--epochs`` / ``--steps`` / ``--steps-per-call`` for a corpus of ``kept_tokens_per_epoch`` expected
-        centres per epoch, ``centres_per_step`` per step."""
+        centres per epoch, ``centres_per_step`` per step. ``steps_for_epochs(E)``, when given, counts the steps of
+        E epochs exactly (:func:`epoch_steps`); without it ``--epochs`` is converted with the expected figures."""
         steps_per_epoch = kept_tokens_per_epoch / centres_per_step
-        total = steps if steps is not None else max(1, math.ceil(epochs * steps_per_epoch))
-        return cls(steps_per_call, math.ceil(total / steps_per_call) * steps_per_call, steps_per_epoch)
+        if steps is not None:
+            return cls(steps_per_call, steps, steps_per_epoch)
+        if steps_for_epochs is not None:
+            return cls(steps_per_call, max(1, steps_for_epochs(epochs)), steps_per_epoch, epochs)
+        return cls(steps_per_call, max(1, math.ceil(epochs * steps_per_epoch)), steps_per_epoch)
 
     @property
     def epochs(self) -> float:
-        """The epochs the planned steps cover, expected."""
-        return self.total_steps / self.steps_per_epoch
+        """The epochs the planned steps cover: exact for ``--epochs``, expected for ``--steps``."""
+        return self.exact_epochs if self.exact_epochs is not None else self.total_steps / self.steps_per_epoch
 
     def end_step(self, start_step: int, stop_at_step: int | None) -> int:
         """Where this run stops: the plan's end, or ``--stop-at-step`` (never before where it starts)."""
         return self.total_steps if stop_at_step is None else min(self.total_steps, max(stop_at_step, start_step))
 
+    def calls(self, start: int, end: int, every: Sequence[int]) -> Iterator[int]:
+        """The lengths of the calls from step ``start`` to ``end``: K steps, or fewer to end at the next multiple
+        of one of ``every`` (0: never) or at ``end``."""
+        step = start
+        while step < end:
+            stop = min([end, step + self.steps_per_call] + [(step // e + 1) * e for e in every if e])
+            yield stop - step
+            step = stop
+
+    def describe_calls(self, start: int, end: int, every: Sequence[int]) -> str:
+        """The calls from ``start`` to ``end`` in words: ``"5 calls: 4 of 8 steps, 1 of 3 (the shorter ones in a
+        second compiled program)"``."""
+        lengths = list(self.calls(start, end, every))
+        full = sum(1 for n in lengths if n == self.steps_per_call)
+        short = sorted({n for n in lengths if n != self.steps_per_call})
+        parts = [f"{full} of {self.steps_per_call} steps"] if full else []
+        if short:
+            sizes = ", ".join(map(str, short[:4])) + (", ..." if len(short) > 4 else "")
+            parts.append(f"{len(lengths) - full} shorter ({sizes} steps; a second compiled program)")
+        return f"{len(lengths)} call{'s' if len(lengths) != 1 else ''}: {' and '.join(parts)}" if parts else "0 calls"
+
     @staticmethod
-    def due(every: int, first: int, last: int) -> bool:
-        """Whether an action every ``every`` steps (0: never) falls in the call that ran steps ``first + 1 ..
-        last``."""
-        return bool(every) and last // every != first // every
+    def due(every: int, step: int) -> bool:
+        """Whether an action every ``every`` steps (0: never) falls on ``step``, where a call ended."""
+        return bool(every) and step % every == 0
+
+
+def epoch_steps(kept_positions: np.ndarray, n_tokens: int, centres: int, forward: int,
+                stop_at: float | None = None) -> int:
+    """The steps one epoch takes: ``batches.BatchMaker``'s cursor replayed on the host.
+
+    ``kept_positions``: the sorted corpus positions that subsampling keeps in this epoch. A step at position
+    ``pos`` takes the first ``centres`` kept tokens of the raw span ``[pos, pos + forward)``; when the span holds
+    more than that it moves to the next kept token, otherwise to ``pos + forward``; at or past ``n_tokens`` the
+    epoch ends. ``stop_at`` (a position): count only the steps until the cursor reaches it (a partial epoch).
+
+    >>> epoch_steps(np.arange(10), n_tokens=10, centres=3, forward=6)   # 0-2, 3-5, 6-8, then 9 alone
+    4
+    >>> epoch_steps(np.arange(10), n_tokens=10, centres=3, forward=6, stop_at=5)
+    2
+    """
+    kept = np.asarray(kept_positions, np.int64)
+    end = n_tokens if stop_at is None else min(float(stop_at), n_tokens)
+    steps, pos, rank = 0, 0, 0  # rank: the index in `kept` of the first kept token at or after pos
+    while pos < end:
+        # A run of full steps, vectorised: from a kept token at rank r, the step is full when the kept token at
+        # rank r + centres lies less than `forward` past it, and the cursor moves there.
+        if rank < len(kept) and kept[rank] == pos:
+            ranks = np.arange(rank, len(kept) - centres, centres)
+            full = kept[ranks + centres] < kept[ranks] + forward
+            stops = ~full | (kept[ranks] >= end)
+            run = int(np.argmax(stops)) if stops.any() else len(ranks)
+            steps += run
+            rank += run * centres
+            pos = int(kept[rank]) if rank < len(kept) else n_tokens
+            if pos >= end or run:
+                continue
+        # One step from a position that is not a kept token (the epoch's start, after a jump), or a short one.
+        steps += 1
+        first = int(np.searchsorted(kept, pos))
+        if first + centres < len(kept) and kept[first + centres] < pos + forward:
+            rank = first + centres
+            pos = int(kept[rank])
+        else:
+            pos += forward
+            rank = int(np.searchsorted(kept, pos))
+    return steps

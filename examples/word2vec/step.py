@@ -45,29 +45,49 @@ TRACE_GUARD: Callable[[Callable], Callable] = _no_guard
 
 
 class MultiStep:
-    """``(params, opt_state, data) -> (params, opt_state, losses [K], pairs [K])``: K steps in one jitted call
-    with the parameters and optimizer state donated. ``data`` holds the corpus (or the chunk of it that the call
-    reads, ``feed.py``), the subsampling keep probabilities and the negatives' alias table. ``traces`` counts
-    JAX's traces of it: one per run, since :meth:`compile` traces and compiles it once and every call reuses that
-    program (a second trace would mean a second compilation)."""
+    """``(params, opt_state, data[, n]) -> (params, opt_state, losses [K], pairs [K])``: K steps in one jitted call
+    (``n`` < K: the first n, with zeros for the others' losses and pairs), the parameters and optimizer state
+    donated unless ``donate=False``. ``data`` holds the corpus (or the chunk of it that the call reads,
+    ``feed.py``), the subsampling keep probabilities and the negatives' alias table.
 
-    def __init__(self, fn: Callable) -> None:
+    Two programs at most: ``fn`` (the K-step scan) for full calls, and ``partial(params, opt_state, data, n)``
+    (the same step in a loop whose length is an argument) for the shorter calls that end a run or land on a
+    checkpoint step. ``traces`` counts JAX's traces of both: one per program used, since :meth:`compile` traces
+    and compiles them once and every call reuses those programs (another trace would mean another compilation).
+    """
+
+    def __init__(self, fn: Callable, partial: Callable | None = None, *, steps_per_call: int | None = None,
+                 donate: bool = True) -> None:
         self.traces = 0
+        self.steps_per_call = steps_per_call
+        donated = (0, 1) if donate else ()
 
         def counted(params: Any, opt_state: Any, data: Any) -> Any:  # named: XLA names its parameters after them
             self.traces += 1
             return fn(params, opt_state, data)
 
-        self._jitted = jax.jit(TRACE_GUARD(counted), donate_argnums=(0, 1))
+        def counted_partial(params: Any, opt_state: Any, data: Any, n: Any) -> Any:
+            self.traces += 1
+            return partial(params, opt_state, data, n)
 
-    def compile(self, params: Any, opt_state: Any, data: Any) -> float:
-        """Trace and compile ahead of the first call (which then starts at once); returns the seconds taken."""
+        self._jitted = jax.jit(TRACE_GUARD(counted), donate_argnums=donated)
+        self._partial = None if partial is None else jax.jit(TRACE_GUARD(counted_partial), donate_argnums=donated)
+
+    def compile(self, params: Any, opt_state: Any, data: Any, *, full: bool = True, partial: bool = False) -> float:
+        """Trace and compile the programs a run needs (the K-step one, the shorter calls' one) ahead of the first
+        call, which then starts at once; returns the seconds taken."""
         t0 = time.perf_counter()
-        self._jitted.lower(params, opt_state, data).compile()
+        if full:
+            self._jitted.lower(params, opt_state, data).compile()
+        if partial and self._partial is not None:
+            self._partial.lower(params, opt_state, data, jnp.int32(0)).compile()
         return time.perf_counter() - t0
 
-    def __call__(self, params: Any, opt_state: Any, data: Any) -> tuple[Any, Any, jax.Array, jax.Array]:
-        return self._jitted(params, opt_state, data)
+    def __call__(self, params: Any, opt_state: Any, data: Any,
+                 n: int | None = None) -> tuple[Any, Any, jax.Array, jax.Array]:
+        if n is None or n == self.steps_per_call or self._partial is None:
+            return self._jitted(params, opt_state, data)
+        return self._partial(params, opt_state, data, jnp.int32(n))
 
 
 class _Share:
@@ -174,8 +194,9 @@ def _gather_gradients(grads: list, n_dev: int, keep_rows: Callable[[int], int] |
 
 
 def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse.Namespace, vocab_size: int,
-                    mesh: Mesh | None = None) -> MultiStep:
-    """The K-step function of a run (``args``: the trainer's flags), on one device or over ``mesh``."""
+                    mesh: Mesh | None = None, *, donate: bool = True) -> MultiStep:
+    """The K-step function of a run (``args``: the trainer's flags), on one device or over ``mesh``; the state is
+    donated unless ``donate=False`` (several processes: the state before a failed call must stay readable)."""
     n_dev = 1 if mesh is None else int(mesh.devices.size)
     share = _Share(batches.rows, n_dev)
     noise_fn = _noise_fn(args, vocab_size, batches, share)
@@ -208,8 +229,20 @@ def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse
                                                             length=args.steps_per_call)
         return params, opt_state, losses, pairs
 
+    def partial_step(params, opt_state, data, n):
+        # The first n of K steps: the same step as the scan's, in a loop of traced length (one program for any
+        # shorter call); the losses and pairs of the steps not run stay 0.
+        def body(i, carry):
+            state, losses, pairs = carry
+            state, (loss, pair) = one(data, state, None)
+            return state, losses.at[i].set(loss), pairs.at[i].set(pair)
+
+        zeros = (jnp.zeros(args.steps_per_call, jnp.float32), jnp.zeros(args.steps_per_call, jnp.int32))
+        (params, opt_state), losses, pairs = jax.lax.fori_loop(0, n, body, ((params, opt_state), *zeros))
+        return params, opt_state, losses, pairs
+
     if n_dev == 1:
-        return MultiStep(multi_step)
+        return MultiStep(multi_step, partial_step, steps_per_call=args.steps_per_call, donate=donate)
 
     def per_device(params, opt_state, data):
         params, opt_state, losses, pairs = multi_step(params, opt_state, data)
@@ -222,4 +255,12 @@ def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse
         fn = jax.shard_map(per_device, mesh=mesh, in_specs=P(), out_specs=P(), check_vma=False)
         return fn(params, opt_state, data)
 
-    return MultiStep(sharded)
+    def per_device_partial(params, opt_state, data, n):
+        params, opt_state, losses, pairs = partial_step(params, opt_state, data, n)
+        return params, opt_state, jax.lax.psum(losses, "data"), pairs
+
+    def sharded_partial(params, opt_state, data, n):
+        fn = jax.shard_map(per_device_partial, mesh=mesh, in_specs=P(), out_specs=P(), check_vma=False)
+        return fn(params, opt_state, data, n)
+
+    return MultiStep(sharded, sharded_partial, steps_per_call=args.steps_per_call, donate=donate)

@@ -63,8 +63,13 @@ smaller than the vocabulary (a unique sampler cannot draw more distinct classes 
 later); when the corpus's vocabulary comes out smaller than ``--valid-window`` or ``--plot-only``, a
 ``warning:`` line says what they were cut to.
 
-Bad input (a missing, empty or binary corpus, a failed download, impossible flag combinations, an
-unwritable output directory) prints one ``error: ...`` line to stderr and exits with status 2.
+Bad input and faults (a missing, empty or binary corpus, a failed download, impossible flag combinations,
+an output directory that cannot be written, checked before the corpus is read, a full disk, running out of
+memory (a configuration that cannot fit is refused before anything is allocated: :func:`memory_needed`), a
+diverged loss) print one ``error: ...`` line to stderr and exit with status 2; a diverged run writes
+no outputs (nothing with NaN in it). Ctrl-C or SIGTERM stops training after the current compiled call, writes
+the checkpoint ``model.ckpt.npz`` and the projector files of the step reached, and exits with status 130 or 143
+(no t-SNE, no ``metrics.json``); a second one stops at once.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ import math
 import os
 import queue
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -86,14 +92,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from examples.word2vec import export
-from examples.word2vec.cli import ArgumentParser, UsageError, exit_status, report_warnings
+from examples.word2vec import cli, export
+from examples.word2vec.cli import ArgumentParser, UsageError, exit_status, prepare_output_dir, report_warnings
 
 __all__ = [
     "DEFAULT_CORPUS_STEPS", "DEFAULT_CORPUS_VOCABULARY_SIZE", "TF_NUM_STEPS", "TF_VOCABULARY_SIZE", "TSNE_MAX_POINTS",
     "BatchPrefetcher", "Chunk", "LossReport", "NearestWords", "TsneProgress", "build_model", "build_parser",
-    "chunk_plan", "main", "make_evaluate_fn", "make_init_fn", "make_train_fn", "parse_args", "plot_with_labels",
-    "prepare_output_dir", "run", "tsne_plot", "validation_window",
+    "MEMORY_REMEDIES", "chunk_plan", "main", "make_evaluate_fn", "make_init_fn", "make_train_fn", "memory_needed",
+    "parse_args", "plot_with_labels", "prepare_output_dir", "run", "tsne_plot", "validation_window",
 ]
 
 TF_NUM_STEPS = 100001
@@ -101,6 +107,14 @@ TF_VOCABULARY_SIZE = 50000
 DEFAULT_CORPUS_STEPS = 50001
 DEFAULT_CORPUS_VOCABULARY_SIZE = 10000
 TSNE_MISSING = "Please install sklearn, matplotlib, and scipy to show embeddings."
+MEMORY_HINT = "lower --batch-size, --embedding-size or --vocabulary-size"
+#: What to change when a configuration cannot fit in memory, by its largest part (:func:`memory_needed`).
+MEMORY_REMEDIES = {"tables": "lower --embedding-size or --vocabulary-size",
+                   "evaluation": "lower --embedding-size or --vocabulary-size",
+                   "batches": "lower --batch-size or --steps-per-call",
+                   "step buffers": "lower --batch-size, --embedding-size or --num-sampled"}
+#: Calls' batches alive at once: the prefetcher's queue (4), the one being made, and the calls queued on the device.
+_BATCHES_ALIVE = 8
 TSNE_MAX_POINTS = 5000
 EMBEDDINGS_TENSOR_NAME = "embeddings/Variable"
 
@@ -177,8 +191,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.valid_size > args.valid_window:
         raise UsageError(f"--valid-size ({args.valid_size}) must not exceed --valid-window ({args.valid_window}): the "
                          "validation words are distinct words drawn from the --valid-window most frequent")
-    if not args.learning_rate > 0 or not math.isfinite(args.learning_rate):
-        raise UsageError(f"--learning-rate must be a positive number, got {args.learning_rate}")
+    if not math.isfinite(args.learning_rate):
+        raise UsageError(f"--learning-rate must be a finite number, got {args.learning_rate}")
+    if not args.learning_rate > 0:
+        raise UsageError(f"--learning-rate must be positive, got {args.learning_rate}")
     if args.num_skips > 2 * args.skip_window:
         raise UsageError(f"--num-skips ({args.num_skips}) must not exceed 2 * --skip-window "
                          f"({2 * args.skip_window}): each centre word has only that many context words")
@@ -195,20 +211,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         raise UsageError(f"--valid-window ({args.valid_window}) must not exceed --vocabulary-size "
                          f"({args.vocabulary_size}): the validation words are among the most frequent ids")
     return args
-
-
-def prepare_output_dir(path: str) -> str:
-    """Create ``path`` and check that files can be written there; raise ``OSError`` with a clear message."""
-    path = os.path.abspath(path)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise OSError(f"output directory {path} exists and is not a directory")
-    try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        raise OSError(f"output directory {path} is not writable: {e.strerror or e}") from None
-    return path
 
 
 # --------------------------------------------------------------------------------------------------
@@ -564,8 +566,9 @@ def _one_thread():
 
 
 def _device_name(array) -> str:
+    """``cpu:0``, or with the hardware's name where it says more: ``cuda:0 (NVIDIA H200)``."""
     d = next(iter(array.devices()))
-    return f"{d.platform}:{d.device_kind} ({d})"
+    return str(d) if d.device_kind.lower() in (d.platform, "cpu") else f"{d} ({d.device_kind})"
 
 
 def _device_scope(spec: str | None):
@@ -627,9 +630,43 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return _train_and_export(args, output_dir, dataset, data_list, state, description, t_start)
 
 
+def memory_needed(args: argparse.Namespace, vocabulary_size: int):
+    """The memory a run needs, at least (a :class:`~examples.word2vec.resources.Needs`, in bytes by part): the
+    three tables, the evaluation's normalised copy of the embeddings and its similarities, the calls' stacked
+    batches alive at once, and one step's gathered rows, sampled rows and their gradients. XLA adds scratch space.
+
+    >>> from types import SimpleNamespace
+    >>> args = SimpleNamespace(embedding_size=128, batch_size=128, steps_per_call=100, num_sampled=64, valid_size=16)
+    >>> memory_needed(args, 10_000).parts["tables"]
+    10280000
+    """
+    from examples.word2vec import resources  # imports jax: not before the flags are checked
+
+    f32 = 4
+    v, d, b = vocabulary_size, args.embedding_size, args.batch_size
+    return resources.Needs({
+        "tables": (2 * v * d + v) * f32,
+        "evaluation": (v * d + args.valid_size * v) * f32,
+        "batches": _BATCHES_ALIVE * 2 * args.steps_per_call * b * f32,
+        "step buffers": 2 * (2 * b * d + args.num_sampled * d + b * (args.num_sampled + 1)) * f32,
+    })
+
+
+def _check_memory(args: argparse.Namespace, vocabulary_size: int) -> None:
+    """Refuse, before anything is allocated, a configuration that cannot fit the device the tables go to."""
+    import jax
+
+    from examples.word2vec import resources
+    from jaxgraph.device import current_device
+
+    device = current_device() or jax.devices()[0]
+    resources.check_memory(memory_needed(args, vocabulary_size), device, MEMORY_REMEDIES)
+
+
 def _train_and_export(args, output_dir, dataset, data_list, state, description, t_start) -> dict[str, Any]:
     import jaxgraph as jg
 
+    _check_memory(args, dataset.vocabulary_size)
     with _CompileCounter() as compiles:
         # Step 4: the skip-gram model. The training program compiles in the background meanwhile.
         t_compile = time.perf_counter()
@@ -641,7 +678,8 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
         print("Trainable variables:", ", ".join(v.name for v in jg.trainable_variables(params)))
         nearest = NearestWords(args, dataset, params)
 
-        with _summary_writer(output_dir) as writer:  # TensorBoard: the loss of every step; closed however it ends
+        # TensorBoard: the loss of every step; closed however it ends. A stop signal ends training after a call.
+        with _summary_writer(output_dir) as writer, cli.stop_requests() as stop:
             # Step 5: training. The batches for the whole run start coming while the steps compile.
             batches = BatchPrefetcher(plan, data_list, args, state)
             train_steps, compiler_options = train_program.result()
@@ -649,9 +687,12 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
             print("Initialized")
             report = LossReport(args.log_every, writer)
             t_train, cpu_train = time.perf_counter(), time.process_time()
-            params, opt_state = _train(train_steps, plan, batches, params, opt_state, sample_key, report, nearest)
+            params, opt_state = _train(train_steps, plan, batches, params, opt_state, sample_key, report, nearest,
+                                       stop)
             train_seconds, train_cpu_seconds = time.perf_counter() - t_train, time.process_time() - cpu_train
-    final_embeddings = nearest.final_normalized()
+    final_embeddings = _finite(nearest.final_normalized())
+    if stop.requested:
+        return _interrupted(output_dir, final_embeddings, dataset, params, opt_state, stop.signum)
 
     # Outputs: projector files, checkpoint, event file, t-SNE, metrics.
     checkpoint = _save(output_dir, final_embeddings, dataset, params, opt_state)
@@ -681,7 +722,11 @@ def _train_and_export(args, output_dir, dataset, data_list, state, description, 
 
     # Step 6: visualise the embeddings.
     t_plot = time.perf_counter()
-    plot = tsne_plot(final_embeddings, dataset.reversed_dictionary, args, os.path.join(output_dir, "tsne.png"))
+    try:
+        plot = tsne_plot(final_embeddings, dataset.reversed_dictionary, args, os.path.join(output_dir, "tsne.png"))
+    except KeyboardInterrupt as e:  # a stop signal during t-SNE: main() says what was written before it
+        e.written = f"checkpoint {checkpoint}.npz and the projector files"  # type: ignore[attr-defined]
+        raise
     metrics["tsne_png"] = plot
     metrics["tsne_seconds"] = time.perf_counter() - t_plot
     metrics["total_seconds"] = time.perf_counter() - t_start
@@ -786,6 +831,7 @@ class LossReport:
         if self.writer is not None:
             host = jax.device_get(summaries)
             self.writer.add_summary({tag: v[: chunk.length] for tag, v in host.items()}, global_step=chunk.start)
+        _check_finite(chunk.start, host_losses)
         self.losses.append(host_losses)
         for i, loss_val in enumerate(host_losses.tolist()):
             step = chunk.start + i
@@ -819,16 +865,22 @@ class NearestWords:
         self._evaluate = evaluate.lower(jax.ShapeDtypeStruct(params["embeddings"].value.shape, np.float32)).compile()
         self._normalized = None
 
+    def evaluate(self, params):
+        """The nearest ids for ``params``' embeddings; keeps their normalised form for :meth:`final_normalized`."""
+        self._normalized, near = self._evaluate(params["embeddings"].value)
+        return near
+
     def print(self, params) -> None:
         from examples.word2vec import evaluation
 
-        self._normalized, near = self._evaluate(params["embeddings"].value)
+        near = self.evaluate(params)
         for line in evaluation.format_nearest(self.ids, np.asarray(near).tolist(), self.words):
             print(line)
         sys.stdout.flush()
 
     def final_normalized(self) -> np.ndarray:
-        """The normalised embeddings after the last step (the last call always ends with an evaluation)."""
+        """The normalised embeddings after the last step (the last call always ends with an evaluation, and a
+        stopped run evaluates the step it reached)."""
         assert self._normalized is not None, "no evaluation ran"
         return np.asarray(self._normalized)
 
@@ -850,10 +902,11 @@ def validation_window(args: argparse.Namespace, vocabulary_size: int) -> tuple[i
 
 
 def _train(train_steps, plan, batches, params, opt_state, sample_key, report: LossReport, nearest: NearestWords,
-           lookahead: int = 2):
+           stop=None, lookahead: int = 2):
     """Run the plan's calls. Up to ``lookahead`` calls are queued on the device while the host reads (and
     writes to TensorBoard) the losses of earlier ones; nearest words are printed after each evaluation call,
-    and after the last."""
+    and after the last. ``stop`` (a :class:`~examples.word2vec.cli.StopRequest`) ends the run after the call in
+    which it was requested."""
     import collections
 
     import jax
@@ -870,9 +923,41 @@ def _train(train_steps, plan, batches, params, opt_state, sample_key, report: Lo
             nearest.print(params)
         elif len(pending) > lookahead:
             report.add(*pending.popleft())
+        if stop is not None and stop.requested:
+            if not chunk.evaluate:
+                nearest.evaluate(params)  # the normalised embeddings of the step reached, for export
+            batches.close()
+            break
     while pending:
         report.add(*pending.popleft())
     return jax.block_until_ready((params, opt_state))
+
+
+def _check_finite(start: int, losses: np.ndarray) -> None:
+    """Divergence, as the fast trainer detects it: a call's losses (its first step ``start``) must be finite."""
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        raise UsageError(f"the loss diverged (non-finite) at step {start + int(bad[0])}; lower --learning-rate "
+                         "(no outputs written)")
+
+
+def _finite(embeddings: np.ndarray) -> np.ndarray:
+    """The normalised embeddings, refused (one error line, no output written) if any value is not finite."""
+    rows = np.flatnonzero(~np.isfinite(embeddings).all(axis=1))
+    if rows.size:
+        raise UsageError(f"{rows.size} rows of the trained embeddings are not finite (row {int(rows[0])} first); "
+                         "lower --learning-rate (no outputs written)")
+    return embeddings
+
+
+def _interrupted(output_dir: str, final_embeddings: np.ndarray, dataset, params, opt_state,
+                 signum: int) -> dict[str, Any]:
+    """After a stop signal: the checkpoint and projector files of the step reached, said in one line."""
+    checkpoint = _save(output_dir, final_embeddings, dataset, params, opt_state)
+    step = int(np.asarray(params["global_step"].value))
+    print(f"interrupted by {cli.signal_name(signum)} at step {step}: checkpoint {checkpoint}.npz and the projector "
+          f"files written to {output_dir} (no t-SNE, no metrics.json)", file=sys.stderr)
+    return {"interrupted_by": signum, "steps": step, "checkpoint": checkpoint}
 
 
 def _save(output_dir: str, final_embeddings: np.ndarray, dataset, params, opt_state) -> str:
@@ -887,14 +972,24 @@ def _save(output_dir: str, final_embeddings: np.ndarray, dataset, params, opt_st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the tutorial; returns the exit status (0, or 2 after one ``error: ...`` line for bad input)."""
+    """Run the tutorial; returns the exit status: 0, 2 after one ``error: ...`` line (bad input or a fault), 130
+    after Ctrl-C, 143 after SIGTERM."""
     from examples.word2vec.data import CorpusError
 
     def body() -> int:
-        run(parse_args(argv))
-        return 0
+        metrics = run(parse_args(argv))
+        return cli.interrupt_status(metrics["interrupted_by"]) if "interrupted_by" in metrics else 0
 
-    return exit_status(body, (CorpusError, OSError))
+    with cli.raise_on_signals(), report_warnings():
+        try:
+            return exit_status(body, (CorpusError,), memory_hint=MEMORY_HINT)
+        except KeyboardInterrupt as e:  # outside training (reading, compiling, t-SNE), or a second stop signal
+            written = getattr(e, "written", None)
+            what = (f"after writing {written} (no tsne.png, no metrics.json)" if written else
+                    "without writing a checkpoint or the projector files")
+            print(f"interrupted by {cli.signal_name(getattr(e, 'signum', signal.SIGINT))}: stopped {what}",
+                  file=sys.stderr)
+            return cli.interrupt_status(e)
 
 
 if __name__ == "__main__":

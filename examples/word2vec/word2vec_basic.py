@@ -269,7 +269,7 @@ def make_train_fn(optimizer, num_sampled: int, vocabulary_size: int):
 
     import jaxgraph as jg
 
-    def loss_fn(params, train_inputs, train_labels, key):
+    def loss_fn(params, train_inputs, train_labels, sampled_values):
         embed = jg.nn.embedding_lookup(params["embeddings"], train_inputs)
         loss = jnp.mean(
             jg.nn.nce_loss(
@@ -279,18 +279,26 @@ def make_train_fn(optimizer, num_sampled: int, vocabulary_size: int):
                 inputs=embed,
                 num_sampled=num_sampled,
                 num_classes=vocabulary_size,
-                key=key,
+                sampled_values=sampled_values,
             )
         )
         jg.summary.scalar("loss", loss)
         return loss
 
-    def one_step(params, opt_state, base_key, train_inputs, train_labels):
-        # The sampler's key comes from the global step, inside the compiled step: no host work per step.
-        key = jax.random.fold_in(base_key, params["global_step"].value)
+    def sample(base_key, first_step, labels):
+        """Every step's negatives at once: nce_loss's default sampler (unique log-uniform), with step
+        ``first_step + i``'s key folded from the global step as before. They do not depend on the tables,
+        and one vectorised draw for K steps costs a fraction of K draws inside the loop."""
+        steps = first_step + jnp.arange(labels.shape[0], dtype=first_step.dtype)
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(base_key, steps)
+        return jax.vmap(
+            lambda true, key: jg.nn.log_uniform_candidate_sampler(true, 1, num_sampled, True, vocabulary_size, key)
+        )(labels, keys)
+
+    def one_step(params, opt_state, train_inputs, train_labels, sampled_values):
         with jg.summary.record_summaries() as summaries:
             params, opt_state, loss = optimizer.minimize(
-                lambda p: loss_fn(p, train_inputs, train_labels, key),
+                lambda p: loss_fn(p, train_inputs, train_labels, sampled_values),
                 params,
                 opt_state,
                 global_step=params["global_step"],
@@ -299,12 +307,16 @@ def make_train_fn(optimizer, num_sampled: int, vocabulary_size: int):
 
     def train_steps(params, opt_state, base_key, inputs, labels, num_steps):
         k = inputs.shape[0]
-        _, _, loss_shape, summary_shapes = jax.eval_shape(one_step, params, opt_state, base_key, inputs[0], labels[0])
+        negatives = sample(base_key, params["global_step"].value, labels)
+        step_values = jax.tree_util.tree_map(lambda a: a[0], negatives)
+        _, _, loss_shape, summary_shapes = jax.eval_shape(
+            one_step, params, opt_state, inputs[0], labels[0], step_values)
         stacked = jax.tree_util.tree_map(lambda s: jnp.zeros((k, *s.shape), s.dtype), (loss_shape, summary_shapes))
 
         def body(i, carry):
             params, opt_state, (losses, summaries) = carry
-            params, opt_state, loss, step_summaries = one_step(params, opt_state, base_key, inputs[i], labels[i])
+            step_values = jax.tree_util.tree_map(lambda a: a[i], negatives)
+            params, opt_state, loss, step_summaries = one_step(params, opt_state, inputs[i], labels[i], step_values)
             stacked = jax.tree_util.tree_map(lambda acc, v: acc.at[i].set(v), (losses, summaries),
                                              (loss, step_summaries))
             return params, opt_state, stacked

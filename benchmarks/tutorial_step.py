@@ -44,6 +44,7 @@ def _load_revision(rev: str):
 
 def _program(module, args, init_fn, k):
     import jax
+
     import jaxgraph as jg
 
     optimizer = jg.train.GradientDescentOptimizer(1.0)
@@ -104,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         float(np.max(np.abs(np.asarray(base_params[n].value) - np.asarray(new_params[n].value))))
         for n in ("embeddings", "nce_weights", "nce_biases")
     )
-    print(f"after {3 * k} steps: max |loss difference| {max_loss_diff:.3g}, max |table difference| {max_table_diff:.3g}")
+    print(f"after {3 * k} steps: max |loss difference| {max_loss_diff:.3g}, "
+          f"max |table difference| {max_table_diff:.3g}")
 
     def timed(program):
         params, opt_state, key = init_fn()
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     med = {n: (statistics.median(c for c, _ in f), statistics.median(w for _, w in f)) for n, f in figures.items()}
     for name, (cpu, wall) in med.items():
         print(f"{name:9s} CPU {cpu:7.1f} us/step   wall {wall:7.1f} us/step")
-    print(f"ratio baseline/new: CPU {med['baseline'][0] / med['new'][0]:.2f}x, wall {med['baseline'][1] / med['new'][1]:.2f}x")
+    (base_cpu, base_wall), (new_cpu, new_wall) = med["baseline"], med["new"]
+    print(f"ratio baseline/new: CPU {base_cpu / new_cpu:.2f}x, wall {base_wall / new_wall:.2f}x")
     return 0
 
 

@@ -65,7 +65,7 @@ class _Subclass(random.Random):
 
 @pytest.mark.parametrize("population,k", [([0, 2], 2), ([0, 2], 1), ([0, 1, 3, 4], 4), ([0, 1, 3, 4], 3),
                                           (list(range(5)), 2), (list(range(6)), 6), (list(range(7)), 3),
-                                          (list(range(40)), 3)])  # the last: sample()'s set branch, replayed by sample()
+                                          (list(range(40)), 3)])  # the last: sample()'s set branch
 @pytest.mark.parametrize("calls", [0, 1, 2, 333, 5000])
 @pytest.mark.parametrize("rng_class", [random.Random, _Subclass])
 def test_random_samples_equal_sample_calls(population, k, calls, rng_class):

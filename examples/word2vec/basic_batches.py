@@ -115,7 +115,7 @@ def random_samples(rng: random.Random, population: Sequence[int], k: int, calls:
     return _bulk_samples(rng, population, k, calls)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _replayable(n: int, k: int) -> bool:
     # sample()'s pool branch (CPython 3.9-3.13): small populations only; then a check against the real thing.
     setsize = 21 + (4 ** math.ceil(math.log(k * 3, 4)) if k > 5 else 0)

@@ -92,8 +92,8 @@ from examples.word2vec.cli import ArgumentParser, UsageError, exit_status, repor
 __all__ = [
     "DEFAULT_CORPUS_STEPS", "DEFAULT_CORPUS_VOCABULARY_SIZE", "TF_NUM_STEPS", "TF_VOCABULARY_SIZE", "TSNE_MAX_POINTS",
     "BatchPrefetcher", "Chunk", "LossReport", "NearestWords", "TsneProgress", "build_model", "build_parser",
-    "chunk_plan", "main", "make_evaluate_fn", "make_init_fn", "make_train_fn", "parse_args", "plot_with_labels",
-    "prepare_output_dir", "run", "tsne_plot", "validation_window",
+    "chunk_plan", "compile_train_program", "main", "make_evaluate_fn", "make_init_fn", "make_train_fn", "parse_args",
+    "plot_with_labels", "prepare_output_dir", "run", "start_jax_backend", "tsne_plot", "validation_window",
 ]
 
 TF_NUM_STEPS = 100001
@@ -602,6 +602,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from examples.word2vec import data as w2v_data
 
     t_start = time.perf_counter()
+    start_jax_backend()  # before anything else touches JAX
     placement = _device_scope(args.device)  # a bad --device fails before the corpus is read
     output_dir = prepare_output_dir(args.output_dir)
 
@@ -724,9 +725,51 @@ _CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
+def start_jax_backend() -> None:
+    """Start JAX's backends with XLA:CPU's intra-op parallelism at one thread. No effect once the process has
+    started them (they start once, at the first JAX computation).
+
+    XLA:CPU splits the training step's row gathers and scatter-adds into one part per CPU the process could
+    run on when its client started (``outer_dimension_partitions``; no compiler option turns that off). For
+    128-192 rows of 512 bytes, handing half to a second thread cost more than the copy: the compiled step
+    took 183 us of CPU per step split, 135 us not (``benchmarks/tutorial_step.py``), and the second core is
+    the batch thread's. So the calling thread runs on one CPU while the client starts, then every thread of
+    the process gets the full CPU set back. Linux only (elsewhere it just starts the backends). The
+    programs compute the same values either way.
+    """
+    import jax
+
+    get, set_ = getattr(os, "sched_getaffinity", None), getattr(os, "sched_setaffinity", None)
+    if get is None or set_ is None or not os.path.isdir("/proc/self/task"):
+        jax.devices()
+        return
+    cpus = get(0)
+    set_(0, {min(cpus)})
+    try:
+        jax.devices()
+    finally:
+        for thread in os.listdir("/proc/self/task"):  # the client's own threads inherited the one CPU
+            with contextlib.suppress(OSError):  # a thread that has ended since
+                set_(int(thread), cpus)
+
+
+def compile_train_program(lowered) -> tuple[Any, dict[str, Any]]:
+    """Compile the lowered training program; returns ``(compiled, compiler_options_used)``: on CPU without
+    XLA's YNN fusions (see ``_CPU_COMPILER_OPTIONS``) where the XLA build has the option."""
+    import jax
+
+    if jax.default_backend() == "cpu":
+        try:
+            return lowered.compile(_CPU_COMPILER_OPTIONS), _CPU_COMPILER_OPTIONS
+        except Exception as e:  # an XLA without the option: compile with its defaults
+            if "compile option" not in str(e) and "valid enum" not in str(e):
+                raise
+    return lowered.compile(), {}
+
+
 def _compile_train_program(optimizer, args, vocabulary_size: int, plan: list[Chunk], init):
     """Trace the training program now (from the shapes ``init`` will return) and compile it in a background
-    thread; ``.result()`` gives ``(compiled, compiler_options_used)``."""
+    thread (:func:`compile_train_program`); ``.result()`` gives ``(compiled, compiler_options_used)``."""
     import concurrent.futures
 
     import jax
@@ -739,19 +782,9 @@ def _compile_train_program(optimizer, args, vocabulary_size: int, plan: list[Chu
         jax.ShapeDtypeStruct((rows, args.batch_size, 1), np.int32),
         jax.ShapeDtypeStruct((), np.int32),
     )
-    on_cpu = jax.default_backend() == "cpu"
-
-    def compile_program():
-        if on_cpu:
-            try:
-                return lowered.compile(_CPU_COMPILER_OPTIONS), _CPU_COMPILER_OPTIONS
-            except Exception as e:  # an XLA without the option: compile with its defaults
-                if "compile option" not in str(e) and "valid enum" not in str(e):
-                    raise
-        return lowered.compile(), {}
 
     executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="compile")
-    future = executor.submit(compile_program)
+    future = executor.submit(compile_train_program, lowered)
     executor.shutdown(wait=False)
     return future
 

@@ -35,9 +35,13 @@ program runs up to ``--steps-per-call`` steps in a ``fori_loop`` whose trip coun
 any length (step 0 alone, then full calls, a shorter last one) share one program; it is traced at once and
 compiled in a background thread while the tables are initialised, and parameters and optimizer state are
 donated (the tables are updated in place). The step's PRNG key is derived inside the compiled step from the
-global step. The batches come from TF's Python generator, which runs in a background thread while earlier
-steps compute. Up to two calls wait on the device while the host reads earlier calls' losses and writes them
-to TensorBoard, every step's value, all of a call's steps in one write (``jaxgraph.summary.FileWriter``).
+global step; a call draws all its steps' negatives (nce_loss's default sampler, with those keys) in one
+vectorised draw before its loop. JAX's CPU client is started with one intra-op thread (see
+:func:`start_jax_backend`), so XLA does not split the step's small gathers across the two cores. The
+batches come from TF's Python generator (``basic_batches``: the same batches and ``random.sample`` draws,
+replayed in bulk), which runs in a background thread while earlier steps compute. Up to two calls wait on
+the device while the host reads earlier calls' losses and writes them to TensorBoard, every step's value,
+all of a call's steps in one write (``jaxgraph.summary.FileWriter``).
 ``benchmarks/tutorial_vs_tf1.py`` measures the program against TF's own under ``tf.compat.v1``.
 
 Defaults: TF's, except two that depend on the corpus (``--help`` says the same):

@@ -8,7 +8,9 @@ same parameters, key and batches (Zipf-like ids, the tutorial's sizes: vocabular
 64 sampled, ``--steps-per-call`` steps per call). The subprocesses alternate (``--repeats`` pairs); the script
 checks that both compute the same losses and tables, and prints CPU and wall time per step of each (median
 over the pairs) and the ratio baseline / new. The batch generator is measured the same way
-(``basic_batches.generate_batches`` on 547,301 random ids, 100 batches per call, TF's sizes).
+(``basic_batches.generate_batches`` on 547,301 random ids, 100 batches per call, TF's sizes). Last, in this
+process, the event writer: ``FileWriter.add_summary`` of a call's stacked losses (the hand-encoded scalar
+events) against the same steps as a list of dicts (the protobuf classes), CPU per event.
 
 Usage::
 
@@ -116,6 +118,23 @@ def _child(args) -> dict:
             "digest": digest.hexdigest(), "load": os.getloadavg()[0]}
 
 
+def _summary_costs(steps: int, calls: int) -> tuple[float, float]:
+    """CPU per event of ``FileWriter.add_summary`` for a call's stacked losses (``{"loss": f32[steps]}``,
+    as word2vec_basic writes them) and for the same steps as a list of dicts (the protobuf classes' path)."""
+    from jaxgraph import summary
+
+    losses = np.random.default_rng(0).random(steps).astype(np.float32)
+    listed = [{"loss": v} for v in losses]
+    cost = {"stacked": 0.0, "listed": 0.0}
+    with tempfile.TemporaryDirectory() as logdir, summary.FileWriter(logdir) as writer:
+        for c in range(calls):
+            for name, value in (("stacked", {"loss": losses}), ("listed", listed)):
+                c0 = time.process_time()
+                writer.add_summary(value, global_step=c * steps)
+                cost[name] += time.process_time() - c0
+    return cost["stacked"] / (calls * steps) * 1e6, cost["listed"] / (calls * steps) * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--baseline-rev", default="b1f3dce", help="git revision of the baseline word2vec_basic.py")
@@ -158,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio baseline/new: compiled step CPU {b['step_cpu_us'] / n['step_cpu_us']:.2f}x, "
           f"wall {b['step_wall_us'] / n['step_wall_us']:.2f}x; "
           f"batches CPU {b['batch_cpu_us'] / n['batch_cpu_us']:.2f}x")
+    stacked, listed = _summary_costs(args.steps_per_call, 10 * args.calls)
+    print(f"FileWriter.add_summary, CPU per event: stacked scalars (encoded by hand) {stacked:.2f} us, the same "
+          f"steps as a list of dicts (protobuf classes) {listed:.2f} us: {listed / stacked:.2f}x")
     return 0 if same else 1
 
 

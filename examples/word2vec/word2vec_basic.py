@@ -737,8 +737,9 @@ def start_jax_backend() -> None:
     run on when its client started (``outer_dimension_partitions``; no compiler option turns that off). For
     128-192 rows of 512 bytes, handing half to a second thread cost more than the copy: the compiled step
     took 183 us of CPU per step split, 135 us not (measured on the 2-core machine under load; see
-    ``benchmarks/README.md``), and the second core is the batch thread's. So the calling thread runs on one CPU while the client starts, then every thread of
-    the process gets the full CPU set back. Linux only (elsewhere it just starts the backends). The
+    ``benchmarks/README.md``), and the second core is the batch thread's. So the calling thread runs on one
+    CPU while the client starts, then every thread of the process gets the full CPU set back. Linux only
+    (elsewhere it just starts the backends). The
     programs compute the same values either way.
     """
     import jax

@@ -98,3 +98,12 @@ def test_too_many_devices_is_an_error(corpus, tmp_path, capsys):
     assert _run(corpus, tmp_path / "out", "--devices", str(n), "--steps", "8") == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "--devices" in err and err.count("\n") == 1
+
+
+def test_streamed_corpus_on_two_devices(corpus, tmp_path, trainer_tables):
+    """The chunk buffers are placed replicated on the mesh like the whole corpus: the same tables bit for bit."""
+    assert _run(corpus, tmp_path / "whole", "--devices", "2", "--steps", "48") == 0
+    assert _run(corpus, tmp_path / "streamed", "--devices", "2", "--steps", "48", "--corpus-chunk-tokens", "500") == 0
+    a, b = trainer_tables(tmp_path / "whole"), trainer_tables(tmp_path / "streamed")
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)

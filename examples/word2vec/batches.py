@@ -64,11 +64,19 @@ class BatchMaker:
         tail = np.zeros(self.forward + self.ahead, np.int32)
         return np.concatenate([np.zeros(self.back, np.int32), ids, tail])
 
-    def __call__(self, corpus: jax.Array, keep_prob: jax.Array, epoch: jax.Array, pos: jax.Array):
+    def __call__(self, corpus: jax.Array, keep_prob: jax.Array, epoch: jax.Array, pos: jax.Array,
+                 window: jax.Array | None = None):
         """``(centres [R], contexts [R, 2W], mask [R, 2W], next_epoch, next_position)``; ``R = self.rows``
-        (rows from ``self.centres`` on are masked)."""
+        (rows from ``self.centres`` on are masked).
+
+        ``corpus`` is the whole corpus as :meth:`pad` lays it out, or, for a streamed corpus, one chunk's
+        buffer with ``window = [base, wrap_epoch, wrap_start]`` (``feed.StreamingFeed``): the buffer holds the
+        positions from ``base - back`` on, and from index ``wrap_start`` on the corpus's start again (as
+        :meth:`pad` lays it out) for the steps of epochs from ``wrap_epoch`` on. Either way a step reads the
+        same tokens at the same positions."""
         w, n_c = self.window, self.centres
-        tok = jax.lax.dynamic_slice(corpus, (pos,), (self.span,))
+        start = pos if window is None else jnp.where(epoch >= window[1], window[2] + pos, pos - window[0])
+        tok = jax.lax.dynamic_slice(corpus, (start,), (self.span,))
         off = pos - self.back + jnp.arange(self.span, dtype=jnp.int32)
         valid = (off >= 0) & (off < self.n)
         u = hashing.uniform(hashing.position_hash(self.seed, hashing.SUBSAMPLE, epoch, off))

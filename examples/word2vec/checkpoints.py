@@ -21,6 +21,7 @@ import numpy as np
 
 import jaxgraph as jg
 from examples.word2vec.cli import UsageError
+from examples.word2vec.corpus_ids import IdFile
 from examples.word2vec.distributed import host_values
 from jaxgraph.train import CheckpointError, Saver, latest_checkpoint
 
@@ -36,8 +37,9 @@ _CKPT_NAME = "model.ckpt"
 _FINGERPRINT = "run_fingerprint"
 
 
-def fingerprint(vocab: Sequence[str], ids: np.ndarray, config: Mapping[str, Any]) -> bytes:
-    """sha256 of the vocabulary, the corpus ids and the :data:`TRAINING_KEYS` of ``config``.
+def fingerprint(vocab: Sequence[str], ids: np.ndarray | IdFile, config: Mapping[str, Any]) -> bytes:
+    """sha256 of the vocabulary, the corpus ids (an array, or an id file read block by block: the same digest)
+    and the :data:`TRAINING_KEYS` of ``config``.
 
     >>> config = dict.fromkeys(TRAINING_KEYS, 1)
     >>> fingerprint(["a", "b"], np.array([0, 1]), config) == fingerprint(["a", "b"], np.array([1, 0]), config)
@@ -46,7 +48,8 @@ def fingerprint(vocab: Sequence[str], ids: np.ndarray, config: Mapping[str, Any]
     h = hashlib.sha256()
     h.update("\n".join(vocab).encode("utf-8"))
     h.update(b"\0")
-    h.update(np.ascontiguousarray(ids, dtype="<i4").tobytes())
+    for block in ids.blocks() if isinstance(ids, IdFile) else [ids]:
+        h.update(np.ascontiguousarray(block, dtype="<i4").tobytes())
     h.update(json.dumps({k: config[k] for k in TRAINING_KEYS}, sort_keys=True).encode())
     return h.digest()
 

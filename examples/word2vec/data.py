@@ -1,14 +1,17 @@
 """Corpora and vocabularies for both word2vec programs, and the tutorial's batch generator.
 
 * :func:`read_words` reads text8 (or any UTF-8 text, plain or ``.gz`` / ``.bz2`` / ``.zip``) into tokens;
-  :func:`load_corpus` is what both programs' ``--corpus`` / ``--download-text8`` / default corpus flags read.
+  :func:`token_blocks` (:func:`text_blocks` + :func:`block_tokens`) reads the same tokens a few megabytes at a
+  time, never holding the file; :func:`corpus_source` / :func:`load_corpus` are what both programs'
+  ``--corpus`` / ``--download-text8`` / default corpus flags read.
 * :func:`build_dataset` is TF's tutorial vocabulary (``word2vec_basic.py``): UNK is id 0, then
   ``Counter.most_common``; :func:`generate_batch` is the tutorial's batch generator, with its ``data_index``
   backtrack. Both are TF1's code, kept exact where observable.
 * :func:`build_vocabulary` is the fast trainer's vocabulary (``--min-count``, no UNK: out-of-vocabulary
-  tokens are dropped, as gensim and word2vec's C tool do), and :func:`subsample_keep_prob` its subsampling
-  rule (from ``models/embedding/word2vec.py``). The trainer's batches are built on the device
-  (``batches.py``).
+  tokens are dropped, as gensim and word2vec's C tool do), built in one pass from provisional ids in order of
+  first appearance (:func:`first_seen_index`, :func:`index_tokens`, :func:`rank_vocabulary`; the trainer does
+  the same for a file block by block, ``corpus_ids.py``), and :func:`subsample_keep_prob` its subsampling rule
+  (from ``models/embedding/word2vec.py``). The trainer's batches are built on the device (``batches.py``).
 
 Tokenisation
 ------------
@@ -18,6 +21,12 @@ Tokenisation
   Unicode letters and digits (regex ``[^\\W_]+``). Punctuation, apostrophes and underscores separate
   tokens (``"Don't stop_now"`` -> ``don t stop now``), the same way text8 was made from Wikipedia.
 
+The two rules agree on text8-style input, so the block reader applies the second everywhere, fast: ASCII is
+lowercased and split with one ``bytes.translate`` + ``split`` (the regex's result for ASCII), and only the
+whitespace-delimited pieces holding other bytes go through the regex; blocks are cut after ASCII whitespace,
+which ends every token, UTF-8 sequence and lowercasing context (Greek final sigma looks past ``'`` and ``.``,
+never past whitespace). ``tests/test_word2vec_corpus_ids.py`` checks it against the whole-file reader.
+
 Every bad-input problem raises :class:`CorpusError` with a one-line message naming the file and the
 problem, so a command-line front end can print it and exit non-zero without a traceback.
 """
@@ -25,7 +34,9 @@ problem, so a command-line front end can print it and exit non-zero without a tr
 from __future__ import annotations
 
 import bz2
+import codecs
 import collections
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -39,8 +50,8 @@ import urllib.request
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, NamedTuple
 
 import numpy as np
 
@@ -53,13 +64,21 @@ __all__ = [
     "Dataset",
     "Vocabulary",
     "build_dataset",
+    "block_tokens",
     "build_vocabulary",
+    "corpus_source",
     "default_corpus",
     "download_text8",
+    "expected_keep_fraction",
+    "first_seen_index",
     "generate_batch",
+    "index_tokens",
     "load_corpus",
+    "rank_vocabulary",
     "read_words",
     "subsample_keep_prob",
+    "text_blocks",
+    "token_blocks",
     "tokenize",
 ]
 
@@ -72,7 +91,12 @@ WIKI_EXCERPT = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened
 LEE_BACKGROUND = "lee_background.cor"
 
 _TOKEN_RE = re.compile(r"[^\W_]+")
-_TEXT8_BYTES = b"abcdefghijklmnopqrstuvwxyz \n"
+# ASCII text: letters lowercased, digits kept, every other byte (a separator for the regex too) a space.
+_ASCII_TABLE = bytes(c + 32 if 65 <= c <= 90 else c if 97 <= c <= 122 or 48 <= c <= 57 else 32 for c in range(256))
+_ASCII_WHITESPACE = [b" ", b"\n", b"\t", b"\r", b"\x0b", b"\x0c"]
+_IS_ASCII_WHITESPACE = np.zeros(256, bool)
+_IS_ASCII_WHITESPACE[[ord(c) for c in _ASCII_WHITESPACE]] = True
+_BLOCK_BYTES = 1 << 22
 # A text file is mostly letters and digits; binary data that happens to be valid UTF-8 is not.
 _MIN_WORD_CHAR_FRACTION = 0.5
 _SNIFF_CHARS = 1 << 20
@@ -95,58 +119,202 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN_RE.findall(text.lower())
 
 
-def _read_bytes(path: str) -> bytes:
-    """Return the (decompressed) bytes of ``path``; the format is sniffed from magic bytes."""
+@contextlib.contextmanager
+def _decompressed(path: str) -> Iterator[IO[bytes]]:
+    """``path`` opened for reading its (decompressed) bytes; the format is sniffed from magic bytes, so a renamed
+    text8.zip or an extension-less .gz still works. Read errors surface from :func:`_raw_blocks`."""
     if not os.path.exists(path):
         raise CorpusError(f"corpus file {path} does not exist")
     if os.path.isdir(path):
         raise CorpusError(f"corpus path {path} is a directory, not a file")
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        f = open(path, "rb")
     except OSError as e:
         raise CorpusError(f"corpus file {path} cannot be read: {e.strerror or e}") from None
-    # Magic bytes rather than the extension: a renamed text8.zip or an extension-less .gz still works.
-    if raw[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        return _read_zip(path)
-    kind = "gzip" if raw[:2] == b"\x1f\x8b" else "bzip2" if raw[:3] == b"BZh" else None
-    if kind is not None:
-        try:
-            return gzip.decompress(raw) if kind == "gzip" else bz2.decompress(raw)
-        except (OSError, EOFError, zlib.error, ValueError) as e:
-            raise CorpusError(f"corpus file {path} is not a valid {kind} file: {e}") from None
-    if path.endswith((".gz", ".bz2", ".zip")):
-        raise CorpusError(f"corpus file {path} is not a valid {path.rsplit('.', 1)[1]} file (bad header)")
-    return raw
+    with f:
+        magic = f.read(4)
+        f.seek(0)
+        if magic in (b"PK\x03\x04", b"PK\x05\x06"):
+            with _zip_member(f, path) as member:
+                yield member
+            return
+        if magic[:2] == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=f) as stream:
+                yield stream
+            return
+        if magic[:3] == b"BZh":
+            with bz2.BZ2File(f) as stream:
+                yield stream
+            return
+        if path.endswith((".gz", ".bz2", ".zip")):
+            raise CorpusError(f"corpus file {path} is not a valid {path.rsplit('.', 1)[1]} file (bad header)")
+        yield f
 
 
-def _read_zip(path: str) -> bytes:
+@contextlib.contextmanager
+def _zip_member(f: IO[bytes], path: str) -> Iterator[IO[bytes]]:
     # TF's read_data reads namelist()[0]; directory entries are skipped so a zipped folder works too.
     try:
-        with zipfile.ZipFile(path) as zf:
-            members = [m for m in zf.infolist() if not m.is_dir()]
-            if not members:
-                raise CorpusError(f"corpus file {path} is a zip archive with no members")
-            return zf.read(members[0])
+        zf = zipfile.ZipFile(f)
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        if not members:
+            raise CorpusError(f"corpus file {path} is a zip archive with no members")
+        member = zf.open(members[0])
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as e:
         raise CorpusError(f"corpus file {path} is not a valid zip file: {e}") from None
+    with zf, member:
+        yield member
 
 
-def _decode(raw: bytes, path: str) -> str:
-    if b"\x00" in raw[:_SNIFF_CHARS]:
-        raise CorpusError(f"corpus file {path} looks binary (NUL bytes), not UTF-8 text")
+def _format_name(magic: bytes) -> str:
+    return {b"PK": "zip", b"\x1f\x8b": "gzip", b"BZ": "bzip2"}.get(magic[:2], "")
+
+
+def _raw_blocks(path: str, first_bytes: int, block_bytes: int) -> Iterator[bytes]:
+    """The decompressed bytes of ``path`` in blocks of about ``block_bytes`` (the first about ``first_bytes``),
+    each cut after an ASCII whitespace byte (or at the end), so that no token, UTF-8 sequence or lowercasing
+    context spans two blocks."""
+    with _decompressed(path) as stream:
+        carry = b""
+        size = first_bytes
+        while True:
+            try:
+                chunk = stream.read(size)
+                size = block_bytes
+            except (OSError, EOFError, zlib.error, ValueError, zipfile.BadZipFile) as e:
+                with open(path, "rb") as f:
+                    kind = _format_name(f.read(2))
+                if kind:
+                    raise CorpusError(f"corpus file {path} is not a valid {kind} file: {e}") from None
+                raise CorpusError(f"corpus file {path} cannot be read: {getattr(e, 'strerror', None) or e}") from None
+            if not chunk:
+                if carry:
+                    yield carry
+                return
+            buf = carry + chunk if carry else chunk
+            cut = max(buf.rfind(c) for c in _ASCII_WHITESPACE)
+            if cut < 0:  # no whitespace yet: a block never splits a token
+                carry = buf
+                continue
+            carry = buf[cut + 1:]
+            yield buf[: cut + 1]
+
+
+def _check_text(text: str, path: str) -> None:
+    """The sniff of the old whole-file reader, on the first million characters: mostly letters and digits."""
+    sample = text[:_SNIFF_CHARS]
+    non_space = len(sample) - len(re.findall(r"\s", sample))
+    word_chars = sum(len(t) for t in _TOKEN_RE.findall(sample))
+    if non_space and word_chars < _MIN_WORD_CHAR_FRACTION * non_space:
+        raise CorpusError(
+            f"corpus file {path} does not look like text "
+            f"(only {word_chars / non_space:.0%} of its characters are letters or digits)"
+        )
+
+
+def _decode(raw: bytes, path: str, offset: int) -> str:
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        msg = f"corpus file {path} is not UTF-8 text (invalid byte at offset {e.start})"
+        msg = f"corpus file {path} is not UTF-8 text (invalid byte at offset {offset + e.start})"
         raise CorpusError(msg) from None
+
+
+def block_tokens(block: bytes, offset: int, path: str, as_bytes: bool = False) -> list:
+    """The tokens of one block of :func:`text_blocks` (see the module docstring), as ``str`` or as UTF-8 ``bytes``;
+    ``offset`` and ``path`` name the place of a UTF-8 error.
+
+    ASCII text takes the fast path: one ``bytes.translate`` (letters lowercased, digits kept, every other byte a
+    space) and ``split``, which for ASCII is exactly the regex on the lowercased text. Where a block has other
+    bytes, only its whitespace-delimited pieces that contain them go through the regex (decoded and lowercased
+    piece by piece: ASCII whitespace ends every token and every lowercasing context, e.g. Greek final sigma).
+    """
+    if block.isascii():
+        clean = block.translate(_ASCII_TABLE)
+        return clean.split() if as_bytes else clean.decode("ascii").split()
+    arr = np.frombuffer(block, np.uint8)
+    ws = np.flatnonzero(_IS_ASCII_WHITESPACE[arr])
+    # Piece p runs from whitespace byte p - 1 (or the block's start) to whitespace byte p (or the end); the
+    # dirty pieces (with a non-ASCII byte), consecutive ones merged, are the regex's runs.
+    dirty = np.unique(np.searchsorted(ws, np.flatnonzero(arr >= 0x80), side="right"))
+    split = np.flatnonzero(np.diff(dirty) > 1) + 1
+    starts = np.concatenate([[0], ws])
+    ends = np.concatenate([ws, [len(block)]])
+    run_lo = starts[dirty[np.concatenate([[0], split])]].tolist()
+    run_hi = ends[dirty[np.concatenate([split - 1, [len(dirty) - 1]])]].tolist()
+    tokens: list = []
+    clean_from = 0
+    for lo, hi in zip(run_lo, run_hi, strict=True):
+        clean = block[clean_from:lo].translate(_ASCII_TABLE)
+        tokens += clean.split() if as_bytes else clean.decode("ascii").split()
+        words = tokenize(_decode(block[lo:hi], path, offset + lo))
+        tokens += [w.encode("utf-8") for w in words] if as_bytes else words
+        clean_from = hi
+    clean = block[clean_from:].translate(_ASCII_TABLE)
+    tokens += clean.split() if as_bytes else clean.decode("ascii").split()
+    return tokens
+
+
+def text_blocks(path: str | os.PathLike[str], block_bytes: int | None = None) -> Iterator[tuple[bytes, int]]:
+    """The decompressed bytes of a corpus file in blocks of about ``block_bytes``, each cut after an ASCII
+    whitespace byte, with the offset of each in the file's text: ``(block, offset)``, for :func:`block_tokens`.
+    The first block is checked (NUL bytes in the first MiB; mostly letters and digits in the first million
+    characters; a UTF-8 BOM is dropped), and a file without a non-whitespace byte is an error at the end.
+
+    Raises:
+        CorpusError: missing, unreadable, corrupt archive, binary, not text, or empty.
+    """
+    path = os.fspath(path)
+    block_bytes = block_bytes or _BLOCK_BYTES
+    offset, any_text = 0, False
+    # The first block holds at least the sniffed million characters (4 bytes each at most).
+    first_bytes = max(block_bytes, 4 * _SNIFF_CHARS)
+    for i, block in enumerate(_raw_blocks(path, first_bytes, block_bytes)):
+        start = offset
+        offset += len(block)
+        any_text = any_text or bool(block.strip())
+        if i == 0:
+            if b"\x00" in block[:_SNIFF_CHARS]:
+                raise CorpusError(f"corpus file {path} looks binary (NUL bytes), not UTF-8 text")
+            if block.startswith(codecs.BOM_UTF8):
+                block, start = block[3:], start + 3
+            _check_text(block.decode("ascii") if block.isascii() else _decode(block, path, start), path)
+        yield block, start
+    if not any_text:
+        raise CorpusError(f"corpus file {path} is empty")
+
+
+def token_blocks(path: str | os.PathLike[str], *, as_bytes: bool = False,
+                 block_bytes: int | None = None) -> Iterator[list]:
+    """The tokens of a corpus file, block by block (lists of ``str``, or of UTF-8 ``bytes`` with ``as_bytes``),
+    reading a few megabytes at a time: memory does not grow with the file. Together the blocks are exactly
+    :func:`read_words`'s list. The checks are the same too, each on the data it needs (:func:`text_blocks`):
+    NUL bytes in the first MiB, the share of letters and digits in the first million characters, UTF-8
+    throughout, emptiness and the absence of words at the end.
+
+    >>> [len(b) for b in token_blocks("text8.zip")]        # doctest: +SKIP
+    [698540, 699037, ...]
+
+    Raises:
+        CorpusError: missing, unreadable, not text, corrupt archive, or no words at all.
+    """
+    path = os.fspath(path)
+    any_tokens = False
+    for block, offset in text_blocks(path, block_bytes):
+        tokens = block_tokens(block, offset, path, as_bytes)
+        if tokens:
+            any_tokens = True
+            yield tokens
+    if not any_tokens:
+        raise CorpusError(f"corpus file {path} contains no words")
 
 
 def read_words(path: str | os.PathLike[str]) -> list[str]:
     """Read a corpus into a list of tokens (see the module docstring for the tokenisation).
 
     Plain files, ``.gz``, ``.bz2`` and ``.zip`` (first member, as TF's ``read_data``) are accepted;
-    the compression is recognised from the file's magic bytes.
+    the compression is recognised from the file's magic bytes. :func:`token_blocks` reads the same tokens
+    a block at a time.
 
     >>> words = read_words("text8.zip")          # doctest: +SKIP
     >>> len(words), words[:3]                      # doctest: +SKIP
@@ -155,26 +323,9 @@ def read_words(path: str | os.PathLike[str]) -> list[str]:
     Raises:
         CorpusError: missing, unreadable, not text, corrupt archive, or no words at all.
     """
-    path = os.fspath(path)
-    raw = _read_bytes(path)
-    if not raw.strip():
-        raise CorpusError(f"corpus file {path} is empty")
-    if not raw.translate(None, _TEXT8_BYTES):
-        # text8 format: TF's read_data is exactly str.split(), and it is several times faster than the regex.
-        words = raw.decode("ascii").split()
-    else:
-        text = _decode(raw, path)
-        sample = text[:_SNIFF_CHARS]
-        non_space = len(sample) - len(re.findall(r"\s", sample))
-        word_chars = sum(len(t) for t in _TOKEN_RE.findall(sample))
-        if non_space and word_chars < _MIN_WORD_CHAR_FRACTION * non_space:
-            raise CorpusError(
-                f"corpus file {path} does not look like text "
-                f"(only {word_chars / non_space:.0%} of its characters are letters or digits)"
-            )
-        words = tokenize(text)
-    if not words:
-        raise CorpusError(f"corpus file {path} contains no words")
+    words: list[str] = []
+    for tokens in token_blocks(path):
+        words += tokens
     return words
 
 
@@ -298,27 +449,42 @@ def _verify(path: str, expected_size: int, expected_sha256: str) -> str | None:
     return _mismatch(os.path.getsize(path), digest.hexdigest(), expected_size, expected_sha256)
 
 
+def corpus_source(
+    corpus: str | None, download_text8: bool = False, data_dir: str = ".", log: Callable[[str], None] | None = None
+) -> tuple[str | list[str], Callable[[int], str]]:
+    """The corpus the command-line flags name, as a path to read (``corpus``, or text8 downloaded into
+    ``data_dir`` if ``download_text8``) or the words of the offline :func:`default_corpus` (``log`` is told
+    first: it takes seconds to read); and a function of its word count that describes it in one line.
+
+    Raises:
+        CorpusError: see :func:`download_text8` and :func:`default_corpus`.
+    """
+    if corpus:
+        return corpus, lambda n: f"{os.path.abspath(corpus)} ({n:,} words)"
+    if download_text8:
+        # The flag's name shadows the function here (calling it was a TypeError before): look the function up.
+        path = globals()["download_text8"](data_dir)
+        return path, lambda n: f"text8 ({path}, {n:,} words)"
+    if log is not None:
+        log("reading the embedded default corpus (gensim test data) ...")
+    words, description = default_corpus()
+    return words, lambda n: description
+
+
 def load_corpus(
     corpus: str | None, download_text8: bool = False, data_dir: str = ".", log: Callable[[str], None] | None = None
 ) -> tuple[list[str], str]:
     """The words of the corpus the command-line flags name, and a one-line description of it.
 
     ``corpus`` (a path) if given, else text8 downloaded into ``data_dir`` if ``download_text8``, else the
-    offline :func:`default_corpus` (``log`` is told first: it takes seconds to read).
+    offline :func:`default_corpus` (``log`` is told first: it takes seconds to read). See :func:`corpus_source`.
 
     Raises:
         CorpusError: see :func:`read_words`, :func:`download_text8` and :func:`default_corpus`.
     """
-    if corpus:
-        words = read_words(corpus)
-        return words, f"{os.path.abspath(corpus)} ({len(words):,} words)"
-    if download_text8:
-        path = download_text8(data_dir)
-        words = read_words(path)
-        return words, f"text8 ({path}, {len(words):,} words)"
-    if log is not None:
-        log("reading the embedded default corpus (gensim test data) ...")
-    return default_corpus()
+    source, describe = corpus_source(corpus, download_text8, data_dir, log)
+    words = read_words(source) if isinstance(source, str) else source
+    return words, describe(len(words))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -378,18 +544,67 @@ def build_dataset(words: Sequence[str], n_words: int) -> Dataset:
 
 class Vocabulary(NamedTuple):
     """:func:`build_vocabulary`'s result: the words (most frequent first), their counts (int64) and the corpus
-    as int32 ids with out-of-vocabulary tokens dropped."""
+    as int32 ids with out-of-vocabulary tokens dropped (a numpy array; for a streamed corpus, an
+    ``examples.word2vec.corpus_ids.IdFile``)."""
 
     words: list[str]
     counts: np.ndarray
     ids: np.ndarray
 
 
+def first_seen_index() -> dict:
+    """An empty ``{token: provisional id}`` map that gives each new token the next id, in order of first
+    appearance (a ``defaultdict`` whose default is the next number of a counter: :func:`index_tokens` runs at C
+    speed; the counter, unlike the map's own ``__len__``, makes no reference cycle, which would keep a dropped
+    map alive until a full garbage collection).
+
+    >>> index = first_seen_index()
+    >>> index_tokens(index, ["b", "a", "b"]).tolist(), list(index)
+    ([0, 1, 0], ['b', 'a'])
+    """
+    return collections.defaultdict(itertools.count().__next__)
+
+
+def index_tokens(index: dict, tokens: Sequence) -> np.ndarray:
+    """The provisional ids (int32) of ``tokens`` in ``index`` (:func:`first_seen_index`), new tokens added."""
+    return np.fromiter(map(index.__getitem__, tokens), np.int32, count=len(tokens))
+
+
+def rank_vocabulary(first_seen: Sequence, counts: np.ndarray, min_count: int,
+                    max_vocab: int | None) -> tuple[list, np.ndarray, np.ndarray]:
+    """``(words, counts, remap)`` of the words of ``first_seen`` (in order of first appearance, with their
+    ``counts``) that the vocabulary keeps: most frequent first, ties in first-appearance order (as
+    ``Counter.most_common``), at most ``max_vocab``, each at least ``min_count`` times. ``remap[i]`` is the
+    vocabulary id of ``first_seen[i]``, -1 if dropped.
+
+    >>> words, counts, remap = rank_vocabulary(["c", "a", "b"], np.array([1, 3, 2]), 2, None)
+    >>> words, counts.tolist(), remap.tolist()
+    (['a', 'b'], [3, 2], [-1, 0, 1])
+
+    Raises:
+        CorpusError: fewer than 2 words are left.
+    """
+    counts = np.asarray(counts, np.int64)
+    order = np.argsort(-counts, kind="stable")
+    if max_vocab is not None:
+        order = order[:max_vocab]
+    order = order[counts[order] >= min_count]
+    if len(order) < 2:
+        raise CorpusError(
+            f"the vocabulary has {len(order)} word(s) with at least --min-count {min_count} occurrences; "
+            "need at least 2 (lower --min-count or use a larger corpus)"
+        )
+    remap = np.full(len(counts), -1, np.int32)
+    remap[order] = np.arange(len(order), dtype=np.int32)
+    return [first_seen[i] for i in order.tolist()], counts[order], remap
+
+
 def build_vocabulary(words: Sequence[str], min_count: int, max_vocab: int | None = None) -> Vocabulary:
     """The fast trainer's vocabulary: words with ``count >= min_count``, most frequent first (ties in
     first-appearance order), at most ``max_vocab``; their counts; and the corpus as ids, out-of-vocabulary
     tokens dropped (as gensim and the original word2vec C tool do; TF's tutorials kept an ``UNK`` row instead,
-    which soaks up a large share of the updates and pollutes its neighbours' contexts).
+    which soaks up a large share of the updates and pollutes its neighbours' contexts). One pass over the
+    tokens (:func:`index_tokens`); ``examples.word2vec.corpus_ids`` does the same for a file, block by block.
 
     >>> vocab, counts, ids = build_vocabulary("a b a c a b".split(), 2, None)
     >>> vocab, counts.tolist(), ids.tolist()
@@ -398,16 +613,23 @@ def build_vocabulary(words: Sequence[str], min_count: int, max_vocab: int | None
     Raises:
         CorpusError: fewer than 2 words are left.
     """
-    counter = collections.Counter(words)
-    kept = [(w, c) for w, c in counter.most_common(max_vocab) if c >= min_count]
-    if len(kept) < 2:
-        raise CorpusError(
-            f"the vocabulary has {len(kept)} word(s) with at least --min-count {min_count} occurrences; "
-            "need at least 2 (lower --min-count or use a larger corpus)"
-        )
-    index = {w: i for i, (w, _) in enumerate(kept)}
-    ids = np.fromiter(map(index.get, words, itertools.repeat(-1)), dtype=np.int32, count=len(words))
-    return Vocabulary([w for w, _ in kept], np.array([c for _, c in kept], dtype=np.int64), ids[ids >= 0])
+    index = first_seen_index()
+    provisional = index_tokens(index, words)
+    counts = np.bincount(provisional, minlength=len(index))
+    vocab, counts, remap = rank_vocabulary(list(index), counts, min_count, max_vocab)
+    ids = remap[provisional]
+    return Vocabulary(vocab, counts, ids[ids >= 0])
+
+
+def expected_keep_fraction(counts: np.ndarray, keep_prob: np.ndarray) -> float:
+    """The share of the corpus's in-vocabulary tokens that subsampling keeps, expected: ``sum(counts * keep) /
+    sum(counts)`` (float64; from the counts, so it needs no pass over the corpus).
+
+    >>> expected_keep_fraction(np.array([3, 1]), np.array([0.5, 1.0], np.float32))
+    0.625
+    """
+    counts = np.asarray(counts, np.float64)
+    return float(np.dot(counts, np.asarray(keep_prob, np.float64)) / counts.sum())
 
 
 # --------------------------------------------------------------------------------------------------

@@ -95,8 +95,14 @@ class Runtime:
             return jax.device_put(tree, self.device)
         params = shard_params(params, self.mesh, [])
         opt_state = shard_opt_state(opt_state, params, self.mesh, [])
+        return params, opt_state, self.place_data(data)
+
+    def place_data(self, data: Any) -> Any:
+        """A tree of host arrays on the run's device, or replicated on the mesh (each process supplies its copy)."""
+        if self.mesh is None:
+            return jax.device_put(data, self.device)
         replicated = NamedSharding(self.mesh, P())
-        return params, opt_state, jax.tree_util.tree_map(lambda x: put(x, replicated), data)
+        return jax.tree_util.tree_map(lambda x: put(x, replicated), data)
 
 
 def select_runtime(spec: str | None, count: int | None) -> Runtime:

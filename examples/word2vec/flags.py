@@ -81,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data-dir", default="data", help="where --download-text8 stores text8.zip")
     g.add_argument("--min-count", type=int, default=5, help="drop words rarer than this (default 5)")
     g.add_argument("--max-vocab", type=int, default=None, help="keep at most this many words")
+    g.add_argument("--max-corpus-memory", type=int, default=1024, metavar="MIB",
+                   help="keep the corpus's token ids in memory and whole on the device up to this many MiB (4 bytes "
+                        "per in-vocabulary token; default 1024); a larger corpus is streamed: its ids are written "
+                        "once to an unlinked temporary file in --output-dir (4 bytes per token of disk) and the "
+                        "device holds two chunks of MIB/16 Mi tokens (MIB/4 MiB each)")
+    g.add_argument("--corpus-chunk-tokens", type=int, default=None, metavar="N",
+                   help="stream the corpus in chunks of N tokens, whatever its size (default: streamed only "
+                        "beyond --max-corpus-memory, in chunks of MIB/16 Mi tokens)")
     g = p.add_argument_group("model and training")
     g.add_argument("--embedding-size", type=int, default=100)
     g.add_argument("--window", type=int, default=5, help="maximum window; each centre draws b ~ U{1..window}")
@@ -159,12 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _validate(args: argparse.Namespace) -> None:
     """Each flag on its own, and the combinations that cannot work."""
-    positive = ("min_count", "embedding_size", "window", "batch_size", "steps_per_call", "keep_checkpoints")
+    positive = ("min_count", "embedding_size", "window", "batch_size", "steps_per_call", "keep_checkpoints",
+                "max_corpus_memory")
     for name in positive:
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     for name in ("max_vocab", "steps", "negatives", "negatives_per_centre", "shared_negatives", "pairs_per_group",
-                 "devices"):
+                 "devices", "corpus_chunk_tokens"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")

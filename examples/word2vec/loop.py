@@ -1,6 +1,8 @@
 """The training loop: one compiled call of K steps at a time (``step.py``), and what happens between calls.
 
-After each call the host reads the call's losses and the corpus position (the only transfer from the device),
+Before each call the corpus feed (``feed.py``) gives the call its data (a new chunk of a streamed corpus when the
+position has moved into it); after each call the host reads the call's losses and the corpus position (the only
+transfer from the device),
 then, in this order: records the figures (:class:`RunStats`), reports them (progress bar, TensorBoard), stops on
 a non-finite loss, asks every process whether to stop (Ctrl-C, :func:`stop_requests`), prints nearest neighbours
 every ``--eval-every`` steps and writes a checkpoint every ``--checkpoint-every`` steps. The run's length and
@@ -25,6 +27,7 @@ from examples.word2vec.checkpoints import Checkpointer
 from examples.word2vec.cli import UsageError
 from examples.word2vec.distributed import host_values, stop_everywhere
 from examples.word2vec.evaluation import nearest_lines
+from examples.word2vec.feed import CorpusFeed, StreamingFeed
 from examples.word2vec.optimizer import Schedule
 from examples.word2vec.plan import RunPlan
 from examples.word2vec.step import MultiStep
@@ -177,10 +180,11 @@ class TrainingLoop:
     ``after_call(step)``, if given, runs after each call (tests and benchmarks use it).
     """
 
-    def __init__(self, step_fn: MultiStep, data: Any, plan: RunPlan, schedule: Schedule, stats: RunStats, *,
+    def __init__(self, step_fn: MultiStep, feed: CorpusFeed | StreamingFeed, plan: RunPlan, schedule: Schedule,
+                 stats: RunStats, *,
                  checkpointer: Checkpointer, vocab: Sequence[str], eval_every: int, checkpoint_every: int,
                  chief: bool, after_call: Callable[[int], None] | None = None) -> None:
-        self.step_fn, self.data, self.plan, self.schedule, self.stats = step_fn, data, plan, schedule, stats
+        self.step_fn, self.feed, self.plan, self.schedule, self.stats = step_fn, feed, plan, schedule, stats
         self.checkpointer, self.vocab = checkpointer, vocab
         self.eval_every, self.checkpoint_every, self.chief = eval_every, checkpoint_every, chief
         self.after_call = after_call
@@ -215,7 +219,7 @@ class TrainingLoop:
 
     def _call(self, params: Any, opt_state: Any) -> tuple[Any, Any, np.ndarray, np.ndarray]:
         t0 = time.perf_counter()
-        params, opt_state, losses, pairs = self.step_fn(params, opt_state, self.data)
+        params, opt_state, losses, pairs = self.step_fn(params, opt_state, self.feed.at(self.stats.position))
         losses, pairs, epoch, position = host_values(
             (losses, pairs, params["epoch"].value, params["position"].value))
         self.words_per_sec = self.stats.record(losses, pairs, int(epoch) * self.stats.n_tokens + int(position),

@@ -46,10 +46,10 @@ TRACE_GUARD: Callable[[Callable], Callable] = _no_guard
 
 class MultiStep:
     """``(params, opt_state, data) -> (params, opt_state, losses [K], pairs [K])``: K steps in one jitted call
-    with the parameters and optimizer state donated. ``data`` holds the corpus, the subsampling keep
-    probabilities and the negatives' alias table. ``traces`` counts JAX's traces of it: one per run, since
-    :meth:`compile` traces and compiles it once and every call reuses that program (a second trace would mean a
-    second compilation)."""
+    with the parameters and optimizer state donated. ``data`` holds the corpus (or the chunk of it that the call
+    reads, ``feed.py``), the subsampling keep probabilities and the negatives' alias table. ``traces`` counts
+    JAX's traces of it: one per run, since :meth:`compile` traces and compiles it once and every call reuses that
+    program (a second trace would mean a second compilation)."""
 
     def __init__(self, fn: Callable) -> None:
         self.traces = 0
@@ -190,7 +190,7 @@ def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse
         params, opt_state = carry
         step = params["global_step"].value
         centres, contexts, mask, epoch, pos = batches(
-            data["corpus"], data["keep"], params["epoch"].value, params["position"].value
+            data["corpus"], data["keep"], params["epoch"].value, params["position"].value, data.get("corpus_window")
         )
         batch = (*(share.local(x) for x in (centres, contexts, mask)), noise_fn(data, step, centres))
         loss, grads_and_vars = opt.compute_gradients(lambda p: loss_fn(p, *batch), params)

@@ -3,14 +3,17 @@
 Run it as ``python -m examples.word2vec.train [--corpus PATH] [--output-dir DIR] ...`` (``--help`` lists every
 flag). It trains with jaxgraph's public API only: the two embedding tables are :class:`jaxgraph.Variable` s read
 through :func:`jaxgraph.nn.embedding_lookup`, so the optimizer gets ``IndexedSlices`` gradients and applies one
-in-place scatter per table. The corpus lives on the device, batches are made there, and K steps run per compiled
-call: there is no host work per step.
+in-place scatter per table. The corpus lives on the device (whole, or the chunk in use when it is larger than
+``--max-corpus-memory``), batches are made there, and K steps run per compiled call: there is no host work per
+step.
 
 This file only wires the run together (:func:`run`, top to bottom); each job has its own module:
 
 =================  =====================================================================================
 ``flags.py``       the command line, checked, with its dependent defaults
 ``data.py``        reading the corpus, the vocabulary (``--min-count``; out-of-vocabulary tokens dropped)
+``corpus_ids.py``  the corpus as ids in one pass, in memory or in an id file (``--max-corpus-memory``)
+``feed.py``        the corpus on the device: whole, or streamed chunk by chunk
 ``batches.py``     skip-gram windows built on the device (subsampling, dynamic window)
 ``sampling.py``    the negatives (unigram^0.75 alias table per group or centre; TF's shared set for nce)
 ``hashing.py``     the counter-based randomness behind both (why resume is exact)
@@ -36,6 +39,7 @@ status 2; Ctrl-C stops after the current call with a checkpoint (exit status 130
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -50,12 +54,13 @@ if __name__ == "__main__":  # before jax is imported: XLA reads the device count
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from examples.word2vec import corpus_ids, distributed, evaluation, export, flags, sampling  # noqa: E402
 from examples.word2vec import data as w2v_data  # noqa: E402
-from examples.word2vec import distributed, evaluation, export, flags, sampling  # noqa: E402
 from examples.word2vec.batches import BatchMaker  # noqa: E402
 from examples.word2vec.checkpoints import Checkpointer, fingerprint, open_checkpoints  # noqa: E402
 from examples.word2vec.cli import exit_status  # noqa: E402
 from examples.word2vec.data import build_vocabulary  # noqa: E402
+from examples.word2vec.feed import CorpusFeed, StreamingFeed, corpus_device_bytes  # noqa: E402
 from examples.word2vec.flags import build_parser  # noqa: E402
 from examples.word2vec.loop import Progress, RunStats, TrainingLoop, stop_requests, summary_writer  # noqa: E402
 from examples.word2vec.model import init_params, skipgram_negative_sampling_loss  # noqa: E402
@@ -92,7 +97,7 @@ class Corpus(NamedTuple):
 
     vocab: list[str]
     counts: np.ndarray  # per word
-    ids: np.ndarray  # the corpus, out-of-vocabulary tokens dropped
+    ids: np.ndarray | corpus_ids.IdFile  # the corpus, out-of-vocabulary tokens dropped (in a file when streamed)
     raw_tokens: int  # before dropping them
     description: str
     keep_prob: np.ndarray  # subsampling, per word
@@ -104,11 +109,16 @@ def run(args: argparse.Namespace, after_call: Callable[[int], None] | None = Non
     With several processes, process 0 (the chief) prints and writes every output; the others train in step
     with it and only report errors.
     """
+    with contextlib.ExitStack() as cleanup:  # the corpus feed's thread and id file, however the run ends
+        return _run(args, after_call, cleanup)
+
+
+def _run(args: argparse.Namespace, after_call: Callable[[int], None] | None, cleanup: contextlib.ExitStack) -> int:
     runtime = distributed.select_runtime(args.device, args.devices)
     log = print if runtime.chief and not args.quiet else _silent
     t0 = time.perf_counter()
-    corpus = _read_corpus(args, log)
-    batches, plan = _plan(args, corpus, runtime, log)
+    corpus = _read_corpus(args, log, cleanup)
+    batches, plan, chunk_tokens = _plan(args, corpus, runtime, log)
     config = {**vars(args), "total_steps": plan.total_steps}
     ckpt, latest = open_checkpoints(args.output_dir, args.keep_checkpoints,
                                     fingerprint(corpus.vocab, corpus.ids, config), resume=args.resume,
@@ -117,14 +127,17 @@ def run(args: argparse.Namespace, after_call: Callable[[int], None] | None = Non
         schedule = linear_decay(args.learning_rate, plan.total_steps)
         opt = make_optimizer(args.optimizer, schedule)
         params, opt_state = _initial_state(args, corpus, opt, ckpt, latest, runtime, log)
-        data = {"corpus": batches.pad(corpus.ids), "keep": corpus.keep_prob, **sampling.unigram_tables(corpus.counts)}
-        params, opt_state, data = runtime.place((params, opt_state, data))
+        static = {"keep": corpus.keep_prob, **sampling.unigram_tables(corpus.counts)}
+        params, opt_state, static = runtime.place((params, opt_state, static))
+        stats = _stats(plan, corpus, params)
+        feed = _feed(corpus, batches, plan, chunk_tokens, runtime, static)
+        cleanup.callback(feed.close)
         step_fn = make_multi_step(opt, batches, args, len(corpus.vocab), runtime.mesh)
         t_compile = time.perf_counter()
-        log(f"compiled the {plan.steps_per_call}-step function in {step_fn.compile(params, opt_state, data):.1f}s "
-            f"(setup {t_compile - t0:.1f}s)")
+        log(f"compiled the {plan.steps_per_call}-step function in "
+            f"{step_fn.compile(params, opt_state, feed.at(stats.position)):.1f}s (setup {t_compile - t0:.1f}s)")
         start = int(distributed.host_values(params["global_step"].value))
-        loop = TrainingLoop(step_fn, data, plan, schedule, _stats(plan, corpus, params), checkpointer=ckpt,
+        loop = TrainingLoop(step_fn, feed, plan, schedule, stats, checkpointer=ckpt,
                             vocab=corpus.vocab, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
                             chief=runtime.chief, after_call=after_call)
         outcome = _train(loop, params, opt_state, start, plan.end_step(start, args.stop_at_step), args, runtime, log)
@@ -184,30 +197,57 @@ def _silent(line: str) -> None:
     pass
 
 
-def _read_corpus(args: argparse.Namespace, log: Callable[[str], None]) -> Corpus:
-    """The corpus, its vocabulary and subsampling probabilities; flags that must fit them are checked."""
-    words, description = w2v_data.load_corpus(args.corpus, args.download_text8, args.data_dir, log)
-    vocab, counts, ids = build_vocabulary(words, args.min_count, args.max_vocab)
-    flags.check_against_vocabulary(args, len(vocab), len(ids))
-    keep_prob = w2v_data.subsample_keep_prob(counts, int(counts.sum()), args.subsample).astype(np.float32)
-    log(f"corpus: {description}")
-    return Corpus(vocab, counts, ids, len(words), description, keep_prob)
+def _feed(corpus: Corpus, batches: BatchMaker, plan: RunPlan, chunk_tokens: int | None,
+          runtime: distributed.Runtime, static: dict) -> CorpusFeed | StreamingFeed:
+    """The corpus on the run's devices: whole (``chunk_tokens`` None), or streamed from its id file."""
+    if chunk_tokens is None:
+        return CorpusFeed(np.asarray(corpus.ids), batches, runtime.place_data, static)
+    assert isinstance(corpus.ids, corpus_ids.IdFile)
+    return StreamingFeed(corpus.ids, batches, plan.steps_per_call, chunk_tokens, runtime.place_data, static)
+
+
+def _read_corpus(args: argparse.Namespace, log: Callable[[str], None], cleanup: contextlib.ExitStack) -> Corpus:
+    """The corpus, its vocabulary and subsampling probabilities; flags that must fit them are checked. The ids stay
+    in memory up to ``--max-corpus-memory``, else go to an id file in ``--output-dir`` (``corpus_ids.py``)."""
+    source, describe = w2v_data.corpus_source(args.corpus, args.download_text8, args.data_dir, log)
+    t0 = time.perf_counter()
+    corpus = corpus_ids.read_corpus(source, args.min_count, args.max_vocab,
+                                    memory_bytes=args.max_corpus_memory * 2**20, spill_dir=args.output_dir,
+                                    to_file=args.corpus_chunk_tokens is not None)
+    seconds = time.perf_counter() - t0
+    if isinstance(corpus.ids, corpus_ids.IdFile):
+        cleanup.callback(corpus.ids.close)
+    flags.check_against_vocabulary(args, len(corpus.words), len(corpus.ids))
+    keep_prob = w2v_data.subsample_keep_prob(corpus.counts, int(corpus.counts.sum()), args.subsample)
+    description = describe(corpus.raw_tokens)
+    log(f"corpus: {description}; read with its vocabulary in {seconds:.1f}s "
+        f"({corpus.raw_tokens / max(seconds, 1e-9):,.0f} words/s)")
+    return Corpus(corpus.words, corpus.counts, corpus.ids, corpus.raw_tokens, description, keep_prob.astype(np.float32))
 
 
 def _plan(args: argparse.Namespace, corpus: Corpus, runtime: distributed.Runtime,
-          log: Callable[[str], None]) -> tuple[BatchMaker, RunPlan]:
-    """The batches' shape and the run's length, said in one line."""
-    keep_mean = float(np.mean(corpus.keep_prob[corpus.ids]))
+          log: Callable[[str], None]) -> tuple[BatchMaker, RunPlan, int | None]:
+    """The batches' shape, the run's length and the corpus's chunk size (None: on the device whole), said in one
+    line."""
+    keep_mean = w2v_data.expected_keep_fraction(corpus.counts, corpus.keep_prob)
     # Each device's rows hold whole negatives groups: rows are padded (masked) to a multiple of devices x group.
     batches = BatchMaker(len(corpus.ids), args.window, args.batch_size, keep_mean, args.seed,
                          row_multiple=len(runtime.devices) * centres_per_group(args))
     plan = RunPlan.from_flags(epochs=args.epochs, steps=args.steps, steps_per_call=args.steps_per_call,
                               kept_tokens_per_epoch=keep_mean * len(corpus.ids), centres_per_step=batches.centres)
+    chunk_tokens = None
+    if isinstance(corpus.ids, corpus_ids.IdFile):
+        chunk_tokens = args.corpus_chunk_tokens or max(1 << 16, args.max_corpus_memory * 2**20 // 16)
+    device_mib = corpus_device_bytes(len(corpus.ids), batches, plan.steps_per_call, chunk_tokens) / 2**20
+    memory = (f"corpus on the device whole ({device_mib:,.1f} MiB, --max-corpus-memory {args.max_corpus_memory})"
+              if chunk_tokens is None else
+              f"corpus streamed in chunks of {chunk_tokens:,} tokens from an id file in "
+              f"{corpus.ids.directory} ({device_mib:,.1f} MiB on the device)")
     log(f"{corpus.raw_tokens:,} tokens, vocabulary {len(corpus.vocab):,} (min-count {args.min_count}), "
         f"{len(corpus.ids):,} in-vocabulary tokens, {keep_mean:.1%} kept by subsampling on average; "
         f"{plan.total_steps:,} steps of {batches.centres} centres (~{batches.centres * (args.window + 1)} pairs), "
-        f"~{plan.epochs:.2f} epochs, on {runtime.describe()}")
-    return batches, plan
+        f"~{plan.epochs:.2f} epochs, on {runtime.describe()}; {memory}")
+    return batches, plan, chunk_tokens
 
 
 def _stats(plan: RunPlan, corpus: Corpus, params: Any) -> RunStats:
@@ -263,8 +303,7 @@ def _evaluate(emb: np.ndarray, vocab: list[str], args: argparse.Namespace) -> di
 
 def _export(output_dir: str, emb: np.ndarray, vocab: list[str]) -> str:
     """``vectors.txt`` and the projector files; the path of ``vectors.txt``."""
-    vectors = export.save_word2vec_format(os.path.join(output_dir, "vectors.txt"), emb, vocab)
-    tsv, meta = export.save_projector_tsv(output_dir, emb, vocab)
+    vectors, tsv, meta = export.save_embeddings(output_dir, emb, vocab)
     export.save_projector_config(output_dir, "embeddings", os.path.basename(meta), os.path.basename(tsv))
     return vectors
 

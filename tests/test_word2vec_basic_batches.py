@@ -1,10 +1,16 @@
 """``basic_batches.generate_batches`` makes exactly the batches of ``n`` calls of TF's ``generate_batch``."""
 
+import random
+
 import numpy as np
 import pytest
 
-from examples.word2vec.basic_batches import generate_batches
+from examples.word2vec.basic_batches import generate_batches, random_samples
 from examples.word2vec.data import BatchState, generate_batch
+
+# The bulk replay of random.sample checks itself against random.sample once per (n, k) and warns (then
+# calls random.sample) when they differ: here that is a failure, so the replay itself is what is tested.
+pytestmark = pytest.mark.filterwarnings("error:random_samples")
 
 
 def _singles(data, n, batch_size, num_skips, skip_window, state):
@@ -51,3 +57,22 @@ def test_state_after_every_batch(length, batch_size):
         assert fast.data_index == slow.data_index
         seen.add(slow.data_index)
     assert 0 in seen
+
+
+class _Subclass(random.Random):
+    pass
+
+
+@pytest.mark.parametrize("population,k", [([0, 2], 2), ([0, 2], 1), ([0, 1, 3, 4], 4), ([0, 1, 3, 4], 3),
+                                          (list(range(5)), 2), (list(range(6)), 6), (list(range(7)), 3),
+                                          (list(range(40)), 3)])  # the last: sample()'s set branch
+@pytest.mark.parametrize("calls", [0, 1, 2, 333, 5000])
+@pytest.mark.parametrize("rng_class", [random.Random, _Subclass])
+def test_random_samples_equal_sample_calls(population, k, calls, rng_class):
+    mine, reference = rng_class(calls), rng_class(calls)
+    mine.random(), reference.random()  # not at a fresh state's first word
+    mine.gauss(0, 1), reference.gauss(0, 1)  # gauss keeps a value in the state: it must survive
+    out = random_samples(mine, population, k, calls)
+    assert out.shape == (calls, k)
+    assert out.tolist() == [reference.sample(population, k) for _ in range(calls)]
+    assert mine.getstate() == reference.getstate()

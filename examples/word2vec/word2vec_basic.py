@@ -35,9 +35,13 @@ program runs up to ``--steps-per-call`` steps in a ``fori_loop`` whose trip coun
 any length (step 0 alone, then full calls, a shorter last one) share one program; it is traced at once and
 compiled in a background thread while the tables are initialised, and parameters and optimizer state are
 donated (the tables are updated in place). The step's PRNG key is derived inside the compiled step from the
-global step. The batches come from TF's Python generator, which runs in a background thread while earlier
-steps compute. Up to two calls wait on the device while the host reads earlier calls' losses and writes them
-to TensorBoard, every step's value, all of a call's steps in one write (``jaxgraph.summary.FileWriter``).
+global step; a call draws all its steps' negatives (nce_loss's default sampler, with those keys) in one
+vectorised draw before its loop. JAX's CPU client is started with one intra-op thread (see
+:func:`start_jax_backend`), so XLA does not split the step's small gathers across the two cores. The
+batches come from TF's Python generator (``basic_batches``: the same batches and ``random.sample`` draws,
+replayed in bulk), which runs in a background thread while earlier steps compute. Up to two calls wait on
+the device while the host reads earlier calls' losses and writes them to TensorBoard, every step's value,
+all of a call's steps in one write (``jaxgraph.summary.FileWriter``).
 ``benchmarks/tutorial_vs_tf1.py`` measures the program against TF's own under ``tf.compat.v1``.
 
 Defaults: TF's, except two that depend on the corpus (``--help`` says the same):
@@ -98,8 +102,9 @@ from examples.word2vec.cli import ArgumentParser, UsageError, exit_status, prepa
 __all__ = [
     "DEFAULT_CORPUS_STEPS", "DEFAULT_CORPUS_VOCABULARY_SIZE", "TF_NUM_STEPS", "TF_VOCABULARY_SIZE", "TSNE_MAX_POINTS",
     "BatchPrefetcher", "Chunk", "LossReport", "NearestWords", "TsneProgress", "build_model", "build_parser",
-    "MEMORY_REMEDIES", "chunk_plan", "main", "make_evaluate_fn", "make_init_fn", "make_train_fn", "memory_needed",
-    "parse_args", "plot_with_labels", "prepare_output_dir", "run", "tsne_plot", "validation_window",
+    "MEMORY_REMEDIES", "chunk_plan", "compile_train_program", "main", "make_evaluate_fn", "make_init_fn",
+    "make_train_fn", "memory_needed", "parse_args", "plot_with_labels", "prepare_output_dir", "run",
+    "start_jax_backend", "tsne_plot", "validation_window",
 ]
 
 TF_NUM_STEPS = 100001
@@ -271,7 +276,7 @@ def make_train_fn(optimizer, num_sampled: int, vocabulary_size: int):
 
     import jaxgraph as jg
 
-    def loss_fn(params, train_inputs, train_labels, key):
+    def loss_fn(params, train_inputs, train_labels, sampled_values):
         embed = jg.nn.embedding_lookup(params["embeddings"], train_inputs)
         loss = jnp.mean(
             jg.nn.nce_loss(
@@ -281,18 +286,26 @@ def make_train_fn(optimizer, num_sampled: int, vocabulary_size: int):
                 inputs=embed,
                 num_sampled=num_sampled,
                 num_classes=vocabulary_size,
-                key=key,
+                sampled_values=sampled_values,
             )
         )
         jg.summary.scalar("loss", loss)
         return loss
 
-    def one_step(params, opt_state, base_key, train_inputs, train_labels):
-        # The sampler's key comes from the global step, inside the compiled step: no host work per step.
-        key = jax.random.fold_in(base_key, params["global_step"].value)
+    def sample(base_key, first_step, labels):
+        """Every step's negatives at once: nce_loss's default sampler (unique log-uniform), with step
+        ``first_step + i``'s key folded from the global step as before. They do not depend on the tables,
+        and one vectorised draw for K steps costs a fraction of K draws inside the loop."""
+        steps = first_step + jnp.arange(labels.shape[0], dtype=first_step.dtype)
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(base_key, steps)
+        return jax.vmap(
+            lambda true, key: jg.nn.log_uniform_candidate_sampler(true, 1, num_sampled, True, vocabulary_size, key)
+        )(labels, keys)
+
+    def one_step(params, opt_state, train_inputs, train_labels, sampled_values):
         with jg.summary.record_summaries() as summaries:
             params, opt_state, loss = optimizer.minimize(
-                lambda p: loss_fn(p, train_inputs, train_labels, key),
+                lambda p: loss_fn(p, train_inputs, train_labels, sampled_values),
                 params,
                 opt_state,
                 global_step=params["global_step"],
@@ -301,12 +314,16 @@ def make_train_fn(optimizer, num_sampled: int, vocabulary_size: int):
 
     def train_steps(params, opt_state, base_key, inputs, labels, num_steps):
         k = inputs.shape[0]
-        _, _, loss_shape, summary_shapes = jax.eval_shape(one_step, params, opt_state, base_key, inputs[0], labels[0])
+        negatives = sample(base_key, params["global_step"].value, labels)
+        step_values = jax.tree_util.tree_map(lambda a: a[0], negatives)
+        _, _, loss_shape, summary_shapes = jax.eval_shape(
+            one_step, params, opt_state, inputs[0], labels[0], step_values)
         stacked = jax.tree_util.tree_map(lambda s: jnp.zeros((k, *s.shape), s.dtype), (loss_shape, summary_shapes))
 
         def body(i, carry):
             params, opt_state, (losses, summaries) = carry
-            params, opt_state, loss, step_summaries = one_step(params, opt_state, base_key, inputs[i], labels[i])
+            step_values = jax.tree_util.tree_map(lambda a: a[i], negatives)
+            params, opt_state, loss, step_summaries = one_step(params, opt_state, inputs[i], labels[i], step_values)
             stacked = jax.tree_util.tree_map(lambda acc, v: acc.at[i].set(v), (losses, summaries),
                                              (loss, step_summaries))
             return params, opt_state, stacked
@@ -593,6 +610,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from examples.word2vec import data as w2v_data
 
     t_start = time.perf_counter()
+    start_jax_backend()  # before anything else touches JAX
     placement = _device_scope(args.device)  # a bad --device fails before the corpus is read
     output_dir = prepare_output_dir(args.output_dir)
 
@@ -757,9 +775,52 @@ _CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
+def start_jax_backend() -> None:
+    """Start JAX's backends with XLA:CPU's intra-op parallelism at one thread. No effect once the process has
+    started them (they start once, at the first JAX computation).
+
+    XLA:CPU splits the training step's row gathers and scatter-adds into one part per CPU the process could
+    run on when its client started (``outer_dimension_partitions``; no compiler option turns that off). For
+    128-192 rows of 512 bytes, handing half to a second thread cost more than the copy: the compiled step
+    took 183 us of CPU per step split, 135 us not (measured on the 2-core machine under load; see
+    ``benchmarks/README.md``), and the second core is the batch thread's. So the calling thread runs on one
+    CPU while the client starts, then every thread of the process gets the full CPU set back. Linux only
+    (elsewhere it just starts the backends). The
+    programs compute the same values either way.
+    """
+    import jax
+
+    get, set_ = getattr(os, "sched_getaffinity", None), getattr(os, "sched_setaffinity", None)
+    if get is None or set_ is None or not os.path.isdir("/proc/self/task"):
+        jax.devices()
+        return
+    cpus = get(0)
+    set_(0, {min(cpus)})
+    try:
+        jax.devices()
+    finally:
+        for thread in os.listdir("/proc/self/task"):  # the client's own threads inherited the one CPU
+            with contextlib.suppress(OSError):  # a thread that has ended since
+                set_(int(thread), cpus)
+
+
+def compile_train_program(lowered) -> tuple[Any, dict[str, Any]]:
+    """Compile the lowered training program; returns ``(compiled, compiler_options_used)``: on CPU without
+    XLA's YNN fusions (see ``_CPU_COMPILER_OPTIONS``) where the XLA build has the option."""
+    import jax
+
+    if jax.default_backend() == "cpu":
+        try:
+            return lowered.compile(_CPU_COMPILER_OPTIONS), _CPU_COMPILER_OPTIONS
+        except Exception as e:  # an XLA without the option: compile with its defaults
+            if "compile option" not in str(e) and "valid enum" not in str(e):
+                raise
+    return lowered.compile(), {}
+
+
 def _compile_train_program(optimizer, args, vocabulary_size: int, plan: list[Chunk], init):
     """Trace the training program now (from the shapes ``init`` will return) and compile it in a background
-    thread; ``.result()`` gives ``(compiled, compiler_options_used)``."""
+    thread (:func:`compile_train_program`); ``.result()`` gives ``(compiled, compiler_options_used)``."""
     import concurrent.futures
 
     import jax
@@ -772,19 +833,9 @@ def _compile_train_program(optimizer, args, vocabulary_size: int, plan: list[Chu
         jax.ShapeDtypeStruct((rows, args.batch_size, 1), np.int32),
         jax.ShapeDtypeStruct((), np.int32),
     )
-    on_cpu = jax.default_backend() == "cpu"
-
-    def compile_program():
-        if on_cpu:
-            try:
-                return lowered.compile(_CPU_COMPILER_OPTIONS), _CPU_COMPILER_OPTIONS
-            except Exception as e:  # an XLA without the option: compile with its defaults
-                if "compile option" not in str(e) and "valid enum" not in str(e):
-                    raise
-        return lowered.compile(), {}
 
     executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="compile")
-    future = executor.submit(compile_program)
+    future = executor.submit(compile_train_program, lowered)
     executor.shutdown(wait=False)
     return future
 

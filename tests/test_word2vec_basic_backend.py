@@ -33,7 +33,9 @@ print(json.dumps({"split_ops": compiled.as_text().count("outer_dimension_partiti
 
 
 def _run(mode: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+    # The tutorial's own setting: one CPU device (the multi-device session's forced device count is not it).
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", _SCRIPT, mode], check=True, capture_output=True, text=True,
                          cwd=REPO, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])

@@ -785,8 +785,9 @@ def start_jax_backend() -> None:
     took 183 us of CPU per step split, 135 us not (measured on the 2-core machine under load; see
     ``benchmarks/README.md``), and the second core is the batch thread's. So the calling thread runs on one
     CPU while the client starts, then every thread of the process gets the full CPU set back. Linux only
-    (elsewhere it just starts the backends). The
-    programs compute the same values either way.
+    (elsewhere it just starts the backends). With several virtual CPU devices forced
+    (``XLA_FLAGS=--xla_force_host_platform_device_count=N``) XLA splits the step anyway (seen in the tests'
+    multi-device session). The programs compute the same values either way.
     """
     import jax
 

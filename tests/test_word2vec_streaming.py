@@ -118,3 +118,15 @@ def test_bad_streaming_flags_exit_2(corpus, tmp_path, capsys, extra, needle):
     assert _run(corpus, tmp_path / "out", *extra) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and needle in err and err.count("\n") == 1
+
+
+def test_epochs_of_a_streamed_corpus_are_said_to_be_estimated(corpus, tmp_path, capsys):
+    """--epochs is exact for a corpus held whole (the cursor replayed); a streamed corpus is never whole in memory,
+    so its epochs come from the expected kept tokens, and the plan line says so rather than claim exactness."""
+    assert _run(corpus, tmp_path / "whole", "--epochs", "0.05") == 0
+    whole = capsys.readouterr().out
+    assert "exactly 0.05 epochs (--epochs)" in whole
+    assert _run(corpus, tmp_path / "streamed", "--epochs", "0.05", "--corpus-chunk-tokens", "700") == 0
+    streamed = capsys.readouterr().out
+    assert "epochs (--epochs of a streamed corpus: counted from the expected kept tokens)" in streamed
+    assert "exactly" not in streamed.split("steps of")[1].split("\n")[0]

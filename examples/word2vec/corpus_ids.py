@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import hashlib
 import os
 import pickle
 import queue
@@ -42,7 +43,7 @@ import numpy as np
 
 from examples.word2vec import data
 
-__all__ = ["CorpusIds", "IdFile", "index_block", "read_corpus"]
+__all__ = ["BlockIndex", "CorpusIds", "HashCollision", "IdFile", "index_block", "read_corpus"]
 
 # Provisional ids are counted and remapped this many at a time (64 MiB of int32).
 _IDS_PER_BLOCK = 1 << 24
@@ -180,12 +181,171 @@ class _Provisional:
         return np.pad(self.counts, (0, vocab_size_seen - len(self.counts)))
 
 
-def index_block(block: bytes, offset: int, path: str) -> tuple[list[bytes], np.ndarray]:
-    """One block of ``data.text_blocks`` tokenised and indexed on its own: its distinct tokens (UTF-8 bytes) in
-    order of first appearance, and its tokens as ids into that list. What a reader process does."""
-    index = data.first_seen_index()
-    ids = data.index_tokens(index, data.block_tokens(block, offset, path, as_bytes=True))
-    return list(index), ids
+class BlockIndex(NamedTuple):
+    """:func:`index_block`'s result: the block's distinct tokens in the order of their ``keys`` (one 64-bit key
+    each, ascending: the token's own bytes for a token of at most 8 bytes, else a hash), their ``lengths``, their
+    UTF-8 bytes one after the other (``text``), the position of each one's ``first`` appearance in the block; and
+    the block's tokens as ``ids`` (int32) into that list."""
+
+    keys: np.ndarray
+    lengths: np.ndarray
+    text: bytes
+    first: np.ndarray
+    ids: np.ndarray
+
+
+class HashCollision(Exception):
+    """Two different tokens have the same 64-bit key (for 10^7 distinct tokens longer than 8 bytes, about one
+    corpus in 10^5): :func:`read_corpus` then reads the file again with a dict of the tokens themselves."""
+
+
+# The low k bytes of a little-endian 8-byte word. A token holds no NUL byte, so a token of at most 8 bytes is its
+# own key (zero-padded): exact, no hash.
+_LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(9)], np.uint64)
+# Longer tokens are hashed 8 bytes per vectorised round; beyond this many bytes (rare) one by one.
+_VECTOR_HASH_BYTES = 64
+_GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, a bijection of 64-bit words."""
+    h = h ^ (h >> np.uint64(30))
+    h *= _MIX1
+    h ^= h >> np.uint64(27)
+    h *= _MIX2
+    return h ^ (h >> np.uint64(31))
+
+
+def _token_keys(buf: np.ndarray, words: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The key of each token (at ``starts`` in ``buf``; ``words[i]`` is the 8 bytes from offset ``i``): its bytes
+    if it has at most 8, else a hash of its length and bytes (equal keys are checked byte for byte by the caller)."""
+    keys = words[starts] & _LOW_BYTES[np.minimum(lengths, 8)]
+    long = np.flatnonzero(lengths > 8)
+    if len(long) == 0:
+        return keys
+    vector = long[lengths[long] <= _VECTOR_HASH_BYTES]
+    h = lengths[vector].astype(np.uint64) * _GOLDEN
+    for j in range(0, _VECTOR_HASH_BYTES, 8):
+        left = lengths[vector] - j
+        live = np.flatnonzero(left > 0)
+        if len(live) == 0:
+            break
+        h[live] = _mix(h[live] ^ (words[starts[vector[live]] + j] & _LOW_BYTES[np.minimum(left[live], 8)]))
+    keys[vector] = h
+    for i in long[lengths[long] > _VECTOR_HASH_BYTES].tolist():
+        token = buf[starts[i]: starts[i] + lengths[i]].tobytes()
+        keys[i] = int.from_bytes(hashlib.blake2b(token, digest_size=8).digest(), "little")
+    return keys
+
+
+def _byte_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The offsets ``starts[i] .. starts[i] + lengths[i] - 1`` of every ``i``, one range after the other."""
+    ends = np.cumsum(lengths)
+    return np.repeat(starts - (ends - lengths), lengths) + np.arange(ends[-1] if len(ends) else 0)
+
+
+def _check_same(buf_a: np.ndarray, starts_a: np.ndarray, lengths_a: np.ndarray,
+                buf_b: np.ndarray, starts_b: np.ndarray, lengths_b: np.ndarray) -> None:
+    """Tokens whose keys are equal: raise :class:`HashCollision` unless they are equal byte for byte."""
+    if not (np.array_equal(lengths_a, lengths_b)
+            and np.array_equal(buf_a[_byte_ranges(starts_a, lengths_a)], buf_b[_byte_ranges(starts_b, lengths_b)])):
+        raise HashCollision
+
+
+def index_block(block: bytes, offset: int, path: str) -> BlockIndex:
+    """One block of ``data.text_blocks`` tokenised (``data.block_token_text``) and indexed on its own: what a
+    reader process does. The tokens are found, keyed and grouped (one sort) as numpy arrays, never as Python
+    objects.
+
+    >>> b = index_block(b"b a Bb b a", 0, "x")
+    >>> b.keys.tolist(), b.lengths.tolist(), b.text, b.first.tolist(), b.ids.tolist()
+    ([97, 98, 25186], [1, 1, 2], b'abbb', [1, 0, 2], [1, 0, 2, 1, 0])
+
+    Raises:
+        CorpusError: the block is not UTF-8.
+        HashCollision: two different tokens of the block have the same key.
+    """
+    clean = data.block_token_text(block, offset, path)
+    n = len(clean)
+    buf = np.frombuffer(clean + bytes(8), np.uint8)
+    words = np.ndarray((n + 1,), "<u8", buffer=buf, strides=(1,))  # unaligned, overlapping: 8 bytes per offset
+    in_token = np.zeros(n + 2, bool)
+    np.not_equal(buf[:n], 32, out=in_token[1:-1])
+    edges = np.flatnonzero(in_token[1:] != in_token[:-1])
+    starts, lengths = edges[::2], edges[1::2] - edges[::2]
+    if len(starts) == 0:
+        return BlockIndex(np.zeros(0, np.uint64), np.zeros(0, np.int64), b"", np.zeros(0, np.int64),
+                          np.zeros(0, np.int32))
+    keys = _token_keys(buf, words, starts, lengths)
+    order = np.argsort(keys)
+    sorted_keys = keys[order]
+    group_start = np.empty(len(keys), bool)
+    group_start[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=group_start[1:])
+    first = np.minimum.reduceat(order, np.flatnonzero(group_start))  # each distinct key's first token
+    group = np.empty(len(keys), np.int32)
+    group[order] = np.cumsum(group_start, dtype=np.int32) - 1
+    rep = first[group]  # each token's first appearance
+    check = np.flatnonzero((lengths > 8) | (lengths[rep] > 8))  # keys that are hashes
+    if len(check):
+        _check_same(buf, starts[check], lengths[check], buf, starts[rep[check]], lengths[rep[check]])
+    text = buf[_byte_ranges(starts[first], lengths[first])].tobytes()
+    return BlockIndex(sorted_keys[group_start], lengths[first], text, first, group)
+
+
+class _TokenTable:
+    """The parent's index of the tokens seen so far, in order of first appearance (their provisional ids): keys
+    sorted for ``np.searchsorted``, bytes one after the other."""
+
+    def __init__(self) -> None:
+        self.sorted_keys = np.zeros(0, np.uint64)
+        self.sorted_ids = np.zeros(0, np.int32)
+        self.lengths = np.zeros(0, np.int64)
+        self.starts = np.zeros(0, np.int64)
+        self.text = np.zeros(1 << 16, np.uint8)
+        self.used = 0  # bytes of self.text in use
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def decode(self, ids: np.ndarray) -> list[str]:
+        """Tokens ``ids`` as ``str``, all decoded at once (one space between two; a token holds none)."""
+        lengths = self.lengths[ids]
+        out_starts = np.cumsum(lengths + 1) - (lengths + 1)
+        out = np.full(int(lengths.sum()) + len(ids), 32, np.uint8)
+        out[_byte_ranges(out_starts, lengths)] = self.text[_byte_ranges(self.starts[ids], lengths)]
+        return out[:-1].tobytes().decode("utf-8").split(" ") if len(ids) else []
+
+    def add(self, block: BlockIndex) -> np.ndarray:
+        """The provisional ids of ``block``'s tokens, its new tokens numbered on in their order of first
+        appearance: the ids of one pass over the tokens (``data.index_tokens``)."""
+        seen = len(self.sorted_keys)
+        pos = np.searchsorted(self.sorted_keys, block.keys)  # both sorted: one merge-like pass
+        found = np.flatnonzero(self.sorted_keys[np.minimum(pos, seen - 1)] == block.keys) if seen else pos[:0]
+        ids = np.empty(len(block.keys), np.int32)
+        ids[found] = self.sorted_ids[pos[found]]
+        text = np.frombuffer(block.text, np.uint8)
+        starts = np.cumsum(block.lengths) - block.lengths
+        check = found[(block.lengths[found] > 8) | (self.lengths[ids[found]] > 8)]  # keys that are hashes
+        if len(check):
+            _check_same(text, starts[check], block.lengths[check],
+                        self.text, self.starts[ids[check]], self.lengths[ids[check]])
+        is_new = np.ones(len(block.keys), bool)
+        is_new[found] = False
+        by_key = np.flatnonzero(is_new)
+        new = by_key[np.argsort(block.first[by_key])]  # in order of first appearance
+        ids[new] = np.arange(seen, seen + len(new), dtype=np.int32)
+        self.sorted_keys = np.insert(self.sorted_keys, pos[by_key], block.keys[by_key])
+        self.sorted_ids = np.insert(self.sorted_ids, pos[by_key], ids[by_key])
+        new_text = text[_byte_ranges(starts[new], block.lengths[new])]
+        if self.used + len(new_text) > len(self.text):
+            self.text = np.concatenate([self.text[: self.used],
+                                        np.zeros(max(len(self.text), len(new_text)), np.uint8)])
+        self.text[self.used: self.used + len(new_text)] = new_text
+        self.starts = np.concatenate([self.starts, self.used + np.cumsum(block.lengths[new]) - block.lengths[new]])
+        self.lengths = np.concatenate([self.lengths, block.lengths[new]])
+        self.used += len(new_text)
+        return ids[block.ids]
 
 
 class _Readers:
@@ -204,7 +364,7 @@ class _Readers:
             self.free.put(child)
         self.threads = concurrent.futures.ThreadPoolExecutor(processes, thread_name_prefix="corpus-reader")
 
-    def _index(self, block: bytes, offset: int, path: str) -> tuple[list[bytes], np.ndarray]:
+    def _index(self, block: bytes, offset: int, path: str) -> BlockIndex:
         child = self.free.get()
         try:
             _send(child.stdin, (block, offset, path))
@@ -215,9 +375,11 @@ class _Readers:
             self.free.put(child)
         if status == "error":
             raise data.CorpusError(result)
-        return result
+        if status == "collision":
+            raise HashCollision
+        return BlockIndex(*result)
 
-    def map(self, blocks: Iterator[tuple[bytes, int]], path: str) -> Iterator[tuple[list[bytes], np.ndarray]]:
+    def map(self, blocks: Iterator[tuple[bytes, int]], path: str) -> Iterator[BlockIndex]:
         """:func:`index_block` of each block, in order, with at most two blocks per process in flight."""
         pending: collections.deque = collections.deque()
         for block, offset in blocks:
@@ -260,9 +422,12 @@ def _serve() -> None:
         except EOFError:
             return
         try:
-            reply: tuple = ("ok", index_block(block, offset, path))
+            # A plain tuple: this module is __main__ here, and the parent has no __main__.BlockIndex.
+            reply: tuple = ("ok", tuple(index_block(block, offset, path)))
         except data.CorpusError as e:
             reply = ("error", str(e))
+        except HashCollision:
+            reply = ("collision", None)
         _send(stdout, reply)
 
 
@@ -279,29 +444,32 @@ def _reader_processes(source: str | os.PathLike[str], processes: int | None) -> 
     return min(cores, 4) if cores > 1 and size >= 32 << 20 else 0
 
 
-def _index_source(source: str | os.PathLike[str] | Sequence[str], index: dict, provisional: _Provisional,
-                  processes: int | None) -> None:
-    """Pass 1: every token of ``source`` as a provisional id of ``index``, into ``provisional``."""
-    if not isinstance(source, (str, os.PathLike)):
-        for start in range(0, len(source), 1 << 20):
-            provisional.add(data.index_tokens(index, source[start: start + (1 << 20)]))
-        return
-    path = os.fspath(source)
-    processes = _reader_processes(path, processes)
+def _index_words(words: Sequence[str] | Iterator[list], provisional: _Provisional) -> list:
+    """Pass 1 with a dict of the tokens themselves: a list of words (slices of 2^20), or blocks of tokens."""
+    index = data.first_seen_index()
+    blocks = (words[i: i + (1 << 20)] for i in range(0, len(words), 1 << 20)) if isinstance(words, Sequence) else words
+    for tokens in blocks:
+        provisional.add(data.index_tokens(index, tokens))
+    return list(index)
+
+
+def _index_file(path: str, provisional: _Provisional, processes: int) -> _TokenTable:
+    """Pass 1 of a corpus file: each block's :func:`index_block` (in ``processes`` reader processes, or here),
+    merged in order into the provisional ids of one pass over the tokens."""
+    table = _TokenTable()
     if processes == 0:
-        for tokens in data.token_blocks(path, as_bytes=True):
-            provisional.add(data.index_tokens(index, tokens))
-        return
-    readers = _Readers(processes)
-    try:
-        for words, local in readers.map(data.text_blocks(path), path):
-            # The block's distinct tokens, in their order of first appearance, after the earlier blocks': the
-            # same provisional ids as one pass over the tokens.
-            provisional.add(data.index_tokens(index, words)[local])
-    finally:
-        readers.close()
+        for block, offset in data.text_blocks(path):
+            provisional.add(table.add(index_block(block, offset, path)))
+    else:
+        readers = _Readers(processes)
+        try:
+            for block_index in readers.map(data.text_blocks(path), path):
+                provisional.add(table.add(block_index))
+        finally:
+            readers.close()
     if provisional.n == 0:
         raise data.CorpusError(f"corpus file {path} contains no words")
+    return table
 
 
 def read_corpus(source: str | os.PathLike[str] | Sequence[str], min_count: int, max_vocab: int | None, *,
@@ -310,21 +478,35 @@ def read_corpus(source: str | os.PathLike[str] | Sequence[str], min_count: int, 
     or a list of words) with ``--min-count`` / ``--max-vocab``, identical to ``data.build_vocabulary``'s.
 
     The ids stay in memory if they fit in ``memory_bytes`` (4 bytes per token) and ``to_file`` is false; otherwise
-    they are in an :class:`IdFile` in ``spill_dir`` (see the module docstring). A file's blocks are tokenised by
-    ``processes`` reader processes (default: one per core, at most 4, for files of 32 MiB or more; 0: in this
-    process), the main process merging their distinct tokens in order: the same ids either way.
+    they are in an :class:`IdFile` in ``spill_dir`` (see the module docstring). A file's blocks are tokenised and
+    indexed (:func:`index_block`) by ``processes`` reader processes (default: one per core, at most 4, for files of
+    32 MiB or more; 0: in this process), the main process merging their distinct tokens in order: the same ids
+    either way. Should two different tokens longer than 8 bytes share a 64-bit key (:class:`HashCollision`), the
+    file is read again with a dict of the tokens (slower, same result).
 
     Raises:
         CorpusError: see ``data.token_blocks`` and ``data.rank_vocabulary``; more than 2^31 - 2^26 tokens; the id
             file cannot be written.
     """
-    index = data.first_seen_index()
     provisional = _Provisional(-1 if to_file else memory_bytes, spill_dir)
-    _index_source(source, index, provisional, processes)
-    counts = provisional.finish(len(index))
-    words, counts, remap = data.rank_vocabulary(list(index), counts, min_count, max_vocab)
-    del index
-    words = [w.decode("utf-8") if isinstance(w, bytes) else w for w in words]
+    if not isinstance(source, (str, os.PathLike)):
+        first_seen: Sequence = _index_words(source, provisional)
+    else:
+        path = os.fspath(source)
+        try:
+            first_seen = _index_file(path, provisional, _reader_processes(path, processes))
+        except HashCollision:
+            if provisional.file is not None:
+                provisional.file.close()
+            provisional = _Provisional(-1 if to_file else memory_bytes, spill_dir)
+            first_seen = _index_words(data.token_blocks(path, as_bytes=True), provisional)
+    counts = provisional.finish(len(first_seen))
+    order, counts, remap = data.rank_vocabulary(range(len(first_seen)), counts, min_count, max_vocab)
+    if isinstance(first_seen, _TokenTable):
+        words = first_seen.decode(np.asarray(order, np.intp))
+    else:
+        words = [first_seen[i].decode("utf-8") if isinstance(first_seen[i], bytes) else first_seen[i] for i in order]
+    del first_seen
     if provisional.file is None:
         ids = remap[np.concatenate(provisional.held)]
         return CorpusIds(words, counts, ids[ids >= 0], provisional.n)

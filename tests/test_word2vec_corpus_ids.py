@@ -82,6 +82,8 @@ def test_block_reader_agrees_with_the_whole_file_reader(tmp_path, monkeypatch, b
         assert [w for b in blocks for w in b] == expected, path.name
         as_bytes = list(data.token_blocks(path, as_bytes=True, block_bytes=block_bytes))
         assert [w.decode() for b in as_bytes for w in b] == expected, path.name
+        text = [data.block_token_text(b, o, str(path)) for b, o in data.text_blocks(path, block_bytes)]
+        assert [w.decode() for t in text for w in t.split(b" ") if w] == expected, path.name
     assert data.read_words(paths[0]) == expected
 
 

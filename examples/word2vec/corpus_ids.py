@@ -252,6 +252,23 @@ def _check_same(buf_a: np.ndarray, starts_a: np.ndarray, lengths_a: np.ndarray,
         raise HashCollision
 
 
+def _same_key(keys: np.ndarray) -> np.ndarray:
+    """For each key, the position of one key equal to it (the same for all of them). A hash table in numpy: each
+    key is written into its slot (some key wins each slot) and read back; the keys that lost their slot to a
+    different key (a few percent: each such key loses with all its copies) are grouped by a sort."""
+    table = np.empty(1 << max(4, int(len(keys) - 1).bit_length()), np.int32)
+    slot = (_mix(keys) >> np.uint64(64 - table.size.bit_length() + 1)).astype(np.intp)
+    positions = np.arange(len(keys), dtype=np.int32)
+    table[slot] = positions
+    rep = table[slot]
+    lost = np.flatnonzero(keys[rep] != keys)
+    if len(lost):
+        order = lost[np.argsort(keys[lost])]
+        starts = np.flatnonzero(np.concatenate([[True], keys[order[1:]] != keys[order[:-1]]]))
+        rep[order] = np.repeat(order[starts], np.diff(np.append(starts, len(order))))
+    return rep
+
+
 def index_block(block: bytes, offset: int, path: str) -> BlockIndex:
     """One block of ``data.text_blocks`` tokenised (``data.block_token_text``) and indexed on its own: what a
     reader process does. The tokens are found, keyed and grouped (one sort) as numpy arrays, never as Python
@@ -277,20 +294,21 @@ def index_block(block: bytes, offset: int, path: str) -> BlockIndex:
         return BlockIndex(np.zeros(0, np.uint64), np.zeros(0, np.int64), b"", np.zeros(0, np.int64),
                           np.zeros(0, np.int32))
     keys = _token_keys(buf, words, starts, lengths)
-    order = np.argsort(keys)
-    sorted_keys = keys[order]
-    group_start = np.empty(len(keys), bool)
-    group_start[0] = True
-    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=group_start[1:])
-    first = np.minimum.reduceat(order, np.flatnonzero(group_start))  # each distinct key's first token
+    rep = _same_key(keys)
+    # Each group's first token (the smallest position with its representative), the groups in key order.
+    first_of = np.full(len(keys), len(keys), np.int64)
+    np.minimum.at(first_of, rep, np.arange(len(keys)))
+    reps = np.flatnonzero(first_of < len(keys))
+    reps = reps[np.argsort(keys[reps])]
+    first = first_of[reps]
     group = np.empty(len(keys), np.int32)
-    group[order] = np.cumsum(group_start, dtype=np.int32) - 1
-    rep = first[group]  # each token's first appearance
+    group[reps] = np.arange(len(reps), dtype=np.int32)
+    group = group[rep]
     check = np.flatnonzero((lengths > 8) | (lengths[rep] > 8))  # keys that are hashes
     if len(check):
         _check_same(buf, starts[check], lengths[check], buf, starts[rep[check]], lengths[rep[check]])
     text = buf[_byte_ranges(starts[first], lengths[first])].tobytes()
-    return BlockIndex(sorted_keys[group_start], lengths[first], text, first, group)
+    return BlockIndex(keys[reps], lengths[first], text, first, group)
 
 
 class _TokenTable:

@@ -343,11 +343,16 @@ def test_a_collision_in_a_reader_process_reads_again(tmp_path, monkeypatch):
 
 
 def test_index_block_keys_and_first_appearances():
-    """The block's distinct tokens by key, each with its first position; the ids point into them."""
+    """The block's distinct tokens by key, each with its first position (the bytes of those longer than 8 bytes in
+    ``text``); the ids point into them."""
     block = "Bb ab B b ab αβγδεζηθ αβγδεζηθ bb".encode()
     got = corpus_ids.index_block(block, 0, "x")
     tokens = old_tokens(block)
-    distinct = [got.text[s - n: s].decode() for s, n in zip(np.cumsum(got.lengths), got.lengths, strict=True)]
+    distinct, text = [], got.text
+    for key, n in zip(got.keys.tolist(), got.lengths.tolist(), strict=True):  # short: the key's bytes
+        distinct.append(key.to_bytes(8, "little")[:n].decode() if n <= 8 else text[:n].decode())
+        text = text if n <= 8 else text[n:]
+    assert text == b""
     assert sorted(set(tokens), key=distinct.index) == distinct and len(distinct) == len(set(tokens))
     assert [distinct[i] for i in got.ids] == tokens
     assert [tokens.index(w) for w in distinct] == got.first.tolist()

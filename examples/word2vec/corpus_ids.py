@@ -183,9 +183,9 @@ class _Provisional:
 
 class BlockIndex(NamedTuple):
     """:func:`index_block`'s result: the block's distinct tokens in the order of their ``keys`` (one 64-bit key
-    each, ascending: the token's own bytes for a token of at most 8 bytes, else a hash), their ``lengths``, their
-    UTF-8 bytes one after the other (``text``), the position of each one's ``first`` appearance in the block; and
-    the block's tokens as ``ids`` (int32) into that list."""
+    each, ascending: the token's own bytes for a token of at most 8 bytes, else a hash), their ``lengths``, the
+    UTF-8 bytes of those longer than 8 bytes one after the other (``text``), the position of each one's ``first``
+    appearance in the block; and the block's tokens as ``ids`` (int32) into that list."""
 
     keys: np.ndarray
     lengths: np.ndarray
@@ -274,9 +274,9 @@ def index_block(block: bytes, offset: int, path: str) -> BlockIndex:
     reader process does. The tokens are found, keyed and grouped (one sort) as numpy arrays, never as Python
     objects.
 
-    >>> b = index_block(b"b a Bb b a", 0, "x")
-    >>> b.keys.tolist(), b.lengths.tolist(), b.text, b.first.tolist(), b.ids.tolist()
-    ([97, 98, 25186], [1, 1, 2], b'abbb', [1, 0, 2], [1, 0, 2, 1, 0])
+    >>> b = index_block(b"b a Bb b a Abcdefghij", 0, "x")
+    >>> b.keys[:3].tolist(), b.lengths.tolist(), b.text, b.first.tolist(), b.ids.tolist()
+    ([97, 98, 25186], [1, 1, 2, 10], b'abcdefghij', [1, 0, 2, 5], [1, 0, 2, 1, 0, 3])
 
     Raises:
         CorpusError: the block is not UTF-8.
@@ -307,19 +307,22 @@ def index_block(block: bytes, offset: int, path: str) -> BlockIndex:
     check = np.flatnonzero((lengths > 8) | (lengths[rep] > 8))  # keys that are hashes
     if len(check):
         _check_same(buf, starts[check], lengths[check], buf, starts[rep[check]], lengths[rep[check]])
-    text = buf[_byte_ranges(starts[first], lengths[first])].tobytes()
+    long = first[lengths[first] > 8]  # a shorter token's bytes are its key
+    text = buf[_byte_ranges(starts[long], lengths[long])].tobytes()
     return BlockIndex(keys[reps], lengths[first], text, first, group)
 
 
 class _TokenTable:
-    """The parent's index of the tokens seen so far, in order of first appearance (their provisional ids): keys
-    sorted for ``np.searchsorted``, bytes one after the other."""
+    """The parent's index of the tokens seen so far, by provisional id (order of first appearance): their keys
+    (also sorted, for ``np.searchsorted``), lengths, and the bytes of those longer than 8 (a shorter token's bytes
+    are its key)."""
 
     def __init__(self) -> None:
         self.sorted_keys = np.zeros(0, np.uint64)
         self.sorted_ids = np.zeros(0, np.int32)
+        self.keys = np.zeros(0, np.uint64)
         self.lengths = np.zeros(0, np.int64)
-        self.starts = np.zeros(0, np.int64)
+        self.starts = np.zeros(0, np.int64)  # in self.text, of tokens longer than 8 bytes
         self.text = np.zeros(1 << 16, np.uint8)
         self.used = 0  # bytes of self.text in use
 
@@ -329,9 +332,12 @@ class _TokenTable:
     def decode(self, ids: np.ndarray) -> list[str]:
         """Tokens ``ids`` as ``str``, all decoded at once (one space between two; a token holds none)."""
         lengths = self.lengths[ids]
-        out_starts = np.cumsum(lengths + 1) - (lengths + 1)
+        at = np.cumsum(lengths + 1) - (lengths + 1)
         out = np.full(int(lengths.sum()) + len(ids), 32, np.uint8)
-        out[_byte_ranges(out_starts, lengths)] = self.text[_byte_ranges(self.starts[ids], lengths)]
+        short, long = np.flatnonzero(lengths <= 8), np.flatnonzero(lengths > 8)
+        key_bytes = self.keys[ids[short]].astype("<u8").view(np.uint8).reshape(-1, 8)
+        out[_byte_ranges(at[short], lengths[short])] = key_bytes[np.arange(8) < lengths[short, None]]
+        out[_byte_ranges(at[long], lengths[long])] = self.text[_byte_ranges(self.starts[ids[long]], lengths[long])]
         return out[:-1].tobytes().decode("utf-8").split(" ") if len(ids) else []
 
     def add(self, block: BlockIndex) -> np.ndarray:
@@ -343,8 +349,10 @@ class _TokenTable:
         ids = np.empty(len(block.keys), np.int32)
         ids[found] = self.sorted_ids[pos[found]]
         text = np.frombuffer(block.text, np.uint8)
-        starts = np.cumsum(block.lengths) - block.lengths
-        check = found[(block.lengths[found] > 8) | (self.lengths[ids[found]] > 8)]  # keys that are hashes
+        long = block.lengths > 8
+        starts = np.zeros(len(block.keys), np.int64)
+        starts[long] = np.cumsum(block.lengths[long]) - block.lengths[long]
+        check = found[long[found] | (self.lengths[ids[found]] > 8)]  # keys that are hashes
         if len(check):
             _check_same(text, starts[check], block.lengths[check],
                         self.text, self.starts[ids[check]], self.lengths[ids[check]])
@@ -355,14 +363,18 @@ class _TokenTable:
         ids[new] = np.arange(seen, seen + len(new), dtype=np.int32)
         self.sorted_keys = np.insert(self.sorted_keys, pos[by_key], block.keys[by_key])
         self.sorted_ids = np.insert(self.sorted_ids, pos[by_key], ids[by_key])
-        new_text = text[_byte_ranges(starts[new], block.lengths[new])]
+        new_long = new[long[new]]
+        new_text = text[_byte_ranges(starts[new_long], block.lengths[new_long])]
         if self.used + len(new_text) > len(self.text):
             self.text = np.concatenate([self.text[: self.used],
                                         np.zeros(max(len(self.text), len(new_text)), np.uint8)])
         self.text[self.used: self.used + len(new_text)] = new_text
-        self.starts = np.concatenate([self.starts, self.used + np.cumsum(block.lengths[new]) - block.lengths[new]])
-        self.lengths = np.concatenate([self.lengths, block.lengths[new]])
+        new_starts = np.zeros(len(new), np.int64)
+        new_starts[long[new]] = self.used + np.cumsum(block.lengths[new_long]) - block.lengths[new_long]
         self.used += len(new_text)
+        self.keys = np.concatenate([self.keys, block.keys[new]])
+        self.starts = np.concatenate([self.starts, new_starts])
+        self.lengths = np.concatenate([self.lengths, block.lengths[new]])
         return ids[block.ids]
 
 

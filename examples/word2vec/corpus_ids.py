@@ -1,7 +1,9 @@
 """The trainer's corpus as token ids, built in one pass over the text, held in memory or in a file.
 
-:func:`read_corpus` reads a corpus file block by block (``data.token_blocks``), gives every token a provisional
-id in order of first appearance (``data.index_tokens``), counts them, and ranks the vocabulary
+:func:`read_corpus` reads a corpus file block by block (``data.text_blocks``), gives every token a provisional
+id in order of first appearance (:func:`index_block` per block, in numpy: a token of up to 8 bytes is its own
+64-bit key, a longer one is hashed and checked byte for byte; the blocks merged in order into the ids of one pass,
+as ``data.index_tokens`` would give them), counts them, and ranks the vocabulary
 (``data.rank_vocabulary``: ``--min-count``, ``--max-vocab``, ties in first-appearance order); a second pass over
 the *ids* (not the text) maps them to vocabulary ids and drops the out-of-vocabulary ones. The result is exactly
 ``data.build_vocabulary(data.read_words(path), ...)``, without ever holding the text or its list of tokens.

@@ -197,8 +197,9 @@ class BlockIndex(NamedTuple):
 
 
 class HashCollision(Exception):
-    """Two different tokens have the same 64-bit key (for 10^7 distinct tokens longer than 8 bytes, about one
-    corpus in 10^5): :func:`read_corpus` then reads the file again with a dict of the tokens themselves."""
+    """Two different tokens have the same 64-bit key (n distinct tokens longer than 8 bytes: probability about
+    n^2 / 2^65, 3 in a million for n = 10^7): :func:`read_corpus` then reads the file again with a dict of the
+    tokens themselves."""
 
 
 # The low k bytes of a little-endian 8-byte word. A token holds no NUL byte, so a token of at most 8 bytes is its
@@ -273,8 +274,8 @@ def _same_key(keys: np.ndarray) -> np.ndarray:
 
 def index_block(block: bytes, offset: int, path: str) -> BlockIndex:
     """One block of ``data.text_blocks`` tokenised (``data.block_token_text``) and indexed on its own: what a
-    reader process does. The tokens are found, keyed and grouped (one sort) as numpy arrays, never as Python
-    objects.
+    reader process does. The tokens are found, keyed and grouped (a hash table in numpy, :func:`_same_key`) as
+    numpy arrays, never as Python objects.
 
     >>> b = index_block(b"b a Bb b a Abcdefghij", 0, "x")
     >>> b.keys[:3].tolist(), b.lengths.tolist(), b.text, b.first.tolist(), b.ids.tolist()
@@ -476,10 +477,9 @@ def _reader_processes(source: str | os.PathLike[str], processes: int | None) -> 
     return min(cores, 4) if cores > 1 and size >= 32 << 20 else 0
 
 
-def _index_words(words: Sequence[str] | Iterator[list], provisional: _Provisional) -> list:
-    """Pass 1 with a dict of the tokens themselves: a list of words (slices of 2^20), or blocks of tokens."""
+def _index_words(blocks: Iterator[Sequence], provisional: _Provisional) -> list:
+    """Pass 1 with a dict of the tokens themselves, block by block: the tokens in order of first appearance."""
     index = data.first_seen_index()
-    blocks = (words[i: i + (1 << 20)] for i in range(0, len(words), 1 << 20)) if isinstance(words, Sequence) else words
     for tokens in blocks:
         provisional.add(data.index_tokens(index, tokens))
     return list(index)
@@ -522,7 +522,8 @@ def read_corpus(source: str | os.PathLike[str] | Sequence[str], min_count: int, 
     """
     provisional = _Provisional(-1 if to_file else memory_bytes, spill_dir)
     if not isinstance(source, (str, os.PathLike)):
-        first_seen: Sequence = _index_words(source, provisional)
+        first_seen: Sequence = _index_words((source[i: i + (1 << 20)] for i in range(0, len(source), 1 << 20)),
+                                            provisional)
     else:
         path = os.fspath(source)
         try:

@@ -413,14 +413,26 @@ class _Readers:
         return BlockIndex(*result)
 
     def map(self, blocks: Iterator[tuple[bytes, int]], path: str) -> Iterator[BlockIndex]:
-        """:func:`index_block` of each block, in order, with at most two blocks per process in flight."""
+        """:func:`index_block` of each block, in order, with at most two blocks per process in flight. One block in
+        every ``processes + 2`` is indexed by the caller's thread while the processes work on theirs (the caller
+        also merges every block, so it takes less than a process's share)."""
         pending: collections.deque = collections.deque()
-        for block, offset in blocks:
-            pending.append(self.threads.submit(self._index, block, offset, path))
-            if len(pending) >= 2 * len(self.children):
-                yield pending.popleft().result()
+        local_every = len(self.children) + 2
+        for i, (block, offset) in enumerate(blocks):
+            if i % local_every == local_every - 1:
+                pending.append((block, offset))
+            else:
+                pending.append(self.threads.submit(self._index, block, offset, path))
+            if len(pending) > 2 * len(self.children):
+                yield self._result(pending.popleft(), path)
         while pending:
-            yield pending.popleft().result()
+            yield self._result(pending.popleft(), path)
+
+    @staticmethod
+    def _result(item: concurrent.futures.Future | tuple[bytes, int], path: str) -> BlockIndex:
+        if isinstance(item, tuple):
+            return index_block(*item, path)
+        return item.result()
 
     def close(self) -> None:
         self.threads.shutdown(wait=True, cancel_futures=True)
@@ -465,8 +477,9 @@ def _serve() -> None:
 
 
 def _reader_processes(source: str | os.PathLike[str], processes: int | None) -> int:
-    """Reader processes for a corpus file: ``processes``, or by default one per core (at most 4) for files of
-    32 MiB or more (below that, starting them costs more than they save), none on one core."""
+    """Reader processes for a corpus file: ``processes``, or by default one per core beyond the first (at most 3:
+    the caller's process indexes blocks too, and merges them all) for files of 32 MiB or more (below that,
+    starting them costs more than they save), none on one core."""
     if processes is not None:
         return processes
     try:
@@ -474,7 +487,7 @@ def _reader_processes(source: str | os.PathLike[str], processes: int | None) -> 
     except OSError:
         return 0  # read_corpus reports it
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(cores, 4) if cores > 1 and size >= 32 << 20 else 0
+    return min(cores - 1, 3) if size >= 32 << 20 else 0
 
 
 def _index_words(blocks: Iterator[Sequence], provisional: _Provisional) -> list:
@@ -511,8 +524,8 @@ def read_corpus(source: str | os.PathLike[str] | Sequence[str], min_count: int, 
 
     The ids stay in memory if they fit in ``memory_bytes`` (4 bytes per token) and ``to_file`` is false; otherwise
     they are in an :class:`IdFile` in ``spill_dir`` (see the module docstring). A file's blocks are tokenised and
-    indexed (:func:`index_block`) by ``processes`` reader processes (default: one per core, at most 4, for files of
-    32 MiB or more; 0: in this process), the main process merging their distinct tokens in order: the same ids
+    indexed (:func:`index_block`) by ``processes`` reader processes (default: one per core beyond the first, at
+    most 3, for files of 32 MiB or more; 0: none) and by this process, which merges them all in order: the same ids
     either way. Should two different tokens longer than 8 bytes share a 64-bit key (:class:`HashCollision`), the
     file is read again with a dict of the tokens (slower, same result).
 

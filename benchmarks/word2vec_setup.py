@@ -10,8 +10,8 @@
   drawn from N(0, 0.3^2), like trained vectors), in MB of ``vectors.txt`` per second.
 * ``--before DIR``: also the same steps of another checkout (e.g. main before this change), its modules loaded
   from their files, and its ``read_corpus`` (the trainer's path) in a process of its own, to report the speed-up.
-* ``read_corpus, processes=0``: the trainer's reader without its reader processes (what it does below 32 MiB),
-  to show what the reader processes buy on the machine as loaded.
+* ``read_corpus, processes=1``: the trainer's reader with one reader process (what it does by default from
+  256 MiB on 2 cores), to show what a reader process buys or costs on the machine as loaded.
 
 Every step runs ``--repeats`` times, alternating the systems, and the best time counts (the machine is shared);
 CPU seconds (of the process and its reader processes) are reported beside wall seconds. Usage::
@@ -101,8 +101,8 @@ def setup_steps(path: str, workdir: str, before: str | None) -> dict[str, Callab
         corpus = corpus_ids.read_corpus(path, MIN_COUNT, None, memory_bytes=1 << 40, spill_dir=workdir)
         return corpus.raw_tokens
 
-    def in_process() -> int:
-        corpus = corpus_ids.read_corpus(path, MIN_COUNT, None, memory_bytes=1 << 40, spill_dir=workdir, processes=0)
+    def one_reader() -> int:
+        corpus = corpus_ids.read_corpus(path, MIN_COUNT, None, memory_bytes=1 << 40, spill_dir=workdir, processes=1)
         return corpus.raw_tokens
 
     def public_api() -> int:
@@ -115,7 +115,7 @@ def setup_steps(path: str, workdir: str, before: str | None) -> dict[str, Callab
         Word2Vec(min_count=MIN_COUNT, workers=os.cpu_count()).build_vocab(sentences)
         return sum(map(len, sentences))
 
-    steps = {"jaxgraph read_corpus": trainer, "jaxgraph read_corpus, processes=0": in_process,
+    steps = {"jaxgraph read_corpus": trainer, "jaxgraph read_corpus, processes=1": one_reader,
              "jaxgraph load_corpus + build_vocabulary": public_api, "gensim LineSentence + build_vocab": gensim}
     if before:
         old = _load_module(before, "data")

@@ -241,8 +241,10 @@ def test_reader_processes_by_default_only_for_big_files(tmp_path, monkeypatch):
     small.write_text("a b " * 10)
     assert corpus_ids._reader_processes(small, None) == 0
     assert corpus_ids._reader_processes(small, 3) == 3
-    monkeypatch.setattr(corpus_ids.os.path, "getsize", lambda p: 1 << 30)
     monkeypatch.setattr(corpus_ids.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(corpus_ids.os.path, "getsize", lambda p: 100 << 20)  # a 14M-word file: read here
+    assert corpus_ids._reader_processes(small, None) == 0
+    monkeypatch.setattr(corpus_ids.os.path, "getsize", lambda p: 1 << 30)
     assert corpus_ids._reader_processes(small, None) == 1  # the caller's process indexes blocks too
     monkeypatch.setattr(corpus_ids.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     assert corpus_ids._reader_processes(small, None) == 3

@@ -49,6 +49,8 @@ __all__ = ["BlockIndex", "CorpusIds", "HashCollision", "IdFile", "index_block", 
 
 # Provisional ids are counted and remapped this many at a time (64 MiB of int32).
 _IDS_PER_BLOCK = 1 << 24
+# Files this large get reader processes by default (see _reader_processes).
+_READER_PROCESS_BYTES = 256 << 20
 # Positions are int32 on the device; a step may look this far past the end of the corpus.
 _MAX_TOKENS = 2**31 - 2**26
 
@@ -478,8 +480,10 @@ def _serve() -> None:
 
 def _reader_processes(source: str | os.PathLike[str], processes: int | None) -> int:
     """Reader processes for a corpus file: ``processes``, or by default one per core beyond the first (at most 3:
-    the caller's process indexes blocks too, and merges them all) for files of 32 MiB or more (below that,
-    starting them costs more than they save), none on one core."""
+    the caller's process indexes blocks too, and merges them all) for files of 256 MiB or more, none on one core.
+    Below that the file is read in this process: it does ~8M words per CPU second, and a reader process costs
+    ~0.2 CPU seconds to start plus the blocks' round trips (~30-50% more CPU in all on a 14M-word file) and gains
+    nothing on a machine whose other core is busy (``benchmarks/word2vec_setup.py``)."""
     if processes is not None:
         return processes
     try:
@@ -487,7 +491,7 @@ def _reader_processes(source: str | os.PathLike[str], processes: int | None) -> 
     except OSError:
         return 0  # read_corpus reports it
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(cores - 1, 3) if size >= 32 << 20 else 0
+    return min(cores - 1, 3) if size >= _READER_PROCESS_BYTES else 0
 
 
 def _index_words(blocks: Iterator[Sequence], provisional: _Provisional) -> list:
@@ -525,7 +529,7 @@ def read_corpus(source: str | os.PathLike[str] | Sequence[str], min_count: int, 
     The ids stay in memory if they fit in ``memory_bytes`` (4 bytes per token) and ``to_file`` is false; otherwise
     they are in an :class:`IdFile` in ``spill_dir`` (see the module docstring). A file's blocks are tokenised and
     indexed (:func:`index_block`) by ``processes`` reader processes (default: one per core beyond the first, at
-    most 3, for files of 32 MiB or more; 0: none) and by this process, which merges them all in order: the same ids
+    most 3, for files of 256 MiB or more; 0: none) and by this process, which merges them all in order: the same ids
     either way. Should two different tokens longer than 8 bytes share a 64-bit key (:class:`HashCollision`), the
     file is read again with a dict of the tokens (slower, same result).
 

@@ -362,3 +362,13 @@ def test_index_block_keys_and_first_appearances():
     assert [tokens.index(w) for w in distinct] == got.first.tolist()
     assert got.keys.tolist() == sorted(got.keys.tolist())
     assert got.keys[distinct.index("ab")] == int.from_bytes(b"ab", "little")
+
+
+def test_token_table_numbers_new_tokens_in_order_of_first_appearance():
+    """Blocks merged in order, whitespace-only blocks among them: the ids of one pass (first_seen_index)."""
+    blocks = [b"   \n ", b"b a bb a ", b"  ", "bb c Abcdefghijk ΩΩ a".encode()]
+    table, index = corpus_ids._TokenTable(), data.first_seen_index()
+    for block in blocks:
+        expected = data.index_tokens(index, data.block_tokens(block, 0, "x"))
+        np.testing.assert_array_equal(table.add(corpus_ids.index_block(block, 0, "x")), expected)
+    assert table.decode(np.arange(len(table))) == list(index) == ["b", "a", "bb", "c", "abcdefghijk", "ωω"]

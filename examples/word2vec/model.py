@@ -158,42 +158,20 @@ def band_logits(v: jax.Array, u_band: jax.Array) -> jax.Array:
     >>> band_logits(v, u).tolist()
     [[1.0, 1.0], [5.0, 5.0], [9.0, 9.0]]
     """
-    c = v.shape[0]
+    c, d = v.shape
     t = u_band.shape[0] - c  # 2W
     w = t // 2
-    nb = -(-c // t)
-    full = _band_blocks(v, u_band)  # [nb, T, 2T]: centre a of a block against band rows a + s
-    # In the flat [T * 2T] layout padded to T * (2T + 1), row a of a [T, 2T + 1] view starts at offset
-    # s = 0 of centre a, so its first 2W + 1 entries are the offsets 0 .. 2W (offset W is the centre).
-    skew = jnp.pad(full.reshape(nb, 2 * t * t), ((0, 0), (0, t))).reshape(nb, t, 2 * t + 1)
-    out = jnp.concatenate([skew[:, :, :w], skew[:, :, w + 1: t + 1]], axis=2)
-    return out.reshape(nb * t, t)[:c]
-
-
-def _band_blocks(v: jax.Array, u_band: jax.Array) -> jax.Array:
-    """``[nb, T, 2T]``, ``T = 2W``: block b's centres ``v[bT: bT + T]`` (zero rows past C) against its band rows
-    ``u_band[bT: bT + 2T]``, the products :func:`band_logits` reads its diagonals from."""
-    c, d = v.shape
-    t = u_band.shape[0] - c
     nb = -(-c // t)
     pad = nb * t - c
     vb = jnp.pad(v, ((0, pad), (0, 0))).reshape(nb, t, d)
     ub = jnp.pad(u_band, ((0, pad), (0, 0)))  # (nb + 1) * T rows
     blocks = jnp.concatenate([ub[: nb * t].reshape(nb, t, d), ub[t:].reshape(nb, t, d)], axis=1)  # [nb, 2T, D]
-    return jnp.einsum("btd,bkd->btk", vb, blocks)
-
-
-def _band_block_weights(weight: jax.Array) -> jax.Array:
-    """``weight [C, 2W]`` of :func:`band_logits`' entries, placed where :func:`_band_blocks` holds them (the
-    inverse of its skew), zeros elsewhere: ``[nb, T, 2T]``."""
-    c, t = weight.shape
-    w = t // 2
-    nb = -(-c // t)
-    # Row a of the [T, 2T + 1] view: the offsets 0 .. 2W (0 at W, the centre), then T zeros.
-    ext = jnp.concatenate([weight[:, :w], jnp.zeros((c, 1), weight.dtype), weight[:, w:],
-                           jnp.zeros((c, t), weight.dtype)], axis=1)
-    ext = jnp.pad(ext, ((0, nb * t - c), (0, 0))).reshape(nb, t * (2 * t + 1))
-    return ext[:, : 2 * t * t].reshape(nb, t, 2 * t)
+    full = jnp.einsum("btd,bkd->btk", vb, blocks)  # [nb, T, 2T]: centre a of a block against band rows a + s
+    # In the flat [T * 2T] layout padded to T * (2T + 1), row a of a [T, 2T + 1] view starts at offset
+    # s = 0 of centre a, so its first 2W + 1 entries are the offsets 0 .. 2W (offset W is the centre).
+    skew = jnp.pad(full.reshape(nb, 2 * t * t), ((0, 0), (0, t))).reshape(nb, t, 2 * t + 1)
+    out = jnp.concatenate([skew[:, :, :w], skew[:, :, w + 1: t + 1]], axis=2)
+    return out.reshape(nb * t, t)[:c]
 
 
 def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, contexts: jax.Array,
@@ -242,7 +220,7 @@ def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, co
     neg_weight = jnp.where(own != centres[:, None], n_pairs * (negatives / drawn), 0.0)
     weight = jnp.concatenate([mask.astype(v.dtype), neg_weight], axis=1)
     if step_cap is None:
-        return _blocked_group_loss(v, u, weight, two_w, groups)
+        return _group_loss(v, u, weight, two_w, groups)
     vocab_size = int(params["emb_out"].shape[0])  # the ids' range: the curvature buffer's size
     return _capped_group_loss(v, u, weight, centres, out_ids, two_w, groups, step_cap, vocab_size)
 
@@ -269,23 +247,6 @@ def _group_loss_and_logits(v: jax.Array, u: jax.Array, weight: jax.Array, two_w:
     sign = jnp.concatenate([jnp.ones((two_w,), v.dtype), -jnp.ones((products.shape[1] - two_w,), v.dtype)])
     logits = products * sign
     return _neg_log_sigmoid_sum(logits.reshape(-1), weight.reshape(-1)), logits
-
-
-def _blocked_group_loss(v: jax.Array, u: jax.Array, weight: jax.Array, two_w: int, groups: int) -> jax.Array:
-    """:func:`_group_loss`, its terms summed where the products lie: the band's in :func:`_band_blocks`' blocks
-    (their unused products weighted 0, so neither the skew of :func:`band_logits` nor its transpose is
-    computed), the negatives' as ``[G, C/G, S]``. The same terms, summed in another order; about 5% less time
-    for the loss and its gradients than :func:`_group_loss` (``benchmarks/README.md``, issue 14)."""
-    c = v.shape[0]
-    drawn = (u.shape[0] - c - two_w) // groups
-    per = -(-c // groups)
-    pos = _band_blocks(v, u[: c + two_w])
-    vg = jnp.pad(v, ((0, groups * per - c), (0, 0))).reshape(groups, per, -1)
-    neg = jnp.einsum("gcd,gsd->gcs", vg, u[c + two_w:].reshape(groups, drawn, -1))
-    neg_weight = jnp.pad(weight[:, two_w:], ((0, groups * per - c), (0, 0)))
-    logits = jnp.concatenate([pos.reshape(-1), -neg.reshape(-1)])
-    return _neg_log_sigmoid_sum(logits, jnp.concatenate([_band_block_weights(weight[:, :two_w]).reshape(-1),
-                                                         neg_weight.reshape(-1)]))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))

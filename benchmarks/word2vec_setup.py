@@ -9,7 +9,9 @@
   ``KeyedVectors.save_word2vec_format`` of the same vectors (the corpus's vocabulary, ``--dim`` values per word
   drawn from N(0, 0.3^2), like trained vectors), in MB of ``vectors.txt`` per second.
 * ``--before DIR``: also the same steps of another checkout (e.g. main before this change), its modules loaded
-  from their files, to report the speed-up.
+  from their files, and its ``read_corpus`` (the trainer's path) in a process of its own, to report the speed-up.
+* ``read_corpus, processes=1``: the trainer's reader with one reader process (what it does by default from
+  256 MiB on 2 cores), to show what a reader process buys or costs on the machine as loaded.
 
 Every step runs ``--repeats`` times, alternating the systems, and the best time counts (the machine is shared);
 CPU seconds (of the process and its reader processes) are reported beside wall seconds. Usage::
@@ -29,6 +31,7 @@ import json
 import logging
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,6 +70,28 @@ def _load_module(directory: str, name: str) -> Any:
     return module
 
 
+# Another checkout's read_corpus, timed inside a process of its own (its reader processes import that checkout's
+# modules by name): wall and CPU seconds of the call alone (its process and reader processes), and the tokens read.
+_ELSEWHERE = """
+import json, resource, sys, time
+from examples.word2vec import corpus_ids
+def cpu():
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + c.ru_utime + c.ru_stime
+wall, c = time.perf_counter(), cpu()
+corpus = corpus_ids.read_corpus(sys.argv[1], int(sys.argv[3]), None, memory_bytes=1 << 40, spill_dir=sys.argv[2])
+print(json.dumps({"wall_s": time.perf_counter() - wall, "cpu_s": cpu() - c, "result": corpus.raw_tokens}))
+"""
+
+
+def _read_corpus_elsewhere(checkout: str, path: str, workdir: str) -> dict[str, float]:
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(checkout))
+    out = subprocess.run([sys.executable, "-c", _ELSEWHERE, os.path.abspath(path), workdir, str(MIN_COUNT)],
+                         cwd=checkout, env=env,
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.splitlines()[-1])
+
+
 def setup_steps(path: str, workdir: str, before: str | None) -> dict[str, Callable[[], Any]]:
     """Each system's reading + vocabulary of ``path``; each returns the number of tokens read."""
     from gensim.models import Word2Vec
@@ -74,6 +99,10 @@ def setup_steps(path: str, workdir: str, before: str | None) -> dict[str, Callab
 
     def trainer() -> int:
         corpus = corpus_ids.read_corpus(path, MIN_COUNT, None, memory_bytes=1 << 40, spill_dir=workdir)
+        return corpus.raw_tokens
+
+    def one_reader() -> int:
+        corpus = corpus_ids.read_corpus(path, MIN_COUNT, None, memory_bytes=1 << 40, spill_dir=workdir, processes=1)
         return corpus.raw_tokens
 
     def public_api() -> int:
@@ -86,10 +115,15 @@ def setup_steps(path: str, workdir: str, before: str | None) -> dict[str, Callab
         Word2Vec(min_count=MIN_COUNT, workers=os.cpu_count()).build_vocab(sentences)
         return sum(map(len, sentences))
 
-    steps = {"jaxgraph read_corpus": trainer, "jaxgraph load_corpus + build_vocabulary": public_api,
-             "gensim LineSentence + build_vocab": gensim}
+    steps = {"jaxgraph read_corpus": trainer, "jaxgraph read_corpus, processes=1": one_reader,
+             "jaxgraph load_corpus + build_vocabulary": public_api, "gensim LineSentence + build_vocab": gensim}
     if before:
         old = _load_module(before, "data")
+
+        def previous_trainer() -> dict[str, float]:
+            return _read_corpus_elsewhere(before, path, workdir)
+
+        steps["before: read_corpus"] = previous_trainer
 
         def previous() -> int:
             words = old.read_words(path)
@@ -138,6 +172,8 @@ def best_of(steps: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict
     for _ in range(repeats):
         for name, fn in steps.items():
             wall, cpu, result = _timed(fn)
+            if isinstance(result, dict):  # timed where it ran (another checkout's process)
+                wall, cpu, result = result["wall_s"], result["cpu_s"], result["result"]
             if name not in best or wall < best[name][0]:
                 best[name] = (wall, cpu, result)
     return {name: {"wall_s": round(w, 3), "cpu_s": round(c, 3), "result": r} for name, (w, c, r) in best.items()}
@@ -189,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:45s} {r['wall_s']:7.2f} s wall ({r['cpu_s']:6.2f} s CPU)  "
               f"{r['result'] / r['wall_s'] / 1e6:5.2f}M words/s  ({r['result'] / r['cpu_s'] / 1e6:5.2f}M per CPU "
               f"second)  gensim / this: {gensim_setup / r['wall_s']:.2f}x")
+    if "before: read_corpus" in setup:
+        old, new = setup["before: read_corpus"], setup["jaxgraph read_corpus"]
+        print(f"  read_corpus, before / this: {old['wall_s'] / new['wall_s']:.2f}x wall, "
+              f"{old['cpu_s'] / new['cpu_s']:.2f}x CPU seconds")
     gensim_export = exported["gensim save_word2vec_format"]["wall_s"]
     print(f"\nexport ({len(corpus.words):,} x {args.dim} float32, vectors.txt "
           f"{exported['gensim save_word2vec_format']['result'] / 1e6:,.1f} MB):")

@@ -82,6 +82,8 @@ def test_block_reader_agrees_with_the_whole_file_reader(tmp_path, monkeypatch, b
         assert [w for b in blocks for w in b] == expected, path.name
         as_bytes = list(data.token_blocks(path, as_bytes=True, block_bytes=block_bytes))
         assert [w.decode() for b in as_bytes for w in b] == expected, path.name
+        text = [data.block_token_text(b, o, str(path)) for b, o in data.text_blocks(path, block_bytes)]
+        assert [w.decode() for t in text for w in t.split(b" ") if w] == expected, path.name
     assert data.read_words(paths[0]) == expected
 
 
@@ -239,9 +241,13 @@ def test_reader_processes_by_default_only_for_big_files(tmp_path, monkeypatch):
     small.write_text("a b " * 10)
     assert corpus_ids._reader_processes(small, None) == 0
     assert corpus_ids._reader_processes(small, 3) == 3
-    monkeypatch.setattr(corpus_ids.os.path, "getsize", lambda p: 1 << 30)
     monkeypatch.setattr(corpus_ids.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert corpus_ids._reader_processes(small, None) == 2
+    monkeypatch.setattr(corpus_ids.os.path, "getsize", lambda p: 100 << 20)  # a 14M-word file: read here
+    assert corpus_ids._reader_processes(small, None) == 0
+    monkeypatch.setattr(corpus_ids.os.path, "getsize", lambda p: 1 << 30)
+    assert corpus_ids._reader_processes(small, None) == 1  # the caller's process indexes blocks too
+    monkeypatch.setattr(corpus_ids.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert corpus_ids._reader_processes(small, None) == 3
     monkeypatch.setattr(corpus_ids.os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert corpus_ids._reader_processes(small, None) == 0
 
@@ -265,3 +271,104 @@ def test_a_dropped_index_is_freed_at_once():
         assert freed == [True, True]
     finally:
         gc.enable()
+
+
+def _long_token_corpus(tmp_path, n_lines=400, seed=5):
+    """Tokens of every length around the 8-byte key and the 64-byte vectorised hash (upper case, digits, non-ASCII,
+    punctuation), so that some blocks are ASCII and some are not."""
+    rng = np.random.default_rng(seed)
+    stems = ["a", "ab", "abcdefg", "abcdefgh", "abcdefghi", "Abcdefghijklmnop", "abcdefghijklmnopq", "x" * 63,
+             "y" * 64, "z" * 65, "w" * 200, "naïveté", "Ωmega-Σίσυφος", "中文字符没有空格", "12345678", "123456789"]
+    words = [s + str(i) if i else s for s in stems for i in range(12)]
+    lines = [" ".join(rng.choice(words, 15)) for _ in range(n_lines)]
+    lines[n_lines // 2] += " Ünïcode"
+    path = tmp_path / "long.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+def test_read_corpus_with_long_tokens_matches_the_whole_file_reader(tmp_path, monkeypatch, processes):
+    """Keys are the token's bytes up to 8 bytes, a hash above (vectorised up to 64 bytes, blake2b beyond): the
+    vocabulary and ids are still those of Counter over the whole-file reader's tokens, block size 4 KiB."""
+    monkeypatch.setattr(data, "_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(data, "_SNIFF_CHARS", 64)
+    path = _long_token_corpus(tmp_path)
+    raw = path.read_bytes()
+    words, counts, ids = old_build_vocabulary(old_tokens(raw), 2)
+    assert max(map(len, words)) > 64 and any(len(w.encode()) == 9 for w in words)
+    expected_tokens = data.token_blocks
+
+    def no_fallback(*args, **kwargs):  # the exact dict's reread (a collision) must not be needed
+        raise AssertionError("read again after a hash collision")
+
+    monkeypatch.setattr(data, "token_blocks", no_fallback)
+    got = corpus_ids.read_corpus(path, 2, None, memory_bytes=1 << 30, spill_dir=str(tmp_path), processes=processes)
+    assert got.words == words and got.raw_tokens == len(old_tokens(raw))
+    assert sum(map(len, expected_tokens(path))) == got.raw_tokens
+    np.testing.assert_array_equal(got.counts, counts)
+    np.testing.assert_array_equal(got.ids, ids)
+
+
+def _collide(h):
+    return np.full_like(h, int.from_bytes(b"abcdefgh", "little"))  # a short token's key too
+
+
+def test_hash_collisions_are_caught_and_read_again_exactly(tmp_path, monkeypatch):
+    """Every long token given the same key (also a short token's): the block check or the table's check finds it,
+    and read_corpus reads the file again with the dict: the same result."""
+    monkeypatch.setattr(data, "_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(data, "_SNIFF_CHARS", 64)
+    monkeypatch.setattr(corpus_ids, "_mix", _collide)
+    with pytest.raises(corpus_ids.HashCollision):
+        corpus_ids.index_block(b"abcdefghi abcdefgh", 0, "x")  # within a block
+    table = corpus_ids._TokenTable()
+    table.add(corpus_ids.index_block(b"abcdefghi", 0, "x"))
+    with pytest.raises(corpus_ids.HashCollision):
+        table.add(corpus_ids.index_block(b"abcdefghij", 0, "x"))  # across blocks
+    path = _long_token_corpus(tmp_path)
+    words, counts, ids = old_build_vocabulary(old_tokens(path.read_bytes()), 2)
+    for memory in (1 << 30, 0):
+        got = corpus_ids.read_corpus(path, 2, None, memory_bytes=memory, spill_dir=str(tmp_path), processes=0)
+        assert got.words == words
+        np.testing.assert_array_equal(got.counts, counts)
+        np.testing.assert_array_equal(np.asarray(got.ids if memory else got.ids.read(0, len(ids))), ids)
+    assert [f for f in os.listdir(tmp_path) if "corpus_ids" in f] == []
+
+
+def test_a_collision_in_a_reader_process_reads_again(tmp_path, monkeypatch):
+    """A reader process that reports a collision (the protocol's 'collision' reply): the same exact fallback."""
+    path = _long_token_corpus(tmp_path, n_lines=50)
+    words, counts, ids = old_build_vocabulary(old_tokens(path.read_bytes()), 2)
+    monkeypatch.setattr(corpus_ids, "_receive", lambda stream: ("collision", None))
+    got = corpus_ids.read_corpus(path, 2, None, memory_bytes=1 << 30, spill_dir=str(tmp_path), processes=1)
+    assert got.words == words
+    np.testing.assert_array_equal(got.ids, ids)
+
+
+def test_index_block_keys_and_first_appearances():
+    """The block's distinct tokens by key, each with its first position (the bytes of those longer than 8 bytes in
+    ``text``); the ids point into them."""
+    block = "Bb ab B b ab αβγδεζηθ αβγδεζηθ bb".encode()
+    got = corpus_ids.index_block(block, 0, "x")
+    tokens = old_tokens(block)
+    distinct, text = [], got.text
+    for key, n in zip(got.keys.tolist(), got.lengths.tolist(), strict=True):  # short: the key's bytes
+        distinct.append(key.to_bytes(8, "little")[:n].decode() if n <= 8 else text[:n].decode())
+        text = text if n <= 8 else text[n:]
+    assert text == b""
+    assert sorted(set(tokens), key=distinct.index) == distinct and len(distinct) == len(set(tokens))
+    assert [distinct[i] for i in got.ids] == tokens
+    assert [tokens.index(w) for w in distinct] == got.first.tolist()
+    assert got.keys.tolist() == sorted(got.keys.tolist())
+    assert got.keys[distinct.index("ab")] == int.from_bytes(b"ab", "little")
+
+
+def test_token_table_numbers_new_tokens_in_order_of_first_appearance():
+    """Blocks merged in order, whitespace-only blocks among them: the ids of one pass (first_seen_index)."""
+    blocks = [b"   \n ", b"b a bb a ", b"  ", "bb c Abcdefghijk ΩΩ a".encode()]
+    table, index = corpus_ids._TokenTable(), data.first_seen_index()
+    for block in blocks:
+        expected = data.index_tokens(index, data.block_tokens(block, 0, "x"))
+        np.testing.assert_array_equal(table.add(corpus_ids.index_block(block, 0, "x")), expected)
+    assert table.decode(np.arange(len(table))) == list(index) == ["b", "a", "bb", "c", "abcdefghijk", "ωω"]

@@ -1,7 +1,9 @@
 """The trainer's corpus as token ids, built in one pass over the text, held in memory or in a file.
 
-:func:`read_corpus` reads a corpus file block by block (``data.token_blocks``), gives every token a provisional
-id in order of first appearance (``data.index_tokens``), counts them, and ranks the vocabulary
+:func:`read_corpus` reads a corpus file block by block (``data.text_blocks``), gives every token a provisional
+id in order of first appearance (:func:`index_block` per block, in numpy: a token of up to 8 bytes is its own
+64-bit key, a longer one is hashed and checked byte for byte; the blocks merged in order into the ids of one pass,
+as ``data.index_tokens`` would give them), counts them, and ranks the vocabulary
 (``data.rank_vocabulary``: ``--min-count``, ``--max-vocab``, ties in first-appearance order); a second pass over
 the *ids* (not the text) maps them to vocabulary ids and drops the out-of-vocabulary ones. The result is exactly
 ``data.build_vocabulary(data.read_words(path), ...)``, without ever holding the text or its list of tokens.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import hashlib
 import os
 import pickle
 import queue
@@ -42,10 +45,12 @@ import numpy as np
 
 from examples.word2vec import data
 
-__all__ = ["CorpusIds", "IdFile", "index_block", "read_corpus"]
+__all__ = ["BlockIndex", "CorpusIds", "HashCollision", "IdFile", "index_block", "read_corpus"]
 
 # Provisional ids are counted and remapped this many at a time (64 MiB of int32).
 _IDS_PER_BLOCK = 1 << 24
+# Files this large get reader processes by default (see _reader_processes).
+_READER_PROCESS_BYTES = 256 << 20
 # Positions are int32 on the device; a step may look this far past the end of the corpus.
 _MAX_TOKENS = 2**31 - 2**26
 
@@ -180,12 +185,202 @@ class _Provisional:
         return np.pad(self.counts, (0, vocab_size_seen - len(self.counts)))
 
 
-def index_block(block: bytes, offset: int, path: str) -> tuple[list[bytes], np.ndarray]:
-    """One block of ``data.text_blocks`` tokenised and indexed on its own: its distinct tokens (UTF-8 bytes) in
-    order of first appearance, and its tokens as ids into that list. What a reader process does."""
-    index = data.first_seen_index()
-    ids = data.index_tokens(index, data.block_tokens(block, offset, path, as_bytes=True))
-    return list(index), ids
+class BlockIndex(NamedTuple):
+    """:func:`index_block`'s result: the block's distinct tokens in the order of their ``keys`` (one 64-bit key
+    each, ascending: the token's own bytes for a token of at most 8 bytes, else a hash), their ``lengths``, the
+    UTF-8 bytes of those longer than 8 bytes one after the other (``text``), the position of each one's ``first``
+    appearance in the block; and the block's tokens as ``ids`` (int32) into that list."""
+
+    keys: np.ndarray
+    lengths: np.ndarray
+    text: bytes
+    first: np.ndarray
+    ids: np.ndarray
+
+
+class HashCollision(Exception):
+    """Two different tokens have the same 64-bit key (n distinct tokens longer than 8 bytes: probability about
+    n^2 / 2^65, 3 in a million for n = 10^7): :func:`read_corpus` then reads the file again with a dict of the
+    tokens themselves."""
+
+
+# The low k bytes of a little-endian 8-byte word. A token holds no NUL byte, so a token of at most 8 bytes is its
+# own key (zero-padded): exact, no hash.
+_LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(9)], np.uint64)
+# Longer tokens are hashed 8 bytes per vectorised round; beyond this many bytes (rare) one by one.
+_VECTOR_HASH_BYTES = 64
+_GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, a bijection of 64-bit words."""
+    h = h ^ (h >> np.uint64(30))
+    h *= _MIX1
+    h ^= h >> np.uint64(27)
+    h *= _MIX2
+    return h ^ (h >> np.uint64(31))
+
+
+def _token_keys(buf: np.ndarray, words: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The key of each token (at ``starts`` in ``buf``; ``words[i]`` is the 8 bytes from offset ``i``): its bytes
+    if it has at most 8, else a hash of its length and bytes (equal keys are checked byte for byte by the caller)."""
+    keys = words[starts] & _LOW_BYTES[np.minimum(lengths, 8)]
+    long = np.flatnonzero(lengths > 8)
+    if len(long) == 0:
+        return keys
+    vector = long[lengths[long] <= _VECTOR_HASH_BYTES]
+    h = lengths[vector].astype(np.uint64) * _GOLDEN
+    for j in range(0, _VECTOR_HASH_BYTES, 8):
+        left = lengths[vector] - j
+        live = np.flatnonzero(left > 0)
+        if len(live) == 0:
+            break
+        h[live] = _mix(h[live] ^ (words[starts[vector[live]] + j] & _LOW_BYTES[np.minimum(left[live], 8)]))
+    keys[vector] = h
+    for i in long[lengths[long] > _VECTOR_HASH_BYTES].tolist():
+        token = buf[starts[i]: starts[i] + lengths[i]].tobytes()
+        keys[i] = int.from_bytes(hashlib.blake2b(token, digest_size=8).digest(), "little")
+    return keys
+
+
+def _byte_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The offsets ``starts[i] .. starts[i] + lengths[i] - 1`` of every ``i``, one range after the other."""
+    ends = np.cumsum(lengths)
+    return np.repeat(starts - (ends - lengths), lengths) + np.arange(ends[-1] if len(ends) else 0)
+
+
+def _check_same(buf_a: np.ndarray, starts_a: np.ndarray, lengths_a: np.ndarray,
+                buf_b: np.ndarray, starts_b: np.ndarray, lengths_b: np.ndarray) -> None:
+    """Tokens whose keys are equal: raise :class:`HashCollision` unless they are equal byte for byte."""
+    if not (np.array_equal(lengths_a, lengths_b)
+            and np.array_equal(buf_a[_byte_ranges(starts_a, lengths_a)], buf_b[_byte_ranges(starts_b, lengths_b)])):
+        raise HashCollision
+
+
+def _same_key(keys: np.ndarray) -> np.ndarray:
+    """For each key, the position of one key equal to it (the same for all of them). A hash table in numpy: each
+    key is written into its slot (some key wins each slot) and read back; the keys that lost their slot to a
+    different key (a few percent: each such key loses with all its copies) are grouped by a sort."""
+    table = np.empty(1 << max(4, int(len(keys) - 1).bit_length()), np.int32)
+    slot = (_mix(keys) >> np.uint64(64 - table.size.bit_length() + 1)).astype(np.intp)
+    positions = np.arange(len(keys), dtype=np.int32)
+    table[slot] = positions
+    rep = table[slot]
+    lost = np.flatnonzero(keys[rep] != keys)
+    if len(lost):
+        order = lost[np.argsort(keys[lost])]
+        starts = np.flatnonzero(np.concatenate([[True], keys[order[1:]] != keys[order[:-1]]]))
+        rep[order] = np.repeat(order[starts], np.diff(np.append(starts, len(order))))
+    return rep
+
+
+def index_block(block: bytes, offset: int, path: str) -> BlockIndex:
+    """One block of ``data.text_blocks`` tokenised (``data.block_token_text``) and indexed on its own: what a
+    reader process does. The tokens are found, keyed and grouped (a hash table in numpy, :func:`_same_key`) as
+    numpy arrays, never as Python objects.
+
+    >>> b = index_block(b"b a Bb b a Abcdefghij", 0, "x")
+    >>> b.keys[:3].tolist(), b.lengths.tolist(), b.text, b.first.tolist(), b.ids.tolist()
+    ([97, 98, 25186], [1, 1, 2, 10], b'abcdefghij', [1, 0, 2, 5], [1, 0, 2, 1, 0, 3])
+
+    Raises:
+        CorpusError: the block is not UTF-8.
+        HashCollision: two different tokens of the block have the same key.
+    """
+    clean = data.block_token_text(block, offset, path)
+    n = len(clean)
+    buf = np.frombuffer(clean + bytes(8), np.uint8)
+    words = np.ndarray((n + 1,), "<u8", buffer=buf, strides=(1,))  # unaligned, overlapping: 8 bytes per offset
+    in_token = np.zeros(n + 2, bool)
+    np.not_equal(buf[:n], 32, out=in_token[1:-1])
+    edges = np.flatnonzero(in_token[1:] != in_token[:-1])
+    starts, lengths = edges[::2], edges[1::2] - edges[::2]
+    if len(starts) == 0:
+        return BlockIndex(np.zeros(0, np.uint64), np.zeros(0, np.int64), b"", np.zeros(0, np.int64),
+                          np.zeros(0, np.int32))
+    keys = _token_keys(buf, words, starts, lengths)
+    rep = _same_key(keys)
+    # Each group's first token (the smallest position with its representative), the groups in key order.
+    first_of = np.full(len(keys), len(keys), np.int64)
+    np.minimum.at(first_of, rep, np.arange(len(keys)))
+    reps = np.flatnonzero(first_of < len(keys))
+    reps = reps[np.argsort(keys[reps])]
+    first = first_of[reps]
+    group = np.empty(len(keys), np.int32)
+    group[reps] = np.arange(len(reps), dtype=np.int32)
+    group = group[rep]
+    check = np.flatnonzero((lengths > 8) | (lengths[rep] > 8))  # keys that are hashes
+    if len(check):
+        _check_same(buf, starts[check], lengths[check], buf, starts[rep[check]], lengths[rep[check]])
+    long = first[lengths[first] > 8]  # a shorter token's bytes are its key
+    text = buf[_byte_ranges(starts[long], lengths[long])].tobytes()
+    return BlockIndex(keys[reps], lengths[first], text, first, group)
+
+
+class _TokenTable:
+    """The parent's index of the tokens seen so far, by provisional id (order of first appearance): their keys
+    (also sorted, for ``np.searchsorted``), lengths, and the bytes of those longer than 8 (a shorter token's bytes
+    are its key)."""
+
+    def __init__(self) -> None:
+        self.sorted_keys = np.zeros(0, np.uint64)
+        self.sorted_ids = np.zeros(0, np.int32)
+        self.keys = np.zeros(0, np.uint64)
+        self.lengths = np.zeros(0, np.int64)
+        self.starts = np.zeros(0, np.int64)  # in self.text, of tokens longer than 8 bytes
+        self.text = np.zeros(1 << 16, np.uint8)
+        self.used = 0  # bytes of self.text in use
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def decode(self, ids: np.ndarray) -> list[str]:
+        """Tokens ``ids`` as ``str``, all decoded at once (one space between two; a token holds none)."""
+        lengths = self.lengths[ids]
+        at = np.cumsum(lengths + 1) - (lengths + 1)
+        out = np.full(int(lengths.sum()) + len(ids), 32, np.uint8)
+        short, long = np.flatnonzero(lengths <= 8), np.flatnonzero(lengths > 8)
+        key_bytes = self.keys[ids[short]].astype("<u8").view(np.uint8).reshape(-1, 8)
+        out[_byte_ranges(at[short], lengths[short])] = key_bytes[np.arange(8) < lengths[short, None]]
+        out[_byte_ranges(at[long], lengths[long])] = self.text[_byte_ranges(self.starts[ids[long]], lengths[long])]
+        return out[:-1].tobytes().decode("utf-8").split(" ") if len(ids) else []
+
+    def add(self, block: BlockIndex) -> np.ndarray:
+        """The provisional ids of ``block``'s tokens, its new tokens numbered on in their order of first
+        appearance: the ids of one pass over the tokens (``data.index_tokens``)."""
+        seen = len(self.sorted_keys)
+        pos = np.searchsorted(self.sorted_keys, block.keys)  # both sorted: one merge-like pass
+        found = np.flatnonzero(self.sorted_keys[np.minimum(pos, seen - 1)] == block.keys) if seen else pos[:0]
+        ids = np.empty(len(block.keys), np.int32)
+        ids[found] = self.sorted_ids[pos[found]]
+        text = np.frombuffer(block.text, np.uint8)
+        long = block.lengths > 8
+        starts = np.zeros(len(block.keys), np.int64)
+        starts[long] = np.cumsum(block.lengths[long]) - block.lengths[long]
+        check = found[long[found] | (self.lengths[ids[found]] > 8)]  # keys that are hashes
+        if len(check):
+            _check_same(text, starts[check], block.lengths[check],
+                        self.text, self.starts[ids[check]], self.lengths[ids[check]])
+        is_new = np.ones(len(block.keys), bool)
+        is_new[found] = False
+        by_key = np.flatnonzero(is_new)
+        new = by_key[np.argsort(block.first[by_key])]  # in order of first appearance
+        ids[new] = np.arange(seen, seen + len(new), dtype=np.int32)
+        self.sorted_keys = np.insert(self.sorted_keys, pos[by_key], block.keys[by_key])
+        self.sorted_ids = np.insert(self.sorted_ids, pos[by_key], ids[by_key])
+        new_long = new[long[new]]
+        new_text = text[_byte_ranges(starts[new_long], block.lengths[new_long])]
+        if self.used + len(new_text) > len(self.text):
+            self.text = np.concatenate([self.text[: self.used],
+                                        np.zeros(max(len(self.text), len(new_text)), np.uint8)])
+        self.text[self.used: self.used + len(new_text)] = new_text
+        new_starts = np.zeros(len(new), np.int64)
+        new_starts[long[new]] = self.used + np.cumsum(block.lengths[new_long]) - block.lengths[new_long]
+        self.used += len(new_text)
+        self.keys = np.concatenate([self.keys, block.keys[new]])
+        self.starts = np.concatenate([self.starts, new_starts])
+        self.lengths = np.concatenate([self.lengths, block.lengths[new]])
+        return ids[block.ids]
 
 
 class _Readers:
@@ -204,7 +399,7 @@ class _Readers:
             self.free.put(child)
         self.threads = concurrent.futures.ThreadPoolExecutor(processes, thread_name_prefix="corpus-reader")
 
-    def _index(self, block: bytes, offset: int, path: str) -> tuple[list[bytes], np.ndarray]:
+    def _index(self, block: bytes, offset: int, path: str) -> BlockIndex:
         child = self.free.get()
         try:
             _send(child.stdin, (block, offset, path))
@@ -215,17 +410,31 @@ class _Readers:
             self.free.put(child)
         if status == "error":
             raise data.CorpusError(result)
-        return result
+        if status == "collision":
+            raise HashCollision
+        return BlockIndex(*result)
 
-    def map(self, blocks: Iterator[tuple[bytes, int]], path: str) -> Iterator[tuple[list[bytes], np.ndarray]]:
-        """:func:`index_block` of each block, in order, with at most two blocks per process in flight."""
+    def map(self, blocks: Iterator[tuple[bytes, int]], path: str) -> Iterator[BlockIndex]:
+        """:func:`index_block` of each block, in order, with at most two blocks per process in flight. One block in
+        every ``processes + 2`` is indexed by the caller's thread while the processes work on theirs (the caller
+        also merges every block, so it takes less than a process's share)."""
         pending: collections.deque = collections.deque()
-        for block, offset in blocks:
-            pending.append(self.threads.submit(self._index, block, offset, path))
-            if len(pending) >= 2 * len(self.children):
-                yield pending.popleft().result()
+        local_every = len(self.children) + 2
+        for i, (block, offset) in enumerate(blocks):
+            if i % local_every == local_every - 1:
+                pending.append((block, offset))
+            else:
+                pending.append(self.threads.submit(self._index, block, offset, path))
+            if len(pending) > 2 * len(self.children):
+                yield self._result(pending.popleft(), path)
         while pending:
-            yield pending.popleft().result()
+            yield self._result(pending.popleft(), path)
+
+    @staticmethod
+    def _result(item: concurrent.futures.Future | tuple[bytes, int], path: str) -> BlockIndex:
+        if isinstance(item, tuple):
+            return index_block(*item, path)
+        return item.result()
 
     def close(self) -> None:
         self.threads.shutdown(wait=True, cancel_futures=True)
@@ -260,15 +469,21 @@ def _serve() -> None:
         except EOFError:
             return
         try:
-            reply: tuple = ("ok", index_block(block, offset, path))
+            # A plain tuple: this module is __main__ here, and the parent has no __main__.BlockIndex.
+            reply: tuple = ("ok", tuple(index_block(block, offset, path)))
         except data.CorpusError as e:
             reply = ("error", str(e))
+        except HashCollision:
+            reply = ("collision", None)
         _send(stdout, reply)
 
 
 def _reader_processes(source: str | os.PathLike[str], processes: int | None) -> int:
-    """Reader processes for a corpus file: ``processes``, or by default one per core (at most 4) for files of
-    32 MiB or more (below that, starting them costs more than they save), none on one core."""
+    """Reader processes for a corpus file: ``processes``, or by default one per core beyond the first (at most 3:
+    the caller's process indexes blocks too, and merges them all) for files of 256 MiB or more, none on one core.
+    Below that the file is read in this process: it does ~8M words per CPU second, and a reader process costs
+    ~0.2 CPU seconds to start plus the blocks' round trips (~30-50% more CPU in all on a 14M-word file) and gains
+    nothing on a machine whose other core is busy (``benchmarks/word2vec_setup.py``)."""
     if processes is not None:
         return processes
     try:
@@ -276,32 +491,34 @@ def _reader_processes(source: str | os.PathLike[str], processes: int | None) -> 
     except OSError:
         return 0  # read_corpus reports it
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(cores, 4) if cores > 1 and size >= 32 << 20 else 0
+    return min(cores - 1, 3) if size >= _READER_PROCESS_BYTES else 0
 
 
-def _index_source(source: str | os.PathLike[str] | Sequence[str], index: dict, provisional: _Provisional,
-                  processes: int | None) -> None:
-    """Pass 1: every token of ``source`` as a provisional id of ``index``, into ``provisional``."""
-    if not isinstance(source, (str, os.PathLike)):
-        for start in range(0, len(source), 1 << 20):
-            provisional.add(data.index_tokens(index, source[start: start + (1 << 20)]))
-        return
-    path = os.fspath(source)
-    processes = _reader_processes(path, processes)
+def _index_words(blocks: Iterator[Sequence], provisional: _Provisional) -> list:
+    """Pass 1 with a dict of the tokens themselves, block by block: the tokens in order of first appearance."""
+    index = data.first_seen_index()
+    for tokens in blocks:
+        provisional.add(data.index_tokens(index, tokens))
+    return list(index)
+
+
+def _index_file(path: str, provisional: _Provisional, processes: int) -> _TokenTable:
+    """Pass 1 of a corpus file: each block's :func:`index_block` (in ``processes`` reader processes, or here),
+    merged in order into the provisional ids of one pass over the tokens."""
+    table = _TokenTable()
     if processes == 0:
-        for tokens in data.token_blocks(path, as_bytes=True):
-            provisional.add(data.index_tokens(index, tokens))
-        return
-    readers = _Readers(processes)
-    try:
-        for words, local in readers.map(data.text_blocks(path), path):
-            # The block's distinct tokens, in their order of first appearance, after the earlier blocks': the
-            # same provisional ids as one pass over the tokens.
-            provisional.add(data.index_tokens(index, words)[local])
-    finally:
-        readers.close()
+        for block, offset in data.text_blocks(path):
+            provisional.add(table.add(index_block(block, offset, path)))
+    else:
+        readers = _Readers(processes)
+        try:
+            for block_index in readers.map(data.text_blocks(path), path):
+                provisional.add(table.add(block_index))
+        finally:
+            readers.close()
     if provisional.n == 0:
         raise data.CorpusError(f"corpus file {path} contains no words")
+    return table
 
 
 def read_corpus(source: str | os.PathLike[str] | Sequence[str], min_count: int, max_vocab: int | None, *,
@@ -310,21 +527,36 @@ def read_corpus(source: str | os.PathLike[str] | Sequence[str], min_count: int, 
     or a list of words) with ``--min-count`` / ``--max-vocab``, identical to ``data.build_vocabulary``'s.
 
     The ids stay in memory if they fit in ``memory_bytes`` (4 bytes per token) and ``to_file`` is false; otherwise
-    they are in an :class:`IdFile` in ``spill_dir`` (see the module docstring). A file's blocks are tokenised by
-    ``processes`` reader processes (default: one per core, at most 4, for files of 32 MiB or more; 0: in this
-    process), the main process merging their distinct tokens in order: the same ids either way.
+    they are in an :class:`IdFile` in ``spill_dir`` (see the module docstring). A file's blocks are tokenised and
+    indexed (:func:`index_block`) by ``processes`` reader processes (default: one per core beyond the first, at
+    most 3, for files of 256 MiB or more; 0: none) and by this process, which merges them all in order: the same ids
+    either way. Should two different tokens longer than 8 bytes share a 64-bit key (:class:`HashCollision`), the
+    file is read again with a dict of the tokens (slower, same result).
 
     Raises:
         CorpusError: see ``data.token_blocks`` and ``data.rank_vocabulary``; more than 2^31 - 2^26 tokens; the id
             file cannot be written.
     """
-    index = data.first_seen_index()
     provisional = _Provisional(-1 if to_file else memory_bytes, spill_dir)
-    _index_source(source, index, provisional, processes)
-    counts = provisional.finish(len(index))
-    words, counts, remap = data.rank_vocabulary(list(index), counts, min_count, max_vocab)
-    del index
-    words = [w.decode("utf-8") if isinstance(w, bytes) else w for w in words]
+    if not isinstance(source, (str, os.PathLike)):
+        first_seen: Sequence = _index_words((source[i: i + (1 << 20)] for i in range(0, len(source), 1 << 20)),
+                                            provisional)
+    else:
+        path = os.fspath(source)
+        try:
+            first_seen = _index_file(path, provisional, _reader_processes(path, processes))
+        except HashCollision:
+            if provisional.file is not None:
+                provisional.file.close()
+            provisional = _Provisional(-1 if to_file else memory_bytes, spill_dir)
+            first_seen = _index_words(data.token_blocks(path, as_bytes=True), provisional)
+    counts = provisional.finish(len(first_seen))
+    order, counts, remap = data.rank_vocabulary(range(len(first_seen)), counts, min_count, max_vocab)
+    if isinstance(first_seen, _TokenTable):
+        words = first_seen.decode(np.asarray(order, np.intp))
+    else:
+        words = [first_seen[i].decode("utf-8") if isinstance(first_seen[i], bytes) else first_seen[i] for i in order]
+    del first_seen
     if provisional.file is None:
         ids = remap[np.concatenate(provisional.held)]
         return CorpusIds(words, counts, ids[ids >= 0], provisional.n)

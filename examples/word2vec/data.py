@@ -64,6 +64,7 @@ __all__ = [
     "Dataset",
     "Vocabulary",
     "build_dataset",
+    "block_token_text",
     "block_tokens",
     "build_vocabulary",
     "corpus_source",
@@ -91,6 +92,7 @@ WIKI_EXCERPT = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened
 LEE_BACKGROUND = "lee_background.cor"
 
 _TOKEN_RE = re.compile(r"[^\W_]+")
+_NON_TOKEN_RE = re.compile(r"[\W_]+")  # its complement: what separates two tokens
 # ASCII text: letters lowercased, digits kept, every other byte (a separator for the regex too) a space.
 _ASCII_TABLE = bytes(c + 32 if 65 <= c <= 90 else c if 97 <= c <= 122 or 48 <= c <= 57 else 32 for c in range(256))
 _ASCII_WHITESPACE = [b" ", b"\n", b"\t", b"\r", b"\x0b", b"\x0c"]
@@ -250,6 +252,20 @@ def _decode(raw: bytes, path: str, offset: int) -> str:
         raise CorpusError(msg) from None
 
 
+def _dirty_runs(block: bytes) -> tuple[list[int], list[int]]:
+    """The runs of a block's whitespace-delimited pieces that hold a non-ASCII byte (consecutive pieces merged):
+    ``(starts, ends)``. Between them the block is ASCII."""
+    arr = np.frombuffer(block, np.uint8)
+    ws = np.flatnonzero(_IS_ASCII_WHITESPACE[arr])
+    # Piece p runs from whitespace byte p - 1 (or the block's start) to whitespace byte p (or the end).
+    dirty = np.unique(np.searchsorted(ws, np.flatnonzero(arr >= 0x80), side="right"))
+    split = np.flatnonzero(np.diff(dirty) > 1) + 1
+    starts = np.concatenate([[0], ws])
+    ends = np.concatenate([ws, [len(block)]])
+    return (starts[dirty[np.concatenate([[0], split])]].tolist(),
+            ends[dirty[np.concatenate([split - 1, [len(dirty) - 1]])]].tolist())
+
+
 def block_tokens(block: bytes, offset: int, path: str, as_bytes: bool = False) -> list:
     """The tokens of one block of :func:`text_blocks` (see the module docstring), as ``str`` or as UTF-8 ``bytes``;
     ``offset`` and ``path`` name the place of a UTF-8 error.
@@ -262,19 +278,9 @@ def block_tokens(block: bytes, offset: int, path: str, as_bytes: bool = False) -
     if block.isascii():
         clean = block.translate(_ASCII_TABLE)
         return clean.split() if as_bytes else clean.decode("ascii").split()
-    arr = np.frombuffer(block, np.uint8)
-    ws = np.flatnonzero(_IS_ASCII_WHITESPACE[arr])
-    # Piece p runs from whitespace byte p - 1 (or the block's start) to whitespace byte p (or the end); the
-    # dirty pieces (with a non-ASCII byte), consecutive ones merged, are the regex's runs.
-    dirty = np.unique(np.searchsorted(ws, np.flatnonzero(arr >= 0x80), side="right"))
-    split = np.flatnonzero(np.diff(dirty) > 1) + 1
-    starts = np.concatenate([[0], ws])
-    ends = np.concatenate([ws, [len(block)]])
-    run_lo = starts[dirty[np.concatenate([[0], split])]].tolist()
-    run_hi = ends[dirty[np.concatenate([split - 1, [len(dirty) - 1]])]].tolist()
     tokens: list = []
     clean_from = 0
-    for lo, hi in zip(run_lo, run_hi, strict=True):
+    for lo, hi in zip(*_dirty_runs(block), strict=True):
         clean = block[clean_from:lo].translate(_ASCII_TABLE)
         tokens += clean.split() if as_bytes else clean.decode("ascii").split()
         words = tokenize(_decode(block[lo:hi], path, offset + lo))
@@ -283,6 +289,27 @@ def block_tokens(block: bytes, offset: int, path: str, as_bytes: bool = False) -
     clean = block[clean_from:].translate(_ASCII_TABLE)
     tokens += clean.split() if as_bytes else clean.decode("ascii").split()
     return tokens
+
+
+def block_token_text(block: bytes, offset: int, path: str) -> bytes:
+    """The tokens of one block of :func:`text_blocks` (:func:`block_tokens`'s, as UTF-8) in one ``bytes``, with
+    spaces around them (a token holds neither a space nor a NUL byte), without a Python object per token: the
+    ASCII stretches through the one ``bytes.translate``, each run of non-ASCII pieces through the regex's
+    complement (every maximal run of non-token characters becomes a space: ``tokenize``'s tokens, space-joined).
+
+    >>> block_token_text("Don't  stop_now Café!".encode(), 0, "x").decode().split()
+    ['don', 't', 'stop', 'now', 'café']
+    """
+    if block.isascii():
+        return block.translate(_ASCII_TABLE)
+    parts: list[bytes] = []
+    clean_from = 0
+    for lo, hi in zip(*_dirty_runs(block), strict=True):
+        parts.append(block[clean_from:lo].translate(_ASCII_TABLE))
+        parts.append(_NON_TOKEN_RE.sub(" ", _decode(block[lo:hi], path, offset + lo).lower()).encode("utf-8"))
+        clean_from = hi
+    parts.append(block[clean_from:].translate(_ASCII_TABLE))
+    return b" ".join(parts)
 
 
 def text_blocks(path: str | os.PathLike[str], block_bytes: int | None = None) -> Iterator[tuple[bytes, int]]:

@@ -62,16 +62,6 @@ def _neg_log_sigmoid_sum(z: jax.Array, weight: jax.Array) -> jax.Array:
     return -jnp.sum(weight * jax.nn.log_sigmoid(z))
 
 
-def _weights(centres, mask, negs, negatives: int) -> jax.Array:
-    """``[C, 2W + S]``: the mask, then each centre's group's negatives' weight (0 where equal to the centre)."""
-    c = centres.shape[0]
-    groups, drawn = negs.shape
-    own = jnp.repeat(negs, -(-c // groups), axis=0)[:c]
-    n_pairs = jnp.sum(mask, axis=1, keepdims=True).astype(jnp.float32)
-    neg_weight = jnp.where(own != centres[:, None], n_pairs * (negatives / drawn), 0.0)
-    return jnp.concatenate([mask.astype(jnp.float32), neg_weight], axis=1)
-
-
 def _neg_products(v, u_neg, groups: int) -> jax.Array:
     c = v.shape[0]
     per = -(-c // groups)
@@ -181,7 +171,7 @@ def make_run(loss_fn, args):
                 new[var.name] = new[var.name].at[grad.indices].add(-lr * grad.values, mode="drop")
             return new["emb_in"], new["emb_out"], total + loss, batches
         out_ids = jnp.concatenate([model.window_band(centres, contexts), negs.reshape(-1)])
-        weight = _weights(centres, mask, negs, args.negatives)
+        weight = model.group_negatives_weights(centres, mask, negs, args.negatives)
         loss, (gv, gu) = jax.value_and_grad(loss_fn, argnums=(0, 1))(
             jnp.take(emb_in, centres, axis=0), jnp.take(emb_out, out_ids, axis=0), weight, 2 * args.window,
             args.groups)
@@ -201,7 +191,7 @@ def check_same(args, tables, batches) -> None:
     """Every variant's loss and row gradients against ``rows`` on the first batch (after some training)."""
     centres, contexts, mask, negs = (b[0] for b in batches)
     out_ids = jnp.concatenate([model.window_band(centres, contexts), negs.reshape(-1)])
-    weight = _weights(centres, mask, negs, args.negatives)
+    weight = model.group_negatives_weights(centres, mask, negs, args.negatives)
     v, u = jnp.take(tables[0], centres, axis=0), jnp.take(tables[1], out_ids, axis=0)
     want = jax.value_and_grad(loss_rows, argnums=(0, 1))(v, u, weight, 2 * args.window, args.groups)
     for name, fn in VARIANTS.items():

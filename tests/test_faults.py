@@ -10,6 +10,7 @@ size limit, several processes, a lock held by another process) run ``python -m e
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -162,6 +163,11 @@ def test_the_plan_line_says_what_will_run(corpus, tmp_path, capsys):
     stdout = capsys.readouterr().out
     assert "19 steps of 24 centres" in stdout
     assert "3 calls: 2 of 8 steps and 1 shorter (3 steps; a second compiled program)" in stdout
+    # The share subsampling keeps: word2vec's keep probability averaged over the in-vocabulary tokens (--min-count 2).
+    tokens = w2v_data.read_words(corpus)
+    counts = {w: n for w, n in collections.Counter(tokens).items() if n >= 2}
+    keep = dict(zip(counts, w2v_data.subsample_keep_prob(list(counts.values()), sum(counts.values())), strict=True))
+    assert f"{np.mean([keep[w] for w in tokens if w in keep]):.1%} kept by subsampling on average" in stdout
 
 
 @pytest.mark.parametrize("epochs", ["1", "2"])

@@ -310,13 +310,18 @@ def test_read_corpus_with_long_tokens_matches_the_whole_file_reader(tmp_path, mo
     np.testing.assert_array_equal(got.ids, ids)
 
 
+def _reread_warning(path) -> str:
+    """The collision fallback's warning: it names the file and the slower exact reread."""
+    return rf"^two different tokens of {re.escape(str(path))} share a 64-bit key .*reading it again with the slower"
+
+
 def _collide(h):
     return np.full_like(h, int.from_bytes(b"abcdefgh", "little"))  # a short token's key too
 
 
 def test_hash_collisions_are_caught_and_read_again_exactly(tmp_path, monkeypatch):
     """Every long token given the same key (also a short token's): the block check or the table's check finds it,
-    and read_corpus reads the file again with the dict: the same result."""
+    and read_corpus says so (a warning naming the file) and reads the file again with the dict: the same result."""
     monkeypatch.setattr(data, "_BLOCK_BYTES", 4096)
     monkeypatch.setattr(data, "_SNIFF_CHARS", 64)
     monkeypatch.setattr(corpus_ids, "_mix", _collide)
@@ -329,7 +334,9 @@ def test_hash_collisions_are_caught_and_read_again_exactly(tmp_path, monkeypatch
     path = _long_token_corpus(tmp_path)
     words, counts, ids = old_build_vocabulary(old_tokens(path.read_bytes()), 2)
     for memory in (1 << 30, 0):
-        got = corpus_ids.read_corpus(path, 2, None, memory_bytes=memory, spill_dir=str(tmp_path), processes=0)
+        with pytest.warns(UserWarning, match=_reread_warning(path)) as warned:
+            got = corpus_ids.read_corpus(path, 2, None, memory_bytes=memory, spill_dir=str(tmp_path), processes=0)
+        assert len(warned) == 1
         assert got.words == words
         np.testing.assert_array_equal(got.counts, counts)
         np.testing.assert_array_equal(np.asarray(got.ids if memory else got.ids.read(0, len(ids))), ids)
@@ -341,7 +348,8 @@ def test_a_collision_in_a_reader_process_reads_again(tmp_path, monkeypatch):
     path = _long_token_corpus(tmp_path, n_lines=50)
     words, counts, ids = old_build_vocabulary(old_tokens(path.read_bytes()), 2)
     monkeypatch.setattr(corpus_ids, "_receive", lambda stream: ("collision", None))
-    got = corpus_ids.read_corpus(path, 2, None, memory_bytes=1 << 30, spill_dir=str(tmp_path), processes=1)
+    with pytest.warns(UserWarning, match=_reread_warning(path)):
+        got = corpus_ids.read_corpus(path, 2, None, memory_bytes=1 << 30, spill_dir=str(tmp_path), processes=1)
     assert got.words == words
     np.testing.assert_array_equal(got.ids, ids)
 

@@ -15,6 +15,7 @@ import jaxgraph as jg
 from examples.word2vec.batches import BatchMaker
 from examples.word2vec.model import (
     band_logits,
+    group_negatives_weights,
     skipgram_group_negatives_loss,
     skipgram_negative_sampling_loss,
     window_band,
@@ -171,6 +172,25 @@ def test_group_loss_is_word2vecs_pairwise_objective(n_centres, w, groups, drawn,
                                                                      (centres, contexts, mask, negs)), k)
     want = _group_reference(emb_in, emb_out, centres, contexts, mask, negs, k, _log_sigmoid)
     np.testing.assert_allclose(float(got), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n_centres,groups", [(9, 3), (10, 4), (7, 7)])  # the last: per-centre negatives
+def test_group_negatives_weights_entry_by_entry(n_centres, groups):
+    """Both losses' weights, written out one entry at a time: the mask, then for centre c and each negative of
+    its group (c // ceil(C / G)) its pairs' count times K / S, 0 where the negative is the centre."""
+    k, drawn = 5, 6
+    _, _, centres, _, mask, negs = _band_batch(3, n_centres, 2, groups, drawn)
+    negs[-1, -1] = centres[-1]  # the last group's last negative is its last centre
+    per = -(-n_centres // groups)
+    want = np.zeros((n_centres, mask.shape[1] + drawn))
+    for c in range(n_centres):
+        want[c, : mask.shape[1]] = mask[c]
+        for s, neg in enumerate(negs[c // per]):
+            want[c, mask.shape[1] + s] = 0.0 if neg == centres[c] else mask[c].sum() * k / drawn
+    assert (want[:, mask.shape[1]:] == 0).sum() > (~mask.any(axis=1)).sum() * drawn  # some centres skipped
+    got = group_negatives_weights(*(jnp.asarray(a) for a in (centres, mask, negs)), k)
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)
 
 
 def test_group_gradients_match_the_pairwise_objective():

@@ -38,6 +38,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import IO, Any, NamedTuple
 
@@ -200,8 +201,8 @@ class BlockIndex(NamedTuple):
 
 class HashCollision(Exception):
     """Two different tokens have the same 64-bit key (n distinct tokens longer than 8 bytes: probability about
-    n^2 / 2^65, 3 in a million for n = 10^7): :func:`read_corpus` then reads the file again with a dict of the
-    tokens themselves."""
+    n^2 / 2^65, 3 in a million for n = 10^7): :func:`read_corpus` then warns and reads the file again with a dict of
+    the tokens themselves."""
 
 
 # The low k bytes of a little-endian 8-byte word. A token holds no NUL byte, so a token of at most 8 bytes is its
@@ -531,7 +532,8 @@ def read_corpus(source: str | os.PathLike[str] | Sequence[str], min_count: int, 
     indexed (:func:`index_block`) by ``processes`` reader processes (default: one per core beyond the first, at
     most 3, for files of 256 MiB or more; 0: none) and by this process, which merges them all in order: the same ids
     either way. Should two different tokens longer than 8 bytes share a 64-bit key (:class:`HashCollision`), the
-    file is read again with a dict of the tokens (slower, same result).
+    file is read again with a dict of the tokens (slower, same result), and a ``UserWarning`` says so (the trainer
+    prints it as one ``warning:`` line, ``cli.report_warnings``).
 
     Raises:
         CorpusError: see ``data.token_blocks`` and ``data.rank_vocabulary``; more than 2^31 - 2^26 tokens; the id
@@ -546,6 +548,8 @@ def read_corpus(source: str | os.PathLike[str] | Sequence[str], min_count: int, 
         try:
             first_seen = _index_file(path, provisional, _reader_processes(path, processes))
         except HashCollision:
+            warnings.warn(f"two different tokens of {path} share a 64-bit key (a hash collision): reading it again "
+                          "with the slower exact path (a dict of the tokens; the same result)", stacklevel=2)
             if provisional.file is not None:
                 provisional.file.close()
             provisional = _Provisional(-1 if to_file else memory_bytes, spill_dir)

@@ -43,8 +43,8 @@ import numpy as np
 
 import jaxgraph as jg
 
-__all__ = ["band_logits", "init_params", "skipgram_group_negatives_loss", "skipgram_negative_sampling_loss",
-           "skipgram_nce_loss", "window_band"]
+__all__ = ["band_logits", "group_negatives_weights", "init_params", "skipgram_group_negatives_loss",
+           "skipgram_negative_sampling_loss", "skipgram_nce_loss", "window_band"]
 
 
 def init_params(vocab_size: int, dim: int, loss: str, seed: int) -> dict[str, Any]:
@@ -124,10 +124,31 @@ def skipgram_negative_sampling_loss(params: dict[str, Any], centres: jax.Array, 
     logits = jnp.einsum("cd,ckd->ck", v, u)
     n_ctx, drawn = contexts.shape[1], negs.shape[1]
     sign = jnp.asarray(np.array([1.0] * n_ctx + [-1.0] * drawn, np.float32))
-    n_pairs = jnp.sum(mask, axis=1, keepdims=True).astype(logits.dtype)
-    neg_weight = jnp.where(negs != centres[:, None], n_pairs * (negatives / drawn), 0.0)
-    weight = jnp.concatenate([mask.astype(logits.dtype), neg_weight], axis=1)
+    weight = group_negatives_weights(centres, mask, negs, negatives, logits.dtype)  # groups of one centre
     return _neg_log_sigmoid_sum((logits * sign).reshape(-1), weight.reshape(-1))
+
+
+def group_negatives_weights(centres: jax.Array, mask: jax.Array, negs: jax.Array, negatives: int,
+                            dtype: Any = jnp.float32) -> jax.Array:
+    """``[C, 2W + S]``: the weights of a batch's ``--loss neg`` terms, laid out as the losses lay out their logits.
+
+    First ``mask [C, 2W]`` (each real pair's positive term), then each centre's group's S negatives (``negs [G, S]``,
+    groups of ``ceil(C / G)`` consecutive centres) weighted ``n K / S`` for a centre with ``n`` pairs: each pair's
+    K = ``negatives`` terms are estimated by ``K / S`` times the sum over the group's S, which keeps the estimate of
+    word2vec's objective unbiased. A negative equal to its centre weighs 0 (word2vec skips it). Per-centre negatives
+    (``negs [C, M]``, :func:`skipgram_negative_sampling_loss`) are groups of one centre: the repeat is then a no-op
+    that XLA removes, so both losses share this one definition at no cost.
+
+    >>> group_negatives_weights(jnp.array([0, 1, 2]), jnp.array([[True, True], [True, False], [False, True]]),
+    ...                         jnp.array([[1, 3], [2, 0]]), 2).tolist()  # centres 0, 1 share [1, 3]; 2 has [2, 0]
+    [[1.0, 1.0, 2.0, 2.0], [1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0]]
+    """
+    c = centres.shape[0]
+    groups, drawn = negs.shape
+    own = jnp.repeat(negs, -(-c // groups), axis=0)[:c]  # each centre's group's negatives
+    n_pairs = jnp.sum(mask, axis=1, keepdims=True).astype(dtype)
+    neg_weight = jnp.where(own != centres[:, None], n_pairs * (negatives / drawn), 0.0)
+    return jnp.concatenate([mask.astype(dtype), neg_weight], axis=1)
 
 
 def window_band(centres: jax.Array, contexts: jax.Array) -> jax.Array:
@@ -208,17 +229,12 @@ def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, co
     >>> round(float(loss / np.log(2)), 4)  # one pair: its positive term and K = 2 negative terms
     3.0
     """
-    c, two_w = contexts.shape
-    groups, drawn = negs.shape
-    per = -(-c // groups)
+    two_w, groups = contexts.shape[1], negs.shape[0]
     out_ids = jnp.concatenate([window_band(centres, contexts), negs.reshape(-1)])
     v = jg.nn.embedding_lookup(params["emb_in"], centres)  # [C, D]
     # One lookup (one scatter) of the output table: the band's rows, then the negatives'.
     u = jg.nn.embedding_lookup(params["emb_out"], out_ids)
-    own = jnp.repeat(negs, per, axis=0)[:c]  # each centre's group's negatives
-    n_pairs = jnp.sum(mask, axis=1, keepdims=True).astype(v.dtype)
-    neg_weight = jnp.where(own != centres[:, None], n_pairs * (negatives / drawn), 0.0)
-    weight = jnp.concatenate([mask.astype(v.dtype), neg_weight], axis=1)
+    weight = group_negatives_weights(centres, mask, negs, negatives, v.dtype)
     if step_cap is None:
         return _group_loss(v, u, weight, two_w, groups)
     vocab_size = int(params["emb_out"].shape[0])  # the ids' range: the curvature buffer's size

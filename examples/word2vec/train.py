@@ -121,6 +121,7 @@ class Corpus(NamedTuple):
     raw_tokens: int  # before dropping them
     description: str
     keep_prob: np.ndarray  # subsampling, per word
+    keep_mean: float  # the share of the tokens subsampling keeps, expected (w2v_data.expected_keep_fraction)
 
 
 class Reporter(NamedTuple):
@@ -312,16 +313,17 @@ def _read_corpus(args: argparse.Namespace, log: Callable[[str], None], cleanup: 
     description = describe(corpus.raw_tokens)
     log(f"corpus: {description}; read with its vocabulary in {seconds:.1f}s "
         f"({corpus.raw_tokens / max(seconds, 1e-9):,.0f} words/s)")
-    return Corpus(corpus.words, corpus.counts, corpus.ids, corpus.raw_tokens, description, keep_prob.astype(np.float32))
+    keep_prob = keep_prob.astype(np.float32)
+    return Corpus(corpus.words, corpus.counts, corpus.ids, corpus.raw_tokens, description, keep_prob,
+                  w2v_data.expected_keep_fraction(corpus.counts, keep_prob))
 
 
 def _plan(args: argparse.Namespace, corpus: Corpus,
           runtime: distributed.Runtime) -> tuple[BatchMaker, RunPlan, int | None]:
     """The batches' shape, the run's length (``--epochs`` counted exactly, ``plan.epoch_steps``, for a corpus held
     whole) and the corpus's chunk size (None: on the device whole)."""
-    keep_mean = w2v_data.expected_keep_fraction(corpus.counts, corpus.keep_prob)
     # Each device's rows hold whole negatives groups: rows are padded (masked) to a multiple of devices x group.
-    batches = BatchMaker(len(corpus.ids), args.window, args.batch_size, keep_mean, args.seed,
+    batches = BatchMaker(len(corpus.ids), args.window, args.batch_size, corpus.keep_mean, args.seed,
                          row_multiple=len(runtime.devices) * centres_per_group(args))
     chunk_tokens = None
     if isinstance(corpus.ids, corpus_ids.IdFile):
@@ -340,14 +342,14 @@ def _plan(args: argparse.Namespace, corpus: Corpus,
     # A streamed corpus is never whole in memory, so its epochs are converted with the expected figures (the plan
     # line says "~E epochs" then, and why).
     plan = RunPlan.from_flags(epochs=args.epochs, steps=args.steps, steps_per_call=args.steps_per_call,
-                              kept_tokens_per_epoch=keep_mean * len(corpus.ids), centres_per_step=batches.centres,
+                              kept_tokens_per_epoch=corpus.keep_mean * len(corpus.ids),
+                              centres_per_step=batches.centres,
                               steps_for_epochs=steps_for_epochs if chunk_tokens is None else None)
     return batches, plan, chunk_tokens
 
 
 def _describe_plan(args: argparse.Namespace, corpus: Corpus, batches: BatchMaker, plan: RunPlan,
                    chunk_tokens: int | None, runtime: distributed.Runtime) -> str:
-    keep_mean = w2v_data.expected_keep_fraction(corpus.counts, corpus.keep_prob)
     if plan.exact_epochs:
         epochs = f"exactly {plan.epochs:g} epoch{'s' if plan.epochs != 1 else ''} (--epochs)"
     elif args.steps is None and chunk_tokens is not None:
@@ -360,7 +362,7 @@ def _describe_plan(args: argparse.Namespace, corpus: Corpus, batches: BatchMaker
             f"corpus streamed in chunks of {chunk_tokens:,} tokens from an id file in "
             f"{corpus.ids.directory} ({device_mib:,.1f} MiB on the device)")
     return (f"{corpus.raw_tokens:,} tokens, vocabulary {len(corpus.vocab):,} (min-count {args.min_count}), "
-            f"{len(corpus.ids):,} in-vocabulary tokens, {keep_mean:.1%} kept by subsampling on average; "
+            f"{len(corpus.ids):,} in-vocabulary tokens, {corpus.keep_mean:.1%} kept by subsampling on average; "
             f"{plan.total_steps:,} steps of {batches.centres} centres (~{batches.centres * (args.window + 1)} pairs), "
             f"{epochs}, on {runtime.describe()}; {held}")
 

@@ -399,7 +399,9 @@ def _check_resources(args: argparse.Namespace, corpus: Corpus, batches: BatchMak
     """Before anything is allocated: the device memory the configuration needs (refused when it cannot fit), and
     the chief's disk (one checkpoint and the exported vectors must fit the free space and ``ulimit -f``).
     Returns the memory figure for the plan line."""
-    copies = 1 if runtime.processes == 1 else 2
+    # Two copies of the state: not donated (several processes), or --replica-sync call, which keeps the state
+    # before a call to sum the devices' updates at its end.
+    copies = 1 if runtime.processes == 1 and batches.streams == 1 else 2
     corpus_slots = corpus_device_bytes(len(corpus.ids), batches, plan.steps_per_call, chunk_tokens) // 4
     needs = resources.memory_needed(args, len(corpus.vocab), corpus_slots, batches.rows, batches.span, copies,
                                     centres_per_group(args))

@@ -220,3 +220,28 @@ def test_bad_corpus_exit_2(tmp_path, capsys):
     binary.write_bytes(bytes(range(256)) * 100)
     assert train.main(["--corpus", str(binary), "--output-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+@pytest.mark.parametrize(("flags", "names"), [
+    (["--replica-sync", "call"], ["--replica-sync call", "--devices 2"]),
+    (["--replica-sync", "call", "--devices", "2", "--num-processes", "2", "--process-id", "0",
+      "--coordinator-address", "localhost:1"], ["--replica-sync call", "one process"]),
+    (["--replica-sync", "call", "--devices", "2", "--steps-per-call", "8", "--stop-at-step", "12"],
+     ["--stop-at-step (12)", "multiple of --steps-per-call (8)"]),
+])
+def test_replica_sync_call_flag_errors(flags, names):
+    from examples.word2vec import flags as w2v_flags
+    from examples.word2vec.cli import UsageError
+
+    with pytest.raises(UsageError) as e:
+        w2v_flags.parse_flags(flags)
+    assert all(name in str(e.value) for name in names) and "\n" not in str(e.value)
+
+
+def test_replica_sync_call_rounds_checkpoints_out_loud():
+    from examples.word2vec import flags as w2v_flags
+
+    with pytest.warns(UserWarning, match=r"^--checkpoint-every 100 rounded up to 104: with --replica-sync call"):
+        args = w2v_flags.parse_flags(["--replica-sync", "call", "--devices", "2", "--steps-per-call", "8",
+                                      "--checkpoint-every", "100"])
+    assert args.checkpoint_every == 104

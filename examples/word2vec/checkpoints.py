@@ -37,7 +37,7 @@ __all__ = ["CHECKPOINT_FILES", "TRAINER_FILES", "TRAINING_KEYS", "Checkpointer",
 TRAINING_KEYS = (
     "min_count", "max_vocab", "subsample", "window", "loss", "negatives", "negative_sharing", "shared_negatives",
     "pairs_per_group", "step_cap", "negatives_per_centre", "batch_size",
-    "embedding_size", "optimizer", "learning_rate", "total_steps", "seed",
+    "embedding_size", "optimizer", "learning_rate", "total_steps", "seed", "replicas",
 )
 _CKPT_NAME = "model.ckpt"
 _FINGERPRINT = "run_fingerprint"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 from examples.word2vec.cli import ArgumentParser, UsageError
@@ -46,9 +47,34 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
             raise UsageError(f"--{name.replace('_', '-')} applies to --loss neg with --negative-sharing group only")
     if args.step_cap and not (grouped and args.optimizer == "sgd"):
         raise UsageError("--step-cap applies to --loss neg --negative-sharing group with --optimizer sgd only")
+    if args.replica_sync == "call":
+        if (args.devices or 1) < 2:
+            raise UsageError("--replica-sync call needs --devices 2 or more (each device trains its own part of the "
+                             "corpus between synchronisations)")
+        if args.num_processes is not None or args.distributed_auto:
+            raise UsageError("--replica-sync call runs in one process (its devices: --devices); with several "
+                             "processes use --replica-sync step")
+        _calls_on_the_sync_grid(args)
     if args.learning_rate is None:
         args.learning_rate = DEFAULT_LEARNING_RATE[args.optimizer]
     return args
+
+
+def _calls_on_the_sync_grid(args: argparse.Namespace) -> None:
+    """--replica-sync call: the devices synchronise at the end of every call, so a call cut short (a checkpoint, an
+    evaluation, a stop) would change the result. Checkpoints and evaluations are moved to multiples of
+    ``--steps-per-call`` (said in a warning); ``--stop-at-step`` off that grid is an error."""
+    k = args.steps_per_call
+    for name in ("checkpoint_every", "eval_every"):
+        every = getattr(args, name)
+        if every and every % k:
+            rounded = -(-every // k) * k
+            warnings.warn(f"--{name.replace('_', '-')} {every} rounded up to {rounded}: with --replica-sync call the "
+                          f"devices synchronise once per call of --steps-per-call {k} steps", stacklevel=2)
+            setattr(args, name, rounded)
+    if args.stop_at_step is not None and args.stop_at_step % k:
+        raise UsageError(f"--stop-at-step ({args.stop_at_step}) must be a multiple of --steps-per-call ({k}) with "
+                         "--replica-sync call (the devices synchronise once per call)")
 
 
 def check_against_vocabulary(args: argparse.Namespace, vocab_size: int, n_tokens: int) -> None:
@@ -133,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data-parallel over this many devices of --device's platform (default 1); on CPU "
                         "the trainer creates that many virtual CPU devices itself (one thread each); with "
                         "several processes, devices PER PROCESS (the mesh spans every process's devices)")
+    g.add_argument("--replica-sync", choices=("step", "call"), default="step",
+                   help="with --devices N: 'step' (default) shares the devices' gradients every step (the result "
+                        "of one device); 'call' gives each device its own 1/N of the corpus and sums their updates "
+                        "once per call of --steps-per-call steps (faster on a CPU's cores; not one device's "
+                        "result)")
     g = p.add_argument_group(
         "multi-process",
         "Run the same command once per process (the same flags everywhere but --process-id): JAX's "

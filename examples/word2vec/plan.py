@@ -43,6 +43,7 @@ class RunPlan:
     total_steps: int
     steps_per_epoch: float
     exact_epochs: float | None = None
+    note: str = ""  # what the plan line must also say (how --replica-sync call's epochs end)
 
     @classmethod
     def from_flags(cls, *, epochs: float, steps: int | None, steps_per_call: int, kept_tokens_per_epoch: float,

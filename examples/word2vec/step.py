@@ -14,6 +14,14 @@ it applies with the same single scatter per table as one device. With ``--negati
 is the one-device run's, bit for bit in our tests; with the default grouped negatives (a band row at a device
 boundary is in two devices' slices) and with ``--loss nce`` (shared negatives) such rows are summed per device
 first (float32 rounding, ~1e-8). ``tests/test_word2vec_train_multidevice.py`` checks all three.
+
+**Several devices, ``--replica-sync call``** (local steps): each device trains its own stream of the corpus (its
+1/N, ``BatchMaker(streams=N)``) with whole steps of its own for the K steps of a call, exchanging nothing, and at
+the call's end the devices' updates are summed (``params + sum over devices of (theirs - params)``: one all-reduce
+of the tables per call instead of an all-gather per step). A device does not see the others' updates of the call
+until it ends, as asynchronous replicas in TF1 do not see each other's latest updates; the result is not the
+one-device run's. On a CPU host the devices are the cores' threads (``--devices`` virtual CPU devices), where the
+per-step exchange cost more than the second core gave.
 """
 
 from __future__ import annotations
@@ -121,27 +129,31 @@ def centres_per_group(args: argparse.Namespace) -> int:
 
 
 def _noise_fn(args: argparse.Namespace, vocab_size: int, batches: BatchMaker, share: _Share) -> Callable:
-    """``(data, step, centres) -> this device's noise``: its groups' negatives (neg, grouped), its centres'
-    negatives (neg, per centre) or the shared set (nce)."""
+    """``(data, step, centres, replica) -> this device's noise``: its groups' negatives (neg, grouped), its centres'
+    negatives (neg, per centre) or the shared set (nce). ``replica`` (``--replica-sync call``: the device's index,
+    else 0) gives each device's whole steps draws of their own."""
     if args.loss == "neg" and args.negative_sharing == "group":
         group = centres_per_group(args)
 
-        def group_negatives(data, step, _centres):  # a "row" of the sampler is a group: whole groups per device
-            return sampling.centre_negatives(data, args.seed, step, share.first() // group, share.per // group,
-                                             args.shared_negatives)
+        def group_negatives(data, step, _centres, replica):  # a sampler "row" is a group: whole groups per device
+            first = share.first() // group + replica * (batches.rows // group)
+            return sampling.centre_negatives(data, args.seed, step, first, share.per // group, args.shared_negatives)
 
         return group_negatives
     if args.loss == "neg":
-        def centre_negatives(data, step, _centres):
-            return sampling.centre_negatives(data, args.seed, step, share.first(), share.per,
-                                             args.negatives_per_centre)
+        def centre_negatives(data, step, _centres, replica):
+            return sampling.centre_negatives(data, args.seed, step, share.first() + replica * batches.rows,
+                                             share.per, args.negatives_per_centre)
 
         return centre_negatives
     base_key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 0x5EED)
 
-    def shared_negatives(_data, step, centres):
+    def shared_negatives(_data, step, centres, replica):
+        key = jax.random.fold_in(base_key, step)
+        if not isinstance(replica, int):  # --replica-sync call: each device its own set (one device: as before)
+            key = jax.random.fold_in(key, replica)
         sampled, true_exp, sampled_exp = sampling.shared_nce_negatives(
-            centres, jax.random.fold_in(base_key, step), batches.centres, 2 * args.window, args.negatives, vocab_size)
+            centres, key, batches.centres, 2 * args.window, args.negatives, vocab_size)
         return sampled, share.local(true_exp), sampled_exp
 
     return shared_negatives
@@ -193,12 +205,33 @@ def _gather_gradients(grads: list, n_dev: int, keep_rows: Callable[[int], int] |
             (None if g is None else jax.lax.psum(g, "data")) for g in grads]
 
 
+def _sum_updates(before: Any, after: Any) -> Any:
+    """``before`` plus every device's update (``after - before``) of the float leaves (tables, optimizer slots);
+    the other leaves (the global step, the same on every device) as they are."""
+    def combine(b, a):
+        if not jnp.issubdtype(a.dtype, jnp.floating):
+            return a
+        return b + jax.lax.psum(a - b, "data")
+
+    return jax.tree.map(combine, before, after)
+
+
+def _gather_cursor(cursor: jax.Array, device: jax.Array) -> jax.Array:
+    """Each device's own entry of a per-stream cursor (device d moves stream d only), on every device."""
+    own = jnp.arange(cursor.shape[0]) == device
+    return jax.lax.psum(jnp.where(own, cursor, 0), "data")
+
+
 def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse.Namespace, vocab_size: int,
                     mesh: Mesh | None = None, *, donate: bool = True) -> MultiStep:
     """The K-step function of a run (``args``: the trainer's flags), on one device or over ``mesh``; the state is
     donated unless ``donate=False`` (several processes: the state before a failed call must stay readable)."""
     n_dev = 1 if mesh is None else int(mesh.devices.size)
-    share = _Share(batches.rows, n_dev)
+    local = n_dev > 1 and getattr(args, "replica_sync", "step") == "call"
+    if local and batches.streams != n_dev:
+        raise ValueError(f"--replica-sync call needs one corpus stream per device: {batches.streams} streams for "
+                         f"{n_dev} devices")
+    share = _Share(batches.rows, 1 if local else n_dev)
     noise_fn = _noise_fn(args, vocab_size, batches, share)
     loss_fn = _loss_fn(args, vocab_size)
     # --negative-sharing centre looks rows up per centre row only: the gathered padding rows can be dropped.
@@ -210,12 +243,13 @@ def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse
     def one(data, carry, _):
         params, opt_state = carry
         step = params["global_step"].value
+        replica = jax.lax.axis_index("data") if local else 0
         centres, contexts, mask, epoch, pos = batches(
-            data["corpus"], data["keep"], params["epoch"].value, params["position"].value, data.get("corpus_window")
-        )
-        batch = (*(share.local(x) for x in (centres, contexts, mask)), noise_fn(data, step, centres))
+            data["corpus"], data["keep"], params["epoch"].value, params["position"].value, data.get("corpus_window"),
+            stream=replica)
+        batch = (*(share.local(x) for x in (centres, contexts, mask)), noise_fn(data, step, centres, replica))
         loss, grads_and_vars = opt.compute_gradients(lambda p: loss_fn(p, *batch), params)
-        if n_dev > 1:  # the loss stays per device (summed once per call, outside the scan)
+        if n_dev > 1 and not local:  # the loss stays per device (summed once per call, outside the scan)
             grads = _gather_gradients([g for g, _ in grads_and_vars], n_dev, keep_rows)
             grads_and_vars = [(g, v) for g, (_, v) in zip(grads, grads_and_vars, strict=True)]
         params, opt_state = opt.apply_gradients(grads_and_vars, params, opt_state,
@@ -244,7 +278,18 @@ def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse
     if n_dev == 1:
         return MultiStep(multi_step, partial_step, steps_per_call=args.steps_per_call, donate=donate)
 
+    def synced(before: tuple, after: tuple) -> tuple:
+        """--replica-sync call: the devices' updates of the call summed, their cursors and figures gathered."""
+        (params, opt_state), (new_params, new_opt_state, losses, pairs) = before, after
+        device = jax.lax.axis_index("data")
+        cursor = {k: _gather_cursor(new_params[k].value, device) for k in ("epoch", "position")}
+        new_params = jg.replace_values(_sum_updates(params, new_params), cursor)
+        return (new_params, _sum_updates(opt_state, new_opt_state), jax.lax.psum(losses, "data"),
+                jax.lax.psum(pairs, "data"))
+
     def per_device(params, opt_state, data):
+        if local:
+            return synced((params, opt_state), multi_step(params, opt_state, data))
         params, opt_state, losses, pairs = multi_step(params, opt_state, data)
         return params, opt_state, jax.lax.psum(losses, "data"), pairs
 
@@ -256,6 +301,8 @@ def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse
         return fn(params, opt_state, data)
 
     def per_device_partial(params, opt_state, data, n):
+        if local:
+            return synced((params, opt_state), partial_step(params, opt_state, data, n))
         params, opt_state, losses, pairs = partial_step(params, opt_state, data, n)
         return params, opt_state, jax.lax.psum(losses, "data"), pairs
 

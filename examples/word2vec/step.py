@@ -15,12 +15,12 @@ is the one-device run's, bit for bit in our tests; with the default grouped nega
 boundary is in two devices' slices) and with ``--loss nce`` (shared negatives) such rows are summed per device
 first (float32 rounding, ~1e-8). ``tests/test_word2vec_train_multidevice.py`` checks all three.
 
-**Several devices, ``--replica-sync call``** (local steps): a step takes the next N batches of the one-device run
-(the same batches, in the same order, with the same negatives) and device d trains the d-th, with whole steps of
-its own and no exchange for the K steps of a call; at the call's end the devices' updates are summed (``params +
-sum over devices of (theirs - params)``: one all-reduce of the tables per call instead of an all-gather per step).
-A device does not see the others' updates until the call ends, as asynchronous replicas in TF1 do not see each
-other's latest updates, so the result is not the one-device run's, but the pairs, their order and the epochs are.
+**Several devices, ``--replica-sync call``** (local steps): a call of K steps covers the next N K batches of the
+one-device run (the same batches, with the same negatives) and device d trains the d-th run of K consecutive ones,
+with no exchange; at the call's end the devices' updates are summed (``params + sum over devices of (theirs -
+params)``: one all-reduce of the tables per call instead of an all-gather per step). A device does not see the
+others' updates until the call ends, as asynchronous replicas in TF1 do not see each other's latest updates, so the
+result is not the one-device run's, but the batches and the epochs are.
 On a CPU host the devices are the cores' threads (``--devices`` virtual CPU devices), where the per-step exchange
 cost more than the second core gave.
 """

@@ -95,33 +95,3 @@ def test_contexts_are_kept_tokens_of_the_same_epoch():
             assert contexts[i][mask[i]].tolist() == expected
             checked += len(expected)
     assert checked > 500
-
-
-@pytest.mark.parametrize("keep", [1.0, 0.6])
-def test_streams_partition_the_corpus(keep):
-    """Three streams (``--replica-sync call``): stream s's steps take, in order, the kept tokens of its own third
-    of the corpus (those one stream takes there, by the same hashes), its windows never leave that third, and
-    only its own cursor moves; ``progress`` counts the tokens all the cursors passed."""
-    ids = np.arange(N, dtype=np.int32)
-    one = BatchMaker(N, W, 40, keep, seed=5)
-    maker = BatchMaker(N, W, 40, keep, seed=5, streams=3)
-    corpus = jnp.asarray(maker.pad(ids))
-    keep_prob = jnp.full((N,), keep, jnp.float32)
-    kept = set(one.kept_positions(jnp.asarray(ids), keep_prob, 0).tolist())
-    step_fn = jax.jit(maker.__call__)
-    epoch, pos = (jnp.asarray(x) for x in maker.initial_cursor())
-    for s in range(3):
-        lo, hi = int(maker.bounds[s]), int(maker.bounds[s + 1])
-        seen = []
-        while int(epoch[s]) == 0:
-            before = np.asarray(pos).copy()
-            centres, contexts, mask, epoch, pos = step_fn(corpus, keep_prob, epoch, pos, stream=s)
-            centres, contexts, mask = (np.asarray(x) for x in (centres, contexts, mask))
-            real = mask.any(axis=1)
-            seen += centres[real].tolist()
-            assert ((contexts[mask] >= lo) & (contexts[mask] < hi)).all()
-            others = np.arange(3) != s
-            np.testing.assert_array_equal(np.asarray(pos)[others], before[others])
-        assert seen == sorted(p for p in kept if lo <= p < hi)
-        assert int(pos[s]) == lo  # wrapped to its own start, in epoch 1
-    assert maker.progress(np.asarray(epoch), np.asarray(pos)) == N

@@ -12,10 +12,6 @@ no host work per step.
   fresh draw and any step can be recomputed exactly.
 * **Dynamic window**: each centre gets ``b ~ U{1..window}`` (a hash of ``(seed, epoch, position)``) and pairs
   with the ``b`` kept tokens on each side. Windows never cross an epoch boundary.
-* **Streams** (``streams > 1``, for ``--replica-sync call``): the corpus is cut into equal streams, each with its
-  own cursor (``epoch`` and ``position`` are ``[streams]`` vectors), and a step reads one stream. Windows never
-  cross a stream's ends; subsampling and windows are the same hashes of the corpus position, so the streams
-  together make the pairs of the whole corpus (less those across the ``streams - 1`` cuts).
 """
 
 from __future__ import annotations
@@ -48,13 +44,8 @@ class BatchMaker:
     """
 
     def __init__(self, n_tokens: int, window: int, batch_size: int, keep_mean: float, seed: int,
-                 row_multiple: int = 1, streams: int = 1) -> None:
-        if not 1 <= streams <= max(n_tokens, 1):
-            raise ValueError(f"streams must be in [1, {n_tokens}] (the corpus's tokens), got {streams}")
+                 row_multiple: int = 1) -> None:
         self.n = n_tokens
-        self.streams = streams
-        # Stream s covers the positions [bounds[s], bounds[s + 1]).
-        self.bounds = np.asarray([n_tokens * s // streams for s in range(streams + 1)], np.int64)
         self.window = window
         # batch_size counts pairs: a centre has window + 1 active pairs on average.
         self.centres = max(1, -(-batch_size // (window + 1)))
@@ -69,22 +60,6 @@ class BatchMaker:
         self.ahead = 8 * window
         self.span = self.back + self.forward + self.ahead
         self.seed = seed
-
-    def initial_cursor(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(epoch, position)`` before the first step: scalars, or per stream (each at its first position).
-
-        >>> BatchMaker(n_tokens=100, window=2, batch_size=6, keep_mean=1.0, seed=0, streams=3).initial_cursor()
-        (array([0, 0, 0], dtype=int32), array([ 0, 33, 66], dtype=int32))
-        """
-        if self.streams == 1:
-            return np.int32(0), np.int32(0)
-        return np.zeros(self.streams, np.int32), self.bounds[:-1].astype(np.int32)
-
-    def progress(self, epoch: np.ndarray | int, position: np.ndarray | int) -> int:
-        """In-vocabulary tokens the cursor ``(epoch, position)`` has passed since the first step, all streams
-        together (``epoch * n_tokens + position`` for one stream)."""
-        epoch, position = np.asarray(epoch, np.int64), np.asarray(position, np.int64)
-        return int(np.sum(epoch * np.diff(self.bounds) + position - self.bounds[:-1]))
 
     def pad(self, ids: np.ndarray) -> np.ndarray:
         """The corpus as the device keeps it: zeros around it, so that every span slice is in bounds."""
@@ -106,7 +81,7 @@ class BatchMaker:
         return jax.jit(lambda ids, p, e: self._subsampled(e, jnp.arange(self.n, dtype=jnp.int32), p[ids]))
 
     def __call__(self, corpus: jax.Array, keep_prob: jax.Array, epoch: jax.Array, pos: jax.Array,
-                 window: jax.Array | None = None, stream: jax.Array | int = 0):
+                 window: jax.Array | None = None):
         """``(centres [R], contexts [R, 2W], mask [R, 2W], next_epoch, next_position)``; ``R = self.rows``
         (rows from ``self.centres`` on are masked).
 
@@ -114,24 +89,12 @@ class BatchMaker:
         buffer with ``window = [base, wrap_epoch, wrap_start]`` (``feed.StreamingFeed``): the buffer holds the
         positions from ``base - back`` on, and from index ``wrap_start`` on the corpus's start again (as
         :meth:`pad` lays it out) for the steps of epochs from ``wrap_epoch`` on. Either way a step reads the
-        same tokens at the same positions.
-
-        With several streams, ``epoch`` and ``pos`` are the streams' cursors and the step reads stream ``stream``
-        (whole corpus only); the cursors come back with that stream's moved on."""
-        if self.streams == 1:
-            return self._step(corpus, keep_prob, epoch, pos, window, 0, self.n)
-        bounds = jnp.asarray(self.bounds, jnp.int32)
-        *batch, e, p = self._step(corpus, keep_prob, epoch[stream], pos[stream], None, bounds[stream],
-                                  bounds[stream + 1])
-        return (*batch, epoch.at[stream].set(e), pos.at[stream].set(p))
-
-    def _step(self, corpus, keep_prob, epoch, pos, window, lo, hi):
-        """One step's batch from the stream of positions ``[lo, hi)``, and that stream's next cursor."""
+        same tokens at the same positions."""
         w, n_c = self.window, self.centres
         start = pos if window is None else jnp.where(epoch >= window[1], window[2] + pos, pos - window[0])
         tok = jax.lax.dynamic_slice(corpus, (start,), (self.span,))
         off = pos - self.back + jnp.arange(self.span, dtype=jnp.int32)
-        valid = (off >= lo) & (off < hi)
+        valid = (off >= 0) & (off < self.n)
         keep = valid & self._subsampled(epoch, off, keep_prob[tok])
         rank = jnp.cumsum(keep.astype(jnp.int32)) - 1
         total_kept = rank[-1] + 1
@@ -154,7 +117,7 @@ class BatchMaker:
 
         first_unused = comp_off[jnp.minimum(n_back + n_c, self.span - 1)]
         next_pos = jnp.where(n_fwd <= n_c, pos + self.forward, first_unused)
-        wrap = next_pos >= hi
+        wrap = next_pos >= self.n
         next_epoch = epoch + wrap.astype(epoch.dtype)
-        next_pos = jnp.where(wrap, lo, next_pos)
+        next_pos = jnp.where(wrap, 0, next_pos)
         return centres, contexts, mask, next_epoch, next_pos

@@ -49,8 +49,8 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
         raise UsageError("--step-cap applies to --loss neg --negative-sharing group with --optimizer sgd only")
     if args.replica_sync == "call":
         if (args.devices or 1) < 2:
-            raise UsageError("--replica-sync call needs --devices 2 or more (each device trains its own part of the "
-                             "corpus between synchronisations)")
+            raise UsageError("--replica-sync call needs --devices 2 or more (each device trains its own batches "
+                             "between synchronisations)")
         if args.num_processes is not None or args.distributed_auto:
             raise UsageError("--replica-sync call runs in one process (its devices: --devices); with several "
                              "processes use --replica-sync step")
@@ -161,9 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "several processes, devices PER PROCESS (the mesh spans every process's devices)")
     g.add_argument("--replica-sync", choices=("step", "call"), default="step",
                    help="with --devices N: 'step' (default) shares the devices' gradients every step (the result "
-                        "of one device); 'call' gives each device its own 1/N of the corpus and sums their updates "
-                        "once per call of --steps-per-call steps (faster on a CPU's cores; not one device's "
-                        "result)")
+                        "of one device); 'call': a call of --steps-per-call K steps covers N K of the one-device "
+                        "run's batches, each device training K consecutive ones with no exchange, and sums the "
+                        "devices' updates at its end (faster on a CPU's cores; not one device's result)")
     g = p.add_argument_group(
         "multi-process",
         "Run the same command once per process (the same flags everywhere but --process-id): JAX's "

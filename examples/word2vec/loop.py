@@ -56,11 +56,8 @@ class RunStats:
     (1.0, 0.4, 20.0)
     """
 
-    def __init__(self, steps_per_call: int, n_tokens: int, raw_per_token: float, position: int,
-                 progress: Callable[[Any, Any], int] | None = None) -> None:
+    def __init__(self, steps_per_call: int, n_tokens: int, raw_per_token: float, position: int) -> None:
         self.n_tokens, self.raw_per_token, self.position = n_tokens, raw_per_token, position
-        # The corpus cursor (epoch, position) -> the position counted here; several streams: summed over them.
-        self.progress = progress or (lambda epoch, position: int(epoch) * n_tokens + int(position))
         self.recent: collections.deque[tuple[float, int]] = collections.deque(maxlen=max(1, 2000 // steps_per_call))
         self.seconds, self.pairs, self.tokens = 0.0, 0, 0
 
@@ -232,7 +229,7 @@ class TrainingLoop:
             # With several processes the state is not donated: the last completed call's is still here.
             raise PeerLost(lost_peer(e), params, opt_state, self.step) from None
         losses, pairs = losses[:n], pairs[:n]
-        self.words_per_sec = self.stats.record(losses, pairs, self.stats.progress(epoch, position),
+        self.words_per_sec = self.stats.record(losses, pairs, int(epoch) * self.stats.n_tokens + int(position),
                                                time.perf_counter() - t0)
         return new_params, new_opt_state, losses, pairs
 

@@ -47,8 +47,7 @@ __all__ = ["band_logits", "group_negatives_weights", "init_params", "skipgram_gr
            "skipgram_negative_sampling_loss", "skipgram_nce_loss", "window_band"]
 
 
-def init_params(vocab_size: int, dim: int, loss: str, seed: int,
-                cursor: tuple[Any, Any] = (0, 0)) -> dict[str, Any]:
+def init_params(vocab_size: int, dim: int, loss: str, seed: int) -> dict[str, Any]:
     """The training state's Variables: ``emb_in`` ~ U(-0.5/dim, 0.5/dim) (word2vec's), ``emb_out`` = 0, the global
     step, the corpus ``epoch`` and ``position`` (non-trainable: the batches' cursor), and ``nce_biases`` for nce.
 
@@ -62,8 +61,8 @@ def init_params(vocab_size: int, dim: int, loss: str, seed: int,
         ),
         "emb_out": jg.Variable(jnp.zeros((vocab_size, dim), jnp.float32), name="emb_out"),
         "global_step": jg.create_global_step(),
-        "epoch": jg.Variable(jnp.asarray(cursor[0], jnp.int32), trainable=False, name="epoch"),
-        "position": jg.Variable(jnp.asarray(cursor[1], jnp.int32), trainable=False, name="position"),
+        "epoch": jg.Variable(jnp.zeros((), jnp.int32), trainable=False, name="epoch"),
+        "position": jg.Variable(jnp.zeros((), jnp.int32), trainable=False, name="position"),
     }
     if loss == "nce":
         params["nce_biases"] = jg.Variable(jnp.zeros((vocab_size,), jnp.float32), name="nce_biases")

@@ -43,20 +43,45 @@ class RunPlan:
     total_steps: int
     steps_per_epoch: float
     exact_epochs: float | None = None
-    note: str = ""  # what the plan line must also say (how --replica-sync call's epochs end)
+    batches_per_step: int = 1
+    total_batches: int | None = None
+
+    @property
+    def batches_per_call(self) -> int:
+        """The batches a full call makes (``steps_per_call`` x ``batches_per_step``): how far it reads the corpus."""
+        return self.steps_per_call * self.batches_per_step
+
+    def describe_batches(self) -> str:
+        """For the plan line: how the batches map to the steps, when a step takes several."""
+        if self.batches_per_step == 1:
+            return ""
+        return (f" x {self.batches_per_step} devices ({self.total_batches:,} batches of the one-device run, "
+                f"one per device per step: --replica-sync call)")
 
     @classmethod
     def from_flags(cls, *, epochs: float, steps: int | None, steps_per_call: int, kept_tokens_per_epoch: float,
-                   centres_per_step: int, steps_for_epochs: Callable[[float], int] | None = None) -> RunPlan:
+                   centres_per_step: int, steps_for_epochs: Callable[[float], int] | None = None,
+                   batches_per_step: int = 1) -> RunPlan:
         """``--epochs`` / ``--steps`` / ``--steps-per-call`` for a corpus of ``kept_tokens_per_epoch`` expected
-        centres per epoch, ``centres_per_step`` per step. ``steps_for_epochs(E)``, when given, counts the steps of
-        E epochs exactly (:func:`epoch_steps`); without it ``--epochs`` is converted with the expected figures."""
-        steps_per_epoch = kept_tokens_per_epoch / centres_per_step
+        centres per epoch, ``centres_per_step`` per batch. ``steps_for_epochs(E)``, when given, counts the batches of
+        E epochs exactly (:func:`epoch_steps`); without it ``--epochs`` is converted with the expected figures.
+        ``batches_per_step`` (``--replica-sync call``: one per device): a step takes that many consecutive batches,
+        the last step's beyond the run's batches masked; ``--steps`` counts steps.
+
+        >>> plan = RunPlan.from_flags(epochs=1.0, steps=None, steps_per_call=4, kept_tokens_per_epoch=1000.0,
+        ...                           centres_per_step=30, steps_for_epochs=lambda e: 35, batches_per_step=2)
+        >>> plan.total_steps, plan.total_batches, plan.steps_per_epoch, plan.batches_per_call
+        (18, 35, 16.666666666666668, 8)
+        """
+        n = batches_per_step
+        steps_per_epoch = kept_tokens_per_epoch / centres_per_step / n
         if steps is not None:
-            return cls(steps_per_call, steps, steps_per_epoch)
+            return cls(steps_per_call, steps, steps_per_epoch, None, n, steps * n)
         if steps_for_epochs is not None:
-            return cls(steps_per_call, max(1, steps_for_epochs(epochs)), steps_per_epoch, epochs)
-        return cls(steps_per_call, max(1, math.ceil(epochs * steps_per_epoch)), steps_per_epoch)
+            batches = max(1, steps_for_epochs(epochs))
+            return cls(steps_per_call, -(-batches // n), steps_per_epoch, epochs, n, batches)
+        total = max(1, math.ceil(epochs * steps_per_epoch * n))
+        return cls(steps_per_call, -(-total // n), steps_per_epoch, None, n, total)
 
     @property
     def epochs(self) -> float:

@@ -15,13 +15,14 @@ is the one-device run's, bit for bit in our tests; with the default grouped nega
 boundary is in two devices' slices) and with ``--loss nce`` (shared negatives) such rows are summed per device
 first (float32 rounding, ~1e-8). ``tests/test_word2vec_train_multidevice.py`` checks all three.
 
-**Several devices, ``--replica-sync call``** (local steps): each device trains its own stream of the corpus (its
-1/N, ``BatchMaker(streams=N)``) with whole steps of its own for the K steps of a call, exchanging nothing, and at
-the call's end the devices' updates are summed (``params + sum over devices of (theirs - params)``: one all-reduce
-of the tables per call instead of an all-gather per step). A device does not see the others' updates of the call
-until it ends, as asynchronous replicas in TF1 do not see each other's latest updates; the result is not the
-one-device run's. On a CPU host the devices are the cores' threads (``--devices`` virtual CPU devices), where the
-per-step exchange cost more than the second core gave.
+**Several devices, ``--replica-sync call``** (local steps): a call of K steps covers the next N K batches of the
+one-device run (the same batches, with the same negatives) and device d trains the d-th run of K consecutive ones,
+with no exchange; at the call's end the devices' updates are summed (``params + sum over devices of (theirs -
+params)``: one all-reduce of the tables per call instead of an all-gather per step). A device does not see the
+others' updates until the call ends, as asynchronous replicas in TF1 do not see each other's latest updates, so the
+result is not the one-device run's, but the batches and the epochs are.
+On a CPU host the devices are the cores' threads (``--devices`` virtual CPU devices), where the per-step exchange
+cost more than the second core gave.
 """
 
 from __future__ import annotations
@@ -129,31 +130,27 @@ def centres_per_group(args: argparse.Namespace) -> int:
 
 
 def _noise_fn(args: argparse.Namespace, vocab_size: int, batches: BatchMaker, share: _Share) -> Callable:
-    """``(data, step, centres, replica) -> this device's noise``: its groups' negatives (neg, grouped), its centres'
-    negatives (neg, per centre) or the shared set (nce). ``replica`` (``--replica-sync call``: the device's index,
-    else 0) gives each device's whole steps draws of their own."""
+    """``(data, step, centres) -> this device's noise``: its groups' negatives (neg, grouped), its centres'
+    negatives (neg, per centre) or the shared set (nce); ``step`` is the batch's index in the one-device run."""
     if args.loss == "neg" and args.negative_sharing == "group":
         group = centres_per_group(args)
 
-        def group_negatives(data, step, _centres, replica):  # a sampler "row" is a group: whole groups per device
-            first = share.first() // group + replica * (batches.rows // group)
-            return sampling.centre_negatives(data, args.seed, step, first, share.per // group, args.shared_negatives)
+        def group_negatives(data, step, _centres):  # a "row" of the sampler is a group: whole groups per device
+            return sampling.centre_negatives(data, args.seed, step, share.first() // group, share.per // group,
+                                             args.shared_negatives)
 
         return group_negatives
     if args.loss == "neg":
-        def centre_negatives(data, step, _centres, replica):
-            return sampling.centre_negatives(data, args.seed, step, share.first() + replica * batches.rows,
-                                             share.per, args.negatives_per_centre)
+        def centre_negatives(data, step, _centres):
+            return sampling.centre_negatives(data, args.seed, step, share.first(), share.per,
+                                             args.negatives_per_centre)
 
         return centre_negatives
     base_key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 0x5EED)
 
-    def shared_negatives(_data, step, centres, replica):
-        key = jax.random.fold_in(base_key, step)
-        if not isinstance(replica, int):  # --replica-sync call: each device its own set (one device: as before)
-            key = jax.random.fold_in(key, replica)
+    def shared_negatives(_data, step, centres):
         sampled, true_exp, sampled_exp = sampling.shared_nce_negatives(
-            centres, key, batches.centres, 2 * args.window, args.negatives, vocab_size)
+            centres, jax.random.fold_in(base_key, step), batches.centres, 2 * args.window, args.negatives, vocab_size)
         return sampled, share.local(true_exp), sampled_exp
 
     return shared_negatives
@@ -216,21 +213,16 @@ def _sum_updates(before: Any, after: Any) -> Any:
     return jax.tree.map(combine, before, after)
 
 
-def _gather_cursor(cursor: jax.Array, device: jax.Array) -> jax.Array:
-    """Each device's own entry of a per-stream cursor (device d moves stream d only), on every device."""
-    own = jnp.arange(cursor.shape[0]) == device
-    return jax.lax.psum(jnp.where(own, cursor, 0), "data")
-
-
 def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse.Namespace, vocab_size: int,
-                    mesh: Mesh | None = None, *, donate: bool = True) -> MultiStep:
+                    mesh: Mesh | None = None, *, donate: bool = True, total_batches: int | None = None) -> MultiStep:
     """The K-step function of a run (``args``: the trainer's flags), on one device or over ``mesh``; the state is
-    donated unless ``donate=False`` (several processes: the state before a failed call must stay readable)."""
+    donated unless ``donate=False`` (several processes: the state before a failed call must stay readable).
+    ``total_batches``: with ``--replica-sync call``, the one-device run's batches (the steps' last ones beyond it are
+    masked)."""
     n_dev = 1 if mesh is None else int(mesh.devices.size)
     local = n_dev > 1 and getattr(args, "replica_sync", "step") == "call"
-    if local and batches.streams != n_dev:
-        raise ValueError(f"--replica-sync call needs one corpus stream per device: {batches.streams} streams for "
-                         f"{n_dev} devices")
+    if local and total_batches is None:
+        raise ValueError("--replica-sync call needs total_batches (the one-device run's batch count)")
     share = _Share(batches.rows, 1 if local else n_dev)
     noise_fn = _noise_fn(args, vocab_size, batches, share)
     loss_fn = _loss_fn(args, vocab_size)
@@ -240,14 +232,20 @@ def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse
     per_centre = args.loss == "neg" and args.negative_sharing == "centre"
     keep_rows = (lambda n: n // batches.rows * batches.centres) if per_centre else None
 
-    def one(data, carry, _):
+    def one(data, carry, index=None):
+        """One step; ``index`` (``--replica-sync call``): the batch's index in the one-device run, for its negatives
+        and to mask a batch past the run's end (which leaves the cursor where it is)."""
         params, opt_state = carry
         step = params["global_step"].value
-        replica = jax.lax.axis_index("data") if local else 0
-        centres, contexts, mask, epoch, pos = batches(
-            data["corpus"], data["keep"], params["epoch"].value, params["position"].value, data.get("corpus_window"),
-            stream=replica)
-        batch = (*(share.local(x) for x in (centres, contexts, mask)), noise_fn(data, step, centres, replica))
+        cursor = (params["epoch"].value, params["position"].value)
+        centres, contexts, mask, epoch, pos = batches(data["corpus"], data["keep"], *cursor, data.get("corpus_window"))
+        if index is None:
+            index = step
+        else:
+            within = index < total_batches
+            mask = mask & within
+            epoch, pos = jnp.where(within, epoch, cursor[0]), jnp.where(within, pos, cursor[1])
+        batch = (*(share.local(x) for x in (centres, contexts, mask)), noise_fn(data, index, centres))
         loss, grads_and_vars = opt.compute_gradients(lambda p: loss_fn(p, *batch), params)
         if n_dev > 1 and not local:  # the loss stays per device (summed once per call, outside the scan)
             grads = _gather_gradients([g for g, _ in grads_and_vars], n_dev, keep_rows)
@@ -258,7 +256,7 @@ def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse
         return (params, opt_state), (loss, jnp.sum(mask.astype(jnp.int32)))
 
     def multi_step(params, opt_state, data):
-        body = lambda carry, x: one(data, carry, x)
+        body = lambda carry, x: one(data, carry)
         (params, opt_state), (losses, pairs) = jax.lax.scan(body, (params, opt_state), None,
                                                             length=args.steps_per_call)
         return params, opt_state, losses, pairs
@@ -268,28 +266,48 @@ def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse
         # shorter call); the losses and pairs of the steps not run stay 0.
         def body(i, carry):
             state, losses, pairs = carry
-            state, (loss, pair) = one(data, state, None)
+            state, (loss, pair) = one(data, state)
             return state, losses.at[i].set(loss), pairs.at[i].set(pair)
 
         zeros = (jnp.zeros(args.steps_per_call, jnp.float32), jnp.zeros(args.steps_per_call, jnp.int32))
         (params, opt_state), losses, pairs = jax.lax.fori_loop(0, n, body, ((params, opt_state), *zeros))
         return params, opt_state, losses, pairs
 
-    if n_dev == 1:
-        return MultiStep(multi_step, partial_step, steps_per_call=args.steps_per_call, donate=donate)
-
-    def synced(before: tuple, after: tuple) -> tuple:
-        """--replica-sync call: the devices' updates of the call summed, their cursors and figures gathered."""
-        (params, opt_state), (new_params, new_opt_state, losses, pairs) = before, after
+    def local_call(params, opt_state, data, n):
+        """--replica-sync call, on each device: a call of n steps covers the next N n batches of the one-device run;
+        device d trains the d-th run of n of them (so the devices work on text n batches apart, not on neighbouring
+        batches, which share more rows), then the devices' updates are summed and the cursor is the last run's."""
         device = jax.lax.axis_index("data")
-        cursor = {k: _gather_cursor(new_params[k].value, device) for k in ("epoch", "position")}
+        start = params["global_step"].value * n_dev  # the call's first batch in the one-device run
+        first = start + device * n
+
+        def skip(j, cursor):  # the batches of the runs before this device's: made, not trained (a few % of a step)
+            *_, epoch, pos = batches(data["corpus"], data["keep"], *cursor, data.get("corpus_window"))
+            within = start + j < total_batches
+            return jnp.where(within, epoch, cursor[0]), jnp.where(within, pos, cursor[1])
+
+        cursor = jax.lax.fori_loop(0, device * n, skip, (params["epoch"].value, params["position"].value))
+        state = (jg.replace_values(params, {"epoch": cursor[0], "position": cursor[1]}), opt_state)
+
+        def body(i, carry):
+            state, losses, pairs = carry
+            state, (loss, pair) = one(data, state, first + i)
+            return state, losses.at[i].set(loss), pairs.at[i].set(pair)
+
+        zeros = (jnp.zeros(args.steps_per_call, jnp.float32), jnp.zeros(args.steps_per_call, jnp.int32))
+        (new_params, new_opt_state), losses, pairs = jax.lax.fori_loop(0, n, body, (state, *zeros))
+        last = device == n_dev - 1
+        cursor = {k: jax.lax.psum(jnp.where(last, new_params[k].value, 0), "data") for k in ("epoch", "position")}
         new_params = jg.replace_values(_sum_updates(params, new_params), cursor)
         return (new_params, _sum_updates(opt_state, new_opt_state), jax.lax.psum(losses, "data"),
                 jax.lax.psum(pairs, "data"))
 
+    if n_dev == 1:
+        return MultiStep(multi_step, partial_step, steps_per_call=args.steps_per_call, donate=donate)
+
     def per_device(params, opt_state, data):
         if local:
-            return synced((params, opt_state), multi_step(params, opt_state, data))
+            return local_call(params, opt_state, data, args.steps_per_call)
         params, opt_state, losses, pairs = multi_step(params, opt_state, data)
         return params, opt_state, jax.lax.psum(losses, "data"), pairs
 
@@ -302,7 +320,7 @@ def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse
 
     def per_device_partial(params, opt_state, data, n):
         if local:
-            return synced((params, opt_state), partial_step(params, opt_state, data, n))
+            return local_call(params, opt_state, data, n)
         params, opt_state, losses, pairs = partial_step(params, opt_state, data, n)
         return params, opt_state, jax.lax.psum(losses, "data"), pairs
 

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import os
 import signal
 import sys
@@ -158,7 +157,7 @@ def _run(args: argparse.Namespace, runtime: distributed.Runtime, ckpt: Checkpoin
             ckpt.claim()
         corpus = _read_corpus(args, out.log, cleanup)
         batches, plan, chunk_tokens = _plan(args, corpus, runtime)
-        config = {**vars(args), "total_steps": plan.total_steps, "replicas": batches.streams}
+        config = {**vars(args), "total_steps": plan.total_steps, "replicas": plan.batches_per_step}
         ckpt.set_fingerprint(fingerprint(corpus.vocab, corpus.ids, config))
         memory = _check_resources(args, corpus, batches, plan, chunk_tokens, runtime, ckpt)
         out.log(_describe_plan(args, corpus, batches, plan, chunk_tokens, runtime) + f"; memory: {memory}")
@@ -166,7 +165,7 @@ def _run(args: argparse.Namespace, runtime: distributed.Runtime, ckpt: Checkpoin
                             output_dir=args.output_dir)
         schedule = linear_decay(args.learning_rate, plan.total_steps)
         opt = make_optimizer(args.optimizer, schedule)
-        params, opt_state, latest = _initial_state(args, corpus, batches, opt, ckpt, latest, out.log)
+        params, opt_state, latest = _initial_state(args, corpus, opt, ckpt, latest, out.log)
     _processes_agree(ckpt, runtime, params)
     with jax.default_device(runtime.device):
         start = int(distributed.host_values(params["global_step"].value))
@@ -178,12 +177,12 @@ def _run(args: argparse.Namespace, runtime: distributed.Runtime, ckpt: Checkpoin
         out.log(f"steps {start} to {end}: {plan.describe_calls(start, end, (args.checkpoint_every, args.eval_every))}")
         static = {"keep": corpus.keep_prob, **sampling.unigram_tables(corpus.counts)}
         params, opt_state, static = runtime.place((params, opt_state, static))
-        stats = _stats(plan, corpus, params, batches)
+        stats = _stats(plan, corpus, params)
         feed = _feed(corpus, batches, plan, chunk_tokens, runtime, static)
         cleanup.callback(feed.close)
         # Several processes: no donation, so that the state of the last completed call survives a lost peer.
         step_fn = make_multi_step(opt, batches, args, len(corpus.vocab), runtime.mesh,
-                                  donate=runtime.processes == 1)
+                                  donate=runtime.processes == 1, total_batches=plan.total_batches)
         lengths = set(plan.calls(start, end, (args.checkpoint_every, args.eval_every)))
         t_compile = time.perf_counter()
         seconds = step_fn.compile(params, opt_state, feed.at(stats.position), full=plan.steps_per_call in lengths,
@@ -295,7 +294,7 @@ def _feed(corpus: Corpus, batches: BatchMaker, plan: RunPlan, chunk_tokens: int 
     if chunk_tokens is None:
         return CorpusFeed(np.asarray(corpus.ids), batches, runtime.place_data, static)
     assert isinstance(corpus.ids, corpus_ids.IdFile)
-    return StreamingFeed(corpus.ids, batches, plan.steps_per_call, chunk_tokens, runtime.place_data, static)
+    return StreamingFeed(corpus.ids, batches, plan.batches_per_call, chunk_tokens, runtime.place_data, static)
 
 
 def _read_corpus(args: argparse.Namespace, log: Callable[[str], None], cleanup: contextlib.ExitStack) -> Corpus:
@@ -323,66 +322,45 @@ def _plan(args: argparse.Namespace, corpus: Corpus,
           runtime: distributed.Runtime) -> tuple[BatchMaker, RunPlan, int | None]:
     """The batches' shape, the run's length (``--epochs`` counted exactly, ``plan.epoch_steps``, for a corpus held
     whole) and the corpus's chunk size (None: on the device whole)."""
-    # --replica-sync call: each device its own stream of the corpus, whole steps of its own.
-    replicas = replica_count(args, runtime)
+    # --replica-sync call: a step is N batches of the one-device run, one per device (whole batches).
+    per_step = len(runtime.devices) if args.replica_sync == "call" else 1
     # Each device's rows hold whole negatives groups: rows are padded (masked) to a multiple of devices x group.
-    row_devices = 1 if replicas > 1 else len(runtime.devices)
+    row_devices = len(runtime.devices) // per_step
     batches = BatchMaker(len(corpus.ids), args.window, args.batch_size, corpus.keep_mean, args.seed,
-                         row_multiple=row_devices * centres_per_group(args), streams=replicas)
+                         row_multiple=row_devices * centres_per_group(args))
     chunk_tokens = None
     if isinstance(corpus.ids, corpus_ids.IdFile):
         chunk_tokens = args.corpus_chunk_tokens or max(1 << 16, args.max_corpus_memory * 2**20 // 16)
-        if replicas > 1:
-            raise UsageError("--replica-sync call needs the corpus on the device whole; this one is streamed "
-                             "(raise --max-corpus-memory, or use --replica-sync step)")
-    spread: list[int] = []
 
     def steps_for_epochs(epochs: float) -> int:
-        # Per stream (one, or one per device with --replica-sync call): the steps its E epochs take. The run takes
-        # the longest stream's; a shorter stream's device goes on into its next epoch for the difference.
         ids, keep = jax.device_put((np.asarray(corpus.ids), corpus.keep_prob), runtime.device)
         whole, part = int(epochs), epochs - int(epochs)
-        lo, hi = batches.bounds[:-1], batches.bounds[1:]
-        totals = np.zeros(batches.streams, np.int64)
+        total = 0
         for epoch in range(whole + (part > 0)):
-            kept = batches.kept_positions(ids, keep, epoch)
-            for s in range(batches.streams):
-                stream = kept[(kept >= lo[s]) & (kept < hi[s])] - lo[s]
-                stop = part * (hi[s] - lo[s]) if epoch == whole else None
-                totals[s] += epoch_steps(stream, int(hi[s] - lo[s]), batches.centres, batches.forward, stop_at=stop)
-        spread[:] = [int(totals.min()), int(totals.max())]
-        return int(totals.max())
+            stop = part * len(corpus.ids) if epoch == whole else None
+            total += epoch_steps(batches.kept_positions(ids, keep, epoch), len(corpus.ids), batches.centres,
+                                 batches.forward, stop_at=stop)
+        return total
 
     # A streamed corpus is never whole in memory, so its epochs are converted with the expected figures (the plan
     # line says "~E epochs" then, and why).
     plan = RunPlan.from_flags(epochs=args.epochs, steps=args.steps, steps_per_call=args.steps_per_call,
-                              kept_tokens_per_epoch=corpus.keep_mean * len(corpus.ids) / replicas,
+                              kept_tokens_per_epoch=corpus.keep_mean * len(corpus.ids),
                               centres_per_step=batches.centres,
-                              steps_for_epochs=steps_for_epochs if chunk_tokens is None else None)
-    if replicas > 1 and spread and spread[0] < spread[1]:
-        plan = dataclasses.replace(plan, note=(
-            f"{replicas} devices each train their own 1/{replicas} of the corpus (--replica-sync call): their "
-            f"epochs take {spread[0]:,}-{spread[1]:,} steps, so all but the longest go up to "
-            f"{spread[1] - spread[0]:,} steps into their next epoch"))
+                              steps_for_epochs=steps_for_epochs if chunk_tokens is None else None,
+                              batches_per_step=per_step)
     return batches, plan, chunk_tokens
-
-
-def replica_count(args: argparse.Namespace, runtime: distributed.Runtime) -> int:
-    """Devices that train their own stream of the corpus: ``--devices`` with ``--replica-sync call``, else 1."""
-    return len(runtime.devices) if args.replica_sync == "call" else 1
 
 
 def _describe_plan(args: argparse.Namespace, corpus: Corpus, batches: BatchMaker, plan: RunPlan,
                    chunk_tokens: int | None, runtime: distributed.Runtime) -> str:
-    if plan.exact_epochs and plan.note:
-        epochs = f"{plan.epochs:g} epoch{'s' if plan.epochs != 1 else ''} (--epochs): {plan.note}"
-    elif plan.exact_epochs:
+    if plan.exact_epochs:
         epochs = f"exactly {plan.epochs:g} epoch{'s' if plan.epochs != 1 else ''} (--epochs)"
     elif args.steps is None and chunk_tokens is not None:
         epochs = f"~{plan.epochs:.2f} epochs (--epochs of a streamed corpus: counted from the expected kept tokens)"
     else:
         epochs = f"~{plan.epochs:.2f} epochs"
-    device_mib = corpus_device_bytes(len(corpus.ids), batches, plan.steps_per_call, chunk_tokens) / 2**20
+    device_mib = corpus_device_bytes(len(corpus.ids), batches, plan.batches_per_call, chunk_tokens) / 2**20
     held = (f"corpus on the device whole ({device_mib:,.1f} MiB, --max-corpus-memory {args.max_corpus_memory})"
             if chunk_tokens is None else
             f"corpus streamed in chunks of {chunk_tokens:,} tokens from an id file in "
@@ -390,7 +368,7 @@ def _describe_plan(args: argparse.Namespace, corpus: Corpus, batches: BatchMaker
     return (f"{corpus.raw_tokens:,} tokens, vocabulary {len(corpus.vocab):,} (min-count {args.min_count}), "
             f"{len(corpus.ids):,} in-vocabulary tokens, {corpus.keep_mean:.1%} kept by subsampling on average; "
             f"{plan.total_steps:,} steps of {batches.centres} centres (~{batches.centres * (args.window + 1)} pairs)"
-            f"{f' on each of {batches.streams} devices' if batches.streams > 1 else ''}, "
+            f"{plan.describe_batches()}, "
             f"{epochs}, on {runtime.describe()}; {held}")
 
 
@@ -401,8 +379,8 @@ def _check_resources(args: argparse.Namespace, corpus: Corpus, batches: BatchMak
     Returns the memory figure for the plan line."""
     # Two copies of the state: not donated (several processes), or --replica-sync call, which keeps the state
     # before a call to sum the devices' updates at its end.
-    copies = 1 if runtime.processes == 1 and batches.streams == 1 else 2
-    corpus_slots = corpus_device_bytes(len(corpus.ids), batches, plan.steps_per_call, chunk_tokens) // 4
+    copies = 1 if runtime.processes == 1 and plan.batches_per_step == 1 else 2
+    corpus_slots = corpus_device_bytes(len(corpus.ids), batches, plan.batches_per_call, chunk_tokens) // 4
     needs = resources.memory_needed(args, len(corpus.vocab), corpus_slots, batches.rows, batches.span, copies,
                                     centres_per_group(args))
     memory = resources.check_memory(needs, runtime.device)
@@ -414,10 +392,10 @@ def _check_resources(args: argparse.Namespace, corpus: Corpus, batches: BatchMak
     return memory
 
 
-def _stats(plan: RunPlan, corpus: Corpus, params: Any, batches: BatchMaker) -> RunStats:
+def _stats(plan: RunPlan, corpus: Corpus, params: Any) -> RunStats:
     epoch, position = distributed.host_values((params["epoch"].value, params["position"].value))
     return RunStats(plan.steps_per_call, len(corpus.ids), corpus.raw_tokens / len(corpus.ids),
-                    batches.progress(epoch, position), batches.progress)
+                    int(epoch) * len(corpus.ids) + int(position))
 
 
 def _figures(stats: RunStats, runtime: distributed.Runtime, corpus: Corpus) -> dict[str, Any]:
@@ -430,10 +408,10 @@ def _figures(stats: RunStats, runtime: distributed.Runtime, corpus: Corpus) -> d
             "vocabulary_size": len(corpus.vocab)}
 
 
-def _initial_state(args: argparse.Namespace, corpus: Corpus, batches: BatchMaker, opt: Any, ckpt: Checkpointer,
-                   latest: str | None, log: Callable[[str], None]) -> tuple[Any, Any, str | None]:
+def _initial_state(args: argparse.Namespace, corpus: Corpus, opt: Any, ckpt: Checkpointer, latest: str | None,
+                   log: Callable[[str], None]) -> tuple[Any, Any, str | None]:
     """Fresh parameters and optimizer state, or the newest intact checkpoint's (and its path)."""
-    params = init_params(len(corpus.vocab), args.embedding_size, args.loss, args.seed, batches.initial_cursor())
+    params = init_params(len(corpus.vocab), args.embedding_size, args.loss, args.seed)
     opt_state = opt.init(params)
     if latest is not None:
         params, opt_state, latest = ckpt.restore(params, opt_state, latest)

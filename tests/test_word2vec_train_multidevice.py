@@ -196,3 +196,27 @@ def test_replica_sync_call_resumes_exactly_and_streams(corpus, tmp_path, trainer
     assert _run(corpus, other, "--devices", "2", "--steps", "32", "--resume") == 2
     err = capsys.readouterr().err
     assert "belongs to a different run" in err and err.count("\n") == 1
+
+
+def test_virtual_cpu_devices_count_their_copies_in_host_memory(corpus, tmp_path, monkeypatch):
+    """``--devices N`` on a CPU: N copies of the state, corpus and step buffers in one host's memory, so the memory
+    check asks for N times one device's figure."""
+    from examples.word2vec import resources
+
+    one_device, asked = [], []
+    memory_needed = resources.memory_needed
+
+    def per_device(*args, **kwargs):
+        needs = memory_needed(*args, **kwargs)
+        one_device.append(needs.total)
+        return needs
+
+    def record(needs, device, remedies=None):
+        asked.append(needs.total)
+        raise resources.UsageError("stop here")
+
+    monkeypatch.setattr(resources, "memory_needed", per_device)
+    monkeypatch.setattr(resources, "check_memory", record)
+    for n in (1, 2, 4):
+        assert _run(corpus, tmp_path / f"d{n}", "--devices", str(n), "--steps", "8") == 2
+    assert asked == [n * total for n, total in zip((1, 2, 4), one_device, strict=True)]

@@ -383,6 +383,11 @@ def _check_resources(args: argparse.Namespace, corpus: Corpus, batches: BatchMak
     corpus_slots = corpus_device_bytes(len(corpus.ids), batches, plan.batches_per_call, chunk_tokens) // 4
     needs = resources.memory_needed(args, len(corpus.vocab), corpus_slots, batches.rows, batches.span, copies,
                                     centres_per_group(args))
+    # This process's virtual CPU devices (--devices N on a CPU) share the host's memory, each with its own copy of
+    # the state, the corpus and the step's buffers.
+    host_copies = sum(d.platform == "cpu" and d.process_index == jax.process_index() for d in runtime.devices)
+    if host_copies > 1:
+        needs = resources.Needs({part: host_copies * n for part, n in needs.parts.items()})
     memory = resources.check_memory(needs, runtime.device)
     if runtime.chief:
         checkpoint = resources.checkpoint_bytes(needs, copies)

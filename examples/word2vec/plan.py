@@ -55,8 +55,9 @@ class RunPlan:
         """For the plan line: how the batches map to the steps, when a step takes several."""
         if self.batches_per_step == 1:
             return ""
-        return (f" x {self.batches_per_step} devices ({self.total_batches:,} batches of the one-device run, "
-                f"one per device per step: --replica-sync call)")
+        n = self.batches_per_step
+        return (f" on each of {n} devices ({self.total_batches:,} batches of the one-device run; a call of K steps "
+                f"covers {n} K of them, K consecutive ones per device: --replica-sync call)")
 
     @classmethod
     def from_flags(cls, *, epochs: float, steps: int | None, steps_per_call: int, kept_tokens_per_epoch: float,
@@ -65,8 +66,8 @@ class RunPlan:
         """``--epochs`` / ``--steps`` / ``--steps-per-call`` for a corpus of ``kept_tokens_per_epoch`` expected
         centres per epoch, ``centres_per_step`` per batch. ``steps_for_epochs(E)``, when given, counts the batches of
         E epochs exactly (:func:`epoch_steps`); without it ``--epochs`` is converted with the expected figures.
-        ``batches_per_step`` (``--replica-sync call``: one per device): a step takes that many consecutive batches,
-        the last step's beyond the run's batches masked; ``--steps`` counts steps.
+        ``batches_per_step`` (``--replica-sync call``: one per device): a step trains that many batches (one on
+        each device), those of the last step beyond the run's batches masked; ``--steps`` counts steps.
 
         >>> plan = RunPlan.from_flags(epochs=1.0, steps=None, steps_per_call=4, kept_tokens_per_epoch=1000.0,
         ...                           centres_per_step=30, steps_for_epochs=lambda e: 35, batches_per_step=2)

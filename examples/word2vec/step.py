@@ -261,16 +261,20 @@ def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse
                                                             length=args.steps_per_call)
         return params, opt_state, losses, pairs
 
-    def partial_step(params, opt_state, data, n):
-        # The first n of K steps: the same step as the scan's, in a loop of traced length (one program for any
-        # shorter call); the losses and pairs of the steps not run stay 0.
+    def steps_loop(state, data, n, first=None):
+        """n steps in a loop of traced length (one program for any n); the losses and pairs of the K - n steps not
+        run stay 0. ``first``: the one-device index of the first step's batch (``--replica-sync call``)."""
         def body(i, carry):
             state, losses, pairs = carry
-            state, (loss, pair) = one(data, state)
+            state, (loss, pair) = one(data, state, None if first is None else first + i)
             return state, losses.at[i].set(loss), pairs.at[i].set(pair)
 
         zeros = (jnp.zeros(args.steps_per_call, jnp.float32), jnp.zeros(args.steps_per_call, jnp.int32))
-        (params, opt_state), losses, pairs = jax.lax.fori_loop(0, n, body, ((params, opt_state), *zeros))
+        return jax.lax.fori_loop(0, n, body, (state, *zeros))
+
+    def partial_step(params, opt_state, data, n):
+        # The first n of K steps: the same step as the scan's, for the shorter calls.
+        (params, opt_state), losses, pairs = steps_loop((params, opt_state), data, n)
         return params, opt_state, losses, pairs
 
     def local_call(params, opt_state, data, n):
@@ -288,14 +292,7 @@ def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse
 
         cursor = jax.lax.fori_loop(0, device * n, skip, (params["epoch"].value, params["position"].value))
         state = (jg.replace_values(params, {"epoch": cursor[0], "position": cursor[1]}), opt_state)
-
-        def body(i, carry):
-            state, losses, pairs = carry
-            state, (loss, pair) = one(data, state, first + i)
-            return state, losses.at[i].set(loss), pairs.at[i].set(pair)
-
-        zeros = (jnp.zeros(args.steps_per_call, jnp.float32), jnp.zeros(args.steps_per_call, jnp.int32))
-        (new_params, new_opt_state), losses, pairs = jax.lax.fori_loop(0, n, body, (state, *zeros))
+        (new_params, new_opt_state), losses, pairs = steps_loop(state, data, n, first)
         last = device == n_dev - 1
         cursor = {k: jax.lax.psum(jnp.where(last, new_params[k].value, 0), "data") for k in ("epoch", "position")}
         new_params = jg.replace_values(_sum_updates(params, new_params), cursor)

@@ -25,6 +25,9 @@ jaxgraph optimizer's ``minimize`` gets ``IndexedSlices`` gradients and applies o
   Both sum a step's updates of a row, computed from the same vectors; a word repeated many times within one
   step's windows (a taxonomy list repeating "order", at window 10) can then take a step past the edge of
   stability. ``step_cap`` (``--step-cap``) shortens those steps to that edge.
+  A batched step also misses the coupling between its pairs that word2vec's pair-by-pair updates have (each pair
+  sees the rows the pairs before it moved); ``sequential_lr`` (``--sequential-correction``, the default with
+  grouped negatives and SGD) puts it back to first order in the rate: :func:`_sequential_gradients`.
 * ``--loss nce``, :func:`skipgram_nce_loss`: ``jaxgraph.nn.nce_loss`` with TF's shared, unique, log-uniform
   negatives (64 by default).
 

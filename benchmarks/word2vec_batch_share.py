@@ -57,7 +57,8 @@ from examples.word2vec.step import centres_per_group, make_multi_step  # noqa: E
 __all__ = ["main"]
 
 
-def _programs(args: argparse.Namespace, batches: BatchMaker, opt: jg.train.Optimizer, vocab_size: int):
+def _programs(args: argparse.Namespace, batches: BatchMaker, opt: jg.train.Optimizer, vocab_size: int,
+              schedule):
     """``(batch_program, train_program)``: the two halves of the trainer's K-step call (see the module docstring).
     They mirror ``step.py``'s step for the default loss; the bit-for-bit check in :func:`main` keeps them honest."""
     group = centres_per_group(args)
@@ -78,9 +79,10 @@ def _programs(args: argparse.Namespace, batches: BatchMaker, opt: jg.train.Optim
         def body(carry, x):
             params, opt_state = carry
             centres, contexts, mask, negs, epoch, position = x
+            lr = schedule(params["global_step"].value) if args.sequential_correction else None
             loss, grads_and_vars = opt.compute_gradients(
                 lambda p: model.skipgram_group_negatives_loss(p, centres, contexts, mask, negs, args.negatives,
-                                                              step_cap), params)
+                                                              step_cap, lr), params)
             params, opt_state = opt.apply_gradients(grads_and_vars, params, opt_state,
                                                     global_step=params["global_step"])
             params = jg.replace_values(params, {"epoch": epoch, "position": position})
@@ -114,10 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     keep = w2v_data.subsample_keep_prob(counts, int(counts.sum()), args.subsample).astype(np.float32)
     batches = BatchMaker(len(ids), args.window, args.batch_size, w2v_data.expected_keep_fraction(counts, keep),
                          args.seed, row_multiple=centres_per_group(args))
-    opt = make_optimizer(args.optimizer, linear_decay(args.learning_rate, 1_000_000))
+    schedule = linear_decay(args.learning_rate, 1_000_000)
+    opt = make_optimizer(args.optimizer, schedule)
     data = jax.device_put({"corpus": batches.pad(ids), "keep": keep, **sampling.unigram_tables(counts)})
-    full = make_multi_step(opt, batches, args, len(counts))
-    batch_program, train_program = _programs(args, batches, opt, len(counts))
+    full = make_multi_step(opt, batches, args, len(counts), learning_rate=schedule)
+    batch_program, train_program = _programs(args, batches, opt, len(counts), schedule)
 
     def fresh():
         params = init_params(len(counts), args.embedding_size, args.loss, args.seed)

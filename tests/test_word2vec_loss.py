@@ -307,3 +307,93 @@ def test_step_cap_shortens_only_rows_past_the_edge_of_stability(step_cap):
     if step_cap > 1e-3:  # the test must exercise the cap: some rows are shortened, some are not
         shortened = step_cap * np.concatenate([h_in, h_out]) / 2 > 1
         assert shortened.any() and (~shortened & (np.concatenate([h_in, h_out]) > 0)).any()
+
+
+def _terms(centres, contexts, mask, negs, k):
+    """The batch's loss terms one by one: (centre row, out row, sign, weight), as ``_group_reference`` sums them."""
+    groups, drawn = negs.shape
+    per = -(-len(centres) // groups)
+    terms = []
+    for c in range(len(centres)):
+        n_pairs = mask[c].sum()
+        terms += [(centres[c], contexts[c, s], 1.0, 1.0) for s in range(contexts.shape[1]) if mask[c, s]]
+        terms += [(centres[c], n, -1.0, n_pairs * k / drawn) for n in negs[c // per] if n != centres[c]]
+    return terms
+
+
+def _term_coefficient(v, u, sign, w):
+    """d(term)/d(v . u) of ``w * -log s(sign * v . u)``."""
+    return -w * sign / (1.0 + np.exp(sign * (v @ u)))
+
+
+def _sequential_corrected_grads(ein, eout, terms, lr):
+    """The documented correction, term by term in float64: the centre rows' gradients are summed first (GV), the
+    out rows' are taken against the centre rows moved by -lr/2 (GV less the term's own part), and the centre rows'
+    against the out rows moved by -lr/2 times those corrected out-row gradients (GU, less the term's own part)."""
+    gv_plain = np.zeros_like(ein)
+    coef = [_term_coefficient(ein[c], eout[o], sign, w) for c, o, sign, w in terms]
+    for (c, o, _, _), a in zip(terms, coef, strict=True):
+        gv_plain[c] += a * eout[o]
+    gu = np.zeros_like(eout)
+    for (c, o, _, _), a in zip(terms, coef, strict=True):
+        gu[o] += a * (ein[c] - lr / 2 * (gv_plain[c] - a * eout[o]))
+    gv = np.zeros_like(ein)
+    for (c, o, _, _), a in zip(terms, coef, strict=True):
+        gv[c] += a * (eout[o] - lr / 2 * (gu[o] - a * ein[c]))
+    return gv, gu
+
+
+def _group_grads(emb_in, emb_out, batch, k, sequential_lr):
+    args = tuple(jnp.asarray(a) for a in batch)
+    opt = jg.train.GradientDescentOptimizer(1.0)
+    _, gv = opt.compute_gradients(
+        lambda p: skipgram_group_negatives_loss(p, *args, k, None, sequential_lr), _params(emb_in, emb_out))
+    return {var.name: np.asarray(g.to_dense(), np.float64) for g, var in gv}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sequential_correction_is_its_documented_formula(seed):
+    """--sequential-correction's gradients against the formula of ``model._sequential_gradients`` written term by
+    term, on a batch where words repeat (so rows are shared by many terms); and the correction is not negligible."""
+    k, lr = 5, 0.05
+    emb_in, emb_out, *batch = _band_batch(seed, n_centres=12, w=2, groups=2, drawn=8, repeat=True)
+    got = _group_grads(emb_in, emb_out, batch, k, lr)
+    plain = _group_grads(emb_in, emb_out, batch, k, None)
+    want_in, want_out = _sequential_corrected_grads(emb_in, emb_out, _terms(*batch, k), lr)
+    for name, want in (("emb_in", want_in), ("emb_out", want_out)):
+        np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-5)
+        assert np.abs(want - plain[name]).max() > 100 * 1e-5
+
+
+def _sequential_sgd_frozen_coefficients(ein, eout, terms, lr, orders):
+    """Mean update of pair-by-pair SGD over random orders of the terms, each term's coefficient (the derivative of
+    its loss in its product) fixed at its batch value: the sequential coupling of the rows alone."""
+    coef = [_term_coefficient(ein[c], eout[o], sign, w) for c, o, sign, w in terms]
+    dv, du = np.zeros_like(ein), np.zeros_like(eout)
+    for order in orders:
+        v, u = ein.copy(), eout.copy()
+        for t in order:
+            c, o = terms[t][:2]
+            v[c], u[o] = v[c] - lr * coef[t] * u[o], u[o] - lr * coef[t] * v[c]
+        dv += v - ein
+        du += u - eout
+    return dv / len(orders), du / len(orders)
+
+
+def test_sequential_correction_is_pair_by_pair_sgds_coupling():
+    """What the correction claims: the batched step's update, corrected, is pair-by-pair SGD's (mean over orders of
+    the terms) up to the change of the terms' coefficients, which it leaves out. The plain batched step misses the
+    coupling; the corrected one is several times closer."""
+    k, lr = 5, 0.02
+    emb_in, emb_out, *batch = _band_batch(1, n_centres=12, w=2, groups=2, drawn=8, repeat=True)
+    terms = _terms(*batch, k)
+    rng = np.random.default_rng(0)
+    seq_in, seq_out = _sequential_sgd_frozen_coefficients(emb_in, emb_out, terms, lr,
+                                                          [rng.permutation(len(terms)) for _ in range(300)])
+
+    def distance(grads):
+        return np.sqrt(np.sum((-lr * grads["emb_in"] - seq_in) ** 2) + np.sum((-lr * grads["emb_out"] - seq_out) ** 2))
+
+    plain = distance(_group_grads(emb_in, emb_out, batch, k, None))
+    corrected = distance(_group_grads(emb_in, emb_out, batch, k, lr))
+    assert corrected < plain / 8, (corrected, plain)

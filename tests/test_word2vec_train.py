@@ -59,6 +59,22 @@ def test_step_cap_trains_with_a_single_trace(corpus, tmp_path, trainer_tables):
     np.testing.assert_allclose(capped["variables/emb_out"], plain["variables/emb_out"], atol=0.05)
 
 
+def test_sequential_correction_is_on_where_it_applies(corpus, tmp_path, trainer_tables):
+    """On by default with grouped negatives and plain SGD (off by default elsewhere, an error when asked for
+    there), inside the one compiled step; it changes the tables, by a small amount over a few steps."""
+    assert _run(corpus, tmp_path / "on", "--steps", "32") == 0
+    assert _run(corpus, tmp_path / "off", "--steps", "32", "--no-sequential-correction") == 0
+    assert _run(corpus, tmp_path / "adagrad", "--steps", "8", "--optimizer", "adagrad") == 0
+    config = {name: json.loads((tmp_path / name / "metrics.json").read_text())["config"]
+              for name in ("on", "off", "adagrad")}
+    assert [config[n]["sequential_correction"] for n in ("on", "off", "adagrad")] == [True, False, False]
+    assert json.loads((tmp_path / "on" / "metrics.json").read_text())["traces"] == 1
+    on, off = trainer_tables(tmp_path / "on"), trainer_tables(tmp_path / "off")
+    assert np.all(np.isfinite(on["variables/emb_in"]))
+    difference = np.abs(on["variables/emb_out"] - off["variables/emb_out"]).max()
+    assert 0 < difference < 0.05
+
+
 def test_the_step_is_traced_once_per_run(corpus, tmp_path, monkeypatch):
     """What runs per call is the jitted K-step function, guarded by chex: a second trace (a recompilation, e.g.
     because the state a call returns differs in type or layout from what it took) raises."""
@@ -198,6 +214,8 @@ def test_corrupt_checkpoint_is_an_error(corpus, tmp_path, capsys):
         (["--negative-sharing", "centre", "--shared-negatives", "8"], "--negative-sharing group only"),
         (["--loss", "nce", "--pairs-per-group", "8"], "--negative-sharing group only"),
         (["--step-cap", "--optimizer", "adagrad"], "--step-cap applies to"),
+        (["--sequential-correction", "--optimizer", "adagrad"], "--sequential-correction applies to"),
+        (["--sequential-correction", "--negative-sharing", "centre"], "--sequential-correction applies to"),
         (["--batch-size", "0"], "--batch-size"),
         (["--epochs", "-1"], "--epochs"),
         (["--loss", "softmax"], "invalid choice"),

@@ -25,6 +25,9 @@ jaxgraph optimizer's ``minimize`` gets ``IndexedSlices`` gradients and applies o
   Both sum a step's updates of a row, computed from the same vectors; a word repeated many times within one
   step's windows (a taxonomy list repeating "order", at window 10) can then take a step past the edge of
   stability. ``step_cap`` (``--step-cap``) shortens those steps to that edge.
+  A batched step also misses the coupling between its pairs that word2vec's pair-by-pair updates have (each pair
+  sees the rows the pairs before it moved); ``sequential_lr`` (``--sequential-correction``, the default with
+  grouped negatives and SGD) puts it back to first order in the rate: :func:`_sequential_gradients`.
 * ``--loss nce``, :func:`skipgram_nce_loss`: ``jaxgraph.nn.nce_loss`` with TF's shared, unique, log-uniform
   negatives (64 by default).
 
@@ -197,7 +200,9 @@ def band_logits(v: jax.Array, u_band: jax.Array) -> jax.Array:
 
 def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, contexts: jax.Array,
                                   mask: jax.Array, negs: jax.Array, negatives: int,
-                                  step_cap: float | None = None) -> jax.Array:
+                                  step_cap: float | None = None,
+                                  sequential_lr: jax.Array | float | None = None,
+                                  axis_name: str | None = None) -> jax.Array:
     """The summed ``--loss neg`` loss of a batch whose negatives are shared by groups of consecutive centres.
 
     ``centres [C]``, ``contexts [C, 2W]`` and ``mask [C, 2W]`` as :class:`BatchMaker` makes them (consecutive
@@ -223,6 +228,14 @@ def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, co
     Without the cap such rows grew to norms of ~50 in some seeds (``benchmarks/notes/issue14-research.md``).
     The loss value is unchanged.
 
+    ``sequential_lr``: the SGD learning rate of this step (a traced scalar). The gradient of each row is then taken
+    against the other table's rows moved by half of the rest of the step's update (:func:`_sequential_correction`):
+    to first order in the rate, what word2vec's pair-by-pair SGD does, where each pair sees the rows that the pairs
+    before it moved. The loss value is unchanged.
+
+    ``axis_name``: when the batch's centres are split over the devices of this mapped axis (``shard_map``), the
+    by-id sums of both corrections run over every device's share, so that they are the one-device step's.
+
     >>> p = {"emb_in": jg.Variable(jnp.ones((4, 2))), "emb_out": jg.Variable(jnp.zeros((4, 2)))}
     >>> loss = skipgram_group_negatives_loss(p, jnp.array([0]), jnp.array([[1, 2]]),
     ...                                      jnp.array([[True, False]]), jnp.array([[3, 3]]), 2)
@@ -235,10 +248,12 @@ def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, co
     # One lookup (one scatter) of the output table: the band's rows, then the negatives'.
     u = jg.nn.embedding_lookup(params["emb_out"], out_ids)
     weight = group_negatives_weights(centres, mask, negs, negatives, v.dtype)
-    if step_cap is None:
+    if step_cap is None and sequential_lr is None:
         return _group_loss(v, u, weight, two_w, groups)
-    vocab_size = int(params["emb_out"].shape[0])  # the ids' range: the curvature buffer's size
-    return _capped_group_loss(v, u, weight, centres, out_ids, two_w, groups, step_cap, vocab_size)
+    vocab_size = int(params["emb_out"].shape[0])  # the ids' range: the size of the by-id buffers
+    lr = jnp.asarray(0.0 if sequential_lr is None else sequential_lr, v.dtype)
+    return _custom_grad_group_loss(v, u, weight, lr, centres, out_ids, two_w, groups, step_cap, vocab_size,
+                                   sequential_lr is not None, axis_name)
 
 
 def _group_products(v: jax.Array, u: jax.Array, two_w: int, groups: int) -> jax.Array:
@@ -265,21 +280,87 @@ def _group_loss_and_logits(v: jax.Array, u: jax.Array, weight: jax.Array, two_w:
     return _neg_log_sigmoid_sum(logits.reshape(-1), weight.reshape(-1)), logits
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))
-def _capped_group_loss(v, u, weight, centres, out_ids, two_w, groups, step_cap, vocab_size):
-    """:func:`_group_loss`, each row's gradient divided by ``max(1, step_cap * h / 2)`` (see ``step_cap`` in
-    :func:`skipgram_group_negatives_loss`)."""
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9, 10, 11))
+def _custom_grad_group_loss(v, u, weight, lr, centres, out_ids, two_w, groups, step_cap, vocab_size, sequential,
+                            axis_name):
+    """:func:`_group_loss` with its gradient corrected for sequential SGD (``sequential``, at rate ``lr``:
+    :func:`_sequential_correction`), then each row's divided by ``max(1, step_cap * h / 2)`` (``step_cap`` not
+    None; see :func:`skipgram_group_negatives_loss`)."""
     return _group_loss(v, u, weight, two_w, groups)
 
 
-def _capped_group_loss_fwd(v, u, weight, centres, out_ids, two_w, groups, step_cap, vocab_size):
+def _custom_grad_group_loss_fwd(v, u, weight, lr, centres, out_ids, two_w, groups, step_cap, vocab_size,
+                                sequential, axis_name):
     loss, vjp, z = jax.vjp(lambda a, b: _group_loss_and_logits(a, b, weight, two_w, groups), v, u, has_aux=True)
-    return loss, (vjp, v, u, weight, centres, out_ids, z)
+    return loss, (vjp, v, u, weight, lr, centres, out_ids, z)
 
 
-def _capped_group_loss_bwd(two_w, groups, step_cap, vocab_size, res, g):
-    vjp, v, u, weight, centres, out_ids, z = res
-    gv, gu = vjp(g)
+def _custom_grad_group_loss_bwd(two_w, groups, step_cap, vocab_size, sequential, axis_name, res, g):
+    vjp, v, u, weight, lr, centres, out_ids, z = res
+    if sequential:
+        gv, gu = _sequential_gradients(v, u, weight, z, g, lr, centres, out_ids, two_w, groups, vocab_size,
+                                       axis_name)
+    else:
+        gv, gu = vjp(g)
+    if step_cap is not None:
+        gv, gu = _cap_steps(v, u, gv, gu, weight, z, g, centres, out_ids, two_w, groups, step_cap, vocab_size,
+                            axis_name)
+    return gv, gu, None, jnp.zeros_like(lr), None, None
+
+
+_custom_grad_group_loss.defvjp(_custom_grad_group_loss_fwd, _custom_grad_group_loss_bwd)
+
+
+def _sequential_gradients(v, u, weight, z, g, lr, centres, out_ids, two_w, groups, vocab_size, axis_name):
+    """The step's row gradients ``gv [C, D]`` (centres) and ``gu [N, D]`` (band and negatives), each taken against
+    the other table's rows moved by half of the rest of the step's SGD update at rate ``lr``.
+
+    word2vec applies its pairs' updates one after another, so a pair sees the rows that the pairs before it moved;
+    a batched step computes all of them from the same rows. For the bilinear pair terms the difference is, to first
+    order in the rate, this: with ``a_ik`` the derivative of the loss in the product of centre i's row and out row
+    k, pair (i, k) would see out row k moved by ``-lr sum a_jl v_j`` over the earlier terms (j, l) of the same word
+    (row id), and centre row i moved by ``-lr sum a_jl u_l`` over the earlier terms of its word. In a random order
+    half of the other terms come first, which gives
+
+        gv_i = sum_k a_ik (u_k - lr/2 (GU[id_k] - a_ik v_i)),   gu_k = sum_i a_ik (v_i - lr/2 (GV[id_i] - a_ik u_k)),
+
+    ``GU``, ``GV`` the step's summed gradients of each row (by id), less the term's own part. It is where the
+    batched step's sequential coupling comes back: rows of words that share contexts or negatives within a step
+    pull together as they do in word2vec (``benchmarks/notes/issue14-research.md``, round 13).
+
+    The products are linear in each table, so ``gu`` is one gradient pass at the moved centre rows, and ``GU`` is
+    summed from that corrected ``gu`` (its own correction changes ``gv`` only at third order in the rate); ``gv``
+    takes one pass at ``u`` and one at ``GU``: one pass more than the plain gradient.
+    """
+    sign = jnp.concatenate([jnp.ones((two_w,), v.dtype), -jnp.ones((z.shape[1] - two_w,), v.dtype)])
+    a = -weight * jax.nn.sigmoid(-z) * sign * g  # d loss / d product, [C, 2W + S]
+    a2 = a * a
+    c = v.shape[0]
+    per = -(-c // groups)
+    w = two_w // 2
+    band_row = jnp.arange(c)[:, None] + jnp.asarray([j + (j >= w) for j in range(two_w)])[None, :]  # [C, 2W]
+    # Each term's own part: a_ik^2 times its own row, summed over the row's terms.
+    own_v = jnp.sum(a2, axis=1, keepdims=True)
+    own_band = jax.ops.segment_sum(a2[:, :two_w].reshape(-1), band_row.reshape(-1), num_segments=c + two_w)
+    own_neg = jnp.sum(jnp.pad(a2[:, two_w:], ((0, groups * per - c), (0, 0))).reshape(groups, per, -1), axis=1)
+    own_u = jnp.concatenate([own_band, own_neg.reshape(-1)])[:, None]
+
+    def grad_v(rows_u):  # sum_k a_ik rows_u[k]
+        return jax.vjp(lambda x: _group_products(x, rows_u, two_w, groups), v)[1](a)[0]
+
+    def grad_u(rows_v):  # sum_i a_ik rows_v[i]
+        return jax.vjp(lambda x: _group_products(rows_v, x, two_w, groups), u)[1](a)[0]
+
+    half = 0.5 * lr
+    gv = grad_v(u)
+    gu = grad_u(v - half * _sum_by_id(centres, gv, vocab_size, axis_name)) + half * own_u * u
+    gv = gv - half * (grad_v(_sum_by_id(out_ids, gu, vocab_size, axis_name)) - own_v * v)
+    return gv, gu
+
+
+def _cap_steps(v, u, gv, gu, weight, z, g, centres, out_ids, two_w, groups, step_cap, vocab_size, axis_name):
+    """``--step-cap``: each row's gradient divided by ``max(1, step_cap * h / 2)``, ``h`` its curvature in the step
+    (see ``step_cap`` in :func:`skipgram_group_negatives_loss`)."""
     # A term w * softplus(-z) has second derivative w s(z) s(-z) in z, so a row's curvature is the sum, over
     # the terms it takes part in, of that times the squared norm of the other row: the same products as
     # the logits, of squared norms (one feature) instead of vectors.
@@ -299,25 +380,31 @@ def _capped_group_loss_bwd(two_w, groups, step_cap, vocab_size, res, g):
     h_out = jnp.concatenate([h_band, jnp.einsum("gcs,gc->gs", a_neg, v2g).reshape(-1)])
     # A row's occurrences in this step (a word in several windows, or drawn twice) share one scatter-add:
     # their curvatures add up.
-    h_in = _sum_by_id(centres, h_in, vocab_size)
-    h_out = _sum_by_id(out_ids, h_out, vocab_size)
+    h_in = _sum_by_id(centres, h_in, vocab_size, axis_name)
+    h_out = _sum_by_id(out_ids, h_out, vocab_size, axis_name)
     gv = gv / jnp.maximum(1.0, 0.5 * step_cap * g * h_in)[:, None]
     gu = gu / jnp.maximum(1.0, 0.5 * step_cap * g * h_out)[:, None]
-    return gv, gu, None, None, None
+    return gv, gu
 
 
-def _sum_by_id(ids: jax.Array, x: jax.Array, vocab_size: int) -> jax.Array:
-    """For each entry, the sum of ``x`` over the entries with the same id (ids in ``[0, vocab_size)``), through a
-    vocabulary-sized buffer: one scatter-add and one gather. (A sort of the ids instead, no id-sized buffer, made
-    ``--step-cap`` cost +48% time per step instead of +19%: ``benchmarks/notes/issue14-research.md``, round 7.)
+def _sum_by_id(ids: jax.Array, x: jax.Array, vocab_size: int, axis_name: str | None = None) -> jax.Array:
+    """For each entry of ``x [N, ...]``, the sum of ``x`` over the entries with the same id (ids in
+    ``[0, vocab_size)``). A vocabulary-sized int32 buffer maps each id to one of its entries (a scatter, then a
+    gather: whichever entry the scatter kept, all entries of the id read the same one), and the sum runs over the N
+    entries only, so rows of any width cost O(N), not O(vocabulary). (A sort of the ids instead made ``--step-cap``
+    cost +48% time per step instead of +19%: ``benchmarks/notes/issue14-research.md``, round 7.) With
+    ``axis_name`` (inside ``shard_map``) the sums run over the entries of every device on that axis.
 
     >>> _sum_by_id(jnp.array([7, 3, 7, 7]), jnp.array([1.0, 2.0, 3.0, 4.0]), 8).tolist()
     [8.0, 2.0, 8.0, 8.0]
     """
-    return jax.ops.segment_sum(x, ids, num_segments=vocab_size)[ids]
-
-
-_capped_group_loss.defvjp(_capped_group_loss_fwd, _capped_group_loss_bwd)
+    n = ids.shape[0]
+    if axis_name is not None:
+        every = jax.lax.all_gather(ids, axis_name, tiled=True)
+        sums = _sum_by_id(every, jax.lax.all_gather(x, axis_name, tiled=True), vocab_size)
+        return jax.lax.dynamic_slice_in_dim(sums, jax.lax.axis_index(axis_name) * n, n)
+    slot = jnp.zeros((vocab_size,), jnp.int32).at[ids].set(jnp.arange(n, dtype=jnp.int32))[ids]
+    return jax.ops.segment_sum(x, slot, num_segments=n)[slot]
 
 
 def skipgram_nce_loss(params: dict[str, Any], centres: jax.Array, contexts: jax.Array, mask: jax.Array,

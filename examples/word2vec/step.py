@@ -156,16 +156,18 @@ def _noise_fn(args: argparse.Namespace, vocab_size: int, batches: BatchMaker, sh
     return shared_negatives
 
 
-def _loss_fn(args: argparse.Namespace, vocab_size: int) -> Callable:
-    """``(params, centres, contexts, mask, noise) -> summed loss`` for ``--loss``."""
+def _loss_fn(args: argparse.Namespace, vocab_size: int, axis_name: str | None = None) -> Callable:
+    """``(params, centres, contexts, mask, noise, lr) -> summed loss`` for ``--loss``; ``lr``, the step's learning
+    rate, is read by ``--sequential-correction`` only; ``axis_name``: the devices that share each step's batch."""
     if args.loss == "neg" and args.negative_sharing == "group":
         step_cap = args.learning_rate if args.step_cap else None  # --step-cap: the rate whose steps it bounds
-        return lambda p, centres, contexts, mask, negs: model.skipgram_group_negatives_loss(
-            p, centres, contexts, mask, negs, args.negatives, step_cap)
+        sequential = bool(getattr(args, "sequential_correction", False))
+        return lambda p, centres, contexts, mask, negs, lr: model.skipgram_group_negatives_loss(
+            p, centres, contexts, mask, negs, args.negatives, step_cap, lr if sequential else None, axis_name)
     if args.loss == "neg":
-        return lambda p, centres, contexts, mask, negs: model.skipgram_negative_sampling_loss(
+        return lambda p, centres, contexts, mask, negs, _lr: model.skipgram_negative_sampling_loss(
             p, centres, contexts, mask, negs, args.negatives)
-    return lambda p, centres, contexts, mask, noise: model.skipgram_nce_loss(
+    return lambda p, centres, contexts, mask, noise, _lr: model.skipgram_nce_loss(
         p, centres, contexts, mask, noise, args.negatives, vocab_size)
 
 
@@ -214,18 +216,21 @@ def _sum_updates(before: Any, after: Any) -> Any:
 
 
 def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse.Namespace, vocab_size: int,
-                    mesh: Mesh | None = None, *, donate: bool = True, total_batches: int | None = None) -> MultiStep:
+                    mesh: Mesh | None = None, *, donate: bool = True, total_batches: int | None = None,
+                    learning_rate: Callable[[jax.Array], jax.Array] | None = None) -> MultiStep:
     """The K-step function of a run (``args``: the trainer's flags), on one device or over ``mesh``; the state is
     donated unless ``donate=False`` (several processes: the state before a failed call must stay readable).
     ``total_batches``: with ``--replica-sync call``, the one-device run's batches (the steps' last ones beyond it are
-    masked)."""
+    masked). ``learning_rate``: ``opt``'s schedule (global step -> rate), which ``--sequential-correction`` needs."""
     n_dev = 1 if mesh is None else int(mesh.devices.size)
     local = n_dev > 1 and getattr(args, "replica_sync", "step") == "call"
     if local and total_batches is None:
         raise ValueError("--replica-sync call needs total_batches (the one-device run's batch count)")
     share = _Share(batches.rows, 1 if local else n_dev)
     noise_fn = _noise_fn(args, vocab_size, batches, share)
-    loss_fn = _loss_fn(args, vocab_size)
+    loss_fn = _loss_fn(args, vocab_size, "data" if n_dev > 1 and not local else None)
+    if getattr(args, "sequential_correction", False) and learning_rate is None:
+        raise ValueError("--sequential-correction needs the optimizer's learning_rate schedule")
     # --negative-sharing centre looks rows up per centre row only: the gathered padding rows can be dropped.
     # (Grouped negatives and the band overlap between devices: their rows are partial sums, all kept, which the
     # scatter adds up; padding rows carry zero gradients.)
@@ -246,7 +251,8 @@ def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse
             mask = mask & within
             epoch, pos = jnp.where(within, epoch, cursor[0]), jnp.where(within, pos, cursor[1])
         batch = (*(share.local(x) for x in (centres, contexts, mask)), noise_fn(data, index, centres))
-        loss, grads_and_vars = opt.compute_gradients(lambda p: loss_fn(p, *batch), params)
+        lr = None if learning_rate is None else learning_rate(step)
+        loss, grads_and_vars = opt.compute_gradients(lambda p: loss_fn(p, *batch, lr), params)
         if n_dev > 1 and not local:  # the loss stays per device (summed once per call, outside the scan)
             grads = _gather_gradients([g for g, _ in grads_and_vars], n_dev, keep_rows)
             grads_and_vars = [(g, v) for g, (_, v) in zip(grads, grads_and_vars, strict=True)]

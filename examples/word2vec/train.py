@@ -182,7 +182,8 @@ def _run(args: argparse.Namespace, runtime: distributed.Runtime, ckpt: Checkpoin
         cleanup.callback(feed.close)
         # Several processes: no donation, so that the state of the last completed call survives a lost peer.
         step_fn = make_multi_step(opt, batches, args, len(corpus.vocab), runtime.mesh,
-                                  donate=runtime.processes == 1, total_batches=plan.total_batches)
+                                  donate=runtime.processes == 1, total_batches=plan.total_batches,
+                                  learning_rate=schedule)
         lengths = set(plan.calls(start, end, (args.checkpoint_every, args.eval_every)))
         t_compile = time.perf_counter()
         seconds = step_fn.compile(params, opt_state, feed.at(stats.position), full=plan.steps_per_call in lengths,
@@ -369,7 +370,9 @@ def _describe_plan(args: argparse.Namespace, corpus: Corpus, batches: BatchMaker
             f"{len(corpus.ids):,} in-vocabulary tokens, {corpus.keep_mean:.1%} kept by subsampling on average; "
             f"{plan.total_steps:,} steps of {batches.centres} centres (~{batches.centres * (args.window + 1)} pairs)"
             f"{plan.describe_batches()}, "
-            f"{epochs}, on {runtime.describe()}; {held}")
+            f"{epochs}, on {runtime.describe()}; {held}"
+            + ("; each step's gradients corrected towards word2vec's pair-by-pair SGD (--sequential-correction)"
+               if args.sequential_correction else ""))
 
 
 def _check_resources(args: argparse.Namespace, corpus: Corpus, batches: BatchMaker, plan: RunPlan,

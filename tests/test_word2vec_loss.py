@@ -326,21 +326,30 @@ def _term_coefficient(v, u, sign, w):
     return -w * sign / (1.0 + np.exp(sign * (v @ u)))
 
 
-def _sequential_corrected_grads(ein, eout, terms, lr):
+def _sequential_corrected_grads(ein, eout, terms, lr, largest_in, largest_out, bound=4.0):
     """The documented correction, term by term in float64: the centre rows' gradients are summed first (GV), the
     out rows' are taken against the centre rows moved by -lr/2 (GV less the term's own part), and the centre rows'
-    against the out rows moved by -lr/2 times those corrected out-row gradients (GU, less the term's own part)."""
-    gv_plain = np.zeros_like(ein)
+    against the out rows moved by -lr/2 times those corrected out-row gradients (GU, less the term's own part);
+    each row's move shortened so that it changes no product with a row of the step (the largest norms
+    ``largest_in``, ``largest_out``) by more than ``bound``. Returns the gradients and the rows' shortening
+    factors."""
     coef = [_term_coefficient(ein[c], eout[o], sign, w) for c, o, sign, w in terms]
+
+    def keep(shift, partner):
+        return np.minimum(1.0, bound / np.maximum(partner * np.linalg.norm(shift, axis=1), 1e-30))
+
+    gv_plain = np.zeros_like(ein)
     for (c, o, _, _), a in zip(terms, coef, strict=True):
         gv_plain[c] += a * eout[o]
+    keep_in = keep(lr / 2 * gv_plain, largest_out)
     gu = np.zeros_like(eout)
     for (c, o, _, _), a in zip(terms, coef, strict=True):
-        gu[o] += a * (ein[c] - lr / 2 * (gv_plain[c] - a * eout[o]))
-    gv = np.zeros_like(ein)
+        gu[o] += a * (ein[c] - keep_in[c] * lr / 2 * (gv_plain[c] - a * eout[o]))
+    keep_out = keep(lr / 2 * gu, largest_in)
+    gv = gv_plain.copy()
     for (c, o, _, _), a in zip(terms, coef, strict=True):
-        gv[c] += a * (eout[o] - lr / 2 * (gu[o] - a * ein[c]))
-    return gv, gu
+        gv[c] -= a * keep_out[o] * lr / 2 * (gu[o] - a * ein[c])
+    return gv, gu, keep_in, keep_out
 
 
 def _group_grads(emb_in, emb_out, batch, k, sequential_lr):
@@ -351,18 +360,29 @@ def _group_grads(emb_in, emb_out, batch, k, sequential_lr):
     return {var.name: np.asarray(g.to_dense(), np.float64) for g, var in gv}
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_sequential_correction_is_its_documented_formula(seed):
+@pytest.mark.parametrize("seed,lr", [(0, 0.05), (1, 0.05), (0, 2.0), (1, 2.0)])
+def test_sequential_correction_is_its_documented_formula(seed, lr):
     """--sequential-correction's gradients against the formula of ``model._sequential_gradients`` written term by
-    term, on a batch where words repeat (so rows are shared by many terms); and the correction is not negligible."""
-    k, lr = 5, 0.05
+    term, on a batch where words repeat (so rows are shared by many terms); the correction is not negligible, and
+    at the high rate the bound on the rows' moves shortens some of them, not all."""
+    k = 5
     emb_in, emb_out, *batch = _band_batch(seed, n_centres=12, w=2, groups=2, drawn=8, repeat=True)
+    centres, contexts, _, negs = batch
+    largest_in = np.linalg.norm(emb_in[centres], axis=1).max()
+    out_rows = np.concatenate([np.asarray(window_band(jnp.asarray(centres), jnp.asarray(contexts))), negs.ravel()])
+    largest_out = np.linalg.norm(emb_out[out_rows], axis=1).max()
     got = _group_grads(emb_in, emb_out, batch, k, lr)
     plain = _group_grads(emb_in, emb_out, batch, k, None)
-    want_in, want_out = _sequential_corrected_grads(emb_in, emb_out, _terms(*batch, k), lr)
+    want_in, want_out, keep_in, keep_out = _sequential_corrected_grads(emb_in, emb_out, _terms(*batch, k), lr,
+                                                                       largest_in, largest_out)
     for name, want in (("emb_in", want_in), ("emb_out", want_out)):
         np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-5)
         assert np.abs(want - plain[name]).max() > 100 * 1e-5
+    keep = np.concatenate([keep_in[np.unique(centres)], keep_out[np.unique(out_rows)]])
+    if lr > 1:
+        assert (keep < 0.99).any() and (keep == 1.0).any()
+    else:
+        assert (keep == 1.0).all()
 
 
 def _sequential_sgd_frozen_coefficients(ein, eout, terms, lr, orders):

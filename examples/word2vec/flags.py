@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--negative-sharing group with --optimizer sgd (on by default there): take each row's "
                         "gradient against the other table's rows moved by half of the rest of the step, as word2vec's "
                         "pair-by-pair SGD sees them (to first order in the rate); raised WordSim353 from 0.87x to "
-                        "0.93x gensim's on a 10M-word corpus. Costs one more pass of the step's products (~0.7x the "
+                        "0.94x gensim's on a 10M-word corpus. Costs one more pass of the step's products (~0.65x the "
                         "words/s)")
     g.add_argument("--negatives-per-centre", type=int, default=None,
                    help="--negative-sharing centre: negatives drawn per centre word and shared by its pairs, each "

@@ -229,7 +229,7 @@ def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, co
     The loss value is unchanged.
 
     ``sequential_lr``: the SGD learning rate of this step (a traced scalar). The gradient of each row is then taken
-    against the other table's rows moved by half of the rest of the step's update (:func:`_sequential_correction`):
+    against the other table's rows moved by half of the rest of the step's update (:func:`_sequential_gradients`):
     to first order in the rate, what word2vec's pair-by-pair SGD does, where each pair sees the rows that the pairs
     before it moved. The loss value is unchanged.
 
@@ -284,7 +284,7 @@ def _group_loss_and_logits(v: jax.Array, u: jax.Array, weight: jax.Array, two_w:
 def _custom_grad_group_loss(v, u, weight, lr, centres, out_ids, two_w, groups, step_cap, vocab_size, sequential,
                             axis_name):
     """:func:`_group_loss` with its gradient corrected for sequential SGD (``sequential``, at rate ``lr``:
-    :func:`_sequential_correction`), then each row's divided by ``max(1, step_cap * h / 2)`` (``step_cap`` not
+    :func:`_sequential_gradients`), then each row's divided by ``max(1, step_cap * h / 2)`` (``step_cap`` not
     None; see :func:`skipgram_group_negatives_loss`)."""
     return _group_loss(v, u, weight, two_w, groups)
 

@@ -264,21 +264,15 @@ def test_window_band_holds_every_real_pair_of_batchmaker():
 
 
 def _curvatures(ein, eout, centres, contexts, mask, negs, k):
-    """Each row's curvature in the batch's loss, pair by pair: sum over its terms of w s(z) s(-z) times the
+    """Each row's curvature in the batch's loss, term by term: sum over its terms of w s(z) s(-z) times the
     squared norm of the term's other row."""
     h_in, h_out = np.zeros(V), np.zeros(V)
-    groups, drawn = negs.shape
-    per = -(-len(centres) // groups)
-    for c in range(len(centres)):
-        v = ein[centres[c]]
-        n_pairs = mask[c].sum()
-        terms = [(contexts[c, s], 1.0, 1.0) for s in range(contexts.shape[1]) if mask[c, s]]
-        terms += [(n, -1.0, n_pairs * k / drawn) for n in negs[c // per] if n != centres[c]]
-        for row, sign, w in terms:
-            z = sign * (v @ eout[row])
-            a = w / (1 + np.exp(-z)) / (1 + np.exp(z))
-            h_in[centres[c]] += a * eout[row] @ eout[row]
-            h_out[row] += a * v @ v
+    for centre, row, sign, w in _terms(centres, contexts, mask, negs, k):
+        v = ein[centre]
+        z = sign * (v @ eout[row])
+        a = w / (1 + np.exp(-z)) / (1 + np.exp(z))
+        h_in[centre] += a * eout[row] @ eout[row]
+        h_out[row] += a * v @ v
     return h_in, h_out
 
 

@@ -336,10 +336,6 @@ def _sequential_gradients(v, u, weight, z, g, lr, centres, out_ids, two_w, group
     sign = jnp.concatenate([jnp.ones((two_w,), v.dtype), -jnp.ones((z.shape[1] - two_w,), v.dtype)])
     a = -weight * jax.nn.sigmoid(-z) * sign * g  # d loss / d product, [C, 2W + S]
     a2 = a * a
-    c = v.shape[0]
-    per = -(-c // groups)
-    w = two_w // 2
-    band_row = jnp.arange(c)[:, None] + jnp.asarray([j + (j >= w) for j in range(two_w)])[None, :]  # [C, 2W]
 
     def grad_v(rows_u):  # sum_k a_ik rows_u[k]
         return jax.vjp(lambda x: _group_products(x, rows_u, two_w, groups), v)[1](a)[0]
@@ -357,12 +353,10 @@ def _sequential_gradients(v, u, weight, z, g, lr, centres, out_ids, two_w, group
     gv = grad_v(u)
     shift_v = -half * _sum_by_id(centres, gv, vocab_size, axis_name)  # [C, D]
     keep_v = _bounded(shift_v, largest_norm(u))
-    gu = grad_u(v + keep_v * shift_v) + half * _own_out(a2 * keep_v, band_row, groups) * u
+    gu = grad_u(v + keep_v * shift_v) + half * _sum_over_terms(a2 * keep_v, two_w, groups) * u
     shift_u = -half * _sum_by_id(out_ids, gu, vocab_size, axis_name)  # [N, D]
     keep_u = _bounded(shift_u, largest_norm(v))
-    drawn = (u.shape[0] - c - two_w) // groups
-    keep_u_terms = jnp.concatenate([keep_u[band_row, 0], jnp.repeat(keep_u[c + two_w:, 0].reshape(groups, drawn),
-                                                                     per, axis=0)[:c]], axis=1)  # [C, 2W + S]
+    keep_u_terms = _per_term(keep_u[:, 0], v.shape[0], two_w, groups)  # [C, 2W + S]
     gv = gv + grad_v(keep_u * shift_u) + half * jnp.sum(a2 * keep_u_terms, axis=1, keepdims=True) * v
     return gv, gu
 
@@ -387,13 +381,27 @@ def _bounded(shift: jax.Array, partner_norm: jax.Array) -> jax.Array:
     return jnp.minimum(1.0, SEQUENTIAL_LOGIT_BOUND / jnp.maximum(partner_norm * _norms(shift), 1e-30))
 
 
-def _own_out(a2: jax.Array, band_row: jax.Array, groups: int) -> jax.Array:
-    """``[N, 1]``: for each out entry (band rows, then the groups' negatives), the sum of ``a2 [C, 2W + S]`` over
-    its terms."""
-    c, two_w = band_row.shape
+def _band_rows(c: int, two_w: int) -> jax.Array:
+    """``[C, 2W]``: the band row (:func:`window_band`) of each centre's window entry."""
+    w = two_w // 2
+    return jnp.arange(c)[:, None] + jnp.asarray([j + (j >= w) for j in range(two_w)])[None, :]
+
+
+def _per_term(x_out: jax.Array, c: int, two_w: int, groups: int) -> jax.Array:
+    """``[C, 2W + S]``: for each term of the step (a centre's window entries, then its group's negatives), the value
+    of ``x_out [N]`` (one per out entry: band rows, then the groups' negatives) at the term's out entry."""
     per = -(-c // groups)
-    band = jax.ops.segment_sum(a2[:, :two_w].reshape(-1), band_row.reshape(-1), num_segments=c + two_w)
-    neg = jnp.sum(jnp.pad(a2[:, two_w:], ((0, groups * per - c), (0, 0))).reshape(groups, per, -1), axis=1)
+    neg = jnp.repeat(x_out[c + two_w:].reshape(groups, -1), per, axis=0)[:c]
+    return jnp.concatenate([x_out[_band_rows(c, two_w)], neg], axis=1)
+
+
+def _sum_over_terms(x: jax.Array, two_w: int, groups: int) -> jax.Array:
+    """``[N, 1]``: for each out entry (band rows, then the groups' negatives), the sum of ``x [C, 2W + S]`` over its
+    terms (the transpose of :func:`_per_term`)."""
+    c = x.shape[0]
+    per = -(-c // groups)
+    band = jax.ops.segment_sum(x[:, :two_w].reshape(-1), _band_rows(c, two_w).reshape(-1), num_segments=c + two_w)
+    neg = jnp.sum(jnp.pad(x[:, two_w:], ((0, groups * per - c), (0, 0))).reshape(groups, per, -1), axis=1)
     return jnp.concatenate([band, neg.reshape(-1)])[:, None]
 
 
@@ -404,19 +412,9 @@ def _cap_steps(v, u, gv, gu, weight, z, g, centres, out_ids, two_w, groups, step
     # the terms it takes part in, of that times the squared norm of the other row: the same products as
     # the logits, of squared norms (one feature) instead of vectors.
     a = weight * jax.nn.sigmoid(z) * jax.nn.sigmoid(-z)
-    c, two_w_ = v.shape[0], two_w
-    drawn = (u.shape[0] - c - two_w) // groups
-    per = -(-c // groups)
     v2 = jnp.sum(v * v, axis=1)
-    u2 = jnp.sum(u * u, axis=1)
-    w = two_w_ // 2
-    band_row = jnp.arange(c)[:, None] + jnp.asarray([j + (j >= w) for j in range(two_w_)])[None, :]  # [C, 2W]
-    a_pos, a_neg = a[:, :two_w_], jnp.pad(a[:, two_w_:], ((0, groups * per - c), (0, 0))).reshape(groups, per, drawn)
-    v2g = jnp.pad(v2, (0, groups * per - c)).reshape(groups, per)
-    h_in = (jnp.sum(a_pos * u2[band_row], axis=1)
-            + jnp.einsum("gcs,gs->gc", a_neg, u2[c + two_w_:].reshape(groups, drawn)).reshape(-1)[:c])
-    h_band = jax.ops.segment_sum((a_pos * v2[:, None]).reshape(-1), band_row.reshape(-1), num_segments=c + two_w_)
-    h_out = jnp.concatenate([h_band, jnp.einsum("gcs,gc->gs", a_neg, v2g).reshape(-1)])
+    h_in = jnp.sum(a * _per_term(jnp.sum(u * u, axis=1), v.shape[0], two_w, groups), axis=1)
+    h_out = _sum_over_terms(a * v2[:, None], two_w, groups)[:, 0]
     # A row's occurrences in this step (a word in several windows, or drawn twice) share one scatter-add:
     # their curvatures add up.
     h_in = _sum_by_id(centres, h_in, vocab_size, axis_name)

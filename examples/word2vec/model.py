@@ -6,8 +6,8 @@ jaxgraph optimizer's ``minimize`` gets ``IndexedSlices`` gradients and applies o
 * ``--loss neg`` (default): word2vec's skip-gram with negative sampling, in the word2vec paper's orientation (the
   centre's input vector predicts its context words' output vectors). Each pair's loss is word2vec's
   ``-log s(v.u_ctx) - sum of --negatives (K, 5) terms -log s(-v.u_neg)``, its K negative terms estimated from
-  negatives shared by several pairs, weighted so that the estimate is unbiased; a negative equal to the centre
-  is skipped, as word2vec does.
+  negatives shared by several pairs, weighted so that the estimate is unbiased; a pair skips a negative equal to
+  the word it predicts (its context), as word2vec does (:func:`group_negatives_weights`).
 
   - ``--negative-sharing group`` (default), :func:`skipgram_group_negatives_loss`: a step's centres fall into
     groups of about ``--pairs-per-group`` (256) pairs of consecutive centres; ``--shared-negatives`` (S, 64) per
@@ -110,8 +110,9 @@ def skipgram_negative_sampling_loss(params: dict[str, Any], centres: jax.Array, 
     the output vectors ``u`` (``params["emb_out"]``) of its context words. A pair's loss is word2vec's
     ``-log s(v.u_ctx) - sum_{k<K} log s(-v.u_neg_k)`` with ``K = negatives``; the centre's M negatives
     serve all its ``n`` pairs, each pair's K negative terms estimated by ``K/M`` times the sum over the
-    M, so the negative part of a centre's loss is ``n K/M sum_m -log s(-v.u_m)``, computed once (a
-    negative equal to the centre is skipped, as in word2vec). That is one row of ``S + M`` dot products
+    M, so the negative part of a centre's loss is ``sum_m n_m K/M -log s(-v.u_m)``, computed once, ``n_m`` the
+    number of the centre's pairs whose context is not negative m (a pair skips a negative equal to the word
+    it predicts, as word2vec does). That is one row of ``S + M`` dot products
     per centre (a matrix-vector product) instead of gensim's ``[S, 1 + K]`` block (context predicts
     centre, negatives per pair), fewer rows and far fewer small products per step.
 
@@ -127,31 +128,34 @@ def skipgram_negative_sampling_loss(params: dict[str, Any], centres: jax.Array, 
     logits = jnp.einsum("cd,ckd->ck", v, u)
     n_ctx, drawn = contexts.shape[1], negs.shape[1]
     sign = jnp.asarray(np.array([1.0] * n_ctx + [-1.0] * drawn, np.float32))
-    weight = group_negatives_weights(centres, mask, negs, negatives, logits.dtype)  # groups of one centre
+    weight = group_negatives_weights(contexts, mask, negs, negatives, logits.dtype)  # groups of one centre
     return _neg_log_sigmoid_sum((logits * sign).reshape(-1), weight.reshape(-1))
 
 
-def group_negatives_weights(centres: jax.Array, mask: jax.Array, negs: jax.Array, negatives: int,
+def group_negatives_weights(contexts: jax.Array, mask: jax.Array, negs: jax.Array, negatives: int,
                             dtype: Any = jnp.float32) -> jax.Array:
     """``[C, 2W + S]``: the weights of a batch's ``--loss neg`` terms, laid out as the losses lay out their logits.
 
     First ``mask [C, 2W]`` (each real pair's positive term), then each centre's group's S negatives (``negs [G, S]``,
-    groups of ``ceil(C / G)`` consecutive centres) weighted ``n K / S`` for a centre with ``n`` pairs: each pair's
-    K = ``negatives`` terms are estimated by ``K / S`` times the sum over the group's S, which keeps the estimate of
-    word2vec's objective unbiased. A negative equal to its centre weighs 0 (word2vec skips it). Per-centre negatives
-    (``negs [C, M]``, :func:`skipgram_negative_sampling_loss`) are groups of one centre: the repeat is then a no-op
-    that XLA removes, so both losses share this one definition at no cost.
+    groups of ``ceil(C / G)`` consecutive centres), each weighted ``K / S`` times the number of the centre's pairs
+    whose context word differs from it: each pair's K = ``negatives`` terms are estimated by ``K / S`` times the sum
+    over the group's S, which keeps the estimate of word2vec's objective unbiased, and a pair skips a negative equal
+    to the word it predicts (its context), as word2vec does. (word2vec's code runs the pair the other way round,
+    context predicting centre, and skips a negative equal to the centre: the word predicted, in either
+    orientation.) Per-centre negatives (``negs [C, M]``, :func:`skipgram_negative_sampling_loss`) are groups of one
+    centre: the repeat is then a no-op that XLA removes, so both losses share this one definition at no cost.
 
-    >>> group_negatives_weights(jnp.array([0, 1, 2]), jnp.array([[True, True], [True, False], [False, True]]),
-    ...                         jnp.array([[1, 3], [2, 0]]), 2).tolist()  # centres 0, 1 share [1, 3]; 2 has [2, 0]
-    [[1.0, 1.0, 2.0, 2.0], [1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0]]
+    >>> group_negatives_weights(jnp.array([[5, 3], [5, 1], [6, 7]]),
+    ...                         jnp.array([[True, True], [True, False], [False, True]]),
+    ...                         jnp.array([[1, 3], [2, 7]]), 2).tolist()  # centres 0, 1 share [1, 3]; 2 has [2, 7]
+    [[1.0, 1.0, 2.0, 1.0], [1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 1.0, 0.0]]
     """
-    c = centres.shape[0]
+    c = contexts.shape[0]
     groups, drawn = negs.shape
     own = jnp.repeat(negs, -(-c // groups), axis=0)[:c]  # each centre's group's negatives
-    n_pairs = jnp.sum(mask, axis=1, keepdims=True).astype(dtype)
-    neg_weight = jnp.where(own != centres[:, None], n_pairs * (negatives / drawn), 0.0)
-    return jnp.concatenate([mask.astype(dtype), neg_weight], axis=1)
+    # [C, S]: how many of the centre's pairs predict a word other than the negative.
+    pairs = jnp.sum(mask[:, :, None] & (contexts[:, :, None] != own[:, None, :]), axis=1).astype(dtype)
+    return jnp.concatenate([mask.astype(dtype), pairs * (negatives / drawn)], axis=1)
 
 
 def window_band(centres: jax.Array, contexts: jax.Array) -> jax.Array:
@@ -209,9 +213,9 @@ def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, co
     centres, see :func:`window_band`), ``negs [G, S]``: the C centres fall into G groups of ``ceil(C / G)``
     consecutive centres, and group g's S negatives serve all its centres. A pair's loss is word2vec's
     ``-log s(v.u_ctx) - sum_{k<K} log s(-v.u_neg_k)`` with ``K = negatives``, its K negative terms
-    estimated by ``K/S`` times the sum over the group's S negatives (a negative equal to the centre is
-    skipped, as in :func:`skipgram_negative_sampling_loss`), so a centre with ``n`` pairs adds
-    ``n K/S sum_s -log s(-v.u_s)``: an unbiased estimate of word2vec's objective, from S distinct
+    estimated by ``K/S`` times the sum over the group's S negatives (a pair skips a negative equal to its
+    context, as in :func:`skipgram_negative_sampling_loss`), so a centre adds ``sum_s n_s K/S -log s(-v.u_s)``,
+    ``n_s`` its pairs whose context is not negative s: an unbiased estimate of word2vec's objective, from S distinct
     negatives per centre at the row traffic of ``S / (C/G)`` per centre.
 
     The context rows are read once per token of the band (:func:`band_logits`), the negatives' logits are
@@ -247,7 +251,7 @@ def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, co
     v = jg.nn.embedding_lookup(params["emb_in"], centres)  # [C, D]
     # One lookup (one scatter) of the output table: the band's rows, then the negatives'.
     u = jg.nn.embedding_lookup(params["emb_out"], out_ids)
-    weight = group_negatives_weights(centres, mask, negs, negatives, v.dtype)
+    weight = group_negatives_weights(contexts, mask, negs, negatives, v.dtype)
     if step_cap is None and sequential_lr is None:
         return _group_loss(v, u, weight, two_w, groups)
     vocab_size = int(params["emb_out"].shape[0])  # the ids' range: the size of the by-id buffers

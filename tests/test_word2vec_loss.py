@@ -194,7 +194,7 @@ def test_group_negatives_weights_entry_by_entry(n_centres, groups):
             want[c, mask.shape[1] + s] = kept * k / drawn
     some_pairs = mask.sum(axis=1)[:, None] * k / drawn
     assert (want[:, mask.shape[1]:] < some_pairs).any()  # some pairs skip a negative
-    got = group_negatives_weights(*(jnp.asarray(a) for a in (contexts, mask, negs)), k)
+    got = group_negatives_weights(*(jnp.asarray(a) for a in (centres, contexts, mask, negs)), k)
     assert got.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)
 

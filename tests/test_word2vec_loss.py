@@ -14,7 +14,6 @@ import pytest
 import jaxgraph as jg
 from examples.word2vec.batches import BatchMaker
 from examples.word2vec.model import (
-    MAX_LOGIT,
     band_logits,
     group_negatives_weights,
     skipgram_group_negatives_loss,
@@ -29,12 +28,6 @@ V, D = 40, 8
 
 def _log_sigmoid(x):
     return -np.logaddexp(0.0, -x)
-
-
-def _trained_log_sigmoid(x):
-    """log s(x), its gradient 0 beyond +-MAX_LOGIT (gensim's MAX_EXP rule), for autodiff references."""
-    y = jax.nn.log_sigmoid(x)
-    return jnp.where(jnp.abs(x) < MAX_LOGIT, y, jax.lax.stop_gradient(y))
 
 
 def _pairwise_loss(emb_in, emb_out, centres, contexts, mask, negs, k):
@@ -103,10 +96,10 @@ def test_gradients_match_the_pairwise_objective():
             v = ein[centres[c]]
             for s in range(contexts.shape[1]):
                 if mask[c, s]:
-                    total -= _trained_log_sigmoid(v @ eout[contexts[c, s]])
+                    total -= jax.nn.log_sigmoid(v @ eout[contexts[c, s]])
                     for neg in negs[c]:
                         if neg != contexts[c, s]:
-                            total -= k / m * _trained_log_sigmoid(-(v @ eout[neg]))
+                            total -= k / m * jax.nn.log_sigmoid(-(v @ eout[neg]))
         return total
 
     want_in, want_out = jax.grad(reference, argnums=(0, 1))(jnp.asarray(emb_in), jnp.asarray(emb_out))
@@ -220,7 +213,7 @@ def test_group_gradients_match_the_pairwise_objective():
         assert isinstance(g, jg.IndexedSlices)
         got[var.name] = np.asarray(g.to_dense())
     want_in, want_out = jax.grad(
-        lambda ein, eout: _group_reference(ein, eout, centres, contexts, mask, negs, k, _trained_log_sigmoid),
+        lambda ein, eout: _group_reference(ein, eout, centres, contexts, mask, negs, k, jax.nn.log_sigmoid),
         argnums=(0, 1))(jnp.asarray(emb_in), jnp.asarray(emb_out))
     np.testing.assert_allclose(got["emb_in"], want_in, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(got["emb_out"], want_out, rtol=1e-4, atol=1e-6)
@@ -235,33 +228,6 @@ def test_group_loss_extreme_logits_stay_finite():
     want = _group_reference(emb_in * 40, emb_out * 40, centres, contexts, mask, negs, 5, _log_sigmoid)
     np.testing.assert_allclose(float(loss), want, rtol=1e-4)
     assert all(np.all(np.isfinite(np.asarray(g.value))) for g in (grads["emb_in"], grads["emb_out"]))
-
-
-@pytest.mark.parametrize("sequential_lr", [None, 0.0])
-def test_terms_beyond_max_logit_get_no_gradient(sequential_lr):
-    """gensim's MAX_EXP rule: a term whose logit is beyond +-6 counts in the loss but gets no gradient, in the plain
-    backward pass and in the sequential correction's (at rate 0 it is the plain gradient)."""
-    k = 5
-    emb_in, emb_out, centres, contexts, mask, negs = _band_batch(4)
-    scale = 3.0  # some products beyond +-6, most within
-    products = (emb_in[centres] * scale) @ (emb_out * scale).T
-    beyond = np.abs(products) >= MAX_LOGIT
-    assert 0.02 < beyond.mean() < 0.5
-    args = tuple(jnp.asarray(a) for a in (centres, contexts, mask, negs))
-    loss, grads = jax.value_and_grad(
-        lambda p: skipgram_group_negatives_loss(p, *args, k, sequential_lr=sequential_lr))(
-        _params(emb_in, emb_out, scale))
-    ein, eout = jnp.asarray(emb_in * scale), jnp.asarray(emb_out * scale)
-    np.testing.assert_allclose(float(loss), _group_reference(np.asarray(ein), np.asarray(eout), centres, contexts,
-                                                             mask, negs, k, _log_sigmoid), rtol=1e-5)
-    want = jax.grad(lambda a, b: _group_reference(a, b, centres, contexts, mask, negs, k, _trained_log_sigmoid),
-                    argnums=(0, 1))(ein, eout)
-    exact = jax.grad(lambda a, b: _group_reference(a, b, centres, contexts, mask, negs, k, jax.nn.log_sigmoid),
-                     argnums=(0, 1))(ein, eout)
-    for got, w, e in zip((grads["emb_in"], grads["emb_out"]), want, exact, strict=True):
-        got = np.asarray(got.value)
-        np.testing.assert_allclose(got, w, rtol=1e-4, atol=1e-5)
-        assert np.abs(np.asarray(e) - np.asarray(w)).max() > 1e-2  # the rule changed these gradients
 
 
 @pytest.mark.parametrize("c,w", [(12, 3), (7, 2), (3, 5)])
@@ -310,7 +276,7 @@ def _curvatures(ein, eout, centres, contexts, mask, negs, k):
     for centre, row, sign, w in _terms(centres, contexts, mask, negs, k):
         v = ein[centre]
         z = sign * (v @ eout[row])
-        a = w / (1 + np.exp(-z)) / (1 + np.exp(z)) if abs(z) < MAX_LOGIT else 0.0  # no gradient, no curvature
+        a = w / (1 + np.exp(-z)) / (1 + np.exp(z))
         h_in[centre] += a * eout[row] @ eout[row]
         h_out[row] += a * v @ v
     return h_in, h_out
@@ -357,8 +323,8 @@ def _terms(centres, contexts, mask, negs, k):
 
 
 def _term_coefficient(v, u, sign, w):
-    """d(term)/d(v . u) of ``w * -log s(sign * v . u)``; 0 beyond +-MAX_LOGIT (gensim's rule)."""
-    return -w * sign / (1.0 + np.exp(sign * (v @ u))) if abs(v @ u) < MAX_LOGIT else 0.0
+    """d(term)/d(v . u) of ``w * -log s(sign * v . u)``."""
+    return -w * sign / (1.0 + np.exp(sign * (v @ u)))
 
 
 def _sequential_corrected_grads(ein, eout, terms, lr, largest_in, largest_out, bound=4.0):

@@ -171,7 +171,7 @@ def make_run(loss_fn, args):
                 new[var.name] = new[var.name].at[grad.indices].add(-lr * grad.values, mode="drop")
             return new["emb_in"], new["emb_out"], total + loss, batches
         out_ids = jnp.concatenate([model.window_band(centres, contexts), negs.reshape(-1)])
-        weight = model.group_negatives_weights(centres, mask, negs, args.negatives)
+        weight = model.group_negatives_weights(centres, contexts, mask, negs, args.negatives)
         loss, (gv, gu) = jax.value_and_grad(loss_fn, argnums=(0, 1))(
             jnp.take(emb_in, centres, axis=0), jnp.take(emb_out, out_ids, axis=0), weight, 2 * args.window,
             args.groups)
@@ -191,7 +191,7 @@ def check_same(args, tables, batches) -> None:
     """Every variant's loss and row gradients against ``rows`` on the first batch (after some training)."""
     centres, contexts, mask, negs = (b[0] for b in batches)
     out_ids = jnp.concatenate([model.window_band(centres, contexts), negs.reshape(-1)])
-    weight = model.group_negatives_weights(centres, mask, negs, args.negatives)
+    weight = model.group_negatives_weights(centres, contexts, mask, negs, args.negatives)
     v, u = jnp.take(tables[0], centres, axis=0), jnp.take(tables[1], out_ids, axis=0)
     want = jax.value_and_grad(loss_rows, argnums=(0, 1))(v, u, weight, 2 * args.window, args.groups)
     for name, fn in VARIANTS.items():

@@ -41,7 +41,7 @@ def _pairwise_loss(emb_in, emb_out, centres, contexts, mask, negs, k):
                 continue
             total -= _log_sigmoid(v @ emb_out[contexts[c, s]])
             for neg in negs[c]:
-                if neg != centres[c]:
+                if neg != contexts[c, s]:  # word2vec skips a negative equal to the word the pair predicts
                     total -= k / m * _log_sigmoid(-(v @ emb_out[neg]))
     return total
 
@@ -55,9 +55,11 @@ def _batch(seed, n_centres=7, n_ctx=6, drawn=10):
     mask = rng.random((n_centres, n_ctx)) < 0.6
     mask[0] = False  # a centre with no pairs contributes nothing
     negs = rng.integers(0, V, (n_centres, drawn))
-    negs[1, :3] = centres[1]  # negatives equal to the centre are skipped
     contexts[2, 1] = contexts[2, 0]  # the same context twice counts twice
     mask[2, :2] = True
+    mask[1, :2] = True
+    negs[1, :3] = contexts[1, 0]  # skipped by the pair (1, 0), not by centre 1's other pairs
+    negs[3, :2] = centres[3]  # a negative equal to the centre is not skipped (word2vec trains it)
     return emb_in, emb_out, centres, contexts, mask, negs
 
 
@@ -96,7 +98,7 @@ def test_gradients_match_the_pairwise_objective():
                 if mask[c, s]:
                     total -= jax.nn.log_sigmoid(v @ eout[contexts[c, s]])
                     for neg in negs[c]:
-                        if neg != centres[c]:
+                        if neg != contexts[c, s]:
                             total -= k / m * jax.nn.log_sigmoid(-(v @ eout[neg]))
         return total
 
@@ -137,7 +139,8 @@ def _band_batch(seed, n_centres=9, w=2, groups=3, drawn=6, repeat=False):
     mask = rng.random((n_centres, 2 * w)) < 0.7
     mask[0] = False
     negs = rng.integers(0, V, (groups, drawn))
-    negs[0, :2] = centres[1]  # a negative equal to its centre is skipped (group 0 holds centre 1)
+    negs[0, :2] = contexts[1, 0]  # skipped by pair (1, 0) where it is real (group 0 holds centre 1)
+    negs[0, 2] = centres[2]  # a negative equal to its centre is trained, as in word2vec
     emb_in = rng.normal(0, 0.5, (V, D))
     emb_out = rng.normal(0, 0.5, (V, D))
     return emb_in, emb_out, centres, contexts, mask, negs
@@ -155,7 +158,7 @@ def _group_reference(ein, eout, centres, contexts, mask, negs, k, log_sigmoid):
             if mask[c, s]:
                 total -= log_sigmoid(v @ eout[contexts[c, s]])
                 for neg in negs[c // per]:
-                    if neg != centres[c]:
+                    if neg != contexts[c, s]:
                         total -= k / drawn * log_sigmoid(-(v @ eout[neg]))
     return total
 
@@ -177,18 +180,21 @@ def test_group_loss_is_word2vecs_pairwise_objective(n_centres, w, groups, drawn,
 @pytest.mark.parametrize("n_centres,groups", [(9, 3), (10, 4), (7, 7)])  # the last: per-centre negatives
 def test_group_negatives_weights_entry_by_entry(n_centres, groups):
     """Both losses' weights, written out one entry at a time: the mask, then for centre c and each negative of
-    its group (c // ceil(C / G)) its pairs' count times K / S, 0 where the negative is the centre."""
+    its group (c // ceil(C / G)) K / S times the number of c's real pairs whose context is not that negative."""
     k, drawn = 5, 6
-    _, _, centres, _, mask, negs = _band_batch(3, n_centres, 2, groups, drawn)
-    negs[-1, -1] = centres[-1]  # the last group's last negative is its last centre
+    _, _, centres, contexts, mask, negs = _band_batch(3, n_centres, 2, groups, drawn)
+    mask[-1, :2] = True
+    negs[-1, -1] = contexts[-1, 0]  # the last group's last negative is a context of its last centre
     per = -(-n_centres // groups)
     want = np.zeros((n_centres, mask.shape[1] + drawn))
     for c in range(n_centres):
         want[c, : mask.shape[1]] = mask[c]
         for s, neg in enumerate(negs[c // per]):
-            want[c, mask.shape[1] + s] = 0.0 if neg == centres[c] else mask[c].sum() * k / drawn
-    assert (want[:, mask.shape[1]:] == 0).sum() > (~mask.any(axis=1)).sum() * drawn  # some centres skipped
-    got = group_negatives_weights(*(jnp.asarray(a) for a in (centres, mask, negs)), k)
+            kept = sum(1 for j in range(mask.shape[1]) if mask[c, j] and contexts[c, j] != neg)
+            want[c, mask.shape[1] + s] = kept * k / drawn
+    some_pairs = mask.sum(axis=1)[:, None] * k / drawn
+    assert (want[:, mask.shape[1]:] < some_pairs).any()  # some pairs skip a negative
+    got = group_negatives_weights(*(jnp.asarray(a) for a in (centres, contexts, mask, negs)), k)
     assert got.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)
 
@@ -264,21 +270,15 @@ def test_window_band_holds_every_real_pair_of_batchmaker():
 
 
 def _curvatures(ein, eout, centres, contexts, mask, negs, k):
-    """Each row's curvature in the batch's loss, pair by pair: sum over its terms of w s(z) s(-z) times the
+    """Each row's curvature in the batch's loss, term by term: sum over its terms of w s(z) s(-z) times the
     squared norm of the term's other row."""
     h_in, h_out = np.zeros(V), np.zeros(V)
-    groups, drawn = negs.shape
-    per = -(-len(centres) // groups)
-    for c in range(len(centres)):
-        v = ein[centres[c]]
-        n_pairs = mask[c].sum()
-        terms = [(contexts[c, s], 1.0, 1.0) for s in range(contexts.shape[1]) if mask[c, s]]
-        terms += [(n, -1.0, n_pairs * k / drawn) for n in negs[c // per] if n != centres[c]]
-        for row, sign, w in terms:
-            z = sign * (v @ eout[row])
-            a = w / (1 + np.exp(-z)) / (1 + np.exp(z))
-            h_in[centres[c]] += a * eout[row] @ eout[row]
-            h_out[row] += a * v @ v
+    for centre, row, sign, w in _terms(centres, contexts, mask, negs, k):
+        v = ein[centre]
+        z = sign * (v @ eout[row])
+        a = w / (1 + np.exp(-z)) / (1 + np.exp(z))
+        h_in[centre] += a * eout[row] @ eout[row]
+        h_out[row] += a * v @ v
     return h_in, h_out
 
 
@@ -315,9 +315,10 @@ def _terms(centres, contexts, mask, negs, k):
     per = -(-len(centres) // groups)
     terms = []
     for c in range(len(centres)):
-        n_pairs = mask[c].sum()
         terms += [(centres[c], contexts[c, s], 1.0, 1.0) for s in range(contexts.shape[1]) if mask[c, s]]
-        terms += [(centres[c], n, -1.0, n_pairs * k / drawn) for n in negs[c // per] if n != centres[c]]
+        terms += [(centres[c], n, -1.0, k / drawn * sum(1 for s in range(contexts.shape[1])
+                                                         if mask[c, s] and contexts[c, s] != n))
+                  for n in negs[c // per]]
     return terms
 
 

@@ -143,14 +143,15 @@ def group_negatives_weights(centres: jax.Array, contexts: jax.Array, mask: jax.A
     to the word it predicts (its context), as word2vec does. (word2vec's code runs the pair the other way round,
     context predicting centre, and skips a negative equal to the centre: the word predicted, in either
     orientation.) Per-centre negatives (``negs [C, M]``, :func:`skipgram_negative_sampling_loss`) are groups of one
-    centre: the repeat is then a no-op that XLA removes, so both losses share this one definition at no cost.
+    centre: the repeat is then a no-op that XLA removes, so both losses share this one definition at no cost. Groups
+    of more than one centre need the windows that :class:`BatchMaker` cuts from one band (:func:`window_band`).
 
     >>> group_negatives_weights(jnp.array([0, 1, 2]), jnp.array([[5, 1], [0, 2], [1, 7]]),  # band 5 0 1 2 7
     ...                         jnp.array([[True, True], [True, False], [False, True]]),
     ...                         jnp.array([[1, 3], [2, 7]]), 2).tolist()  # centres 0, 1 share [1, 3]; 2 has [2, 7]
     [[1.0, 1.0, 1.0, 2.0], [1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 1.0, 0.0]]
     """
-    c, two_w = contexts.shape
+    c = contexts.shape[0]
     groups, drawn = negs.shape
     per = -(-c // groups)
     own = jnp.repeat(negs, per, axis=0)[:c]  # each centre's group's negatives

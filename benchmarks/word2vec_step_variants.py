@@ -44,8 +44,8 @@ def compiled_variant(flag_text: str, ids: np.ndarray, counts: np.ndarray) -> dic
     """The trainer's K-step program for these flags, compiled, with its initial state and data."""
     args = flags.parse_flags(shlex.split(flag_text))
     keep = w2v_data.subsample_keep_prob(counts, int(counts.sum()), args.subsample).astype(np.float32)
-    batches = BatchMaker(len(ids), args.window, args.batch_size, float(np.mean(keep[ids])), 1,
-                         row_multiple=centres_per_group(args))
+    batches = BatchMaker(len(ids), args.window, args.batch_size, w2v_data.expected_keep_fraction(counts, keep),
+                         args.seed, row_multiple=centres_per_group(args))
     schedule = linear_decay(args.learning_rate, 10**6)  # a long run's early steps
     optimizer = make_optimizer(args.optimizer, schedule)
     params = model.init_params(len(counts), args.embedding_size, args.loss, args.seed)

@@ -75,6 +75,24 @@ def test_sequential_correction_is_on_where_it_applies(corpus, tmp_path, trainer_
     assert 0 < difference < 0.05
 
 
+def test_max_logit_trains_with_a_single_trace(corpus, tmp_path, trainer_tables, capsys):
+    """--max-logit reaches the compiled step (one trace) in both negative schemes, says so in the plan line, and
+    is part of the run's configuration; at this scale few logits pass 1, so a threshold of 1 changes the tables."""
+    assert _run(corpus, tmp_path / "exact", "--steps", "32", "--learning-rate", "0.5") == 0
+    capsys.readouterr()
+    loud = [a for a in SMALL if a != "--quiet"]  # the plan line
+    assert train.main(["--corpus", corpus, "--output-dir", str(tmp_path / "cut"), *loud, "--steps", "32",
+                       "--learning-rate", "0.5", "--max-logit", "1"]) == 0
+    assert "terms with |logit| >= 1 get no gradient (--max-logit)" in capsys.readouterr().out
+    assert _run(corpus, tmp_path / "centre", "--steps", "8", "--negative-sharing", "centre", "--max-logit", "1") == 0
+    for name in ("cut", "centre"):
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert metrics["traces"] == 1 and metrics["config"]["max_logit"] == 1.0
+    exact, cut = trainer_tables(tmp_path / "exact"), trainer_tables(tmp_path / "cut")
+    assert np.all(np.isfinite(cut["variables/emb_in"]))
+    assert np.abs(cut["variables/emb_out"] - exact["variables/emb_out"]).max() > 1e-4
+
+
 def test_the_step_is_traced_once_per_run(corpus, tmp_path, monkeypatch):
     """What runs per call is the jitted K-step function, guarded by chex: a second trace (a recompilation, e.g.
     because the state a call returns differs in type or layout from what it took) raises."""
@@ -216,6 +234,9 @@ def test_corrupt_checkpoint_is_an_error(corpus, tmp_path, capsys):
         (["--step-cap", "--optimizer", "adagrad"], "--step-cap applies to"),
         (["--sequential-correction", "--optimizer", "adagrad"], "--sequential-correction applies to"),
         (["--sequential-correction", "--negative-sharing", "centre"], "--sequential-correction applies to"),
+        (["--loss", "nce", "--max-logit", "6"], "--max-logit applies to --loss neg only"),
+        (["--max-logit", "0"], "--max-logit must be a positive number"),
+        (["--max-logit", "nan"], "--max-logit must be a positive number"),
         (["--batch-size", "0"], "--batch-size"),
         (["--epochs", "-1"], "--epochs"),
         (["--loss", "softmax"], "invalid choice"),

@@ -45,6 +45,11 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
             setattr(args, name, default if grouped else None)
         elif not grouped:
             raise UsageError(f"--{name.replace('_', '-')} applies to --loss neg with --negative-sharing group only")
+    if args.max_logit is not None:
+        if args.loss != "neg":
+            raise UsageError("--max-logit applies to --loss neg only")
+        if not (math.isfinite(args.max_logit) and args.max_logit > 0):
+            raise UsageError(f"--max-logit must be a positive number, got {args.max_logit}")
     if args.step_cap and not (grouped and args.optimizer == "sgd"):
         raise UsageError("--step-cap applies to --loss neg --negative-sharing group with --optimizer sgd only")
     if args.sequential_correction is None:  # on wherever it applies; the plan line says which
@@ -148,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "pair-by-pair SGD sees them (to first order in the rate); raised WordSim353 from 0.87x to "
                         "0.94x gensim's on a 10M-word corpus. Costs one more pass of the step's products (~0.65x the "
                         "words/s)")
+    g.add_argument("--max-logit", type=float, default=None, metavar="X",
+                   help="--loss neg: a term whose logit is beyond +-X gets no gradient (its loss still counts), as "
+                        "gensim's MAX_EXP rule does with X = 6 (default: every term's exact gradient, as word2vec's "
+                        "C code)")
     g.add_argument("--negatives-per-centre", type=int, default=None,
                    help="--negative-sharing centre: negatives drawn per centre word and shared by its pairs, each "
                         "pair's --negatives terms estimated from them (default 2 * --negatives)")

@@ -372,7 +372,9 @@ def _describe_plan(args: argparse.Namespace, corpus: Corpus, batches: BatchMaker
             f"{plan.describe_batches()}, "
             f"{epochs}, on {runtime.describe()}; {held}"
             + ("; each step's gradients corrected towards word2vec's pair-by-pair SGD (--sequential-correction)"
-               if args.sequential_correction else ""))
+               if args.sequential_correction else "")
+            + (f"; terms with |logit| >= {args.max_logit:g} get no gradient (--max-logit)"
+               if args.max_logit is not None else ""))
 
 
 def _check_resources(args: argparse.Namespace, corpus: Corpus, batches: BatchMaker, plan: RunPlan,

@@ -147,13 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "any table row whose curvature in the step (summed over its occurrences) puts it past the "
                         "edge of stability (lr * h > 2): a row summed over many pairs at once, which word2vec's "
                         "pair-by-pair SGD would move one pair at a time; rows within it keep word2vec's gradient. "
-                        "Raised analogy accuracy at 300-d / window 10 from 0.7-1.0x gensim's to 1.5-1.7x "
-                        "(benchmarks/README.md). Costs ~20%% more time per step")
+                        "At 300-d / window 10 it raised analogy accuracy from 0.7-1.0x gensim's to 1.5-1.7x on two "
+                        "corpora of three (benchmarks/README.md). Costs ~20%% more time per step")
     g.add_argument("--sequential-correction", action=argparse.BooleanOptionalAction, default=False,
                    help="--negative-sharing group with --optimizer sgd: take each row's gradient against the other "
                         "table's rows moved by half of the rest of the step, as word2vec's pair-by-pair SGD sees them "
                         "(to first order in the rate). Without --step-cap it raised WordSim353 from 0.87x to 0.94x "
-                        "gensim's on a 10M-word corpus (the step cap alone: 0.99x); with it, SimLex-999 collapsed at "
+                        "gensim's on a 10M-word corpus (the step cap alone: 0.97x); with it, SimLex-999 collapsed at "
                         "300-d (benchmarks/README.md). Costs one more pass of the step's products (~0.65x the words/s)")
     g.add_argument("--max-logit", type=float, default=None, metavar="X",
                    help="--loss neg: a term whose logit is beyond +-X gets no gradient (its loss still counts), as "

@@ -26,7 +26,7 @@ jaxgraph optimizer's ``minimize`` gets ``IndexedSlices`` gradients and applies o
   time; a row in many of a step's pairs (a frequent word, a centre at window 10, a taxonomy list repeating
   "order") can then take a step past the edge of stability. ``step_cap`` (``--step-cap``, the default with
   grouped negatives and SGD) shortens those steps to that edge; at 300-d / window 10 it raised analogy accuracy
-  to 1.5-1.7x gensim's (``benchmarks/README.md``).
+  to 1.5-1.7x gensim's on two corpora of three (``benchmarks/README.md``).
   A batched step also misses the coupling between its pairs that word2vec's pair-by-pair updates have (each pair
   sees the rows the pairs before it moved); ``sequential_lr`` (``--sequential-correction``, opt-in) puts it back
   to first order in the rate: :func:`_sequential_gradients`.

@@ -82,7 +82,7 @@ def _programs(args: argparse.Namespace, batches: BatchMaker, opt: jg.train.Optim
             lr = schedule(params["global_step"].value) if args.sequential_correction else None
             loss, grads_and_vars = opt.compute_gradients(
                 lambda p: model.skipgram_group_negatives_loss(p, centres, contexts, mask, negs, args.negatives,
-                                                              step_cap, lr), params)
+                                                              step_cap, lr, max_logit=args.max_logit), params)
             params, opt_state = opt.apply_gradients(grads_and_vars, params, opt_state,
                                                     global_step=params["global_step"])
             params = jg.replace_values(params, {"epoch": epoch, "position": position})

@@ -30,6 +30,14 @@ def _log_sigmoid(x):
     return -np.logaddexp(0.0, -x)
 
 
+def _trained_log_sigmoid(max_logit):
+    """log s(x) whose gradient is 0 beyond +-max_logit (gensim's MAX_EXP rule), for autodiff references."""
+    def log_sigmoid(x):
+        y = jax.nn.log_sigmoid(x)
+        return jnp.where(jnp.abs(x) < max_logit, y, jax.lax.stop_gradient(y))
+    return log_sigmoid
+
+
 def _pairwise_loss(emb_in, emb_out, centres, contexts, mask, negs, k):
     """word2vec's loss summed over the real pairs, one pair at a time, in float64."""
     total = 0.0
@@ -269,14 +277,14 @@ def test_window_band_holds_every_real_pair_of_batchmaker():
             np.testing.assert_array_equal(contexts[i, j], band[i + j + (j >= window)])
 
 
-def _curvatures(ein, eout, centres, contexts, mask, negs, k):
+def _curvatures(ein, eout, centres, contexts, mask, negs, k, max_logit=None):
     """Each row's curvature in the batch's loss, term by term: sum over its terms of w s(z) s(-z) times the
-    squared norm of the term's other row."""
+    squared norm of the term's other row (terms beyond +-max_logit: none, they are not trained)."""
     h_in, h_out = np.zeros(V), np.zeros(V)
     for centre, row, sign, w in _terms(centres, contexts, mask, negs, k):
         v = ein[centre]
         z = sign * (v @ eout[row])
-        a = w / (1 + np.exp(-z)) / (1 + np.exp(z))
+        a = 0.0 if max_logit is not None and abs(z) >= max_logit else w / (1 + np.exp(-z)) / (1 + np.exp(z))
         h_in[centre] += a * eout[row] @ eout[row]
         h_out[row] += a * v @ v
     return h_in, h_out
@@ -322,19 +330,21 @@ def _terms(centres, contexts, mask, negs, k):
     return terms
 
 
-def _term_coefficient(v, u, sign, w):
-    """d(term)/d(v . u) of ``w * -log s(sign * v . u)``."""
+def _term_coefficient(v, u, sign, w, max_logit=None):
+    """d(term)/d(v . u) of ``w * -log s(sign * v . u)``; 0 beyond +-max_logit."""
+    if max_logit is not None and abs(v @ u) >= max_logit:
+        return 0.0
     return -w * sign / (1.0 + np.exp(sign * (v @ u)))
 
 
-def _sequential_corrected_grads(ein, eout, terms, lr, largest_in, largest_out, bound=4.0):
+def _sequential_corrected_grads(ein, eout, terms, lr, largest_in, largest_out, bound=4.0, max_logit=None):
     """The documented correction, term by term in float64: the centre rows' gradients are summed first (GV), the
     out rows' are taken against the centre rows moved by -lr/2 (GV less the term's own part), and the centre rows'
     against the out rows moved by -lr/2 times those corrected out-row gradients (GU, less the term's own part);
     each row's move shortened so that it changes no product with a row of the step (the largest norms
     ``largest_in``, ``largest_out``) by more than ``bound``. Returns the gradients and the rows' shortening
     factors."""
-    coef = [_term_coefficient(ein[c], eout[o], sign, w) for c, o, sign, w in terms]
+    coef = [_term_coefficient(ein[c], eout[o], sign, w, max_logit) for c, o, sign, w in terms]
 
     def keep(shift, partner):
         return np.minimum(1.0, bound / np.maximum(partner * np.linalg.norm(shift, axis=1), 1e-30))
@@ -353,11 +363,12 @@ def _sequential_corrected_grads(ein, eout, terms, lr, largest_in, largest_out, b
     return gv, gu, keep_in, keep_out
 
 
-def _group_grads(emb_in, emb_out, batch, k, sequential_lr):
+def _group_grads(emb_in, emb_out, batch, k, sequential_lr, max_logit=None):
     args = tuple(jnp.asarray(a) for a in batch)
     opt = jg.train.GradientDescentOptimizer(1.0)
     _, gv = opt.compute_gradients(
-        lambda p: skipgram_group_negatives_loss(p, *args, k, None, sequential_lr), _params(emb_in, emb_out))
+        lambda p: skipgram_group_negatives_loss(p, *args, k, None, sequential_lr, max_logit=max_logit),
+        _params(emb_in, emb_out))
     return {var.name: np.asarray(g.to_dense(), np.float64) for g, var in gv}
 
 
@@ -418,3 +429,84 @@ def test_sequential_correction_is_pair_by_pair_sgds_coupling():
     plain = distance(_group_grads(emb_in, emb_out, batch, k, None))
     corrected = distance(_group_grads(emb_in, emb_out, batch, k, lr))
     assert corrected < plain / 8, (corrected, plain)
+
+
+# --------------------------------------------------------------------------------------------------
+# --max-logit: gensim's MAX_EXP rule (a term whose logit is beyond +-6 is skipped).
+
+
+def _beyond_batch(seed=4):
+    """A band batch whose rows are scaled so that some of its products are beyond +-6, most within."""
+    emb_in, emb_out, *batch = _band_batch(seed, n_centres=12, w=2, groups=2, drawn=8, repeat=True)
+    emb_in, emb_out = emb_in * 3.0, emb_out * 3.0
+    beyond = np.abs([ein_c @ emb_out[o] for ein_c, o in
+                     ((emb_in[c], o) for c, o, _, _ in _terms(*batch, 5))]) >= 6.0
+    assert 0.02 < beyond.mean() < 0.5
+    return emb_in, emb_out, batch
+
+
+@pytest.mark.parametrize("scheme", ["group", "group-sequential-at-rate-0", "centre"])
+def test_terms_beyond_max_logit_get_no_gradient(scheme):
+    """A term whose logit is beyond +-max_logit counts in the loss but gets no gradient: autodiff of the
+    pair-by-pair objective with those terms' gradients stopped, and not the exact gradient. In the grouped loss's
+    plain backward pass, in the sequential correction's (at rate 0 it is the plain gradient), and in the
+    per-centre scheme."""
+    k, max_logit = 5, 6.0
+    emb_in, emb_out, (centres, contexts, mask, negs) = _beyond_batch()
+    ein, eout = jnp.asarray(emb_in), jnp.asarray(emb_out)
+    if scheme == "centre":  # each centre its own group: per-centre negatives
+        negs = np.repeat(negs, -(-len(centres) // negs.shape[0]), axis=0)[: len(centres)]
+    args = tuple(jnp.asarray(a) for a in (centres, contexts, mask, negs))
+    if scheme == "centre":
+        def loss(p):
+            return skipgram_negative_sampling_loss(p, *args, k, max_logit)
+    else:
+        def loss(p):
+            return skipgram_group_negatives_loss(p, *args, k, None, 0.0 if "sequential" in scheme else None,
+                                                 max_logit=max_logit)
+    value, grads = jax.value_and_grad(loss)(_params(emb_in, emb_out))
+
+    def reference(log_sigmoid):
+        return lambda a, b: _group_reference(a, b, centres, contexts, mask, negs, k, log_sigmoid)
+
+    np.testing.assert_allclose(float(value), reference(_log_sigmoid)(emb_in, emb_out), rtol=1e-5)
+    want = jax.grad(reference(_trained_log_sigmoid(max_logit)), argnums=(0, 1))(ein, eout)
+    exact = jax.grad(reference(jax.nn.log_sigmoid), argnums=(0, 1))(ein, eout)
+    for got, w, e in zip((grads["emb_in"], grads["emb_out"]), want, exact, strict=True):
+        np.testing.assert_allclose(np.asarray(got.value if isinstance(got, jg.IndexedSlices) else got), w,
+                                   rtol=1e-4, atol=1e-5)
+        assert np.abs(np.asarray(e) - np.asarray(w)).max() > 1e-2  # the rule changed these gradients
+
+
+def test_max_logit_in_the_sequential_correction_and_the_step_cap():
+    """With --max-logit, the correction's coefficients and the cap's curvatures leave out the terms beyond it:
+    both against their term-by-term formulas with those terms' coefficients 0."""
+    k, max_logit, lr = 5, 6.0, 0.05
+    emb_in, emb_out, batch = _beyond_batch()
+    centres, contexts, _, negs = batch
+    largest_in = np.linalg.norm(emb_in[centres], axis=1).max()
+    out_rows = np.concatenate([np.asarray(window_band(jnp.asarray(centres), jnp.asarray(contexts))), negs.ravel()])
+    largest_out = np.linalg.norm(emb_out[out_rows], axis=1).max()
+    got = _group_grads(emb_in, emb_out, batch, k, lr, max_logit)
+    want_in, want_out, _, _ = _sequential_corrected_grads(emb_in, emb_out, _terms(*batch, k), lr, largest_in,
+                                                          largest_out, max_logit=max_logit)
+    exact_in, _, _, _ = _sequential_corrected_grads(emb_in, emb_out, _terms(*batch, k), lr, largest_in, largest_out)
+    np.testing.assert_allclose(got["emb_in"], want_in, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got["emb_out"], want_out, rtol=1e-4, atol=1e-4)
+    assert np.abs(exact_in - want_in).max() > 1e-2
+
+    step_cap = 0.3
+    args = tuple(jnp.asarray(a) for a in batch)
+    opt = jg.train.GradientDescentOptimizer(1.0)
+
+    def grads(cap):
+        _, gv = opt.compute_gradients(
+            lambda p: skipgram_group_negatives_loss(p, *args, k, cap, max_logit=max_logit), _params(emb_in, emb_out))
+        return {var.name: np.asarray(g.to_dense()) for g, var in gv}
+
+    plain, capped = grads(None), grads(step_cap)
+    h_in, h_out = _curvatures(emb_in, emb_out, *batch, k, max_logit)
+    for name, h in (("emb_in", h_in), ("emb_out", h_out)):
+        np.testing.assert_allclose(capped[name], plain[name] / np.maximum(1.0, step_cap * h / 2)[:, None],
+                                   rtol=1e-4, atol=1e-5)
+    assert (step_cap * np.concatenate([h_in, h_out]) / 2 > 1).any()  # the cap binds somewhere

@@ -46,33 +46,55 @@ def test_metrics_and_export(corpus, tmp_path, capsys):
     assert "Nearest to" in capsys.readouterr().out
 
 
-def test_step_cap_trains_with_a_single_trace(corpus, tmp_path, trainer_tables):
-    """--step-cap runs inside the compiled step (one trace) and changes only rows past the edge of stability
-    (tests/test_word2vec_loss.py checks which): at the default rate the tables stay close to the uncapped
-    run's."""
-    assert _run(corpus, tmp_path / "plain", "--steps", "32") == 0
-    assert _run(corpus, tmp_path / "capped", "--steps", "32", "--step-cap") == 0
-    metrics = json.loads((tmp_path / "capped" / "metrics.json").read_text())
-    assert metrics["traces"] == 1 and metrics["config"]["step_cap"] is True
+def test_step_cap_is_on_where_it_applies(corpus, tmp_path, trainer_tables, capsys):
+    """--step-cap is on by default with grouped negatives and plain SGD (off by default elsewhere, an error when
+    asked for there), inside the one compiled step, and the plan line says so; it changes only rows past the edge
+    of stability (tests/test_word2vec_loss.py checks which), so at the default rate the tables stay close to the
+    uncapped run's."""
+    loud = [a for a in SMALL if a != "--quiet"]  # the plan line
+    assert train.main(["--corpus", corpus, "--output-dir", str(tmp_path / "capped"), *loud, "--steps", "32"]) == 0
+    assert "(--step-cap)" in capsys.readouterr().out
+    assert _run(corpus, tmp_path / "plain", "--steps", "32", "--no-step-cap") == 0
+    assert _run(corpus, tmp_path / "adagrad", "--steps", "8", "--optimizer", "adagrad") == 0
+    config = {name: json.loads((tmp_path / name / "metrics.json").read_text())["config"]
+              for name in ("capped", "plain", "adagrad")}
+    assert [config[n]["step_cap"] for n in ("capped", "plain", "adagrad")] == [True, False, False]
+    assert json.loads((tmp_path / "capped" / "metrics.json").read_text())["traces"] == 1
     plain, capped = trainer_tables(tmp_path / "plain"), trainer_tables(tmp_path / "capped")
     assert np.all(np.isfinite(capped["variables/emb_in"]))
     np.testing.assert_allclose(capped["variables/emb_out"], plain["variables/emb_out"], atol=0.05)
 
 
-def test_sequential_correction_is_on_where_it_applies(corpus, tmp_path, trainer_tables):
-    """On by default with grouped negatives and plain SGD (off by default elsewhere, an error when asked for
-    there), inside the one compiled step; it changes the tables, by a small amount over a few steps."""
-    assert _run(corpus, tmp_path / "on", "--steps", "32") == 0
-    assert _run(corpus, tmp_path / "off", "--steps", "32", "--no-sequential-correction") == 0
-    assert _run(corpus, tmp_path / "adagrad", "--steps", "8", "--optimizer", "adagrad") == 0
-    config = {name: json.loads((tmp_path / name / "metrics.json").read_text())["config"]
-              for name in ("on", "off", "adagrad")}
-    assert [config[n]["sequential_correction"] for n in ("on", "off", "adagrad")] == [True, False, False]
+def test_sequential_correction_is_opt_in(corpus, tmp_path, trainer_tables):
+    """Off by default; asked for (with grouped negatives and plain SGD) it runs inside the one compiled step and
+    changes the tables, by a small amount over a few steps."""
+    assert _run(corpus, tmp_path / "on", "--steps", "32", "--sequential-correction") == 0
+    assert _run(corpus, tmp_path / "off", "--steps", "32") == 0
+    config = {name: json.loads((tmp_path / name / "metrics.json").read_text())["config"] for name in ("on", "off")}
+    assert [config[n]["sequential_correction"] for n in ("on", "off")] == [True, False]
     assert json.loads((tmp_path / "on" / "metrics.json").read_text())["traces"] == 1
     on, off = trainer_tables(tmp_path / "on"), trainer_tables(tmp_path / "off")
     assert np.all(np.isfinite(on["variables/emb_in"]))
     difference = np.abs(on["variables/emb_out"] - off["variables/emb_out"]).max()
     assert 0 < difference < 0.05
+
+
+def test_max_logit_trains_with_a_single_trace(corpus, tmp_path, trainer_tables, capsys):
+    """--max-logit reaches the compiled step (one trace) in both negative schemes, says so in the plan line, and
+    is part of the run's configuration; at this scale few logits pass 1, so a threshold of 1 changes the tables."""
+    assert _run(corpus, tmp_path / "exact", "--steps", "32", "--learning-rate", "0.5") == 0
+    capsys.readouterr()
+    loud = [a for a in SMALL if a != "--quiet"]  # the plan line
+    assert train.main(["--corpus", corpus, "--output-dir", str(tmp_path / "cut"), *loud, "--steps", "32",
+                       "--learning-rate", "0.5", "--max-logit", "1"]) == 0
+    assert "terms with |logit| >= 1 get no gradient (--max-logit)" in capsys.readouterr().out
+    assert _run(corpus, tmp_path / "centre", "--steps", "8", "--negative-sharing", "centre", "--max-logit", "1") == 0
+    for name in ("cut", "centre"):
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert metrics["traces"] == 1 and metrics["config"]["max_logit"] == 1.0
+    exact, cut = trainer_tables(tmp_path / "exact"), trainer_tables(tmp_path / "cut")
+    assert np.all(np.isfinite(cut["variables/emb_in"]))
+    assert np.abs(cut["variables/emb_out"] - exact["variables/emb_out"]).max() > 1e-4
 
 
 def test_the_step_is_traced_once_per_run(corpus, tmp_path, monkeypatch):
@@ -216,6 +238,9 @@ def test_corrupt_checkpoint_is_an_error(corpus, tmp_path, capsys):
         (["--step-cap", "--optimizer", "adagrad"], "--step-cap applies to"),
         (["--sequential-correction", "--optimizer", "adagrad"], "--sequential-correction applies to"),
         (["--sequential-correction", "--negative-sharing", "centre"], "--sequential-correction applies to"),
+        (["--loss", "nce", "--max-logit", "6"], "--max-logit applies to --loss neg only"),
+        (["--max-logit", "0"], "--max-logit must be a positive number"),
+        (["--max-logit", "nan"], "--max-logit must be a positive number"),
         (["--batch-size", "0"], "--batch-size"),
         (["--epochs", "-1"], "--epochs"),
         (["--loss", "softmax"], "invalid choice"),

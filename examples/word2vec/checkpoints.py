@@ -36,7 +36,7 @@ __all__ = ["CHECKPOINT_FILES", "TRAINER_FILES", "TRAINING_KEYS", "Checkpointer",
 #: The configuration a run's result depends on: a checkpoint resumes only a run with the same values.
 TRAINING_KEYS = (
     "min_count", "max_vocab", "subsample", "window", "loss", "negatives", "negative_sharing", "shared_negatives",
-    "pairs_per_group", "step_cap", "sequential_correction", "negatives_per_centre", "batch_size",
+    "pairs_per_group", "step_cap", "sequential_correction", "max_logit", "negatives_per_centre", "batch_size",
     "embedding_size", "optimizer", "learning_rate", "total_steps", "seed", "replicas",
 )
 _CKPT_NAME = "model.ckpt"

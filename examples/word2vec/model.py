@@ -22,12 +22,14 @@ jaxgraph optimizer's ``minimize`` gets ``IndexedSlices`` gradients and applies o
     per centre. With M = 10 it scored ~0.6-0.7x gensim's analogy accuracy per epoch; ``--negatives-per-centre
     50`` closes that gap at about a fifth of the speed.
 
-  Both sum a step's updates of a row, computed from the same vectors; a word repeated many times within one
-  step's windows (a taxonomy list repeating "order", at window 10) can then take a step past the edge of
-  stability. ``step_cap`` (``--step-cap``) shortens those steps to that edge.
+  Both sum a step's updates of a row, computed from the same vectors, where word2vec applies them one pair at a
+  time; a row in many of a step's pairs (a frequent word, a centre at window 10, a taxonomy list repeating
+  "order") can then take a step past the edge of stability. ``step_cap`` (``--step-cap``, the default with
+  grouped negatives and SGD) shortens those steps to that edge; at 300-d / window 10 it raised analogy accuracy
+  to 1.5-1.7x gensim's on two corpora of three (``benchmarks/README.md``).
   A batched step also misses the coupling between its pairs that word2vec's pair-by-pair updates have (each pair
-  sees the rows the pairs before it moved); ``sequential_lr`` (``--sequential-correction``, the default with
-  grouped negatives and SGD) puts it back to first order in the rate: :func:`_sequential_gradients`.
+  sees the rows the pairs before it moved); ``sequential_lr`` (``--sequential-correction``, opt-in) puts it back
+  to first order in the rate: :func:`_sequential_gradients`.
 * ``--loss nce``, :func:`skipgram_nce_loss`: ``jaxgraph.nn.nce_loss`` with TF's shared, unique, log-uniform
   negatives (64 by default).
 
@@ -72,9 +74,10 @@ def init_params(vocab_size: int, dim: int, loss: str, seed: int) -> dict[str, An
     return params
 
 
-@jax.custom_vjp
-def _neg_log_sigmoid_sum(z: jax.Array, weight: jax.Array) -> jax.Array:
-    """``-sum(weight * log_sigmoid(z))`` over flat float32 arrays, with a hand-written gradient.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _neg_log_sigmoid_sum(z: jax.Array, weight: jax.Array, max_logit: float | None = None) -> jax.Array:
+    """``-sum(weight * log_sigmoid(z))`` over flat float32 arrays, with a hand-written gradient (0 for the terms
+    with ``|z| >= max_logit``, when given: :func:`_trained`).
 
     Differentiating ``jnp.where(weight, jax.nn.log_sigmoid(z), 0)`` leaves XLA's CPU backend several
     passes over the logits (softplus, its derivative, the selects), which cost as much as the pair
@@ -82,18 +85,25 @@ def _neg_log_sigmoid_sum(z: jax.Array, weight: jax.Array) -> jax.Array:
     (``max(-z, 0) + log1p(e)``) and the gradient (``-weight * sigmoid(-z)``), which the backward pass
     only scales. About 4x less time for this part of the step.
     """
-    return _neg_log_sigmoid_sum_fwd(z, weight)[0]
+    return _neg_log_sigmoid_sum_fwd(z, weight, max_logit)[0]
 
 
-def _neg_log_sigmoid_sum_fwd(z, weight):
+def _neg_log_sigmoid_sum_fwd(z, weight, max_logit):
     e = jnp.exp(-jnp.abs(z))
     r = 1.0 / (1.0 + e)
     sigmoid_neg_z = jnp.where(z >= 0, e * r, r)
     loss = jnp.sum(weight * (jnp.maximum(-z, 0.0) + jnp.log1p(e)))
-    return loss, (-(weight * sigmoid_neg_z),)
+    return loss, (_trained(z, -(weight * sigmoid_neg_z), max_logit),)
 
 
-def _neg_log_sigmoid_sum_bwd(res, g):
+def _trained(z: jax.Array, dz: jax.Array, max_logit: float | None) -> jax.Array:
+    """The terms' derivatives ``dz``, 0 where the logit ``z`` is beyond ``+-max_logit`` (``--max-logit``: gensim's
+    ``MAX_EXP`` rule, which skips such terms; word2vec's C code gives them the sigmoid's limit, the exact
+    gradient's); ``dz`` itself when ``max_logit`` is None."""
+    return dz if max_logit is None else jnp.where(jnp.abs(z) < max_logit, dz, 0.0)
+
+
+def _neg_log_sigmoid_sum_bwd(_max_logit, res, g):
     (dz,) = res
     return g * dz, None
 
@@ -102,7 +112,8 @@ _neg_log_sigmoid_sum.defvjp(_neg_log_sigmoid_sum_fwd, _neg_log_sigmoid_sum_bwd)
 
 
 def skipgram_negative_sampling_loss(params: dict[str, Any], centres: jax.Array, contexts: jax.Array,
-                                    mask: jax.Array, negs: jax.Array, negatives: int) -> jax.Array:
+                                    mask: jax.Array, negs: jax.Array, negatives: int,
+                                    max_logit: float | None = None) -> jax.Array:
     """The summed ``--loss neg`` loss of a batch: ``centres [C]``, ``contexts [C, S]`` with ``mask [C, S]``
     marking the real pairs, and ``negs [C, M]``, the negatives drawn for each centre.
 
@@ -114,7 +125,8 @@ def skipgram_negative_sampling_loss(params: dict[str, Any], centres: jax.Array, 
     number of the centre's pairs whose context is not negative m (a pair skips a negative equal to the word
     it predicts, as word2vec does). That is one row of ``S + M`` dot products
     per centre (a matrix-vector product) instead of gensim's ``[S, 1 + K]`` block (context predicts
-    centre, negatives per pair), fewer rows and far fewer small products per step.
+    centre, negatives per pair), fewer rows and far fewer small products per step. ``max_logit``: as in
+    :func:`skipgram_group_negatives_loss`.
 
     >>> p = {"emb_in": jg.Variable(jnp.ones((4, 2))), "emb_out": jg.Variable(jnp.zeros((4, 2)))}
     >>> loss = skipgram_negative_sampling_loss(p, jnp.array([0]), jnp.array([[1, 2]]),
@@ -129,7 +141,7 @@ def skipgram_negative_sampling_loss(params: dict[str, Any], centres: jax.Array, 
     n_ctx, drawn = contexts.shape[1], negs.shape[1]
     sign = jnp.asarray(np.array([1.0] * n_ctx + [-1.0] * drawn, np.float32))
     weight = group_negatives_weights(centres, contexts, mask, negs, negatives, logits.dtype)  # groups of one centre
-    return _neg_log_sigmoid_sum((logits * sign).reshape(-1), weight.reshape(-1))
+    return _neg_log_sigmoid_sum((logits * sign).reshape(-1), weight.reshape(-1), max_logit)
 
 
 def group_negatives_weights(centres: jax.Array, contexts: jax.Array, mask: jax.Array, negs: jax.Array,
@@ -231,7 +243,7 @@ def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, co
                                   mask: jax.Array, negs: jax.Array, negatives: int,
                                   step_cap: float | None = None,
                                   sequential_lr: jax.Array | float | None = None,
-                                  axis_name: str | None = None) -> jax.Array:
+                                  axis_name: str | None = None, max_logit: float | None = None) -> jax.Array:
     """The summed ``--loss neg`` loss of a batch whose negatives are shared by groups of consecutive centres.
 
     ``centres [C]``, ``contexts [C, 2W]`` and ``mask [C, 2W]`` as :class:`BatchMaker` makes them (consecutive
@@ -265,6 +277,10 @@ def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, co
     ``axis_name``: when the batch's centres are split over the devices of this mapped axis (``shard_map``), the
     by-id sums of both corrections run over every device's share, so that they are the one-device step's.
 
+    ``max_logit`` (``--max-logit``): a term whose logit is beyond ``+-max_logit`` gets no gradient (nor curvature,
+    nor correction); its loss still counts. gensim skips such terms (its ``MAX_EXP``, 6); word2vec's C code and the
+    default (None) train them with the exact gradient.
+
     >>> p = {"emb_in": jg.Variable(jnp.ones((4, 2))), "emb_out": jg.Variable(jnp.zeros((4, 2)))}
     >>> loss = skipgram_group_negatives_loss(p, jnp.array([0]), jnp.array([[1, 2]]),
     ...                                      jnp.array([[True, False]]), jnp.array([[3, 3]]), 2)
@@ -278,11 +294,11 @@ def skipgram_group_negatives_loss(params: dict[str, Any], centres: jax.Array, co
     u = jg.nn.embedding_lookup(params["emb_out"], out_ids)
     weight = group_negatives_weights(centres, contexts, mask, negs, negatives, v.dtype)
     if step_cap is None and sequential_lr is None:
-        return _group_loss(v, u, weight, two_w, groups)
+        return _group_loss(v, u, weight, two_w, groups, max_logit)
     vocab_size = int(params["emb_out"].shape[0])  # the ids' range: the size of the by-id buffers
     lr = jnp.asarray(0.0 if sequential_lr is None else sequential_lr, v.dtype)
     return _custom_grad_group_loss(v, u, weight, lr, centres, out_ids, two_w, groups, step_cap, vocab_size,
-                                   sequential_lr is not None, axis_name)
+                                   sequential_lr is not None, axis_name, max_logit)
 
 
 def _group_products(v: jax.Array, u: jax.Array, two_w: int, groups: int) -> jax.Array:
@@ -297,50 +313,53 @@ def _group_products(v: jax.Array, u: jax.Array, two_w: int, groups: int) -> jax.
     return jnp.concatenate([pos, neg], axis=1)
 
 
-def _group_loss(v: jax.Array, u: jax.Array, weight: jax.Array, two_w: int, groups: int) -> jax.Array:
-    return _group_loss_and_logits(v, u, weight, two_w, groups)[0]
+def _group_loss(v: jax.Array, u: jax.Array, weight: jax.Array, two_w: int, groups: int,
+                max_logit: float | None) -> jax.Array:
+    return _group_loss_and_logits(v, u, weight, two_w, groups, max_logit)[0]
 
 
-def _group_loss_and_logits(v: jax.Array, u: jax.Array, weight: jax.Array, two_w: int,
-                           groups: int) -> tuple[jax.Array, jax.Array]:
+def _group_loss_and_logits(v: jax.Array, u: jax.Array, weight: jax.Array, two_w: int, groups: int,
+                           max_logit: float | None) -> tuple[jax.Array, jax.Array]:
     products = _group_products(v, u, two_w, groups)
     sign = jnp.concatenate([jnp.ones((two_w,), v.dtype), -jnp.ones((products.shape[1] - two_w,), v.dtype)])
     logits = products * sign
-    return _neg_log_sigmoid_sum(logits.reshape(-1), weight.reshape(-1)), logits
+    return _neg_log_sigmoid_sum(logits.reshape(-1), weight.reshape(-1), max_logit), logits
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9, 10, 11))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9, 10, 11, 12))
 def _custom_grad_group_loss(v, u, weight, lr, centres, out_ids, two_w, groups, step_cap, vocab_size, sequential,
-                            axis_name):
+                            axis_name, max_logit):
     """:func:`_group_loss` with its gradient corrected for sequential SGD (``sequential``, at rate ``lr``:
     :func:`_sequential_gradients`), then each row's divided by ``max(1, step_cap * h / 2)`` (``step_cap`` not
     None; see :func:`skipgram_group_negatives_loss`)."""
-    return _group_loss(v, u, weight, two_w, groups)
+    return _group_loss(v, u, weight, two_w, groups, max_logit)
 
 
 def _custom_grad_group_loss_fwd(v, u, weight, lr, centres, out_ids, two_w, groups, step_cap, vocab_size,
-                                sequential, axis_name):
-    loss, vjp, z = jax.vjp(lambda a, b: _group_loss_and_logits(a, b, weight, two_w, groups), v, u, has_aux=True)
+                                sequential, axis_name, max_logit):
+    loss, vjp, z = jax.vjp(lambda a, b: _group_loss_and_logits(a, b, weight, two_w, groups, max_logit), v, u,
+                           has_aux=True)
     return loss, (vjp, v, u, weight, lr, centres, out_ids, z)
 
 
-def _custom_grad_group_loss_bwd(two_w, groups, step_cap, vocab_size, sequential, axis_name, res, g):
+def _custom_grad_group_loss_bwd(two_w, groups, step_cap, vocab_size, sequential, axis_name, max_logit, res, g):
     vjp, v, u, weight, lr, centres, out_ids, z = res
     if sequential:
         gv, gu = _sequential_gradients(v, u, weight, z, g, lr, centres, out_ids, two_w, groups, vocab_size,
-                                       axis_name)
+                                       axis_name, max_logit)
     else:
         gv, gu = vjp(g)
     if step_cap is not None:
         gv, gu = _cap_steps(v, u, gv, gu, weight, z, g, centres, out_ids, two_w, groups, step_cap, vocab_size,
-                            axis_name)
+                            axis_name, max_logit)
     return gv, gu, None, jnp.zeros_like(lr), None, None
 
 
 _custom_grad_group_loss.defvjp(_custom_grad_group_loss_fwd, _custom_grad_group_loss_bwd)
 
 
-def _sequential_gradients(v, u, weight, z, g, lr, centres, out_ids, two_w, groups, vocab_size, axis_name):
+def _sequential_gradients(v, u, weight, z, g, lr, centres, out_ids, two_w, groups, vocab_size, axis_name,
+                          max_logit):
     """The step's row gradients ``gv [C, D]`` (centres) and ``gu [N, D]`` (band and negatives), each taken against
     the other table's rows moved by half of the rest of the step's SGD update at rate ``lr``.
 
@@ -363,7 +382,7 @@ def _sequential_gradients(v, u, weight, z, g, lr, centres, out_ids, two_w, group
     (:func:`_bounded`), which keeps the first-order term from running away at higher rates.
     """
     sign = jnp.concatenate([jnp.ones((two_w,), v.dtype), -jnp.ones((z.shape[1] - two_w,), v.dtype)])
-    a = -weight * jax.nn.sigmoid(-z) * sign * g  # d loss / d product, [C, 2W + S]
+    a = _trained(z, -weight * jax.nn.sigmoid(-z), max_logit) * sign * g  # d loss / d product, [C, 2W + S]
     a2 = a * a
 
     def grad_v(rows_u):  # sum_k a_ik rows_u[k]
@@ -434,13 +453,14 @@ def _sum_over_terms(x: jax.Array, two_w: int, groups: int) -> jax.Array:
     return jnp.concatenate([band, neg.reshape(-1)])[:, None]
 
 
-def _cap_steps(v, u, gv, gu, weight, z, g, centres, out_ids, two_w, groups, step_cap, vocab_size, axis_name):
+def _cap_steps(v, u, gv, gu, weight, z, g, centres, out_ids, two_w, groups, step_cap, vocab_size, axis_name,
+               max_logit):
     """``--step-cap``: each row's gradient divided by ``max(1, step_cap * h / 2)``, ``h`` its curvature in the step
     (see ``step_cap`` in :func:`skipgram_group_negatives_loss`)."""
     # A term w * softplus(-z) has second derivative w s(z) s(-z) in z, so a row's curvature is the sum, over
     # the terms it takes part in, of that times the squared norm of the other row: the same products as
     # the logits, of squared norms (one feature) instead of vectors.
-    a = weight * jax.nn.sigmoid(z) * jax.nn.sigmoid(-z)
+    a = _trained(z, weight * jax.nn.sigmoid(z) * jax.nn.sigmoid(-z), max_logit)  # no gradient, no curvature
     v2 = jnp.sum(v * v, axis=1)
     h_in = jnp.sum(a * _per_term(jnp.sum(u * u, axis=1), v.shape[0], two_w, groups), axis=1)
     h_out = _sum_over_terms(a * v2[:, None], two_w, groups)[:, 0]

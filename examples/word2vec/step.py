@@ -163,10 +163,11 @@ def _loss_fn(args: argparse.Namespace, vocab_size: int, axis_name: str | None = 
         step_cap = args.learning_rate if args.step_cap else None  # --step-cap: the rate whose steps it bounds
         sequential = bool(getattr(args, "sequential_correction", False))
         return lambda p, centres, contexts, mask, negs, lr: model.skipgram_group_negatives_loss(
-            p, centres, contexts, mask, negs, args.negatives, step_cap, lr if sequential else None, axis_name)
+            p, centres, contexts, mask, negs, args.negatives, step_cap, lr if sequential else None, axis_name,
+            args.max_logit)
     if args.loss == "neg":
         return lambda p, centres, contexts, mask, negs, _lr: model.skipgram_negative_sampling_loss(
-            p, centres, contexts, mask, negs, args.negatives)
+            p, centres, contexts, mask, negs, args.negatives, args.max_logit)
     return lambda p, centres, contexts, mask, noise, _lr: model.skipgram_nce_loss(
         p, centres, contexts, mask, noise, args.negatives, vocab_size)
 

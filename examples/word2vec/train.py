@@ -371,8 +371,11 @@ def _describe_plan(args: argparse.Namespace, corpus: Corpus, batches: BatchMaker
             f"{plan.total_steps:,} steps of {batches.centres} centres (~{batches.centres * (args.window + 1)} pairs)"
             f"{plan.describe_batches()}, "
             f"{epochs}, on {runtime.describe()}; {held}"
+            + ("; steps of rows past the edge of stability shortened (--step-cap)" if args.step_cap else "")
             + ("; each step's gradients corrected towards word2vec's pair-by-pair SGD (--sequential-correction)"
-               if args.sequential_correction else ""))
+               if args.sequential_correction else "")
+            + (f"; terms with |logit| >= {args.max_logit:g} get no gradient (--max-logit)"
+               if args.max_logit is not None else ""))
 
 
 def _check_resources(args: argparse.Namespace, corpus: Corpus, batches: BatchMaker, plan: RunPlan,

@@ -38,6 +38,11 @@ def _trained_log_sigmoid(max_logit):
     return log_sigmoid
 
 
+def _beyond(z, max_logit):
+    """Whether a term of logit ``z`` is left untrained under ``--max-logit`` (None: every term is trained)."""
+    return max_logit is not None and abs(z) >= max_logit
+
+
 def _pairwise_loss(emb_in, emb_out, centres, contexts, mask, negs, k):
     """word2vec's loss summed over the real pairs, one pair at a time, in float64."""
     total = 0.0
@@ -284,7 +289,7 @@ def _curvatures(ein, eout, centres, contexts, mask, negs, k, max_logit=None):
     for centre, row, sign, w in _terms(centres, contexts, mask, negs, k):
         v = ein[centre]
         z = sign * (v @ eout[row])
-        a = 0.0 if max_logit is not None and abs(z) >= max_logit else w / (1 + np.exp(-z)) / (1 + np.exp(z))
+        a = 0.0 if _beyond(z, max_logit) else w / (1 + np.exp(-z)) / (1 + np.exp(z))
         h_in[centre] += a * eout[row] @ eout[row]
         h_out[row] += a * v @ v
     return h_in, h_out
@@ -332,7 +337,7 @@ def _terms(centres, contexts, mask, negs, k):
 
 def _term_coefficient(v, u, sign, w, max_logit=None):
     """d(term)/d(v . u) of ``w * -log s(sign * v . u)``; 0 beyond +-max_logit."""
-    if max_logit is not None and abs(v @ u) >= max_logit:
+    if _beyond(v @ u, max_logit):
         return 0.0
     return -w * sign / (1.0 + np.exp(sign * (v @ u)))
 
@@ -439,9 +444,8 @@ def _beyond_batch(seed=4):
     """A band batch whose rows are scaled so that some of its products are beyond +-6, most within."""
     emb_in, emb_out, *batch = _band_batch(seed, n_centres=12, w=2, groups=2, drawn=8, repeat=True)
     emb_in, emb_out = emb_in * 3.0, emb_out * 3.0
-    beyond = np.abs([ein_c @ emb_out[o] for ein_c, o in
-                     ((emb_in[c], o) for c, o, _, _ in _terms(*batch, 5))]) >= 6.0
-    assert 0.02 < beyond.mean() < 0.5
+    beyond = [_beyond(emb_in[c] @ emb_out[o], 6.0) for c, o, _, _ in _terms(*batch, 5)]
+    assert 0.02 < np.mean(beyond) < 0.5
     return emb_in, emb_out, batch
 
 

@@ -23,6 +23,11 @@ def _run(corpus: str, out, *extra: str, **kw) -> int:
     return train.main(["--corpus", corpus, "--output-dir", str(out), *SMALL, *extra], **kw)
 
 
+def _run_loud(corpus: str, out, *extra: str) -> int:
+    """:func:`_run` without ``--quiet``: the plan line and progress reach stdout."""
+    return train.main(["--corpus", corpus, "--output-dir", str(out), *[a for a in SMALL if a != "--quiet"], *extra])
+
+
 def test_metrics_and_export(corpus, tmp_path, capsys):
     out = tmp_path / "run"
     assert _run(corpus, out, "--steps", "16", "--eval-every", "8") == 0
@@ -51,8 +56,7 @@ def test_step_cap_is_on_where_it_applies(corpus, tmp_path, trainer_tables, capsy
     asked for there), inside the one compiled step, and the plan line says so; it changes only rows past the edge
     of stability (tests/test_word2vec_loss.py checks which), so at the default rate the tables stay close to the
     uncapped run's."""
-    loud = [a for a in SMALL if a != "--quiet"]  # the plan line
-    assert train.main(["--corpus", corpus, "--output-dir", str(tmp_path / "capped"), *loud, "--steps", "32"]) == 0
+    assert _run_loud(corpus, tmp_path / "capped", "--steps", "32") == 0
     assert "(--step-cap)" in capsys.readouterr().out
     assert _run(corpus, tmp_path / "plain", "--steps", "32", "--no-step-cap") == 0
     assert _run(corpus, tmp_path / "adagrad", "--steps", "8", "--optimizer", "adagrad") == 0
@@ -84,9 +88,7 @@ def test_max_logit_trains_with_a_single_trace(corpus, tmp_path, trainer_tables, 
     is part of the run's configuration; at this scale few logits pass 1, so a threshold of 1 changes the tables."""
     assert _run(corpus, tmp_path / "exact", "--steps", "32", "--learning-rate", "0.5") == 0
     capsys.readouterr()
-    loud = [a for a in SMALL if a != "--quiet"]  # the plan line
-    assert train.main(["--corpus", corpus, "--output-dir", str(tmp_path / "cut"), *loud, "--steps", "32",
-                       "--learning-rate", "0.5", "--max-logit", "1"]) == 0
+    assert _run_loud(corpus, tmp_path / "cut", "--steps", "32", "--learning-rate", "0.5", "--max-logit", "1") == 0
     assert "terms with |logit| >= 1 get no gradient (--max-logit)" in capsys.readouterr().out
     assert _run(corpus, tmp_path / "centre", "--steps", "8", "--negative-sharing", "centre", "--max-logit", "1") == 0
     for name in ("cut", "centre"):

@@ -50,11 +50,12 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
             raise UsageError("--max-logit applies to --loss neg only")
         if not (math.isfinite(args.max_logit) and args.max_logit > 0):
             raise UsageError(f"--max-logit must be a positive number, got {args.max_logit}")
+    grouped_sgd = grouped and args.optimizer == "sgd"  # where --step-cap and --sequential-correction apply
     if args.step_cap is None:  # on wherever it applies; the plan line says which
-        args.step_cap = grouped and args.optimizer == "sgd"
-    elif args.step_cap and not (grouped and args.optimizer == "sgd"):
+        args.step_cap = grouped_sgd
+    elif args.step_cap and not grouped_sgd:
         raise UsageError("--step-cap applies to --loss neg --negative-sharing group with --optimizer sgd only")
-    if args.sequential_correction and not (grouped and args.optimizer == "sgd"):
+    if args.sequential_correction and not grouped_sgd:
         raise UsageError("--sequential-correction applies to --loss neg --negative-sharing group with --optimizer "
                          "sgd only (it corrects plain SGD's batched step)")
     if args.replica_sync == "call":

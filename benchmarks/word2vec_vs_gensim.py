@@ -304,12 +304,12 @@ def _difference_lines(differences: dict[str, dict[str, float]]) -> list[str]:
     """One line per score: jaxgraph's mean minus gensim's, its 95% interval, and what the interval says.
 
     >>> print(*_difference_lines({"analogy": {"difference": -0.004, "low": -0.011, "high": 0.003, "items": 25}}))
-    jaxgraph - gensim analogy: -0.4 pts (95% interval -1.1 pts to +0.3 pts; 25 common questions): within the interval
+    jaxgraph - gensim analogy: -0.4 pts (95% interval -1.1 pts to +0.3 pts; 25 common questions): no clear difference
     """
     lines = []
     for key, d in differences.items():
         label, unit, scale, fmt = _SCORE_LABELS[key]
-        verdict = "above gensim" if d["low"] > 0 else "below gensim" if d["high"] < 0 else "within the interval"
+        verdict = "above gensim" if d["low"] > 0 else "below gensim" if d["high"] < 0 else "no clear difference"
         lines.append(f"jaxgraph - gensim {label}: {fmt.format(d['difference'] * scale)} (95% interval "
                      f"{fmt.format(d['low'] * scale)} to {fmt.format(d['high'] * scale)}; {d['items']} common {unit}): "
                      f"{verdict}")

@@ -145,6 +145,80 @@ def test_analogies_match_tf_loop_on_random_vectors(chunk):
     assert 0 < correct < n  # random vectors: the check is not vacuous
 
 
+def test_analogy_items_say_which_questions_were_answered_right():
+    emb, vocab, questions = _capitals()
+    wrong = [(a, b, c, "country0" if d != "capital0" else "country1") for a, b, c, d in questions]
+    asked = [("x", "y", "z", "w"), *questions[:3], ("a", "b", "c", "d"), *wrong[:2]]
+    items = evaluation.analogy_items(emb, vocab, asked)
+    assert items.positions.tolist() == [1, 2, 3, 5, 6] and items.total == 7
+    assert items.correct.tolist() == [True, True, True, False, False]
+    assert tuple(evaluation.analogy_result(items)) == tuple(evaluate_analogies(emb, vocab, asked))
+
+
+# ------------------------------------------------------------------------------------------------
+# Comparing two systems' scores (benchmarks/word2vec_vs_gensim.py's intervals)
+
+
+def _similarity_run(rng, noise, n=200, covered=None):
+    human = np.linspace(0.0, 10.0, n)
+    index = np.arange(n) if covered is None else np.asarray(covered)
+    cosine = human[index] + noise * rng.normal(size=len(index))
+    return {"wordsim353": evaluation.SimilarityItems(index, cosine, human[index], n)}
+
+
+def _analogy_run(rng, accuracy, n):
+    return {"analogy": evaluation.AnalogyItems(np.arange(n), rng.random(n) < accuracy, n)}
+
+
+def test_compare_scores_of_identical_runs_is_exactly_zero():
+    rng = np.random.default_rng(1)
+    runs = [{**_similarity_run(rng, 3.0), **_analogy_run(rng, 0.3, 500)} for _ in range(3)]
+    diff = evaluation.compare_scores(runs, runs, n_resamples=100)
+    for key in ("wordsim353", "analogy"):
+        assert diff[key]["difference"] == 0.0
+    # Each resample draws the runs of each system separately, so the interval spans the runs' spread.
+    assert diff["analogy"]["low"] <= 0.0 <= diff["analogy"]["high"]
+
+
+def test_compare_scores_finds_a_real_gap_and_is_antisymmetric():
+    rng = np.random.default_rng(2)
+    good = [_similarity_run(rng, 2.0) for _ in range(3)]
+    poor = [_similarity_run(rng, 8.0) for _ in range(3)]
+    ahead = evaluation.compare_scores(good, poor, n_resamples=300)["wordsim353"]
+    behind = evaluation.compare_scores(poor, good, n_resamples=300)["wordsim353"]
+    expected = np.mean([spearman(r["wordsim353"].cosine, r["wordsim353"].human) for r in good]) - np.mean(
+        [spearman(r["wordsim353"].cosine, r["wordsim353"].human) for r in poor])
+    assert ahead["difference"] == pytest.approx(expected) and ahead["difference"] > 0.1
+    assert 0 < ahead["low"] < ahead["difference"] < ahead["high"]
+    assert behind["difference"] == pytest.approx(-ahead["difference"]) and behind["high"] < 0
+    assert ahead["items"] == 200
+
+
+def test_compare_scores_interval_widens_with_fewer_items():
+    rng = np.random.default_rng(3)
+    few = evaluation.compare_scores([_analogy_run(rng, 0.6, 30)], [_analogy_run(rng, 0.4, 30)], n_resamples=400)
+    many = evaluation.compare_scores([_analogy_run(rng, 0.6, 3000)], [_analogy_run(rng, 0.4, 3000)],
+                                     n_resamples=400)
+    assert many["analogy"]["low"] > 0.1  # 3,000 questions: a 20-point gap is clear
+    width = {k: d["analogy"]["high"] - d["analogy"]["low"] for k, d in (("few", few), ("many", many))}
+    assert width["few"] > 5 * width["many"]
+
+
+def test_compare_scores_uses_only_the_items_every_run_covers():
+    rng = np.random.default_rng(4)
+    a = _similarity_run(rng, 1.0, covered=np.arange(0, 150))
+    b = _similarity_run(rng, 1.0, covered=np.arange(50, 200))
+    diff = evaluation.compare_scores([a], [b], n_resamples=50)["wordsim353"]
+    on_common = spearman(a["wordsim353"].cosine[50:], a["wordsim353"].human[50:]) - spearman(
+        b["wordsim353"].cosine[:100], b["wordsim353"].human[:100])
+    assert diff["items"] == 100 and diff["difference"] == pytest.approx(on_common)
+
+
+def test_compare_scores_needs_runs_of_both_systems():
+    with pytest.raises(ValueError, match="each system needs at least one run"):
+        evaluation.compare_scores([], [_analogy_run(np.random.default_rng(0), 0.5, 10)])
+
+
 # ------------------------------------------------------------------------------------------------
 # Nearest neighbours
 

@@ -20,6 +20,7 @@ counted them as "Skipped".
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import os
@@ -29,12 +30,19 @@ from typing import Any, NamedTuple
 import numpy as np
 
 __all__ = [
+    "COMPARED_SCORES",
+    "AnalogyItems",
     "AnalogyResult",
     "EvaluationUnavailable",
+    "SimilarityItems",
     "SimilarityResult",
+    "analogy_items",
+    "analogy_result",
+    "compare_scores",
     "evaluate_all",
     "evaluate_analogies",
     "evaluate_similarity",
+    "evaluation_items",
     "format_evaluation",
     "format_nearest",
     "gensim_test_data_path",
@@ -43,6 +51,9 @@ __all__ = [
     "load_wordsim353",
     "nearest_lines",
     "nearest_neighbours",
+    "results_from_items",
+    "similarity_items",
+    "similarity_result",
     "spearman",
 ]
 
@@ -160,7 +171,7 @@ def _rank(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
     """Spearman's rank correlation (NaN when fewer than 2 points or a constant input).
 
     >>> spearman([1, 2, 3, 4], [10, 20, 30, 25])
@@ -174,6 +185,56 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float(rx @ ry) / denom if denom > 0 else math.nan
 
 
+class SimilarityItems(NamedTuple):
+    """A similarity set's pairs that a vocabulary covers: their positions in the set, the model's cosines and the
+    human scores (one entry each), and the set's size."""
+
+    positions: np.ndarray
+    cosine: np.ndarray
+    human: np.ndarray
+    total: int
+
+
+class AnalogyItems(NamedTuple):
+    """An analogy set's questions that a vocabulary covers: their positions in the set, whether each was answered
+    right, and the set's size."""
+
+    positions: np.ndarray
+    correct: np.ndarray
+    total: int
+
+
+def similarity_items(
+    embeddings: Any, dictionary: Mapping[str, int], pairs: Sequence[tuple[str, str, float]]
+) -> SimilarityItems:
+    """The cosine similarity of each pair whose two words are in ``dictionary``, beside its human score.
+
+    >>> emb = np.array([[1, 0], [1, 1], [0, 1]], dtype=np.float32)
+    >>> items = similarity_items(emb, {"a": 0, "b": 1, "c": 2}, [("a", "z", 3), ("a", "c", 1)])
+    >>> items.positions.tolist(), items.cosine.tolist(), items.human.tolist(), items.total
+    ([1], [0.0], [1.0], 2)
+    """
+    emb = _normalize(embeddings)
+    index, used_i, used_j, human = [], [], [], []
+    for k, (w1, w2, score) in enumerate(pairs):
+        i, j = _lookup(dictionary, w1), _lookup(dictionary, w2)
+        if i is not None and j is not None:
+            index.append(k)
+            used_i.append(i)
+            used_j.append(j)
+            human.append(score)
+    cosines = np.einsum("ij,ij->i", emb[used_i], emb[used_j]) if index else np.zeros((0,), np.float32)
+    return SimilarityItems(np.asarray(index, np.int64), cosines, np.asarray(human, np.float64), len(pairs))
+
+
+def similarity_result(items: SimilarityItems) -> SimilarityResult:
+    """Spearman correlation, coverage and count of :func:`similarity_items`' pairs."""
+    coverage = len(items.positions) / items.total if items.total else 0.0
+    if not len(items.positions):
+        return SimilarityResult(math.nan, coverage, 0)
+    return SimilarityResult(spearman(items.cosine, items.human), coverage, len(items.positions))
+
+
 def evaluate_similarity(
     embeddings: Any, dictionary: Mapping[str, int], pairs: Sequence[tuple[str, str, float]]
 ) -> SimilarityResult:
@@ -183,19 +244,59 @@ def evaluate_similarity(
     >>> evaluate_similarity(emb, {"a": 0, "b": 1, "c": 2}, [("a", "b", 5), ("a", "c", 1), ("a", "z", 3)])
     SimilarityResult(spearman=1.0, coverage=0.6666666666666666, n_pairs=2)
     """
+    return similarity_result(similarity_items(embeddings, dictionary, pairs))
+
+
+def analogy_items(
+    embeddings: Any,
+    dictionary: Mapping[str, int],
+    questions: Sequence[tuple[str, str, str, str]],
+    restrict_vocab: int | None = None,
+    chunk: int = 2500,
+) -> AnalogyItems:
+    """Which of the covered analogy questions are answered right, as TF's models/word2vec ``eval`` answers them.
+
+    Vectors are L2-normalised; ``target = c + (b - a)``; the 4 words nearest to it by dot product are
+    taken and the answer is the first of them that is not ``a``, ``b`` or ``c`` (precision@1).
+    ``restrict_vocab`` keeps only ids below it, both for the question words and as candidates (ids are
+    frequency ranks, so this is "the N most frequent words", as in gensim).
+
+    >>> emb = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 1, 1]], dtype=np.float32)
+    >>> vocab = {"man": 0, "king": 1, "woman": 2, "queen": 3}
+    >>> items = analogy_items(emb, vocab, [("man", "x", "woman", "y"), ("man", "king", "woman", "queen")])
+    >>> items.positions.tolist(), items.correct.tolist(), items.total
+    ([1], [True], 2)
+    """
     emb = _normalize(embeddings)
-    used_i, used_j, human = [], [], []
-    for w1, w2, score in pairs:
-        i, j = _lookup(dictionary, w1), _lookup(dictionary, w2)
-        if i is not None and j is not None:
-            used_i.append(i)
-            used_j.append(j)
-            human.append(score)
-    coverage = len(human) / len(pairs) if pairs else 0.0
-    if not human:
-        return SimilarityResult(math.nan, coverage, 0)
-    cosines = np.einsum("ij,ij->i", emb[used_i], emb[used_j])
-    return SimilarityResult(spearman(cosines, human), coverage, len(human))
+    if restrict_vocab is not None:
+        emb = emb[:restrict_vocab]
+    n_vocab = emb.shape[0]
+    index, ids = [], []
+    for k, q in enumerate(questions):
+        row = [_lookup(dictionary, w) for w in q]
+        if all(i is not None and i < n_vocab for i in row):
+            index.append(k)
+            ids.append(row)
+    q_ids = np.asarray(ids, dtype=np.int64).reshape(-1, 4)
+    correct = np.zeros((len(q_ids),), bool)
+    for start in range(0, len(q_ids), chunk):
+        a, b, c, d = q_ids[start : start + chunk].T
+        rows = np.arange(len(a))
+        dist = (emb[c] + (emb[b] - emb[a])) @ emb.T
+        # TF takes the top 4 and answers with the first that is d or not one of a, b, c. Hiding a, b and c
+        # (except d itself) and taking the argmax gives the same answer without a top-k over the vocabulary.
+        for x in (a, b, c):
+            dist[rows[x != d], x[x != d]] = -np.inf
+        correct[start : start + chunk] = np.argmax(dist, axis=1) == d
+    return AnalogyItems(np.asarray(index, np.int64), correct, len(questions))
+
+
+def analogy_result(items: AnalogyItems) -> AnalogyResult:
+    """Accuracy, coverage and count of :func:`analogy_items`' questions."""
+    coverage = len(items.positions) / items.total if items.total else 0.0
+    if not len(items.positions):
+        return AnalogyResult(math.nan, coverage, 0)
+    return AnalogyResult(float(np.count_nonzero(items.correct)) / len(items.positions), coverage, len(items.positions))
 
 
 def evaluate_analogies(
@@ -205,42 +306,45 @@ def evaluate_analogies(
     restrict_vocab: int | None = None,
     chunk: int = 2500,
 ) -> AnalogyResult:
-    """Analogy accuracy as in TF's models/word2vec ``eval``.
-
-    Vectors are L2-normalised; ``target = c + (b - a)``; the 4 words nearest to it by dot product are
-    taken and the answer is the first of them that is not ``a``, ``b`` or ``c`` (precision@1).
-    ``restrict_vocab`` keeps only ids below it, both for the question words and as candidates (ids are
-    frequency ranks, so this is "the N most frequent words", as in gensim).
+    """Analogy accuracy as in TF's models/word2vec ``eval`` (see :func:`analogy_items`).
 
     >>> emb = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 1, 1]], dtype=np.float32)
     >>> vocab = {"man": 0, "king": 1, "woman": 2, "queen": 3}
     >>> evaluate_analogies(emb, vocab, [("man", "king", "woman", "queen")])
     AnalogyResult(accuracy=1.0, coverage=1.0, n_questions=1)
     """
-    emb = _normalize(embeddings)
-    if restrict_vocab is not None:
-        emb = emb[:restrict_vocab]
-    n_vocab = emb.shape[0]
-    ids = []
-    for q in questions:
-        row = [_lookup(dictionary, w) for w in q]
-        if all(i is not None and i < n_vocab for i in row):
-            ids.append(row)
-    coverage = len(ids) / len(questions) if questions else 0.0
-    if not ids:
-        return AnalogyResult(math.nan, coverage, 0)
-    q_ids = np.asarray(ids, dtype=np.int64)
-    correct = 0
-    for start in range(0, len(q_ids), chunk):
-        a, b, c, d = q_ids[start : start + chunk].T
-        rows = np.arange(len(a))
-        dist = (emb[c] + (emb[b] - emb[a])) @ emb.T
-        # TF takes the top 4 and answers with the first that is d or not one of a, b, c. Hiding a, b and c
-        # (except d itself) and taking the argmax gives the same answer without a top-k over the vocabulary.
-        for x in (a, b, c):
-            dist[rows[x != d], x[x != d]] = -np.inf
-        correct += int(np.count_nonzero(np.argmax(dist, axis=1) == d))
-    return AnalogyResult(correct / len(q_ids), coverage, len(q_ids))
+    return analogy_result(analogy_items(embeddings, dictionary, questions, restrict_vocab, chunk))
+
+
+def evaluation_items(
+    embeddings: Any, dictionary: Mapping[str, int], restrict_vocab: int | None = None
+) -> dict[str, SimilarityItems | AnalogyItems]:
+    """The per-item outcomes behind :func:`evaluate_all`: ``wordsim353`` and ``simlex999``
+    (:class:`SimilarityItems`), ``analogy`` (:class:`AnalogyItems`). :func:`compare_scores` takes them.
+
+    Raises:
+        EvaluationUnavailable: gensim (which ships the data sets) is not installed.
+    """
+    return {
+        "wordsim353": similarity_items(embeddings, dictionary, load_wordsim353()),
+        "simlex999": similarity_items(embeddings, dictionary, load_simlex999()),
+        "analogy": analogy_items(embeddings, dictionary, load_google_analogies(), restrict_vocab=restrict_vocab),
+    }
+
+
+def results_from_items(items: Mapping[str, SimilarityItems | AnalogyItems]) -> dict[str, float]:
+    """:func:`evaluate_all`'s dictionary from :func:`evaluation_items`' outcomes."""
+    results: dict[str, float] = {}
+    for name in ("wordsim353", "simlex999"):
+        sim = similarity_result(items[name])  # type: ignore[arg-type]
+        results[f"{name}_spearman"] = sim.spearman
+        results[f"{name}_coverage"] = sim.coverage
+        results[f"{name}_pairs"] = sim.n_pairs
+    ana = analogy_result(items["analogy"])  # type: ignore[arg-type]
+    results["analogy_accuracy"] = ana.accuracy
+    results["analogy_coverage"] = ana.coverage
+    results["analogy_questions"] = ana.n_questions
+    return results
 
 
 def evaluate_all(
@@ -257,17 +361,81 @@ def evaluate_all(
     Raises:
         EvaluationUnavailable: gensim (which ships the data sets) is not installed.
     """
-    results: dict[str, float] = {}
-    for name, pairs in (("wordsim353", load_wordsim353()), ("simlex999", load_simlex999())):
-        sim = evaluate_similarity(embeddings, dictionary, pairs)
-        results[f"{name}_spearman"] = sim.spearman
-        results[f"{name}_coverage"] = sim.coverage
-        results[f"{name}_pairs"] = sim.n_pairs
-    ana = evaluate_analogies(embeddings, dictionary, load_google_analogies(), restrict_vocab=restrict_vocab)
-    results["analogy_accuracy"] = ana.accuracy
-    results["analogy_coverage"] = ana.coverage
-    results["analogy_questions"] = ana.n_questions
-    return results
+    return results_from_items(evaluation_items(embeddings, dictionary, restrict_vocab))
+
+
+#: :func:`compare_scores`' metrics: the key of :func:`evaluation_items` and the name of the score.
+COMPARED_SCORES = (("wordsim353", "wordsim353_spearman"), ("simlex999", "simlex999_spearman"),
+                   ("analogy", "analogy_accuracy"))
+
+
+def _score_of(items: SimilarityItems | AnalogyItems, take: np.ndarray) -> float:
+    """The score of ``items`` restricted to the entries at positions ``take`` (with repeats)."""
+    if isinstance(items, AnalogyItems):
+        return float(np.mean(items.correct[take]))
+    return spearman(items.cosine[take], items.human[take])
+
+
+def _mean_difference(a: Sequence[tuple[Any, np.ndarray]], b: Sequence[tuple[Any, np.ndarray]],
+                     take: np.ndarray) -> float:
+    """Mean score of runs ``a`` minus that of runs ``b`` (each ``(items, positions of the common items)``), on
+    the common items at ``take``."""
+    def mean(runs: Sequence[tuple[Any, np.ndarray]]) -> float:
+        return float(np.nanmean([_score_of(items, at[take]) for items, at in runs]))
+
+    return mean(a) - mean(b)
+
+
+def compare_scores(
+    runs_a: Sequence[Mapping[str, SimilarityItems | AnalogyItems]],
+    runs_b: Sequence[Mapping[str, SimilarityItems | AnalogyItems]],
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """How far system A's mean score is from system B's, with a 95% bootstrap interval, for each score.
+
+    ``runs_a`` and ``runs_b``: :func:`evaluation_items` of each run (one per seed) of the two systems. Scores
+    are taken on the items that every run covers (the same pairs and questions for both), so that the difference
+    is the systems', not their vocabularies'. The interval is a two-level paired bootstrap: each resample draws the
+    items (the same draw for all runs: the systems are compared on the same words) and, per system, the runs, both
+    with replacement; the difference of the two systems' mean scores over the drawn runs is taken, and its 2.5th
+    and 97.5th percentiles over the resamples bound the interval. With few covered items (a small corpus's
+    vocabulary covers 85 of WordSim353's 353 pairs) the interval is wide: a difference inside it is not evidence
+    that one system scores above the other. Per score: ``difference`` (A minus B, on the common items),
+    ``low``, ``high`` and ``items`` (how many).
+
+    >>> rng = np.random.default_rng(0)
+    >>> def run(noise):
+    ...     human = np.arange(50.0)
+    ...     return {"wordsim353": SimilarityItems(np.arange(50), human + noise * rng.normal(size=50), human, 50)}
+    >>> d = compare_scores([run(5.0), run(5.0)], [run(50.0), run(50.0)], n_resamples=200)["wordsim353"]
+    >>> d["low"] > 0 and d["difference"] > 0.1, d["items"]
+    (True, 50)
+    """
+    if not runs_a or not runs_b:
+        raise ValueError("compare_scores: each system needs at least one run")
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, float]] = {}
+    for key, _ in COMPARED_SCORES:
+        runs = [r[key] for r in (*runs_a, *runs_b) if key in r]
+        if len(runs) < len(runs_a) + len(runs_b):
+            continue
+        common = functools.reduce(np.intersect1d, [r.positions for r in runs])
+        if len(common) < 2:
+            continue
+        # Each run's entries at the common items, in the same order: positions into its own arrays.
+        at = [np.searchsorted(r.positions, common) for r in runs]
+        paired = list(zip(runs, at, strict=True))
+        a, b = paired[: len(runs_a)], paired[len(runs_a):]
+        observed = _mean_difference(a, b, np.arange(len(common)))
+        resampled = np.array([
+            _mean_difference([a[i] for i in rng.integers(0, len(a), len(a))],
+                             [b[i] for i in rng.integers(0, len(b), len(b))],
+                             rng.integers(0, len(common), len(common)))
+            for _ in range(n_resamples)])
+        low, high = np.nanpercentile(resampled, [2.5, 97.5])
+        out[key] = {"difference": observed, "low": float(low), "high": float(high), "items": len(common)}
+    return out
 
 
 def format_evaluation(results: Mapping[str, float]) -> list[str]:

@@ -86,7 +86,7 @@ class _Replay:
     def __init__(self, rows: np.ndarray) -> None:
         self._rows = iter(rows.tolist())
 
-    def sample(self, population: Sequence[int], k: int) -> list[int]:
+    def sample(self, population: Sequence[int], k: int) -> list[int]:  # noqa: ARG002 (random.Random.sample's signature)
         return next(self._rows)
 
 

@@ -527,7 +527,7 @@ def corpus_source(
     if log is not None:
         log("reading the embedded default corpus (gensim test data) ...")
     words, description = default_corpus()
-    return words, lambda n: description
+    return words, lambda _n: description
 
 
 def load_corpus(

@@ -66,7 +66,7 @@ class CorpusFeed:
         self.n_tokens = len(ids)
         self.data = {"corpus": place(batches.pad(ids)), **static}
 
-    def at(self, position: int) -> dict:
+    def at(self, position: int) -> dict:  # noqa: ARG002 (the streamed feed's signature)
         """The ``data`` of a call starting at ``position`` (``epoch * n_tokens + position in the epoch``)."""
         return self.data
 

@@ -327,16 +327,17 @@ def _group_loss_and_logits(v: jax.Array, u: jax.Array, weight: jax.Array, two_w:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9, 10, 11, 12))
-def _custom_grad_group_loss(v, u, weight, lr, centres, out_ids, two_w, groups, step_cap, vocab_size, sequential,
-                            axis_name, max_logit):
+# The primal and forward functions take every argument of the backward pass (custom_vjp's signature) but use few.
+def _custom_grad_group_loss(v, u, weight, lr, centres, out_ids, two_w, groups, step_cap, vocab_size, sequential,  # noqa: ARG001
+                            axis_name, max_logit):  # noqa: ARG001
     """:func:`_group_loss` with its gradient corrected for sequential SGD (``sequential``, at rate ``lr``:
     :func:`_sequential_gradients`), then each row's divided by ``max(1, step_cap * h / 2)`` (``step_cap`` not
     None; see :func:`skipgram_group_negatives_loss`)."""
     return _group_loss(v, u, weight, two_w, groups, max_logit)
 
 
-def _custom_grad_group_loss_fwd(v, u, weight, lr, centres, out_ids, two_w, groups, step_cap, vocab_size,
-                                sequential, axis_name, max_logit):
+def _custom_grad_group_loss_fwd(v, u, weight, lr, centres, out_ids, two_w, groups, step_cap, vocab_size,  # noqa: ARG001
+                                sequential, axis_name, max_logit):  # noqa: ARG001
     loss, vjp, z = jax.vjp(lambda a, b: _group_loss_and_logits(a, b, weight, two_w, groups, max_logit), v, u,
                            has_aux=True)
     return loss, (vjp, v, u, weight, lr, centres, out_ids, z)

@@ -263,7 +263,7 @@ def make_multi_step(opt: jg.train.Optimizer, batches: BatchMaker, args: argparse
         return (params, opt_state), (loss, jnp.sum(mask.astype(jnp.int32)))
 
     def multi_step(params, opt_state, data):
-        body = lambda carry, x: one(data, carry)
+        body = lambda carry, _x: one(data, carry)
         (params, opt_state), (losses, pairs) = jax.lax.scan(body, (params, opt_state), None,
                                                             length=args.steps_per_call)
         return params, opt_state, losses, pairs

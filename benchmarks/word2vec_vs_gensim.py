@@ -301,14 +301,21 @@ _SCORE_LABELS = {"wordsim353": ("WordSim353", "pairs", 1.0, "{:+.3f}"),
 
 
 def _difference_lines(differences: dict[str, dict[str, float]]) -> list[str]:
-    """One line per score: jaxgraph's mean minus gensim's, its 95% interval, and what the interval says.
+    """One line per score: jaxgraph's mean minus gensim's, its 95% interval, and what the interval says; a score
+    ``compare_scores`` could not compare is named too.
 
-    >>> print(*_difference_lines({"analogy": {"difference": -0.004, "low": -0.011, "high": 0.003, "items": 25}}))
+    >>> print(*_difference_lines({"analogy": {"difference": -0.004, "low": -0.011, "high": 0.003, "items": 25}}),
+    ...       sep="\\n")  # doctest: +ELLIPSIS
+    jaxgraph - gensim WordSim353: not compared (fewer than 2 pairs that every run covers)
+    ...
     jaxgraph - gensim analogy: -0.4 pts (95% interval -1.1 pts to +0.3 pts; 25 common questions): no clear difference
     """
     lines = []
-    for key, d in differences.items():
-        label, unit, scale, fmt = _SCORE_LABELS[key]
+    for key, (label, unit, scale, fmt) in _SCORE_LABELS.items():
+        if key not in differences:
+            lines.append(f"jaxgraph - gensim {label}: not compared (fewer than 2 {unit} that every run covers)")
+            continue
+        d = differences[key]
         verdict = "above gensim" if d["low"] > 0 else "below gensim" if d["high"] < 0 else "no clear difference"
         lines.append(f"jaxgraph - gensim {label}: {fmt.format(d['difference'] * scale)} (95% interval "
                      f"{fmt.format(d['low'] * scale)} to {fmt.format(d['high'] * scale)}; {d['items']} common {unit}): "

@@ -214,6 +214,14 @@ def test_compare_scores_uses_only_the_items_every_run_covers():
     assert diff["items"] == 100 and diff["difference"] == pytest.approx(on_common)
 
 
+def test_compare_scores_leaves_out_a_score_without_two_common_items():
+    rng = np.random.default_rng(5)
+    a = {**_similarity_run(rng, 1.0, covered=[0, 1, 2]), **_analogy_run(rng, 0.5, 40)}
+    b = {**_similarity_run(rng, 1.0, covered=[2, 3, 4]), **_analogy_run(rng, 0.5, 40)}
+    diff = evaluation.compare_scores([a], [b], n_resamples=20)
+    assert "wordsim353" not in diff and diff["analogy"]["items"] == 40
+
+
 def test_compare_scores_needs_runs_of_both_systems():
     with pytest.raises(ValueError, match="each system needs at least one run"):
         evaluation.compare_scores([], [_analogy_run(np.random.default_rng(0), 0.5, 10)])

@@ -326,8 +326,8 @@ def _group_loss_and_logits(v: jax.Array, u: jax.Array, weight: jax.Array, two_w:
     return _neg_log_sigmoid_sum(logits.reshape(-1), weight.reshape(-1), max_logit), logits
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9, 10, 11, 12))
 # The primal and forward functions take every argument of the backward pass (custom_vjp's signature) but use few.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9, 10, 11, 12))
 def _custom_grad_group_loss(v, u, weight, lr, centres, out_ids, two_w, groups, step_cap, vocab_size, sequential,  # noqa: ARG001
                             axis_name, max_logit):  # noqa: ARG001
     """:func:`_group_loss` with its gradient corrected for sequential SGD (``sequential``, at rate ``lr``:

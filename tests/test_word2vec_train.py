@@ -290,3 +290,23 @@ def test_replica_sync_call_rounds_checkpoints_out_loud():
         args = w2v_flags.parse_flags(["--replica-sync", "call", "--devices", "2", "--steps-per-call", "8",
                                       "--checkpoint-every", "100"])
     assert args.checkpoint_every == 104
+
+
+def test_steps_per_call_default_and_the_replica_choice():
+    """--steps-per-call is 128 unless given; with --replica-sync call the trainer chooses it once the corpus is
+    read (flags.settle_steps_per_call), rounding --checkpoint-every out loud as for a K given, and refusing a
+    --stop-at-step off its grid."""
+    from examples.word2vec import flags as w2v_flags
+    from examples.word2vec.cli import UsageError
+
+    assert w2v_flags.parse_flags([]).steps_per_call == w2v_flags.DEFAULT_STEPS_PER_CALL == 128
+    args = w2v_flags.parse_flags(["--replica-sync", "call", "--devices", "2", "--checkpoint-every", "100"])
+    assert args.steps_per_call is None and args.checkpoint_every == 100
+    with pytest.warns(UserWarning, match=r"rounded up to 128: .* --steps-per-call 64 steps chosen for this run$"):
+        w2v_flags.settle_steps_per_call(args, 64)
+    assert (args.steps_per_call, args.checkpoint_every) == (64, 128)
+    args = w2v_flags.parse_flags(["--replica-sync", "call", "--devices", "2", "--stop-at-step", "12"])
+    with pytest.raises(UsageError, match=r"--stop-at-step \(12\) must be a multiple of --steps-per-call \(8 chosen "):
+        w2v_flags.settle_steps_per_call(args, 8)
+    with pytest.raises(UsageError, match="--steps-per-call must be at least 1, got 0"):
+        w2v_flags.parse_flags(["--steps-per-call", "0"])

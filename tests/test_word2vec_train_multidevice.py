@@ -220,3 +220,28 @@ def test_virtual_cpu_devices_count_their_copies_in_host_memory(corpus, tmp_path,
     for n in (1, 2, 4):
         assert _run(corpus, tmp_path / f"d{n}", "--devices", str(n), "--steps", "8") == 2
     assert asked == [n * total for n, total in zip((1, 2, 4), one_device, strict=True)]
+
+
+def test_replica_sync_call_chooses_its_steps_per_call(corpus, tmp_path, trainer_tables, capsys):
+    """Without --steps-per-call, --replica-sync call takes K from plan.replica_steps_per_call (here the run-length
+    bound: 32 steps leave K = 4 for 8 calls), says so on the plan line, records it, and trains as that K given.
+    K changes the result, so it is part of the run: a resume with another K is refused."""
+    auto = [a for a in SMALL if a not in ("--quiet",)]
+    i = auto.index("--steps-per-call")
+    del auto[i:i + 2]
+    chosen = tmp_path / "chosen"
+    assert train.main(["--corpus", corpus, "--output-dir", str(chosen), *auto, *REPLICAS, "--steps", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "a call of K = 4 steps (chosen for the vocabulary and the step's pairs" in out
+    assert json.loads((chosen / "metrics.json").read_text())["config"]["steps_per_call"] == 4
+    given = tmp_path / "given"
+    assert _run(corpus, given, *REPLICAS, "--steps", "32", "--steps-per-call", "4") == 0
+    for key, value in trainer_tables(given).items():
+        np.testing.assert_array_equal(trainer_tables(chosen)[key], value, err_msg=key)
+
+    other = tmp_path / "other"
+    assert _run(corpus, other, *REPLICAS, "--steps", "32", "--stop-at-step", "16") == 0
+    capsys.readouterr()
+    assert _run(corpus, other, *REPLICAS, "--steps", "32", "--steps-per-call", "16", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "belongs to a different run" in err and err.count("\n") == 1

@@ -39,6 +39,9 @@ TRAINING_KEYS = (
     "pairs_per_group", "step_cap", "sequential_correction", "max_logit", "negatives_per_centre", "batch_size",
     "embedding_size", "optimizer", "learning_rate", "total_steps", "seed", "replicas",
 )
+#: Keys that count only when set (not None), so that the fingerprints of runs without them stay as they were:
+#: ``steps_per_sync``, the steps between ``--replica-sync call``'s sums of the devices' updates.
+OPTIONAL_TRAINING_KEYS = ("steps_per_sync",)
 _CKPT_NAME = "model.ckpt"
 _FINGERPRINT = "run_fingerprint"
 #: What the trainer writes in ``checkpoints/`` (regular expressions; the Saver's temporary files of interrupted
@@ -53,7 +56,7 @@ TRAINER_FILES = (_OUTPUTS, rf"\.{_OUTPUTS}\..+\.tmp", r"events\.out\.tfevents\..
 
 def fingerprint(vocab: Sequence[str], ids: np.ndarray | IdFile, config: Mapping[str, Any]) -> bytes:
     """sha256 of the vocabulary, the corpus ids (an array, or an id file read block by block: the same digest)
-    and the :data:`TRAINING_KEYS` of ``config``.
+    and the :data:`TRAINING_KEYS` of ``config`` (with those of :data:`OPTIONAL_TRAINING_KEYS` it sets).
 
     >>> config = dict.fromkeys(TRAINING_KEYS, 1)
     >>> fingerprint(["a", "b"], np.array([0, 1]), config) == fingerprint(["a", "b"], np.array([1, 0]), config)
@@ -64,7 +67,9 @@ def fingerprint(vocab: Sequence[str], ids: np.ndarray | IdFile, config: Mapping[
     h.update(b"\0")
     for block in ids.blocks() if isinstance(ids, IdFile) else [ids]:
         h.update(np.ascontiguousarray(block, dtype="<i4").tobytes())
-    h.update(json.dumps({k: config[k] for k in TRAINING_KEYS}, sort_keys=True).encode())
+    keys = {k: config[k] for k in TRAINING_KEYS}
+    keys.update({k: config[k] for k in OPTIONAL_TRAINING_KEYS if config.get(k) is not None})
+    h.update(json.dumps(keys, sort_keys=True).encode())
     return h.digest()
 
 

@@ -22,7 +22,11 @@ from collections.abc import Callable, Sequence
 from examples.word2vec.cli import ArgumentParser, UsageError
 from examples.word2vec.optimizer import DEFAULT_LEARNING_RATE, OPTIMIZERS
 
-__all__ = ["build_parser", "check_against_vocabulary", "parse_flags"]
+__all__ = ["DEFAULT_STEPS_PER_CALL", "build_parser", "check_against_vocabulary", "parse_flags",
+           "settle_steps_per_call"]
+
+#: ``--steps-per-call`` unless given (with ``--replica-sync call``: chosen per run, ``plan.replica_steps_per_call``).
+DEFAULT_STEPS_PER_CALL = 128
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -65,13 +69,23 @@ def parse_flags(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if args.num_processes is not None or args.distributed_auto:
             raise UsageError("--replica-sync call runs in one process (its devices: --devices); with several "
                              "processes use --replica-sync step")
-        _calls_on_the_sync_grid(args)
+        if args.steps_per_call is not None:
+            _calls_on_the_sync_grid(args)
+    elif args.steps_per_call is None:
+        args.steps_per_call = DEFAULT_STEPS_PER_CALL
     if args.learning_rate is None:
         args.learning_rate = DEFAULT_LEARNING_RATE[args.optimizer]
     return args
 
 
-def _calls_on_the_sync_grid(args: argparse.Namespace) -> None:
+def settle_steps_per_call(args: argparse.Namespace, steps_per_call: int) -> None:
+    """``--replica-sync call`` without ``--steps-per-call``: the K the trainer chose once the corpus is read
+    (``plan.replica_steps_per_call``), with the checks and roundings a given K gets at parse time."""
+    args.steps_per_call = steps_per_call
+    _calls_on_the_sync_grid(args, " chosen for this run")
+
+
+def _calls_on_the_sync_grid(args: argparse.Namespace, chosen: str = "") -> None:
     """--replica-sync call: the devices synchronise at the end of every call, so a call cut short (a checkpoint, an
     evaluation, a stop) would change the result. Checkpoints and evaluations are moved to multiples of
     ``--steps-per-call`` (said in a warning); ``--stop-at-step`` off that grid is an error."""
@@ -81,11 +95,11 @@ def _calls_on_the_sync_grid(args: argparse.Namespace) -> None:
         if every and every % k:
             rounded = -(-every // k) * k
             warnings.warn(f"--{name.replace('_', '-')} {every} rounded up to {rounded}: with --replica-sync call the "
-                          f"devices synchronise once per call of --steps-per-call {k} steps", stacklevel=2)
+                          f"devices synchronise once per call of --steps-per-call {k} steps{chosen}", stacklevel=2)
             setattr(args, name, rounded)
     if args.stop_at_step is not None and args.stop_at_step % k:
-        raise UsageError(f"--stop-at-step ({args.stop_at_step}) must be a multiple of --steps-per-call ({k}) with "
-                         "--replica-sync call (the devices synchronise once per call)")
+        raise UsageError(f"--stop-at-step ({args.stop_at_step}) must be a multiple of --steps-per-call ({k}{chosen}) "
+                         "with --replica-sync call (the devices synchronise once per call)")
 
 
 def check_against_vocabulary(args: argparse.Namespace, vocab_size: int, n_tokens: int) -> None:
@@ -172,9 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--learning-rate", type=float, default=None,
                    help="initial rate, decayed linearly to lr*1e-4 (default: sgd 0.025, adagrad 0.25, "
                         "lazyadam 0.002)")
-    g.add_argument("--steps-per-call", type=int, default=128,
-                   help="steps per jitted call (lax.scan); calls that end a run or land on a --checkpoint-every "
-                        "or --eval-every step are shorter, in a second compiled program")
+    g.add_argument("--steps-per-call", type=int, default=None,
+                   help=f"steps per jitted call (lax.scan; default {DEFAULT_STEPS_PER_CALL}; with --replica-sync call "
+                        "chosen for the vocabulary, about 16 pairs per word per device and call, said on the plan "
+                        "line); calls that end a run or land on a --checkpoint-every or --eval-every step are "
+                        "shorter, in a second compiled program")
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--device", default=None,
                    help="cpu, gpu, tpu, or a device such as gpu:1 or /device:GPU:1 (default: JAX's)")
@@ -237,13 +253,12 @@ def _check_number(flag: str, value: float, rule: str, ok: Callable[[float], bool
 
 def _validate(args: argparse.Namespace) -> None:
     """Each flag on its own, and the combinations that cannot work."""
-    positive = ("min_count", "embedding_size", "window", "batch_size", "steps_per_call", "keep_checkpoints",
-                "max_corpus_memory")
+    positive = ("min_count", "embedding_size", "window", "batch_size", "keep_checkpoints", "max_corpus_memory")
     for name in positive:
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    for name in ("steps", "negatives", "negatives_per_centre", "shared_negatives", "pairs_per_group", "devices",
-                 "corpus_chunk_tokens"):
+    for name in ("steps", "steps_per_call", "negatives", "negatives_per_centre", "shared_negatives",
+                 "pairs_per_group", "devices", "corpus_chunk_tokens"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")

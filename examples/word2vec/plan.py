@@ -10,6 +10,8 @@
   must happen (a ``--checkpoint-every`` or ``--eval-every`` step, ``--stop-at-step``, the end), so those fall on
   exactly their steps. A shorter call runs in a second compiled program (``step.MultiStep``), the same steps with
   the count as an argument: at most two programs per run, whatever the boundaries.
+* **K for ``--replica-sync call``** when ``--steps-per-call`` is not given: :func:`replica_steps_per_call`, from
+  the vocabulary and a step's pairs (the devices' updates are summed once per call, a pass over the tables).
 * ``--stop-at-step`` ends a run early (with a checkpoint) without changing the plan, and so the schedule, so that
   ``--resume`` continues the same run.
 
@@ -31,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["RunPlan", "epoch_steps"]
+__all__ = ["RunPlan", "epoch_steps", "replica_steps_per_call"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +47,7 @@ class RunPlan:
     exact_epochs: float | None = None
     batches_per_step: int = 1
     total_batches: int | None = None
+    steps_per_call_chosen: bool = False  # K from replica_steps_per_call, not --steps-per-call
 
     @property
     def batches_per_call(self) -> int:
@@ -55,9 +58,12 @@ class RunPlan:
         """For the plan line: how the batches map to the steps, when a step takes several."""
         if self.batches_per_step == 1:
             return ""
-        n = self.batches_per_step
-        return (f" on each of {n} devices ({self.total_batches:,} batches of the one-device run; a call of K steps "
-                f"covers {n} K of them, K consecutive ones per device: --replica-sync call)")
+        n, k = self.batches_per_step, self.steps_per_call
+        chosen = (" (chosen for the vocabulary and the step's pairs: plan.replica_steps_per_call; "
+                  "--steps-per-call sets it)") if self.steps_per_call_chosen else ""
+        return (f" on each of {n} devices ({self.total_batches:,} batches of the one-device run; a call of K = {k} "
+                f"steps{chosen} covers {n} K of them, K consecutive ones per device, and then sums the devices' "
+                "updates: --replica-sync call)")
 
     @classmethod
     def from_flags(cls, *, epochs: float, steps: int | None, steps_per_call: int, kept_tokens_per_epoch: float,
@@ -118,6 +124,44 @@ class RunPlan:
     def due(every: int, step: int) -> bool:
         """Whether an action every ``every`` steps (0: never) falls on ``step``, where a call ended."""
         return bool(every) and step % every == 0
+
+
+#: ``--replica-sync call``'s automatic K (:func:`replica_steps_per_call`): about this many skip-gram pairs per
+#: vocabulary word per device between two sums of the devices' updates. Both sides of K's trade scale with it: the
+#: sum at a call's end is a pass over the vocabulary's rows (its share of the call falls as K grows), and the
+#: devices' delay grows with the pairs each row gets in a call before the devices see each other's updates.
+#: Measured on the 2-core CPU (``benchmarks/README.md``, "automatic K"): a 15,000-word vocabulary kept its scores
+#: at K = 256 (~17 pairs per word) and lost a third of its analogies at 1024 (~70); a 34,000-word one lost 0.5
+#: points of analogies at 256 (~8) and 1.3 at 1024 (~31), while the sum's share fell from ~30% to ~5%.
+PAIRS_PER_WORD_PER_CALL = 16
+#: Bounds on the automatic K: below 8 the sum dominates the call; 1024 is the largest K measured.
+REPLICA_STEPS_PER_CALL = (8, 1024)
+#: The automatic K leaves at least this many calls in a run (the devices' updates are summed at least that often).
+MIN_REPLICA_CALLS = 8
+
+
+def replica_steps_per_call(vocab_size: int, pairs_per_step: int, total_steps: int) -> int:
+    """K (steps per call) for ``--replica-sync call`` when ``--steps-per-call`` is not given: the power of two
+    nearest ``PAIRS_PER_WORD_PER_CALL * vocab_size / pairs_per_step`` (``pairs_per_step``: one device's skip-gram
+    pairs per step), within ``REPLICA_STEPS_PER_CALL``, and no more than leaves ``MIN_REPLICA_CALLS`` calls in a run
+    of ``total_steps`` steps. A function of the configuration and the corpus only, so a resumed run finds the same K.
+
+    >>> replica_steps_per_call(vocab_size=15_000, pairs_per_step=1024, total_steps=100_000)   # 234 -> 256
+    256
+    >>> replica_steps_per_call(vocab_size=34_000, pairs_per_step=1024, total_steps=100_000)   # 531 -> 512
+    512
+    >>> replica_steps_per_call(vocab_size=15_000, pairs_per_step=1024, total_steps=1_000)     # 8 calls at least
+    64
+    """
+    if vocab_size < 1 or pairs_per_step < 1 or total_steps < 1:
+        raise ValueError(f"replica_steps_per_call needs positive sizes, got vocab_size={vocab_size}, "
+                         f"pairs_per_step={pairs_per_step}, total_steps={total_steps}")
+    low, high = REPLICA_STEPS_PER_CALL
+    k = 2 ** round(math.log2(PAIRS_PER_WORD_PER_CALL * vocab_size / pairs_per_step))
+    k = min(max(k, low), high)
+    while k > 1 and k * MIN_REPLICA_CALLS > total_steps:
+        k //= 2
+    return k
 
 
 def epoch_steps(kept_positions: np.ndarray, n_tokens: int, centres: int, forward: int,

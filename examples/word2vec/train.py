@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -78,7 +79,7 @@ from examples.word2vec.flags import build_parser  # noqa: E402
 from examples.word2vec.loop import Outcome, Progress, RunStats, TrainingLoop, stop_requests, summary_writer  # noqa: E402
 from examples.word2vec.model import init_params, skipgram_negative_sampling_loss  # noqa: E402
 from examples.word2vec.optimizer import linear_decay, make_optimizer  # noqa: E402
-from examples.word2vec.plan import RunPlan, epoch_steps  # noqa: E402
+from examples.word2vec.plan import RunPlan, epoch_steps, replica_steps_per_call  # noqa: E402
 from examples.word2vec.step import centres_per_group, make_multi_step  # noqa: E402
 from jaxgraph.train import CheckpointError, CheckpointWriteError  # noqa: E402
 
@@ -157,7 +158,8 @@ def _run(args: argparse.Namespace, runtime: distributed.Runtime, ckpt: Checkpoin
             ckpt.claim()
         corpus = _read_corpus(args, out.log, cleanup)
         batches, plan, chunk_tokens = _plan(args, corpus, runtime)
-        config = {**vars(args), "total_steps": plan.total_steps, "replicas": plan.batches_per_step}
+        config = {**vars(args), "total_steps": plan.total_steps, "replicas": plan.batches_per_step,
+                  "steps_per_sync": plan.steps_per_call if plan.batches_per_step > 1 else None}
         ckpt.set_fingerprint(fingerprint(corpus.vocab, corpus.ids, config))
         memory = _check_resources(args, corpus, batches, plan, chunk_tokens, runtime, ckpt)
         out.log(_describe_plan(args, corpus, batches, plan, chunk_tokens, runtime) + f"; memory: {memory}")
@@ -345,11 +347,15 @@ def _plan(args: argparse.Namespace, corpus: Corpus,
 
     # A streamed corpus is never whole in memory, so its epochs are converted with the expected figures (the plan
     # line says "~E epochs" then, and why).
-    plan = RunPlan.from_flags(epochs=args.epochs, steps=args.steps, steps_per_call=args.steps_per_call,
+    plan = RunPlan.from_flags(epochs=args.epochs, steps=args.steps, steps_per_call=args.steps_per_call or 1,
                               kept_tokens_per_epoch=corpus.keep_mean * len(corpus.ids),
                               centres_per_step=batches.centres,
                               steps_for_epochs=steps_for_epochs if chunk_tokens is None else None,
                               batches_per_step=per_step)
+    if args.steps_per_call is None:  # --replica-sync call without --steps-per-call: K from the sizes
+        k = replica_steps_per_call(len(corpus.vocab), batches.centres * (args.window + 1), plan.total_steps)
+        flags.settle_steps_per_call(args, k)
+        plan = dataclasses.replace(plan, steps_per_call=k, steps_per_call_chosen=True)
     return batches, plan, chunk_tokens
 
 

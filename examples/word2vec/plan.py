@@ -132,7 +132,7 @@ class RunPlan:
 #: devices' delay grows with the pairs each row gets in a call before the devices see each other's updates.
 #: Measured on the 2-core CPU (``benchmarks/README.md``, "automatic K"): a 15,000-word vocabulary kept its scores
 #: at K = 256 (~17 pairs per word) and lost a third of its analogies at 1024 (~70); a 34,000-word one lost 0.5
-#: points of analogies at 256 (~8) and 1.3 at 1024 (~31), while the sum's share fell from ~30% to ~5%.
+#: points of analogies at 256 (~8) and 1.3 at 1024 (~31), while its speed over one device rose from 1.26x to 1.92x.
 PAIRS_PER_WORD_PER_CALL = 16
 #: Bounds on the automatic K: below 8 the sum dominates the call; 1024 is the largest K measured.
 REPLICA_STEPS_PER_CALL = (8, 1024)

@@ -352,7 +352,7 @@ def _plan(args: argparse.Namespace, corpus: Corpus,
                               centres_per_step=batches.centres,
                               steps_for_epochs=steps_for_epochs if chunk_tokens is None else None,
                               batches_per_step=per_step)
-    if args.steps_per_call is None:  # --replica-sync call without --steps-per-call: K from the sizes
+    if args.steps_per_call is None:  # --replica-sync call without --steps-per-call: K for the vocabulary
         k = replica_steps_per_call(len(corpus.vocab), batches.centres * (args.window + 1), plan.total_steps)
         flags.settle_steps_per_call(args, k)
         plan = dataclasses.replace(plan, steps_per_call=k, steps_per_call_chosen=True)

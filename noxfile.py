@@ -10,6 +10,16 @@ nox.options.reuse_existing_virtualenvs = True
 CORE_TESTS = ["tests", "--ignore=tests/parity", "--doctest-modules", "jaxgraph", "examples"]
 
 
+def _workers() -> list[str]:
+    """pytest-xdist's worker processes for the CPU sessions: one per core, at most 4.
+
+    The suite is mostly compilation, which runs on one core per process: two workers on the 2-core CI machine
+    ran the core suite in 13 min instead of 21. More than 4 would mostly add memory (each worker is a JAX
+    process, with 8 virtual devices in ``tests_multidevice``). ``nox -s tests -- -n 0`` runs in one process.
+    """
+    return ["-n", str(max(1, min(4, os.cpu_count() or 1)))]
+
+
 def _install(session: nox.Session, *extras: str) -> None:
     session.install("-e", f".[{','.join(extras)}]" if extras else ".")
 
@@ -18,15 +28,27 @@ def _install(session: nox.Session, *extras: str) -> None:
 def tests(session: nox.Session) -> None:
     """The core suite on CPU (one device), doctests included."""
     _install(session, "test", "examples", "summary")
-    session.run("pytest", *CORE_TESTS, "-m", "not multidevice", *session.posargs,
+    session.run("pytest", *CORE_TESTS, "-m", "not multidevice", *_workers(), *session.posargs,
                 env={"JAX_PLATFORMS": "cpu"})
+
+
+# What the device count can change: the tests of every module that asks JAX for its devices or builds a mesh
+# (jaxgraph.device, jaxgraph.sharding and its rules for any pytree, the trainer's device-padded rows, --devices
+# and processes, the tutorial's device scopes), every test marked multidevice (tests/test_noxfile.py checks that
+# each such file is listed) and the doctests. The rest of the suite runs on one device in `tests`; on 8 it
+# tested the same code again.
+MULTIDEVICE_TESTS = [
+    "tests/test_device.py", "tests/test_sharding.py", "tests/test_any_pytree.py",
+    "tests/test_word2vec_loss.py", "tests/test_word2vec_basic.py", "tests/test_word2vec_train_multidevice.py",
+    "tests/test_word2vec_train_multiprocess.py", "--doctest-modules", "jaxgraph", "examples",
+]
 
 
 @nox.session
 def tests_multidevice(session: nox.Session) -> None:
-    """The whole core suite, multi-device tests included, on 8 virtual CPU devices."""
+    """The tests that the device count can change, multi-device tests included, on 8 virtual CPU devices."""
     _install(session, "test", "examples", "summary")
-    session.run("pytest", *CORE_TESTS, *session.posargs,
+    session.run("pytest", *MULTIDEVICE_TESTS, *_workers(), *session.posargs,
                 env={"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
 
 
@@ -59,7 +81,7 @@ def tests_tpu(session: nox.Session) -> None:
 def parity(session: nox.Session) -> None:
     """Compare against real TensorFlow 1 semantics (tf.compat.v1) from tensorflow-cpu."""
     _install(session, "test", "parity")
-    session.run("pytest", "tests/parity", *session.posargs,
+    session.run("pytest", "tests/parity", *_workers(), *session.posargs,
                 env={"JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""})
 
 

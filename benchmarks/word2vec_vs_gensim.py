@@ -409,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-count", type=int, default=5)
     p.add_argument("--subsample", type=float, default=1e-3)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="gensim's worker threads")
-    p.add_argument("--systems", default="jaxgraph,gensim", help="which to run: jaxgraph, gensim or both")
+    p.add_argument("--systems", default="jaxgraph,gensim",
+                   help="which to run: jaxgraph, gensim or jaxgraph,gensim (both, the default)")
     p.add_argument("--trainer-args", default="", help="extra flags for the jaxgraph trainer, one string")
     p.add_argument("--json", help="also write the final JSON object to this file")
     args = p.parse_args(argv)

@@ -17,7 +17,9 @@ def _workers() -> list[str]:
     ran the core suite in 13 min instead of 21. More than 4 would mostly add memory (each worker is a JAX
     process, with 8 virtual devices in ``tests_multidevice``). ``nox -s tests -- -n 0`` runs in one process.
     """
-    return ["-n", str(max(1, min(4, os.cpu_count() or 1)))]
+    # worksteal: an idle worker takes queued tests from the busy one, so the few long trainer runs near the end
+    # do not leave a core idle.
+    return ["-n", str(max(1, min(4, os.cpu_count() or 1))), "--dist", "worksteal"]
 
 
 def _install(session: nox.Session, *extras: str) -> None:

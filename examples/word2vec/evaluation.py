@@ -355,8 +355,11 @@ def evaluate_all(
     Keys: ``wordsim353_spearman``, ``wordsim353_coverage``, ``wordsim353_pairs``, the same three for
     ``simlex999``, and ``analogy_accuracy``, ``analogy_coverage``, ``analogy_questions``.
 
-    >>> results = evaluate_all(final_embeddings, dictionary)   # doctest: +SKIP
-    >>> print("\\n".join(format_evaluation(results)))           # doctest: +SKIP
+    >>> import numpy as np
+    >>> words = ["king", "queen", "man", "woman", "boy", "girl"]
+    >>> results = evaluate_all(np.random.default_rng(0).normal(size=(6, 8)), {w: i for i, w in enumerate(words)})
+    >>> results["analogy_questions"], results["wordsim353_pairs"]   # the questions and pairs these words cover
+    (6, 2)
 
     Raises:
         EvaluationUnavailable: gensim (which ships the data sets) is not installed.

@@ -250,7 +250,13 @@ def save_word2vec_format(
     A ``"<n> <dim>"`` header, then one ``word v1 v2 ...`` line per word, in the given order. ``fmt``
     formats each value (``"%.9g"`` round-trips float32 exactly). Returns the absolute path.
 
-    >>> save_word2vec_format("vectors.txt", final_embeddings, [rev[i] for i in range(V)])  # doctest: +SKIP
+    >>> import os, pathlib, tempfile, numpy as np
+    >>> path = save_word2vec_format(os.path.join(tempfile.mkdtemp(), "vectors.txt"),
+    ...                             np.array([[0.5, -1.0], [0.25, 2.0]]), ["cat", "dog"])
+    >>> print(pathlib.Path(path).read_text(), end="")
+    2 2
+    cat 0.5 -1
+    dog 0.25 2
 
     Raises:
         ValueError: shapes disagree, or a word is empty or contains whitespace.
@@ -278,8 +284,12 @@ def save_projector_tsv(
     single column (word2vec_basic wrote it the same way). Load both at projector.tensorflow.org, or
     point :func:`save_projector_config` at them. Returns ``(vectors_path, metadata_path)``.
 
-    >>> save_projector_tsv("logdir", final_embeddings, words)   # doctest: +SKIP
-    ('/abs/logdir/vectors.tsv', '/abs/logdir/metadata.tsv')
+    >>> import os, pathlib, tempfile, numpy as np
+    >>> vectors_path, metadata_path = save_projector_tsv(tempfile.mkdtemp(), np.eye(2), ["cat", "dog"])
+    >>> [os.path.basename(p) for p in (vectors_path, metadata_path)]
+    ['vectors.tsv', 'metadata.tsv']
+    >>> [pathlib.Path(p).read_text().splitlines() for p in (vectors_path, metadata_path)]
+    [['1\\t0', '0\\t1'], ['cat', 'dog']]
 
     Raises:
         ValueError: shapes disagree, or a word is empty or contains a tab or line break.

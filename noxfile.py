@@ -7,7 +7,10 @@ import nox
 nox.options.sessions = ["tests", "tests_multidevice", "parity", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
-CORE_TESTS = ["tests", "--ignore=tests/parity", "--doctest-modules", "jaxgraph", "examples"]
+# The docstring examples of the library and the examples: every CPU session runs them, so each checks them on its
+# own device count.
+DOCTESTS = ["--doctest-modules", "jaxgraph", "examples"]
+CORE_TESTS = ["tests", "--ignore=tests/parity", *DOCTESTS]
 
 
 def _workers() -> list[str]:
@@ -17,9 +20,7 @@ def _workers() -> list[str]:
     ran the core suite in 13 min instead of 21. More than 4 would mostly add memory (each worker is a JAX
     process, with 8 virtual devices in ``tests_multidevice``). ``nox -s tests -- -n 0`` runs in one process.
     """
-    # worksteal: an idle worker takes queued tests from the busy one, so the few long trainer runs near the end
-    # do not leave a core idle.
-    return ["-n", str(max(1, min(4, os.cpu_count() or 1))), "--dist", "worksteal"]
+    return ["-n", str(max(1, min(4, os.cpu_count() or 1)))]
 
 
 def _install(session: nox.Session, *extras: str) -> None:
@@ -37,12 +38,12 @@ def tests(session: nox.Session) -> None:
 # What the device count can change: the tests of every module that asks JAX for its devices or builds a mesh
 # (jaxgraph.device, jaxgraph.sharding and its rules for any pytree, the trainer's device-padded rows, --devices
 # and processes, the tutorial's device scopes), every test marked multidevice (tests/test_noxfile.py checks that
-# each such file is listed) and the doctests. The rest of the suite runs on one device in `tests`; on 8 it
+# each such file is listed), plus the doctests. The rest of the suite runs on one device in `tests`; on 8 it
 # tested the same code again.
 MULTIDEVICE_TESTS = [
     "tests/test_device.py", "tests/test_sharding.py", "tests/test_any_pytree.py",
     "tests/test_word2vec_loss.py", "tests/test_word2vec_basic.py", "tests/test_word2vec_train_multidevice.py",
-    "tests/test_word2vec_train_multiprocess.py", "--doctest-modules", "jaxgraph", "examples",
+    "tests/test_word2vec_train_multiprocess.py",
 ]
 
 
@@ -50,7 +51,7 @@ MULTIDEVICE_TESTS = [
 def tests_multidevice(session: nox.Session) -> None:
     """The tests that the device count can change, multi-device tests included, on 8 virtual CPU devices."""
     _install(session, "test", "examples", "summary")
-    session.run("pytest", *MULTIDEVICE_TESTS, *_workers(), *session.posargs,
+    session.run("pytest", *MULTIDEVICE_TESTS, *DOCTESTS, *_workers(), *session.posargs,
                 env={"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
 
 

@@ -290,8 +290,10 @@ def _long_token_corpus(tmp_path, n_lines=400, seed=5):
 @pytest.mark.parametrize("processes", [0, 2])
 def test_read_corpus_with_long_tokens_matches_the_whole_file_reader(tmp_path, monkeypatch, processes):
     """Keys are the token's bytes up to 8 bytes, a hash above (vectorised up to 64 bytes, blake2b beyond): the
-    vocabulary and ids are still those of Counter over the whole-file reader's tokens, block size 4 KiB."""
+    vocabulary and ids are still those of Counter over the whole-file reader's tokens, block size 4 KiB; the table's
+    recent keys merged into its large sorted run every 64 keys, so lookups find tokens in either run."""
     monkeypatch.setattr(data, "_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(corpus_ids._TokenTable, "_RECENT_KEYS", 64)
     monkeypatch.setattr(data, "_SNIFF_CHARS", 64)
     path = _long_token_corpus(tmp_path)
     raw = path.read_bytes()
@@ -373,10 +375,14 @@ def test_index_block_keys_and_first_appearances():
 
 
 def test_token_table_numbers_new_tokens_in_order_of_first_appearance():
-    """Blocks merged in order, whitespace-only blocks among them: the ids of one pass (first_seen_index)."""
-    blocks = [b"   \n ", b"b a bb a ", b"  ", "bb c Abcdefghijk ΩΩ a".encode()]
+    """Blocks merged in order, whitespace-only blocks among them: the ids of one pass (first_seen_index), also as
+    the table's recent keys are merged into its large sorted run (here at 2 keys) and its arrays grow."""
+    blocks = [b"   \n ", b"b a bb a ", b"  ", "bb c Abcdefghijk ΩΩ a".encode(), b"d e a Abcdefghijk f"]
     table, index = corpus_ids._TokenTable(), data.first_seen_index()
+    table._RECENT_KEYS = 2
     for block in blocks:
         expected = data.index_tokens(index, data.block_tokens(block, 0, "x"))
         np.testing.assert_array_equal(table.add(corpus_ids.index_block(block, 0, "x")), expected)
-    assert table.decode(np.arange(len(table))) == list(index) == ["b", "a", "bb", "c", "abcdefghijk", "ωω"]
+    assert table.decode(np.arange(len(table))) == list(index) == ["b", "a", "bb", "c", "abcdefghijk", "ωω", "d", "e",
+                                                                  "f"]
+    assert len(table.sorted_keys) >= 6 and len(table.sorted_keys) + len(table.recent_keys) == len(table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -61,6 +62,22 @@ def test_files_are_the_python_formatters_bytes(tmp_path, monkeypatch):
     assert pathlib.Path(slow).read_bytes() == (f"{len(vec)} 7\n" + _python_rows(vec, words, " ", "%.9f")).encode()
     with pytest.raises(ValueError, match="contains whitespace"):
         export.save_embeddings(tmp_path, vec[:2], ["ok", "not ok"])
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "a\tb", "a\nb", "a\rb", "a\x0bb", "a\x0cb"])
+def test_a_word_the_text_format_cannot_hold_is_named(tmp_path, bad):
+    """Empty words and words with whitespace are refused by name, wherever they are in the vocabulary; the
+    projector's metadata refuses only tabs and line breaks (a space is fine in a TSV cell)."""
+    vec = np.zeros((4, 2), np.float32)
+    words = ["a", "b", bad, "c"]
+    with pytest.raises(ValueError, match=re.escape(f"word {bad!r} cannot be written in word2vec text format")):
+        export.save_word2vec_format(tmp_path / "v.txt", vec, words)
+    assert not (tmp_path / "v.txt").exists()
+    if bad in ("a b", "a\x0bb", "a\x0cb"):
+        export.save_projector_tsv(tmp_path, vec, words)
+    else:
+        with pytest.raises(ValueError, match=re.escape(f"word {bad!r} cannot be written in projector metadata")):
+            export.save_projector_tsv(tmp_path, vec, words)
 
 
 def test_gensim_reads_the_values_written():

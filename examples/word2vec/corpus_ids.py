@@ -319,21 +319,43 @@ def index_block(block: bytes, offset: int, path: str) -> BlockIndex:
 
 
 class _TokenTable:
-    """The parent's index of the tokens seen so far, by provisional id (order of first appearance): their keys
-    (also sorted, for ``np.searchsorted``), lengths, and the bytes of those longer than 8 (a shorter token's bytes
-    are its key)."""
+    """The parent's index of the tokens seen so far, by provisional id (order of first appearance): their keys,
+    lengths, and the bytes of those longer than 8 (a shorter token's bytes are its key); and the keys sorted, for
+    ``np.searchsorted``.
+
+    A block's merge must not cost a copy of the whole table (a corpus with a large vocabulary, read in small
+    blocks, would spend its time copying): the arrays by id grow by doubling, and the sorted keys are two runs,
+    a large one and one of the keys added since it was last rebuilt, which is merged into it once it holds
+    ``_RECENT_KEYS``."""
+
+    _RECENT_KEYS = 1 << 16
 
     def __init__(self) -> None:
         self.sorted_keys = np.zeros(0, np.uint64)
         self.sorted_ids = np.zeros(0, np.int32)
-        self.keys = np.zeros(0, np.uint64)
-        self.lengths = np.zeros(0, np.int64)
-        self.starts = np.zeros(0, np.int64)  # in self.text, of tokens longer than 8 bytes
+        self.recent_keys = np.zeros(0, np.uint64)
+        self.recent_ids = np.zeros(0, np.int32)
+        self._keys = np.zeros(1 << 12, np.uint64)
+        self._lengths = np.zeros(1 << 12, np.int64)
+        self._starts = np.zeros(1 << 12, np.int64)  # in self.text, of tokens longer than 8 bytes
+        self.n = 0
         self.text = np.zeros(1 << 16, np.uint8)
         self.used = 0  # bytes of self.text in use
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        return self.n
+
+    @property
+    def keys(self) -> np.ndarray:
+        return self._keys[: self.n]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self._lengths[: self.n]
+
+    @property
+    def starts(self) -> np.ndarray:
+        return self._starts[: self.n]
 
     def decode(self, ids: np.ndarray) -> list[str]:
         """Tokens ``ids`` as ``str``, all decoded at once (one space between two; a token holds none)."""
@@ -346,14 +368,44 @@ class _TokenTable:
         out[_byte_ranges(at[long], lengths[long])] = self.text[_byte_ranges(self.starts[ids[long]], lengths[long])]
         return out[:-1].tobytes().decode("utf-8").split(" ") if len(ids) else []
 
+    def _lookup(self, keys: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """The positions of the sorted ``keys`` already in the table, their ids written into ``ids``."""
+        found = []
+        for table_keys, table_ids in ((self.sorted_keys, self.sorted_ids), (self.recent_keys, self.recent_ids)):
+            if not len(table_keys):
+                continue
+            pos = np.searchsorted(table_keys, keys)  # both sorted: one merge-like pass
+            hit = np.flatnonzero(table_keys[np.minimum(pos, len(table_keys) - 1)] == keys)
+            ids[hit] = table_ids[pos[hit]]
+            found.append(hit)
+        return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+    def _insert_sorted(self, keys: np.ndarray, ids: np.ndarray) -> None:
+        """Add the sorted ``keys`` (none in the table yet) with their ``ids`` to the sorted runs."""
+        at = np.searchsorted(self.recent_keys, keys)
+        self.recent_keys = np.insert(self.recent_keys, at, keys)
+        self.recent_ids = np.insert(self.recent_ids, at, ids)
+        if len(self.recent_keys) >= self._RECENT_KEYS:
+            at = np.searchsorted(self.sorted_keys, self.recent_keys)
+            self.sorted_keys = np.insert(self.sorted_keys, at, self.recent_keys)
+            self.sorted_ids = np.insert(self.sorted_ids, at, self.recent_ids)
+            self.recent_keys, self.recent_ids = self.recent_keys[:0], self.recent_ids[:0]
+
+    def _append(self, keys: np.ndarray, lengths: np.ndarray, starts: np.ndarray) -> None:
+        end = self.n + len(keys)
+        if end > len(self._keys):
+            size = max(end, 2 * len(self._keys))
+            self._keys, self._lengths, self._starts = (np.concatenate([a[: self.n], np.zeros(size - self.n, a.dtype)])
+                                                       for a in (self._keys, self._lengths, self._starts))
+        self._keys[self.n: end], self._lengths[self.n: end], self._starts[self.n: end] = keys, lengths, starts
+        self.n = end
+
     def add(self, block: BlockIndex) -> np.ndarray:
         """The provisional ids of ``block``'s tokens, its new tokens numbered on in their order of first
         appearance: the ids of one pass over the tokens (``data.index_tokens``)."""
-        seen = len(self.sorted_keys)
-        pos = np.searchsorted(self.sorted_keys, block.keys)  # both sorted: one merge-like pass
-        found = np.flatnonzero(self.sorted_keys[np.minimum(pos, seen - 1)] == block.keys) if seen else pos[:0]
+        seen = self.n
         ids = np.empty(len(block.keys), np.int32)
-        ids[found] = self.sorted_ids[pos[found]]
+        found = self._lookup(block.keys, ids)
         text = np.frombuffer(block.text, np.uint8)
         long = block.lengths > 8
         starts = np.zeros(len(block.keys), np.int64)
@@ -367,8 +419,7 @@ class _TokenTable:
         by_key = np.flatnonzero(is_new)
         new = by_key[np.argsort(block.first[by_key])]  # in order of first appearance
         ids[new] = np.arange(seen, seen + len(new), dtype=np.int32)
-        self.sorted_keys = np.insert(self.sorted_keys, pos[by_key], block.keys[by_key])
-        self.sorted_ids = np.insert(self.sorted_ids, pos[by_key], ids[by_key])
+        self._insert_sorted(block.keys[by_key], ids[by_key])
         new_long = new[long[new]]
         new_text = text[_byte_ranges(starts[new_long], block.lengths[new_long])]
         if self.used + len(new_text) > len(self.text):
@@ -378,9 +429,7 @@ class _TokenTable:
         new_starts = np.zeros(len(new), np.int64)
         new_starts[long[new]] = self.used + np.cumsum(block.lengths[new_long]) - block.lengths[new_long]
         self.used += len(new_text)
-        self.keys = np.concatenate([self.keys, block.keys[new]])
-        self.starts = np.concatenate([self.starts, new_starts])
-        self.lengths = np.concatenate([self.lengths, block.lengths[new]])
+        self._append(block.keys[new], block.lengths[new], new_starts)
         return ids[block.ids]
 
 

@@ -98,7 +98,10 @@ _ASCII_TABLE = bytes(c + 32 if 65 <= c <= 90 else c if 97 <= c <= 122 or 48 <= c
 _ASCII_WHITESPACE = [b" ", b"\n", b"\t", b"\r", b"\x0b", b"\x0c"]
 _IS_ASCII_WHITESPACE = np.zeros(256, bool)
 _IS_ASCII_WHITESPACE[[ord(c) for c in _ASCII_WHITESPACE]] = True
-_BLOCK_BYTES = 1 << 22
+# Bytes of text per block (the first block holds at least the sniffed characters). A block's numpy passes over its
+# tokens then mostly stay in the CPU's caches: 1 MiB blocks were read 1.2-1.3x faster than 4 MiB ones, 256 KiB ones
+# slower again (each block's merge into the table) (benchmarks/README.md, "block sizes of reading and export").
+_BLOCK_BYTES = 1 << 20
 # A text file is mostly letters and digits; binary data that happens to be valid UTF-8 is not.
 _MIN_WORD_CHAR_FRACTION = 0.5
 _SNIFF_CHARS = 1 << 20

@@ -318,6 +318,14 @@ def index_block(block: bytes, offset: int, path: str) -> BlockIndex:
     return BlockIndex(keys[reps], lengths[first], text, first, group)
 
 
+def _with_room(array: np.ndarray, used: int, end: int) -> np.ndarray:
+    """``array`` (its first ``used`` entries in use) with room for ``end``: itself if it has it, else a copy at
+    least twice as long, so that appending costs amortised constant time per entry."""
+    if end <= len(array):
+        return array
+    return np.concatenate([array[:used], np.zeros(max(end, 2 * len(array)) - used, array.dtype)])
+
+
 class _TokenTable:
     """The parent's index of the tokens seen so far, by provisional id (order of first appearance): their keys,
     lengths, and the bytes of those longer than 8 (a shorter token's bytes are its key); and the keys sorted, for
@@ -393,10 +401,8 @@ class _TokenTable:
 
     def _append(self, keys: np.ndarray, lengths: np.ndarray, starts: np.ndarray) -> None:
         end = self.n + len(keys)
-        if end > len(self._keys):
-            size = max(end, 2 * len(self._keys))
-            self._keys, self._lengths, self._starts = (np.concatenate([a[: self.n], np.zeros(size - self.n, a.dtype)])
-                                                       for a in (self._keys, self._lengths, self._starts))
+        self._keys, self._lengths, self._starts = (_with_room(a, self.n, end)
+                                                   for a in (self._keys, self._lengths, self._starts))
         self._keys[self.n: end], self._lengths[self.n: end], self._starts[self.n: end] = keys, lengths, starts
         self.n = end
 
@@ -422,9 +428,7 @@ class _TokenTable:
         self._insert_sorted(block.keys[by_key], ids[by_key])
         new_long = new[long[new]]
         new_text = text[_byte_ranges(starts[new_long], block.lengths[new_long])]
-        if self.used + len(new_text) > len(self.text):
-            self.text = np.concatenate([self.text[: self.used],
-                                        np.zeros(max(len(self.text), len(new_text)), np.uint8)])
+        self.text = _with_room(self.text, self.used, self.used + len(new_text))
         self.text[self.used: self.used + len(new_text)] = new_text
         new_starts = np.zeros(len(new), np.int64)
         new_starts[long[new]] = self.used + np.cumsum(block.lengths[new_long]) - block.lengths[new_long]

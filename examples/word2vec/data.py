@@ -99,8 +99,8 @@ _ASCII_WHITESPACE = [b" ", b"\n", b"\t", b"\r", b"\x0b", b"\x0c"]
 _IS_ASCII_WHITESPACE = np.zeros(256, bool)
 _IS_ASCII_WHITESPACE[[ord(c) for c in _ASCII_WHITESPACE]] = True
 # Bytes of text per block (the first block holds at least the sniffed characters). A block's numpy passes over its
-# tokens then mostly stay in the CPU's caches: 1 MiB blocks were read 1.2-1.3x faster than 4 MiB ones, 256 KiB ones
-# slower again (each block's merge into the table) (benchmarks/README.md, "block sizes of reading and export").
+# tokens then mostly stay in the CPU's caches: 1 MiB blocks read three corpora 1.01-1.55x as fast as 4 MiB ones;
+# smaller ones were no faster overall (each block is merged into the table) (benchmarks/word2vec_block_sizes.py).
 _BLOCK_BYTES = 1 << 20
 # A text file is mostly letters and digits; binary data that happens to be valid UTF-8 is not.
 _MIN_WORD_CHAR_FRACTION = 0.5

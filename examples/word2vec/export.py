@@ -80,8 +80,8 @@ def _rows(f: IO[str], vec: np.ndarray, sep: str, fmt: str, prefixes: Sequence[st
 
 
 # Values formatted per block: each numpy pass of format_g over a block's float64 temporaries (0.5 MiB apiece at
-# 2^16) then stays in the CPU's caches; at 2^20 (8 MiB apiece) every pass went to memory and the export ran at
-# 33-35 MB/s instead of 50-64 (benchmarks/README.md, "block sizes of reading and export").
+# 2^16) then stays in the CPU's caches; at 2^20 (8 MiB apiece) every pass went to memory: 1.33x slower
+# (benchmarks/word2vec_block_sizes.py).
 _VALUES_PER_BLOCK = 1 << 16
 _G_FORMAT = re.compile(r"%\.([1-9])g")
 

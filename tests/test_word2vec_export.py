@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 import re
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -33,6 +34,37 @@ def test_format_g_is_pythons_text(precision):
     expected = [fmt % v for v in values.tolist()]
     mismatches = [(v, g, e) for v, g, e in zip(values.tolist(), got, expected, strict=True) if g != e]
     assert not mismatches, mismatches[:5]
+
+
+def test_the_decimal_exponent_formula_is_exact():
+    """_GText takes floor(log10(x)) from x's binary exponent e as (e * 78913) >> 18, which must equal
+    floor(e * log10(2)) for every exponent of a float64 (checked exactly: 10^k <= 2^e < 10^(k+1))."""
+    multiplier, shift = export._LOG10_2
+    for e in range(-1074, 1024):
+        k = e * multiplier >> shift
+        assert Fraction(10) ** k <= Fraction(2) ** e < Fraction(10) ** (k + 1), e
+
+
+@pytest.mark.parametrize("precision", [6, 9])
+def test_lines_of_texts_of_every_length_side_by_side(precision):
+    """The lines put each text straight at its offset, and a value's zero digits past its text land on the
+    next one's bytes before those are written: every pair of short and long texts, in both orders, still
+    reads as Python's."""
+    kinds = np.array([0.0, -0.0, 1.0, -1.0, 0.5, -0.000123456, 1.5e-7, -3.25e+12, 123456.7, np.inf, np.nan, -2**-9,
+                      0.1, 7.0], np.float32)
+    pairs = np.array([[a, b] for a in kinds for b in kinds], np.float32)
+    for dim in (1, 2, 3):
+        vec = np.resize(pairs.ravel(), (len(pairs.ravel()) // dim, dim)).astype(np.float32)
+        words = [f"w{i}" for i in range(len(vec))]
+        got = export.format_rows(vec, precision, b" ", words).decode()
+        assert got == _python_rows(vec, words, " ", f"%.{precision}g")
+        assert export.format_rows(vec, precision, b"\t").decode() == _python_rows(vec, None, "\t", f"%.{precision}g")
+
+
+def test_vectors_without_values_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=re.escape("vectors of shape (2, 0) have no values to write")):
+        export.save_word2vec_format(tmp_path / "v.txt", np.zeros((2, 0), np.float32), ["a", "b"])
+    assert not (tmp_path / "v.txt").exists()
 
 
 def _python_rows(vec, words, sep, fmt="%.6g"):

@@ -45,6 +45,7 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 
 from examples.word2vec import data
+from examples.word2vec.ranges import byte_ranges
 
 __all__ = ["BlockIndex", "CorpusIds", "HashCollision", "IdFile", "index_block", "read_corpus"]
 
@@ -244,17 +245,11 @@ def _token_keys(buf: np.ndarray, words: np.ndarray, starts: np.ndarray, lengths:
     return keys
 
 
-def _byte_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The offsets ``starts[i] .. starts[i] + lengths[i] - 1`` of every ``i``, one range after the other."""
-    ends = np.cumsum(lengths)
-    return np.repeat(starts - (ends - lengths), lengths) + np.arange(ends[-1] if len(ends) else 0)
-
-
 def _check_same(buf_a: np.ndarray, starts_a: np.ndarray, lengths_a: np.ndarray,
                 buf_b: np.ndarray, starts_b: np.ndarray, lengths_b: np.ndarray) -> None:
     """Tokens whose keys are equal: raise :class:`HashCollision` unless they are equal byte for byte."""
     if not (np.array_equal(lengths_a, lengths_b)
-            and np.array_equal(buf_a[_byte_ranges(starts_a, lengths_a)], buf_b[_byte_ranges(starts_b, lengths_b)])):
+            and np.array_equal(buf_a[byte_ranges(starts_a, lengths_a)], buf_b[byte_ranges(starts_b, lengths_b)])):
         raise HashCollision
 
 
@@ -314,7 +309,7 @@ def index_block(block: bytes, offset: int, path: str) -> BlockIndex:
     if len(check):
         _check_same(buf, starts[check], lengths[check], buf, starts[rep[check]], lengths[rep[check]])
     long = first[lengths[first] > 8]  # a shorter token's bytes are its key
-    text = buf[_byte_ranges(starts[long], lengths[long])].tobytes()
+    text = buf[byte_ranges(starts[long], lengths[long])].tobytes()
     return BlockIndex(keys[reps], lengths[first], text, first, group)
 
 
@@ -372,8 +367,8 @@ class _TokenTable:
         out = np.full(int(lengths.sum()) + len(ids), 32, np.uint8)
         short, long = np.flatnonzero(lengths <= 8), np.flatnonzero(lengths > 8)
         key_bytes = self.keys[ids[short]].astype("<u8").view(np.uint8).reshape(-1, 8)
-        out[_byte_ranges(at[short], lengths[short])] = key_bytes[np.arange(8) < lengths[short, None]]
-        out[_byte_ranges(at[long], lengths[long])] = self.text[_byte_ranges(self.starts[ids[long]], lengths[long])]
+        out[byte_ranges(at[short], lengths[short])] = key_bytes[np.arange(8) < lengths[short, None]]
+        out[byte_ranges(at[long], lengths[long])] = self.text[byte_ranges(self.starts[ids[long]], lengths[long])]
         return out[:-1].tobytes().decode("utf-8").split(" ") if len(ids) else []
 
     def _lookup(self, keys: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -427,7 +422,7 @@ class _TokenTable:
         ids[new] = np.arange(seen, seen + len(new), dtype=np.int32)
         self._insert_sorted(block.keys[by_key], ids[by_key])
         new_long = new[long[new]]
-        new_text = text[_byte_ranges(starts[new_long], block.lengths[new_long])]
+        new_text = text[byte_ranges(starts[new_long], block.lengths[new_long])]
         self.text = _with_room(self.text, self.used, self.used + len(new_text))
         self.text[self.used: self.used + len(new_text)] = new_text
         new_starts = np.zeros(len(new), np.int64)
@@ -438,8 +433,8 @@ class _TokenTable:
 
 
 class _Readers:
-    """``processes`` child processes (``python -m examples.word2vec.corpus_ids``, which imports only numpy and
-    ``data.py``) running :func:`index_block` on blocks sent through their pipes; one thread per process talks
+    """``processes`` child processes (``python -m examples.word2vec.corpus_ids``, which imports only numpy,
+    ``data.py`` and ``ranges.py``) running :func:`index_block` on blocks sent through their pipes; one thread per process talks
     to it, so the pipes never block the main thread, which merges the results in order."""
 
     def __init__(self, processes: int) -> None:

@@ -23,6 +23,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from examples.word2vec.ranges import byte_ranges
+
 __all__ = ["atomic_write", "format_g", "format_rows", "save_embeddings", "save_projector_config", "save_projector_tsv",
            "save_word2vec_format", "write_metrics"]
 
@@ -52,6 +54,8 @@ def _check(vectors: Any, words: Sequence[str], forbidden: str, fmt_name: str) ->
         raise ValueError(f"vectors must be a 2-D [words, dim] array, got shape {vec.shape}")
     if len(words) != vec.shape[0]:
         raise ValueError(f"{len(words)} words for {vec.shape[0]} vectors")
+    if vec.shape[1] == 0 and vec.shape[0]:
+        raise ValueError(f"vectors of shape {vec.shape} have no values to write (dimension 0)")
     # One search over all the words at once (a loop over every word's characters took ~10% of the export); the
     # words are searched one by one only to name the one at fault.
     bad = re.compile(f"[{re.escape(forbidden)}]")
@@ -94,90 +98,115 @@ def _g_precision(fmt: str) -> int | None:
 def format_g(values: np.ndarray, precision: int) -> tuple[np.ndarray, np.ndarray]:
     """``"%.{precision}g" % float(v)`` for every float32 ``v`` of ``values``, vectorised: ``(chars, lengths)``,
     ``chars[i, :lengths[i]]`` the ASCII bytes of value ``i`` (``1 <= precision <= 9``; ``chars`` has one spare
-    column at the end).
-
-    The text is Python's, byte for byte: the value (a float32, exact in float64) is scaled to ``precision``
-    digits in float64, whose error (at most 2^-52 relative) is far below the distance to a rounding boundary
-    except for a value within ``10**precision * 2**-44`` of a tie or of a power of ten (exact ties happen:
-    0.001953125 = 2^-9 has 7 digits ending in 5); those, and infinities and NaN, are formatted by Python.
-    Each digit then goes to its column of %g's layout (fixed notation for exponents -4 .. precision - 1,
-    ``d.ddde+XX`` otherwise, trailing zeros dropped), into a row pre-filled with ``'0'``.
+    column at the end). :class:`_GText` says how.
 
     >>> chars, lengths = format_g(np.array([0.5, -1e-5, 123456789.0, 0.0, -0.0, 100.0, 0.00012], np.float32), 6)
     >>> [bytes(c[:n]).decode() for c, n in zip(chars, lengths)]
     ['0.5', '-1e-05', '1.23457e+08', '0', '-0', '100', '0.00012']
     """
-    with np.errstate(invalid="ignore"):  # a signalling NaN sets the flag when widened
-        return _format_g(np.asarray(values, np.float32).ravel().astype(np.float64), precision)
+    text = _GText(values, precision)
+    n, width = len(text.length), precision + 7  # "-0.000" + p digits, or "-d." + p - 1 digits + "e-XX"; spare
+    out = np.full(n * width + text.slack, 48, np.uint8)
+    text.place(out, np.arange(0, n * width, width, dtype=np.int64))
+    return out[: n * width].reshape(n, width), text.length
 
 
-def _format_g(v: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
-    n = len(v)
-    a = np.abs(v)
-    finite_nonzero = np.isfinite(v) & (a > 0)
-    safe = np.where(finite_nonzero, a, 1.0)
-    exp10 = np.floor(np.log10(safe)).astype(np.int32)
-    y = safe * _POW10[p - 1 - exp10 + _POW10_ZERO]
-    exp10 += (y >= 10.0**p).astype(np.int32) - (y < 10.0 ** (p - 1)).astype(np.int32)  # log10's rounding
-    y = safe * _POW10[p - 1 - exp10 + _POW10_ZERO]
-    eps = 10.0**p * 2.0**-44
-    ambiguous = (np.abs(y - np.floor(y) - 0.5) < eps) | (np.abs(y - 10.0 ** (p - 1)) < eps)
-    python = ~np.isfinite(v) | (finite_nonzero & (ambiguous | (y >= 10.0**p) | (y < 10.0 ** (p - 1))))
-    r = np.rint(np.where(python | ~finite_nonzero, 10.0 ** (p - 1), y)).astype(np.int32)
-    carry = r >= 10**p  # 999999.6 -> 1000000: one digit more, one power of ten up
-    r = np.where(carry, r // 10, r)
-    exp10 += carry
-    digits = np.empty((p, n), np.uint8)  # most significant first
-    rest = r.astype(np.uint64)
-    for j in range(p - 1, -1, -1):
-        q = (rest * 0xCCCCCCCD) >> 35  # rest // 10, exact below 2^32
-        digits[j] = rest - q * 10
-        rest = q
-    sig = np.full(n, p, np.int32)  # significant digits once %g drops trailing zeros
-    zero_tail = np.ones(n, bool)
-    for j in range(p - 1, 0, -1):
-        zero_tail &= digits[j] == 0
-        sig -= zero_tail
-    negative = np.signbit(v)
-    s = negative.astype(np.int32)
-    fixed_pos = (exp10 >= 0) & (exp10 < p)
-    fixed_neg = (exp10 < 0) & (exp10 >= -4)
-    # Digit j goes to column first + j + (j > point_after): the point follows digit exp10 in fixed notation
-    # (none before "0.000ddd"'s digits), digit 0 in d.ddde+XX. Every digit is written: a zero past the
-    # significant ones lies beyond the length, or under the "e+XX" written after it.
-    point_after = np.where(fixed_pos, exp10, np.where(fixed_neg, p, 0))
-    first = np.where(fixed_neg, s + 1 - exp10, s)
-    width = p + 7  # "-0.000" + p digits, or "-d." + p - 1 digits + "e-XX"; and a spare column
-    chars = np.full((n, width), 48, np.uint8)
-    flat = chars.reshape(-1)
-    start = np.arange(0, n * width, width, dtype=np.int64) + first
-    for j in range(p):
-        flat[start + j + (point_after < j)] = digits[j] + 48
-    point = np.where(fixed_pos, exp10 + 1 < sig, fixed_neg | (sig > 1))
-    row0 = start - first
-    flat[row0 + np.where(fixed_neg, s + 1, np.where(point, first + point_after + 1, width - 1))] = 46  # "."
-    mantissa_end = s + 1 + np.where(point, sig, 0)
-    emitted = np.maximum(sig, exp10 + 1)
-    length = np.where(fixed_pos, s + emitted + point, np.where(fixed_neg, s + 1 - exp10 + sig, mantissa_end + 4))
-    ex = np.flatnonzero(~fixed_pos & ~fixed_neg & finite_nonzero)
-    if len(ex):
-        e, at = exp10[ex], row0[ex] + mantissa_end[ex]
-        flat[at] = ord("e")
-        flat[at + 1] = np.where(e < 0, ord("-"), ord("+"))
-        flat[at + 2] = np.abs(e) // 10 + 48
-        flat[at + 3] = np.abs(e) % 10 + 48
-    zero = np.flatnonzero(~finite_nonzero)
-    flat[row0[zero] + s[zero]] = 48
-    length[zero] = s[zero] + 1
-    flat[row0[np.flatnonzero(negative)]] = 45  # "-"
-    for i in np.flatnonzero(python).tolist():  # a handful per million values
-        text = (f"%.{p}g" % v[i]).encode("ascii")
-        chars[i] = 48
-        chars[i, : len(text)] = np.frombuffer(text, np.uint8)
-        length[i] = len(text)
-    return chars, length.astype(np.int64)
+class _GText:
+    """The ``%.{precision}g`` text of float32 values, worked out once (digits, exponent, layout, length) and
+    written by :meth:`place` at any offsets of a byte buffer: a row each (:func:`format_g`) or one after the
+    other as the lines of a file (:func:`_lines`).
+
+    The text is Python's, byte for byte: the value (a float32, exact in float64) is scaled to ``precision``
+    digits in float64, whose error (at most 2^-52 relative) is far below the distance to a rounding boundary
+    except for a value within ``10**precision * 2**-44`` of a tie or of a power of ten (exact ties happen:
+    0.001953125 = 2^-9 has 7 digits ending in 5); those, and infinities and NaN, are formatted by Python.
+    Each digit then goes to its place in %g's layout (fixed notation for exponents -4 .. precision - 1,
+    ``d.ddde+XX`` otherwise, trailing zeros dropped).
+    """
+
+    def __init__(self, values: np.ndarray, precision: int) -> None:
+        with np.errstate(invalid="ignore"):  # a signalling NaN sets the flag when widened
+            v = np.asarray(values, np.float32).ravel().astype(np.float64)
+        p = self.precision = precision
+        a = np.abs(v)
+        finite_nonzero = np.isfinite(v) & (a > 0)
+        safe = np.where(finite_nonzero, a, 1.0)
+        # floor(log10(safe)) is floor(binary exponent * log10(2)), or one more (both tried below), cheaper than
+        # log10; _LOG10_2 makes that floor exact in integers (tests/test_word2vec_export.py checks every exponent).
+        exp10 = ((safe.view(np.int64) >> 52).astype(np.int32) - 1023) * _LOG10_2[0] >> _LOG10_2[1]
+        exp10 += safe * _POW10[p - 1 - exp10 + _POW10_ZERO] >= 10.0**p
+        y = safe * _POW10[p - 1 - exp10 + _POW10_ZERO]
+        eps = 10.0**p * 2.0**-44
+        ambiguous = (np.abs(y - np.floor(y) - 0.5) < eps) | (np.abs(y - 10.0 ** (p - 1)) < eps)
+        python = ~np.isfinite(v) | (finite_nonzero & (ambiguous | (y >= 10.0**p) | (y < 10.0 ** (p - 1))))
+        r = np.rint(np.where(python | ~finite_nonzero, 10.0 ** (p - 1), y)).astype(np.int32)
+        carry = r >= 10**p  # 999999.6 -> 1000000: one digit more, one power of ten up
+        r = np.where(carry, r // 10, r)
+        exp10 += carry
+        self.digits = np.empty((p, len(v)), np.uint8)  # ASCII, most significant first
+        rest = r.astype(np.uint32)  # numpy divides 32-bit integers by a constant 3-4x faster than 64-bit ones
+        for j in range(p - 1, -1, -1):
+            q = rest // 10
+            self.digits[j] = rest - q * 10 + 48
+            rest = q
+        sig = np.full(len(v), p, np.int32)  # significant digits once %g drops trailing zeros
+        zero_tail = np.ones(len(v), bool)
+        for j in range(p - 1, 0, -1):
+            zero_tail &= self.digits[j] == 48
+            sig -= zero_tail
+        negative = np.signbit(v)
+        s = negative.astype(np.int32)
+        fixed_pos = (exp10 >= 0) & (exp10 < p)
+        fixed_neg = (exp10 < 0) & (exp10 >= -4)
+        # Digit j goes to offset lead + j + (j > point_after): the point follows digit exp10 in fixed notation
+        # (none before "0.000ddd"'s digits), digit 0 in d.ddde+XX.
+        self.point_after = np.where(fixed_pos, exp10, np.where(fixed_neg, p, 0))
+        self.lead = np.where(fixed_neg, s + 1 - exp10, s)
+        point = np.where(fixed_pos, exp10 + 1 < sig, fixed_neg | (sig > 1)) & ~python
+        self.point_rows = np.flatnonzero(point)
+        self.point_offset = np.where(fixed_neg, s + 1, self.lead + self.point_after + 1)[self.point_rows]
+        mantissa_end = s + 1 + np.where(point, sig, 0)
+        self.length = np.where(fixed_pos, s + np.maximum(sig, exp10 + 1) + point,
+                               np.where(fixed_neg, s + 1 - exp10 + sig, mantissa_end + 4)).astype(np.int64)
+        self.exp_rows = np.flatnonzero(~fixed_pos & ~fixed_neg & finite_nonzero & ~python)
+        e = exp10[self.exp_rows]
+        self.exp_offset = mantissa_end[self.exp_rows]
+        self.exp_chars = (np.full(len(e), ord("e")), np.where(e < 0, ord("-"), ord("+")), np.abs(e) // 10 + 48,
+                          np.abs(e) % 10 + 48)
+        self.zero_rows = np.flatnonzero(~finite_nonzero & ~python)  # "0" or "-0"
+        self.zero_offset = s[self.zero_rows]
+        self.negative_rows = np.flatnonzero(negative & ~python)
+        self.python_rows = np.flatnonzero(python)  # a handful per million values
+        self.python_text = [(f"%.{p}g" % v[i]).encode("ascii") for i in self.python_rows.tolist()]
+        self.length[self.python_rows] = [len(t) for t in self.python_text]
+        self.is_python = python
+        # Bytes a buffer needs past the last text: digits past a value's text land beyond it (see place).
+        self.slack = p + 8
+
+    def place(self, out: np.ndarray, base: np.ndarray) -> None:
+        """Write value ``i``'s text at ``out[base[i]: base[i] + length[i]]``. ``out`` (uint8) is filled with
+        ASCII ``'0'`` beforehand and has ``slack`` bytes past the last text; the texts do not overlap.
+
+        Every digit is written, the zeros past the significant ones too (no mask to compute). Such a zero may
+        land past its value's text, at an offset of the next text smaller than its own digit's index; the
+        digits are written from the last to the first, so the next text's own byte there is written after it.
+        The point, sign and exponent come after all digits. Python's texts overwrite their own, whose digits
+        go to the slack (they may be shorter than the layout of the placeholder digits)."""
+        lead = np.where(self.is_python, len(out) - self.slack, base + self.lead)
+        for j in range(self.precision - 1, -1, -1):
+            out[lead + j + (self.point_after < j)] = self.digits[j]
+        out[base[self.point_rows] + self.point_offset] = 46  # "."
+        at = base[self.exp_rows] + self.exp_offset
+        for k, chars in enumerate(self.exp_chars):
+            out[at + k] = chars
+        out[base[self.zero_rows] + self.zero_offset] = 48
+        out[base[self.negative_rows]] = 45  # "-"
+        for i, text in zip(self.python_rows.tolist(), self.python_text, strict=True):
+            out[base[i]: base[i] + len(text)] = np.frombuffer(text, np.uint8)
 
 
+# log10(2) ~ 78913 / 2^18: floor(e * log10(2)) == (e * 78913) >> 18 for every float64 exponent e.
+_LOG10_2 = (78913, 18)
 _POW10_ZERO = 64
 _POW10 = np.array([10.0**k for k in range(-_POW10_ZERO, _POW10_ZERO)])
 
@@ -189,35 +218,32 @@ def format_rows(vec: np.ndarray, precision: int, sep: bytes, words: Sequence[str
     >>> format_rows(np.array([[1.5, -0.25], [1e-7, 3.0]], np.float32), 6, b" ", ["a", "b"])
     b'a 1.5 -0.25\\nb 1e-07 3\\n'
     """
-    return _join(*format_g(vec, precision), vec.shape[1], sep, words)
+    return _lines(_GText(vec, precision), vec.shape[1], sep, words)
 
 
-def _join(chars: np.ndarray, length: np.ndarray, dim: int, sep: bytes, words: Sequence[str] | None,
-          keep: np.ndarray | None = None) -> bytes:
-    """:func:`format_g`'s values as lines of ``dim`` values. Each value's separator is written into ``chars``,
-    in the column after the value (the spare column at most); ``keep`` (the mask of the columns in use, which
-    this computes when None) can be shared by calls on the same ``chars``."""
-    ends = np.full(len(length), sep[0], np.uint8)
-    ends[dim - 1:: dim] = ord("\n")
-    chars.reshape(-1)[np.arange(0, chars.size, chars.shape[1]) + length] = ends
-    if keep is None:
-        keep = np.arange(chars.shape[1], dtype=np.int64)[None, :] <= length[:, None]
-    text = chars[keep].tobytes()
-    if words is None:
-        return text
-    # Each line is its word and sep, then its values' text: both laid out by one mask over the block's bytes
-    # (slicing the text line by line in Python took a fifth of the export of a large vocabulary).
-    prefix = [w.encode("utf-8") for w in words]
-    prefix_lengths = np.fromiter(map(len, prefix), np.int64, len(prefix)) + len(sep)
-    value_lengths = (length + 1).reshape(-1, dim).sum(axis=1)
-    if len(prefix) != len(value_lengths):
-        raise ValueError(f"{len(prefix)} words for {len(value_lengths)} rows")
-    is_prefix = np.repeat(np.tile(np.array([True, False]), len(prefix)),
-                          np.stack([prefix_lengths, value_lengths], axis=1).reshape(-1))
-    out = np.empty(len(is_prefix), np.uint8)
-    out[is_prefix] = np.frombuffer(sep.join(prefix) + sep, np.uint8)
-    out[~is_prefix] = np.frombuffer(text, np.uint8)
-    return out.tobytes()
+def _lines(text: _GText, dim: int, sep: bytes, words: Sequence[str] | None) -> bytes:
+    """``text``'s values as lines of ``dim`` values, each after its word and ``sep`` if ``words`` is given,
+    every text written straight to its offset in the block's bytes (one pass; no fixed-width rows to cut)."""
+    if len(text.length) == 0:
+        return b""
+    widths = text.length + 1  # the value and the separator or line break after it
+    if words is not None:
+        prefix = [w.encode("utf-8") for w in words]
+        if len(prefix) * dim != len(widths):
+            raise ValueError(f"{len(prefix)} words for {len(widths) // dim} rows")
+        prefix_lengths = np.fromiter(map(len, prefix), np.int64, len(prefix)) + len(sep)
+        widths[::dim] += prefix_lengths
+    ends = np.cumsum(widths)
+    base = ends - text.length - 1
+    out = np.full(int(ends[-1]) + text.slack, 48, np.uint8)
+    text.place(out, base)
+    separators = np.full(len(base), sep[0], np.uint8)
+    separators[dim - 1:: dim] = ord("\n")
+    out[base + text.length] = separators
+    if words is not None:
+        out[byte_ranges(base[::dim] - prefix_lengths, prefix_lengths)] = np.frombuffer(sep.join(prefix) + sep,
+                                                                                        np.uint8)
+    return out[: int(ends[-1])].tobytes()
 
 
 def save_embeddings(directory: str | os.PathLike[str], vectors: Any, words: Sequence[str],
@@ -242,10 +268,9 @@ def save_embeddings(directory: str | os.PathLike[str], vectors: Any, words: Sequ
         txt.flush()
         for start in range(0, vec.shape[0], step):
             block = vec[start: start + step]
-            chars, length = format_g(block, precision)
-            keep = np.arange(chars.shape[1], dtype=np.int64)[None, :] <= length[:, None]
-            txt.buffer.write(_join(chars, length, vec.shape[1], b" ", words[start: start + step], keep))  # type: ignore
-            tsv.buffer.write(_join(chars, length, vec.shape[1], b"\t", None, keep))  # type: ignore[attr-defined]
+            text = _GText(block, precision)
+            txt.buffer.write(_lines(text, vec.shape[1], b" ", words[start: start + step]))  # type: ignore[attr-defined]
+            tsv.buffer.write(_lines(text, vec.shape[1], b"\t", None))  # type: ignore[attr-defined]
 
     tsv_path = os.path.join(directory, "vectors.tsv")
     txt_path = atomic_write(os.path.join(directory, "vectors.txt"),

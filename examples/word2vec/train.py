@@ -27,6 +27,7 @@ This file only wires the run together (:func:`run`, top to bottom); each job has
 ``loop.py``        the training loop: calls, progress, TensorBoard, stop signals, periodic evaluation and checkpoints
 ``evaluation.py``  WordSim353, SimLex-999, analogies, nearest neighbours
 ``export.py``      ``vectors.txt``, the projector files, ``metrics.json``
+``ranges.py``      index arithmetic on byte buffers shared by the reader and the export
 ``cli.py``         what both programs share: errors and exit statuses, warnings as lines, stop signals
 =================  =====================================================================================
 

@@ -62,9 +62,19 @@ def test_lines_of_texts_of_every_length_side_by_side(precision):
 
 
 def test_vectors_without_values_are_refused(tmp_path):
-    with pytest.raises(ValueError, match=re.escape("vectors of shape (2, 0) have no values to write")):
-        export.save_word2vec_format(tmp_path / "v.txt", np.zeros((2, 0), np.float32), ["a", "b"])
-    assert not (tmp_path / "v.txt").exists()
+    empty = np.zeros((2, 0), np.float32)
+    for write in (lambda: export.save_word2vec_format(tmp_path / "v.txt", empty, ["a", "b"]),
+                  lambda: export.save_embeddings(tmp_path, empty, ["a", "b"]),
+                  lambda: export.save_projector_tsv(tmp_path, empty, ["a", "b"])):
+        with pytest.raises(ValueError, match=re.escape("vectors of shape (2, 0) have no values to write")):
+            write()
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("precision", [0, 10])
+def test_a_precision_the_formatter_cannot_hold_is_refused(precision):
+    with pytest.raises(ValueError, match=f"precision {precision} out of range: 1 to 9 significant digits"):
+        export.format_g(np.ones(3, np.float32), precision)
 
 
 def _python_rows(vec, words, sep, fmt="%.6g"):

@@ -125,6 +125,8 @@ class _GText:
     """
 
     def __init__(self, values: np.ndarray, precision: int) -> None:
+        if not 1 <= precision <= 9:  # the digits are an int32: 10 of them would overflow it
+            raise ValueError(f"precision {precision} out of range: 1 to 9 significant digits")
         with np.errstate(invalid="ignore"):  # a signalling NaN sets the flag when widened
             v = np.asarray(values, np.float32).ravel().astype(np.float64)
         p = self.precision = precision

@@ -257,16 +257,18 @@ def _decode(raw: bytes, path: str, offset: int) -> str:
 
 def _dirty_runs(block: bytes) -> tuple[list[int], list[int]]:
     """The runs of a block's whitespace-delimited pieces that hold a non-ASCII byte (consecutive pieces merged):
-    ``(starts, ends)``. Between them the block is ASCII."""
+    ``(starts, ends)``. Between them the block is ASCII. (The block holds a non-ASCII byte.)"""
     arr = np.frombuffer(block, np.uint8)
-    ws = np.flatnonzero(_IS_ASCII_WHITESPACE[arr])
-    # Piece p runs from whitespace byte p - 1 (or the block's start) to whitespace byte p (or the end).
-    dirty = np.unique(np.searchsorted(ws, np.flatnonzero(arr >= 0x80), side="right"))
+    # The whitespace bytes are among those <= 32: one comparison over the block, the table only over those (a
+    # lookup of every byte, two copies of the positions and a sort made this ~1.7x slower; a few % of reading).
+    low = np.flatnonzero(arr <= 32)
+    bounds = np.concatenate([[0], low[_IS_ASCII_WHITESPACE[arr[low]]], [len(block)]])
+    # Piece p runs from bounds[p] to bounds[p + 1]; the non-ASCII bytes' pieces come in order, so unique = changes.
+    pieces = np.searchsorted(bounds, np.flatnonzero(arr >= 0x80), side="right") - 1
+    dirty = pieces[np.concatenate([[True], pieces[1:] != pieces[:-1]])]
     split = np.flatnonzero(np.diff(dirty) > 1) + 1
-    starts = np.concatenate([[0], ws])
-    ends = np.concatenate([ws, [len(block)]])
-    return (starts[dirty[np.concatenate([[0], split])]].tolist(),
-            ends[dirty[np.concatenate([split - 1, [len(dirty) - 1]])]].tolist())
+    return (bounds[dirty[np.concatenate([[0], split])]].tolist(),
+            bounds[dirty[np.concatenate([split - 1, [len(dirty) - 1]])] + 1].tolist())
 
 
 def block_tokens(block: bytes, offset: int, path: str, as_bytes: bool = False) -> list:

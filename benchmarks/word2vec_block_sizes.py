@@ -17,29 +17,18 @@ The last line printed is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 
 import numpy as np
 
+from benchmarks.word2vec_setup import best_of
 from examples.word2vec import corpus_ids, data, export
 
 MIN_COUNT = 5
-
-
-def best_times(run: Callable[[int], object], sizes: list[int], repeats: int) -> dict[int, float]:
-    """Best wall seconds of ``run(size)`` for each size, the sizes alternating ``repeats`` times."""
-    best = {size: float("inf") for size in sizes}
-    for _ in range(repeats):
-        for size in sizes:
-            t0 = time.perf_counter()
-            run(size)
-            best[size] = min(best[size], time.perf_counter() - t0)
-    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,21 +48,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"best of {args.repeats}, sizes alternating, load average {results['load_average_start']:.1f}")
     with tempfile.TemporaryDirectory() as workdir:
         for path in args.corpus:
-            tokens = []
 
-            def read(size: int, path: str = path, tokens: list = tokens) -> None:
+            def read(size: int, path: str = path) -> int:
                 data._BLOCK_BYTES = size
-                corpus = corpus_ids.read_corpus(path, MIN_COUNT, None, memory_bytes=1 << 40, spill_dir=workdir,
-                                                processes=0)
-                tokens[:] = [corpus.raw_tokens]
+                return corpus_ids.read_corpus(path, MIN_COUNT, None, memory_bytes=1 << 40, spill_dir=workdir,
+                                              processes=0).raw_tokens
 
-            best = best_times(read, block_bytes, args.repeats)
+            runs = best_of({str(size): functools.partial(read, size) for size in block_bytes}, args.repeats)
+            best = {size: runs[str(size)]["wall_s"] for size in block_bytes}
+            tokens = runs[str(block_bytes[0])]["result"]
             base = best[block_bytes[0]]
-            print(f"\nread_corpus {path} ({tokens[0]:,} tokens), one process:")
+            print(f"\nread_corpus {path} ({tokens:,} tokens), one process:")
             for size, seconds in best.items():
-                print(f"  blocks of {size >> 10:6,} KiB  {seconds:6.2f} s  {tokens[0] / seconds / 1e6:5.2f}M words/s  "
+                print(f"  blocks of {size >> 10:6,} KiB  {seconds:6.2f} s  {tokens / seconds / 1e6:5.2f}M words/s  "
                       f"{base / seconds:.2f}x the {block_bytes[0] >> 10:,} KiB blocks")
-            results["reading"][path] = {"tokens": tokens[0], "seconds": {str(k): v for k, v in best.items()}}
+            results["reading"][path] = {"tokens": tokens, "seconds": {str(k): v for k, v in best.items()}}
 
         vectors = np.random.default_rng(0).normal(0, 0.3, (args.words, args.dim)).astype(np.float32)
         words = [f"w{i}" for i in range(args.words)]
@@ -83,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             export._VALUES_PER_BLOCK = size
             export.save_word2vec_format(target, vectors, words)
 
-        best = best_times(write, values_per_block, args.repeats)
+        runs = best_of({str(size): functools.partial(write, size) for size in values_per_block}, args.repeats)
+        best = {size: runs[str(size)]["wall_s"] for size in values_per_block}
         megabytes = os.path.getsize(target) / 1e6
         base = best[values_per_block[0]]
         print(f"\nsave_word2vec_format of {args.words:,} x {args.dim} float32 ({megabytes:.1f} MB):")

@@ -691,12 +691,15 @@ def _reaped(procs: list[subprocess.Popen]):
             p.wait()
 
 
-def _training_pair(corpus: str, out: Path) -> list[subprocess.Popen]:
-    """Two processes of a long run, returned once process 0 has compiled its step (training is under way)."""
-    procs = _processes(corpus, out, _free_port(), [0, 1], "--steps", "1000000", "--checkpoint-every", "0",
-                       "--initialization-timeout", "60")
+def _training_pair(corpus: str, out: Path, checkpoint_every: int = 0) -> list[subprocess.Popen]:
+    """Two processes of a long run, returned once process 0 has compiled its step (training is under way), or with
+    ``checkpoint_every``, once it has written its first checkpoint: then both processes are in the training loop
+    (every call ends in a vote of all processes), where a stop signal is handled. Process 1 prints nothing, and
+    after process 0 has compiled it may still be compiling, outside the loop."""
+    procs = _processes(corpus, out, _free_port(), [0, 1], "--steps", "1000000", "--checkpoint-every",
+                       str(checkpoint_every), "--initialization-timeout", "60")
     deadline = time.monotonic() + 60
-    while "compiled the step function" not in _log(out, 0, "out"):
+    while not (_checkpoint_written(out) if checkpoint_every else "compiled the step function" in _log(out, 0, "out")):
         if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
             for p in procs:
                 p.kill()
@@ -704,6 +707,11 @@ def _training_pair(corpus: str, out: Path) -> list[subprocess.Popen]:
             pytest.fail(f"the processes did not start training:\n{_log(out, 0, 'err')}\n{_log(out, 1, 'err')}")
         time.sleep(0.2)
     return procs
+
+
+def _checkpoint_written(out: Path) -> bool:
+    return (out / "checkpoints").is_dir() and any(f.name.startswith("model.ckpt-")
+                                                   for f in (out / "checkpoints").iterdir())
 
 
 def test_a_process_that_never_comes_is_named_after_the_timeout(corpus, tmp_path):
@@ -732,8 +740,7 @@ def test_a_process_that_dies_stops_the_other_with_a_checkpoint(corpus, tmp_path,
 
 def test_sigterm_to_one_process_stops_both_with_a_checkpoint(corpus, tmp_path, trainer_tables):
     out = tmp_path / "run"
-    with _reaped(_training_pair(corpus, out)) as (chief, peer):
-        time.sleep(1)
+    with _reaped(_training_pair(corpus, out, checkpoint_every=64)) as (chief, peer):
         peer.send_signal(signal.SIGTERM)
         statuses = [chief.wait(timeout=30), peer.wait(timeout=30)]
     assert statuses == [143, 143], (_log(out, 0, "err"), _log(out, 1, "err"))

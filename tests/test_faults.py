@@ -698,8 +698,12 @@ def _training_pair(corpus: str, out: Path, checkpoint_every: int = 0) -> list[su
     after process 0 has compiled it may still be compiling, outside the loop."""
     procs = _processes(corpus, out, _free_port(), [0, 1], "--steps", "1000000", "--checkpoint-every",
                        str(checkpoint_every), "--initialization-timeout", "60")
+
+    def started() -> bool:
+        return bool(_checkpoints(out)) if checkpoint_every else "compiled the step function" in _log(out, 0, "out")
+
     deadline = time.monotonic() + 60
-    while not (_checkpoint_written(out) if checkpoint_every else "compiled the step function" in _log(out, 0, "out")):
+    while not started():
         if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
             for p in procs:
                 p.kill()
@@ -707,11 +711,6 @@ def _training_pair(corpus: str, out: Path, checkpoint_every: int = 0) -> list[su
             pytest.fail(f"the processes did not start training:\n{_log(out, 0, 'err')}\n{_log(out, 1, 'err')}")
         time.sleep(0.2)
     return procs
-
-
-def _checkpoint_written(out: Path) -> bool:
-    return (out / "checkpoints").is_dir() and any(f.name.startswith("model.ckpt-")
-                                                   for f in (out / "checkpoints").iterdir())
 
 
 def test_a_process_that_never_comes_is_named_after_the_timeout(corpus, tmp_path):

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from examples.word2vec import data as w2v_data
-from examples.word2vec import train
+from examples.word2vec import step, train
 from examples.word2vec import word2vec_basic as basic
 from examples.word2vec.cli import signal_name
 from examples.word2vec.model import init_params
@@ -518,6 +518,23 @@ def test_sigterm_before_training_exits_143_with_a_line(corpus, tmp_path, capsys,
                            "(those written so far are kept)")
 
 
+def test_sigterm_while_compiling_stops_after_the_first_call_with_a_checkpoint(corpus, tmp_path, capsys,
+                                                                              monkeypatch):
+    """Once setup is done, a stop signal waits for the end of the first call, as in the loop: with several
+    processes, one that left while compiling would leave the others waiting at that call's collective."""
+    compile_step = step.MultiStep.compile
+
+    def terminate_then_compile(self, *args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+        return compile_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(step.MultiStep, "compile", terminate_then_compile)
+    out = tmp_path / "out"
+    assert _train(corpus, out, *RUN) == 143
+    assert "interrupted by SIGTERM at step 8: checkpoint" in capsys.readouterr().err  # RUN's first call: 8 steps
+    assert list(_checkpoints(out)) == ["model.ckpt-8.npz"]
+
+
 def _basic_corpus(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     words = [f"w{i}" for i in range(40)]
@@ -746,6 +763,30 @@ def test_sigterm_to_one_process_stops_both_with_a_checkpoint(corpus, tmp_path, t
     step = int(re.search(r"interrupted by SIGTERM at step (\d+): checkpoint", _log(out, 0, "err"))[1])
     assert trainer_tables(out)["variables/global_step"] == step
     assert "Traceback" not in _log(out, 1, "err")
+
+
+def test_sigterm_to_one_process_in_its_setup_stops_the_other_at_once(corpus, tmp_path):
+    """Process 1 reads its corpus from a pipe that stays empty, so it is still in its setup when the signal comes;
+    process 0 learns it at the end of its own setup, not 30 s later from a collective that times out."""
+    out, fifo, port = tmp_path / "run", tmp_path / "corpus.fifo", _free_port()
+    os.mkfifo(fifo)
+    with _reaped(_processes(corpus, out, port, [0], "--steps", "8") +
+                 _processes(str(fifo), out, port, [1], "--steps", "8")) as (chief, peer), \
+            contextlib.ExitStack() as stack:
+        deadline = time.monotonic() + 60
+        while True:  # a writer can open the pipe once process 1 has opened it to read: then it is in its setup
+            try:
+                stack.callback(os.close, os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                break
+            except OSError:
+                assert peer.poll() is None and time.monotonic() < deadline, _log(out, 1, "err")
+                time.sleep(0.1)
+        peer.send_signal(signal.SIGTERM)
+        statuses = [chief.wait(timeout=20), peer.wait(timeout=20)]
+    assert statuses == [2, 143], (_log(out, 0, "err"), _log(out, 1, "err"))
+    _one_error(_log(out, 0, "err"), "process 1 was interrupted by SIGTERM before training", "this process stops too")
+    assert _log(out, 1, "err").strip() == ("interrupted by SIGTERM outside the training loop: stopped without a new "
+                                           "checkpoint (those written so far are kept)")
 
 
 def test_a_setup_error_in_one_process_stops_the_others_at_once(corpus, tmp_path):

@@ -34,6 +34,7 @@ import contextlib
 import dataclasses
 import os
 import re
+import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -44,7 +45,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from examples.word2vec.cli import UsageError, first_line
+from examples.word2vec.cli import UsageError, first_line, signal_name
 from jaxgraph.device import parse_device_spec
 from jaxgraph.sharding import make_mesh, put, shard_opt_state, shard_params
 
@@ -271,26 +272,34 @@ def stop_everywhere(signum: int, failed: bool) -> tuple[int, bool]:
 @contextlib.contextmanager
 def setup_together(errors: tuple[type[BaseException], ...]) -> Iterator[None]:
     """With several processes, the block (a run's setup) ends in a vote: a process whose setup raised one of
-    ``errors`` votes so before re-raising it, and the others then stop with an error naming it at once, instead of
-    waiting at their next collective for a process that has left (gloo's 30 s, then a vaguer message)."""
+    ``errors``, or was stopped by a signal (``KeyboardInterrupt``, :class:`~examples.word2vec.cli.Interrupted`),
+    votes so before re-raising it, and the others then stop with an error naming it at once, instead of waiting at
+    their next collective for a process that has left (gloo's 30 s, then a vaguer message)."""
     if jax.process_count() == 1:
         yield
         return
     try:
         yield
     except errors:
-        _vote(True)
+        _vote(_SETUP_FAILED)
         raise
-    failed = [i for i, bad in enumerate(_vote(False)) if bad]
-    if failed:
-        who = ", ".join(f"process {i}" for i in failed)
-        raise UsageError(f"{who} stopped before training (see its error line); this process stops too")
+    except KeyboardInterrupt as e:
+        _vote(getattr(e, "signum", signal.SIGINT))
+        raise
+    stopped = [(i, vote) for i, vote in enumerate(_vote(0)) if vote]
+    if stopped:
+        what = "; ".join(f"process {i} stopped before training (see its error line)" if vote == _SETUP_FAILED else
+                         f"process {i} was interrupted by {signal_name(vote)} before training" for i, vote in stopped)
+        raise UsageError(f"{what}; this process stops too")
 
 
-def _vote(failed: bool) -> list[bool]:
+_SETUP_FAILED = -1  # a process's vote at the end of setup: 0 ready, this one failed, or the stop signal's number
+
+
+def _vote(vote: int) -> list[int]:
     from jax.experimental import multihost_utils
 
-    return [bool(v) for v in np.asarray(multihost_utils.process_allgather(np.array([int(failed)], np.int32))).ravel()]
+    return [int(v) for v in np.asarray(multihost_utils.process_allgather(np.array([vote], np.int32))).ravel()]
 
 
 class PeerLost(Exception):

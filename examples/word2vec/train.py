@@ -36,8 +36,8 @@ reads it), ``vectors.tsv`` + ``metadata.tsv`` + ``projector_config.pbtxt`` (Tens
 scalars (when tensorboardX is installed), ``checkpoints/`` and ``metrics.json``. Bad input and faults (unreadable
 corpus, invalid flags, an output that cannot be written, a configuration that cannot fit in memory, a mismatched
 checkpoint, a failed save, a lost process, ...) print one line ``error: ...`` on stderr and exit with status 2;
-Ctrl-C or SIGTERM stops after the current call with a checkpoint (exit status 130 or 143). The README's
-"Reliability of the word2vec programs" lists every promise and the test that keeps it.
+Ctrl-C or SIGTERM stops after the current call with a checkpoint (exit status 130 or 143; before the setup is
+done, at once). The README's "Reliability of the word2vec programs" lists every promise and the test that keeps it.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ from examples.word2vec.batches import BatchMaker  # noqa: E402
 from examples.word2vec.checkpoints import Checkpointer, fingerprint  # noqa: E402
 from examples.word2vec.cli import (  # noqa: E402
     Interrupted,
+    StopRequest,
     UsageError,
     exit_status,
     interrupt_status,
@@ -102,7 +103,8 @@ def main(argv: Sequence[str] | None = None, *, _after_call: Callable[[int], None
             request_cpu_devices(args.devices)  # a no-op once JAX has started
         distributed.start_processes(args.coordinator_address, args.num_processes, args.process_id,
                                     args.distributed_auto, args.initialization_timeout)
-        return run(args, _after_call)
+        with raise_on_signals():  # again: jax.distributed puts in its own SIGTERM handler, which only logs it
+            return run(args, _after_call)
 
     with raise_on_signals(), report_warnings():
         try:
@@ -169,6 +171,10 @@ def _run(args: argparse.Namespace, runtime: distributed.Runtime, ckpt: Checkpoin
         schedule = linear_decay(args.learning_rate, plan.total_steps)
         opt = make_optimizer(args.optimizer, schedule)
         params, opt_state, latest = _initial_state(args, corpus, opt, ckpt, latest, out.log)
+    # From here on a first stop signal waits for the end of the first call, as in the loop, not only from the loop
+    # on: with several processes, one that left while compiling would leave the others waiting at that call's
+    # collective (gloo's 30 s), then stopping as for a lost peer.
+    stop = cleanup.enter_context(stop_requests())
     _processes_agree(ckpt, runtime, params)
     with jax.default_device(runtime.device):
         start = int(distributed.host_values(params["global_step"].value))
@@ -196,7 +202,7 @@ def _run(args: argparse.Namespace, runtime: distributed.Runtime, ckpt: Checkpoin
                             vocab=corpus.vocab, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
                             chief=runtime.chief, after_call=after_call)
         try:
-            outcome = _train(loop, params, opt_state, start, end, args, runtime, out.log)
+            outcome = _train(loop, params, opt_state, start, end, args, runtime, stop, out.log)
         except distributed.PeerLost as e:
             return _peer_lost(loop, e, runtime)
         except Interrupted as e:  # a second stop signal, maybe mid-call, whose donated inputs are gone: no save
@@ -211,12 +217,12 @@ def _metrics_path(args: argparse.Namespace) -> str:
 
 
 def _train(loop: TrainingLoop, params: Any, opt_state: Any, start: int, end: int, args: argparse.Namespace,
-           runtime: distributed.Runtime, log: Callable[[str], None]) -> Outcome:
-    """The loop with its progress bar, TensorBoard writer and stop-signal handler (each closed or restored
-    however it ends)."""
+           runtime: distributed.Runtime, stop: StopRequest, log: Callable[[str], None]) -> Outcome:
+    """The loop with its progress bar and TensorBoard writer (each closed however it ends), stopping after the
+    call in which ``stop`` was requested."""
     show_progress = not (args.no_progress or args.quiet or not runtime.chief)
     with summary_writer(args.output_dir, not args.no_tensorboard and runtime.chief, log) as writer, \
-            Progress(loop.plan.total_steps, start, show_progress) as progress, stop_requests() as stop:
+            Progress(loop.plan.total_steps, start, show_progress) as progress:
         try:
             return loop.run(params, opt_state, start, end, stop=stop, progress=progress, writer=writer)
         finally:

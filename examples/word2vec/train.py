@@ -171,10 +171,10 @@ def _run(args: argparse.Namespace, runtime: distributed.Runtime, ckpt: Checkpoin
         schedule = linear_decay(args.learning_rate, plan.total_steps)
         opt = make_optimizer(args.optimizer, schedule)
         params, opt_state, latest = _initial_state(args, corpus, opt, ckpt, latest, out.log)
-    # From here on a first stop signal waits for the end of the first call, as in the loop, not only from the loop
-    # on: with several processes, one that left while compiling would leave the others waiting at that call's
-    # collective (gloo's 30 s), then stopping as for a lost peer.
-    stop = cleanup.enter_context(stop_requests())
+        # From here on (the processes' vote at the end of setup included) a first stop signal waits for the end of
+        # the first call, as in the loop: with several processes, one that left while compiling would leave the
+        # others waiting at that call's collective (gloo's 30 s), then stopping as for a lost peer.
+        stop = cleanup.enter_context(stop_requests())
     _processes_agree(ckpt, runtime, params)
     with jax.default_device(runtime.device):
         start = int(distributed.host_values(params["global_step"].value))

@@ -765,28 +765,51 @@ def test_sigterm_to_one_process_stops_both_with_a_checkpoint(corpus, tmp_path, t
     assert "Traceback" not in _log(out, 1, "err")
 
 
-def test_sigterm_to_one_process_in_its_setup_stops_the_other_at_once(corpus, tmp_path):
-    """Process 1 reads its corpus from a pipe that stays empty, so it is still in its setup when the signal comes;
-    process 0 learns it at the end of its own setup, not 30 s later from a collective that times out."""
-    out, fifo, port = tmp_path / "run", tmp_path / "corpus.fifo", _free_port()
+@contextlib.contextmanager
+def _process_1_in_its_setup(corpus: str, out: Path):
+    """Two processes of a short run, given once process 1 is in its setup: it reads its corpus from a pipe that
+    stays empty (a writer can open the pipe once process 1 has opened it to read)."""
+    fifo = out.parent / "corpus.fifo"
     os.mkfifo(fifo)
+    port = _free_port()
     with _reaped(_processes(corpus, out, port, [0], "--steps", "8") +
-                 _processes(str(fifo), out, port, [1], "--steps", "8")) as (chief, peer), \
-            contextlib.ExitStack() as stack:
+                 _processes(str(fifo), out, port, [1], "--steps", "8")) as procs:
         deadline = time.monotonic() + 60
-        while True:  # a writer can open the pipe once process 1 has opened it to read: then it is in its setup
+        while True:
             try:
-                stack.callback(os.close, os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
                 break
             except OSError:
-                assert peer.poll() is None and time.monotonic() < deadline, _log(out, 1, "err")
+                assert procs[1].poll() is None and time.monotonic() < deadline, _log(out, 1, "err")
                 time.sleep(0.1)
+        try:
+            yield procs
+        finally:
+            os.close(writer)
+
+
+def test_sigterm_to_one_process_in_its_setup_stops_the_other_at_once(corpus, tmp_path):
+    """Process 0 learns it at the end of its own setup, not 30 s later from a collective that times out."""
+    out = tmp_path / "run"
+    with _process_1_in_its_setup(corpus, out) as (chief, peer):
         peer.send_signal(signal.SIGTERM)
         statuses = [chief.wait(timeout=20), peer.wait(timeout=20)]
     assert statuses == [2, 143], (_log(out, 0, "err"), _log(out, 1, "err"))
     _one_error(_log(out, 0, "err"), "process 1 was interrupted by SIGTERM before training", "this process stops too")
     assert _log(out, 1, "err").strip() == ("interrupted by SIGTERM outside the training loop: stopped without a new "
                                            "checkpoint (those written so far are kept)")
+
+
+def test_a_process_that_dies_in_its_setup_stops_the_other_with_a_line(corpus, tmp_path):
+    """Process 0's vote at the end of its setup fails at gloo's deadline (30 s); it says so in one line and leaves at
+    once, not through JAX's shutdown barrier (a C++ abort after the 100 s heartbeat timeout)."""
+    out = tmp_path / "run"
+    with _process_1_in_its_setup(corpus, out) as (chief, peer):
+        peer.kill()
+        rc = chief.wait(timeout=60)
+    err = _log(out, 0, "err")
+    assert rc == 2, err
+    _one_error(err, "process 1 stopped responding", "before training; this process stops too")
 
 
 def test_a_setup_error_in_one_process_stops_the_others_at_once(corpus, tmp_path):

@@ -25,7 +25,8 @@ Faults between processes, each one line on stderr:
   still readable: one copy of the tables per call), every survivor prints one ``error:`` line, and they leave at
   once (:func:`leave`: exit status 2 without JAX's shutdown barrier, which would wait for the dead process).
   When process 0 itself dies, JAX's runtime ends the others at once (it hosts the coordination service; jax 0.10
-  gives Python no way to intercept that): resume from the chief's last periodic checkpoint.
+  gives Python no way to intercept that): resume from the chief's last periodic checkpoint. One that dies during
+  its setup: the others' vote at the end of theirs fails at gloo's deadline (30 s), with the same line and exit.
 """
 
 from __future__ import annotations
@@ -233,19 +234,13 @@ def processes_agree(fields: dict[str, Sequence[int] | int]) -> None:
     same corpus and training flags, devices, and start step (e.g. all resumed the same checkpoint)."""
     if jax.process_count() == 1:
         return
-    from jax.experimental import multihost_utils
-
     names, parts = [], []
     for name, value in fields.items():
         value = np.atleast_1d(np.asarray(value, np.int32))
         names += [name] * len(value)
         parts.append(value)
     mine = np.concatenate(parts)
-    try:
-        everyone = np.asarray(multihost_utils.process_allgather(mine)).reshape(jax.process_count(), len(mine))
-    except RuntimeError as e:  # e.g. gloo's 30 s deadline: another process failed before it got here
-        raise UsageError("this process could not reach the other processes (did one of them fail?): "
-                         f"{first_line(e)}") from None
+    everyone = _gather_before_training(mine).reshape(jax.process_count(), len(mine))
     differ = [n for n in fields if n in {names[j] for j in np.nonzero((everyone != everyone[0]).any(axis=0))[0]}]
     if differ:
         shown = [n for n in differ if n != "fingerprint"]
@@ -297,9 +292,20 @@ _SETUP_FAILED = -1  # a process's vote at the end of setup: 0 ready, this one fa
 
 
 def _vote(vote: int) -> list[int]:
+    return [int(v) for v in _gather_before_training(np.array([vote], np.int32)).ravel()]
+
+
+def _gather_before_training(mine: np.ndarray) -> np.ndarray:
+    """Every process's ``mine``, stacked (``process_allgather``), before the training loop. A process that is gone
+    (killed, crashed) fails it at gloo's deadline (30 s): one error line naming it, and :func:`leave` then exits at
+    once, not through JAX's shutdown barrier, which would wait for the dead process and then abort."""
     from jax.experimental import multihost_utils
 
-    return [int(v) for v in np.asarray(multihost_utils.process_allgather(np.array([vote], np.int32))).ravel()]
+    try:
+        return np.asarray(multihost_utils.process_allgather(mine))
+    except RuntimeError as e:  # jax.errors.JaxRuntimeError
+        _left.set()
+        raise UsageError(f"{lost_peer(e)} before training; this process stops too") from None
 
 
 class PeerLost(Exception):

@@ -535,6 +535,21 @@ def test_sigterm_while_compiling_stops_after_the_first_call_with_a_checkpoint(co
     assert list(_checkpoints(out)) == ["model.ckpt-8.npz"]
 
 
+def test_sigterm_during_the_export_stops_at_once_with_the_final_checkpoint(corpus, tmp_path, capsys, monkeypatch):
+    save_embeddings = train.export.save_embeddings
+
+    def terminate_then_save(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)
+        return save_embeddings(*args, **kwargs)
+
+    monkeypatch.setattr(train.export, "save_embeddings", terminate_then_save)
+    out = tmp_path / "out"
+    assert _train(corpus, out, *RUN) == 143
+    assert capsys.readouterr().err.strip() == ("interrupted by SIGTERM outside the training loop: stopped without a "
+                                               "new checkpoint (those written so far are kept)")
+    assert "model.ckpt-43.npz" in _checkpoints(out) and not (out / "metrics.json").exists()
+
+
 def _basic_corpus(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     words = [f"w{i}" for i in range(40)]

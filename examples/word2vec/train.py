@@ -171,10 +171,12 @@ def _run(args: argparse.Namespace, runtime: distributed.Runtime, ckpt: Checkpoin
         schedule = linear_decay(args.learning_rate, plan.total_steps)
         opt = make_optimizer(args.optimizer, schedule)
         params, opt_state, latest = _initial_state(args, corpus, opt, ckpt, latest, out.log)
-        # From here on (the processes' vote at the end of setup included) a first stop signal waits for the end of
-        # the first call, as in the loop: with several processes, one that left while compiling would leave the
-        # others waiting at that call's collective (gloo's 30 s), then stopping as for a lost peer.
-        stop = cleanup.enter_context(stop_requests())
+        # From here to the end of the loop (the processes' vote at the end of setup included) a first stop signal
+        # waits for the end of the first call, as in the loop: with several processes, one that left while
+        # compiling would leave the others waiting at that call's collective (gloo's 30 s), then stopping as for a
+        # lost peer.
+        until_the_loop_ends = cleanup.enter_context(contextlib.ExitStack())
+        stop = until_the_loop_ends.enter_context(stop_requests())
     _processes_agree(ckpt, runtime, params)
     with jax.default_device(runtime.device):
         start = int(distributed.host_values(params["global_step"].value))
@@ -209,6 +211,7 @@ def _run(args: argparse.Namespace, runtime: distributed.Runtime, ckpt: Checkpoin
             print(f"interrupted twice ({signal_name(e.signum)}) near step {loop.step}: exiting without a new "
                   "checkpoint (the last one, if any, is intact)", file=sys.stderr)
             return interrupt_status(e)
+        until_the_loop_ends.close()  # a signal during the final save or the export stops at once, as before setup
         return _conclude(loop, outcome, start, latest, args, runtime, corpus, config, out)
 
 

@@ -3,9 +3,9 @@
 Both report a fault the same way: one line ``error: ...`` on stderr and exit status 2, never a traceback;
 warnings become one ``warning: ...`` line each, printed when they happen. Signals end a run the same way too:
 the first Ctrl-C (SIGINT) or SIGTERM (what schedulers send) asks the run to stop after the current compiled call,
-with a checkpoint (:func:`stop_requests`, which the trainer enters once its setup is done); before that, or a
-second time, it raises :class:`Interrupted`. The exit status is then ``128 + signal``: 130 after Ctrl-C, 143 after
-SIGTERM. Standard library only.
+with a checkpoint (:func:`stop_requests`, which the trainer enters once its setup is done and leaves when its
+loop ends); outside it, or a second time, it raises :class:`Interrupted`. The exit status is then
+``128 + signal``: 130 after Ctrl-C, 143 after SIGTERM. Standard library only.
 
 >>> def bad_flag() -> int:
 ...     raise UsageError("--steps must be at least 1, got 0")

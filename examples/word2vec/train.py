@@ -37,7 +37,8 @@ scalars (when tensorboardX is installed), ``checkpoints/`` and ``metrics.json``.
 corpus, invalid flags, an output that cannot be written, a configuration that cannot fit in memory, a mismatched
 checkpoint, a failed save, a lost process, ...) print one line ``error: ...`` on stderr and exit with status 2;
 Ctrl-C or SIGTERM stops after the current call with a checkpoint (exit status 130 or 143; before the setup is
-done, at once). The README's "Reliability of the word2vec programs" lists every promise and the test that keeps it.
+done and after the loop, at once). The README's "Reliability of the word2vec programs" lists every promise and the
+test that keeps it.
 """
 
 from __future__ import annotations

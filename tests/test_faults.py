@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import json
 import os
 import re
@@ -23,7 +24,9 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import jax
 import numpy as np
@@ -37,6 +40,7 @@ from examples.word2vec.model import init_params
 from jaxgraph.train import Saver
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--embedding-size", "16", "--batch-size", "96", "--steps-per-call", "8", "--window", "3", "--min-count",
@@ -734,15 +738,22 @@ def _training_pair(corpus: str, out: Path, checkpoint_every: int = 0) -> list[su
     def started() -> bool:
         return bool(_checkpoints(out)) if checkpoint_every else "compiled the step function" in _log(out, 0, "out")
 
+    _await(procs, out, started, "the processes did not start training")
+    return procs
+
+
+def _await(procs: list[subprocess.Popen], out: Path, ready: Callable[[], T], what: str) -> T:
+    """``ready()``'s first true value, polled for up to 60 s; if a process exits first or time runs out, the
+    processes are killed and the test fails with ``what`` and their error logs."""
     deadline = time.monotonic() + 60
-    while not started():
+    while not (value := ready()):
         if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
             for p in procs:
                 p.kill()
                 p.wait()
-            pytest.fail(f"the processes did not start training:\n{_log(out, 0, 'err')}\n{_log(out, 1, 'err')}")
+            pytest.fail(f"{what}:\n" + "\n".join(_log(out, i, "err") for i in range(len(procs))))
         time.sleep(0.2)
-    return procs
+    return value
 
 
 def test_a_process_that_never_comes_is_named_after_the_timeout(corpus, tmp_path):
@@ -787,16 +798,17 @@ def _process_1_in_its_setup(corpus: str, out: Path):
     fifo = out.parent / "corpus.fifo"
     os.mkfifo(fifo)
     port = _free_port()
+    def open_to_write() -> int | None:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+            return None
+
     with _reaped(_processes(corpus, out, port, [0], "--steps", "8") +
                  _processes(str(fifo), out, port, [1], "--steps", "8")) as procs:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-                break
-            except OSError:
-                assert procs[1].poll() is None and time.monotonic() < deadline, _log(out, 1, "err")
-                time.sleep(0.1)
+        writer = _await(procs, out, open_to_write, "process 1 did not open its corpus")
         try:
             yield procs
         finally:

@@ -264,6 +264,9 @@ def stop_everywhere(signum: int, failed: bool) -> tuple[int, bool]:
     return (asked[0] if asked else 0), bool(votes[:, 1].any())
 
 
+_SETUP_FAILED = -1  # a process's vote at the end of setup: 0 ready, this one failed, or the stop signal's number
+
+
 @contextlib.contextmanager
 def setup_together(errors: tuple[type[BaseException], ...]) -> Iterator[None]:
     """With several processes, the block (a run's setup) ends in a vote: a process whose setup raised one of
@@ -286,9 +289,6 @@ def setup_together(errors: tuple[type[BaseException], ...]) -> Iterator[None]:
         what = "; ".join(f"process {i} stopped before training (see its error line)" if vote == _SETUP_FAILED else
                          f"process {i} was interrupted by {signal_name(vote)} before training" for i, vote in stopped)
         raise UsageError(f"{what}; this process stops too")
-
-
-_SETUP_FAILED = -1  # a process's vote at the end of setup: 0 ready, this one failed, or the stop signal's number
 
 
 def _vote(vote: int) -> list[int]:

@@ -698,14 +698,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _processes(corpus: str, out: Path, port: int, ids: list[int], *extra: str) -> list[subprocess.Popen]:
+def _processes(corpus: str, out: Path, port: int, ids: list[int], *extra: str,
+               launcher: tuple[str, ...] = ("-m", "examples.word2vec.train")) -> list[subprocess.Popen]:
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     env.pop("XLA_FLAGS", None)
     logs = out.parent / "logs"
     logs.mkdir(exist_ok=True)
     procs = []
     for i in ids:
-        cmd = [sys.executable, "-m", "examples.word2vec.train", "--corpus", corpus, "--output-dir", str(out), *SMALL,
+        cmd = [sys.executable, *launcher, "--corpus", corpus, "--output-dir", str(out), *SMALL,
                "--coordinator-address", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i), *extra]
         with open(logs / f"{i}.out", "w") as stdout, open(logs / f"{i}.err", "w") as stderr:
             procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=stdout, stderr=stderr))
@@ -828,15 +829,82 @@ def test_sigterm_to_one_process_in_its_setup_stops_the_other_at_once(corpus, tmp
 
 
 def test_a_process_that_dies_in_its_setup_stops_the_other_with_a_line(corpus, tmp_path):
-    """Process 0's vote at the end of its setup fails at gloo's deadline (30 s); it says so in one line and leaves at
-    once, not through JAX's shutdown barrier (a C++ abort after the 100 s heartbeat timeout)."""
+    """Process 0, at the end of its setup, waits for process 1 until it has shown no sign of life for 30 s; it says so
+    in one line and leaves at once, not through JAX's shutdown barrier (a C++ abort at JAX's heartbeat timeout)."""
     out = tmp_path / "run"
     with _process_1_in_its_setup(corpus, out) as (chief, peer):
         peer.kill()
         rc = chief.wait(timeout=60)
     err = _log(out, 0, "err")
     assert rc == 2, err
-    _one_error(err, "process 1 stopped responding", "before training; this process stops too")
+    _one_error(err, "process 1 stopped responding (no sign of life for 30 s) before training; this process stops too")
+
+
+# The trainer as `python -c _PAUSED MARKER FUNCTION FLAGS...`: FUNCTION (`module.name` under examples.word2vec), when
+# first called, creates MARKER and waits until the test removes it.
+_PAUSED = """
+import importlib, pathlib, sys, time
+from examples.word2vec import distributed, train
+marker, where = pathlib.Path(sys.argv.pop(1)), sys.argv.pop(1).rsplit(".", 1)
+module = importlib.import_module("examples.word2vec." + where[0])
+function = getattr(module, where[1])
+def paused(*args, **kwargs):
+    if not marker.exists():
+        marker.touch()
+        while marker.exists():
+            time.sleep(0.05)
+    return function(*args, **kwargs)
+setattr(module, where[1], paused)
+distributed.leave(train.main(sys.argv[1:]))
+"""
+
+
+def _paused(marker: Path, function: str) -> tuple[str, ...]:
+    """The launcher of a trainer paused at the first call of ``function`` until ``marker`` is removed."""
+    return "-c", _PAUSED, str(marker), function
+
+
+def test_a_process_whose_setup_is_slow_is_waited_for(corpus, tmp_path):
+    """Process 1 reads its corpus 35 s after process 0 has finished its setup (a larger corpus, a slower disk): process
+    0 waits for it at the end of its setup, and both train. (A collective there gave up after gloo's 30 s.)"""
+    out = tmp_path / "run"
+    marker = tmp_path / "process-1-about-to-read"
+    port = _free_port()
+    with _reaped(_processes(corpus, out, port, [0], "--steps", "16") +
+                 _processes(corpus, out, port, [1], "--steps", "16",
+                            launcher=_paused(marker, "train._read_corpus"))) as procs:
+        _await(procs, out, marker.exists, "process 1 did not start its setup")
+        time.sleep(35)
+        assert [p.poll() for p in procs] == [None, None], _log(out, 0, "err")
+        marker.unlink()
+        statuses = [p.wait(timeout=60) for p in procs]
+    assert statuses == [0, 0], (_log(out, 0, "err"), _log(out, 1, "err"))
+    assert "done: 16 steps" in _log(out, 0, "out")
+
+
+def test_a_process_that_dies_after_the_loop_leaves_the_chief_a_warning(corpus, tmp_path):
+    """Process 1 is killed while process 0 writes its outputs: process 0 finishes them, misses process 1 when they meet
+    to leave (SILENCE_TIMEOUT_S, 30 s), says so on one warning line and exits 0, not through JAX's shutdown barrier (a
+    C++ abort, exit -6, after the 100 s heartbeat timeout)."""
+    out = tmp_path / "run"
+    marker = tmp_path / "process-0-after-its-loop"
+    port = _free_port()
+    with _reaped(_processes(corpus, out, port, [0], "--steps", "16", launcher=_paused(marker, "export.write_metrics")) +
+                 _processes(corpus, out, port, [1], "--steps", "16")) as (chief, peer):
+        _await([chief, peer], out, marker.exists, "process 0 did not end its loop")
+        peer.kill()
+        peer.wait()
+        time.sleep(float(os.environ.get('PAUSE', '0')))
+        marker.unlink()
+        rc = chief.wait(timeout=200)
+    err = _log(out, 0, "err")
+    assert rc == 0, err
+    assert "Traceback" not in err and "error:" not in err, err
+    warning, = [line for line in err.splitlines() if "process 1" in line]
+    assert warning == ("warning: process 1 stopped responding (no sign of life for 30 s) after the training loop; "
+                       "leaving without waiting for it")
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 16
+    assert "done: 16 steps" in _log(out, 0, "out")
 
 
 def test_a_setup_error_in_one_process_stops_the_others_at_once(corpus, tmp_path):

@@ -25,8 +25,14 @@ Faults between processes, each one line on stderr:
   still readable: one copy of the tables per call), every survivor prints one ``error:`` line, and they leave at
   once (:func:`leave`: exit status 2 without JAX's shutdown barrier, which would wait for the dead process).
   When process 0 itself dies, JAX's runtime ends the others at once (it hosts the coordination service; jax 0.10
-  gives Python no way to intercept that): resume from the chief's last periodic checkpoint. One that dies during
-  its setup: the others' vote at the end of theirs fails at gloo's deadline (30 s), with the same line and exit.
+  gives Python no way to intercept that): resume from the chief's last periodic checkpoint.
+* **Before and after the loop** the processes meet (:func:`_meet`) through JAX's coordination service, not a
+  collective, so that a process waits for the others as long as their work takes: at the end of the setup
+  (:func:`setup_together`; reading a corpus may take much longer on one host) and after the loop (:func:`leave`:
+  the chief comes once its outputs are written). Each process renews a sign of life every second (a thread); one
+  that is missing from a meeting and silent for ``SILENCE_TIMEOUT_S`` is taken for gone: before training the others
+  stop with one ``error:`` line, after the loop they leave with their own status and one ``warning:`` line, at once
+  (:func:`leave`), in both cases.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -50,11 +57,13 @@ from examples.word2vec.cli import UsageError, first_line, signal_name
 from jaxgraph.device import parse_device_spec
 from jaxgraph.sharding import make_mesh, put, shard_opt_state, shard_params
 
-__all__ = ["PeerLost", "Runtime", "host_values", "leave", "lost_peer", "processes_agree", "select_runtime",
-           "setup_together", "start_processes", "stop_everywhere"]
+__all__ = ["PeerLost", "Runtime", "host_values", "leave", "loop_ended_together", "lost_peer", "processes_agree",
+           "select_runtime", "setup_together", "start_processes", "stop_everywhere"]
 
 #: Seconds before the "waiting for ..." line, while the processes join.
 WAIT_NOTICE_S = 3.0
+#: JAX's heartbeat timeout (its default is 100 s): see start_processes.
+HEARTBEAT_TIMEOUT_S = 3600
 
 _STARTED_TOO_LATE = ("the multi-process flags need jax.distributed to start before JAX's backends, which already "
                      "started in this process: run the trainer as its own process (python -m examples.word2vec.train "
@@ -99,12 +108,17 @@ def start_processes(coordinator_address: str | None, num_processes: int | None, 
         timer.daemon = True
         timer.start()
     jax_timeout = initialization_timeout + 60
+    # JAX's heartbeat timeout ends every process from C++ (an abort) once one has been gone that long, whatever they
+    # are doing: a chief still writing its outputs, a process still reading its corpus. The trainer finds a lost
+    # process itself (a failed collective in the loop, a meeting before and after it), so JAX's comes much later.
     try:
         if auto:
-            jax.distributed.initialize(initialization_timeout=jax_timeout)
+            jax.distributed.initialize(initialization_timeout=jax_timeout,
+                                       heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S)
         else:
             jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                                       process_id=process_id, initialization_timeout=jax_timeout)
+                                       process_id=process_id, initialization_timeout=jax_timeout,
+                                       heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S)
     except (RuntimeError, ValueError) as e:
         if "before any JAX" in str(e):  # JAX's refusal once its backends have started
             raise UsageError(_STARTED_TOO_LATE) from None
@@ -180,6 +194,8 @@ def select_runtime(spec: str | None, count: int | None) -> Runtime:
     speed of one device (a rendezvous of the device threads every step costs more than the ~0.5 ms step; the
     batch, negatives and scatters are repeated on each device; XLA's own threads already use the second core).
     """
+    if jax.process_count() > 1:
+        _presence.start()  # before this process's setup, which the others may wait for at its end
     device = _device(spec)
     devices = _mesh_devices(device, 1 if count is None else count)
     return Runtime(device, devices, make_mesh(devices=devices) if len(devices) > 1 else None)
@@ -279,20 +295,27 @@ def setup_together(errors: tuple[type[BaseException], ...]) -> Iterator[None]:
     try:
         yield
     except errors:
-        _vote(_SETUP_FAILED)
+        _vote_on_setup(_SETUP_FAILED)
         raise
     except KeyboardInterrupt as e:
-        _vote(getattr(e, "signum", signal.SIGINT))
+        _vote_on_setup(getattr(e, "signum", signal.SIGINT))
         raise
-    stopped = [(i, vote) for i, vote in enumerate(_vote(0)) if vote]
+    stopped = [(i, vote) for i, vote in enumerate(_vote_on_setup(0)) if vote]
     if stopped:
         what = "; ".join(f"process {i} stopped before training (see its error line)" if vote == _SETUP_FAILED else
                          f"process {i} was interrupted by {signal_name(vote)} before training" for i, vote in stopped)
         raise UsageError(f"{what}; this process stops too")
 
 
-def _vote(vote: int) -> list[int]:
-    return [int(v) for v in _gather_before_training(np.array([vote], np.int32)).ravel()]
+def _vote_on_setup(vote: int) -> list[int]:
+    """Every process's vote at the end of its setup, however long the others' setups take (reading a large corpus
+    on a slower disk): a meeting (:func:`_meet`), not a collective, whose first call would give the others 30 s
+    (gloo's deadline to connect)."""
+    try:
+        return _meet("setup", vote)
+    except _Silent as e:
+        _left.set()
+        raise UsageError(f"{e} before training; this process stops too") from None
 
 
 def _gather_before_training(mine: np.ndarray) -> np.ndarray:
@@ -319,6 +342,7 @@ class PeerLost(Exception):
 
 
 _left = threading.Event()  # set once a peer is lost: the process must not wait for it when it exits
+_loop_ended_together = threading.Event()  # every process left the training loop after the same call
 
 
 def lost_peer(error: BaseException) -> str:
@@ -330,11 +354,125 @@ def lost_peer(error: BaseException) -> str:
     return f"{who} stopped responding ({first_line(error)})"
 
 
+def loop_ended_together() -> None:
+    """Say that every process ended the training loop after the same call: :func:`leave` then meets the others
+    before JAX's shutdown."""
+    if jax.process_count() > 1:
+        _loop_ended_together.set()
+
+
 def leave(status: int) -> None:
     """End the program with ``status``. After a lost peer, at once (``os._exit`` once the output is flushed): a
-    normal exit would run JAX's shutdown, which waits at a barrier for every process, the dead one included."""
+    normal exit would run JAX's shutdown, which waits at a barrier for every process, the dead one included, and
+    aborts from C++ when JAX's heartbeat timeout (100 s) declares it dead.
+
+    With several processes that ended the loop together (:func:`loop_ended_together`), every process first meets the
+    others (:func:`_meet`), the chief once its outputs are written: one that died after the loop (while the chief
+    wrote its outputs) does not come, and the others say so on one ``warning:`` line and leave at once with their own
+    status, after ``SILENCE_TIMEOUT_S`` at most."""
+    if _loop_ended_together.is_set() and not _left.is_set():
+        status = _part(status)
     if _left.is_set():
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)
     sys.exit(status)
+
+
+#: Seconds without a sign of life (its presence, renewed every second by a thread) after which a process that has not
+#: come to a meeting is taken for gone.
+SILENCE_TIMEOUT_S = 30.0
+_PRESENCE_INTERVAL_S = 1.0
+_KEYS = "examples.word2vec"  # the trainer's keys in the coordination service's key-value store
+
+
+class _Silent(Exception):
+    """Processes that did not come to a meeting and showed no sign of life for ``SILENCE_TIMEOUT_S``."""
+
+    def __init__(self, processes: list[int]) -> None:
+        who = f"process {processes[0]}" if len(processes) == 1 else f"processes {', '.join(map(str, processes))}"
+        super().__init__(f"{who} stopped responding (no sign of life for {SILENCE_TIMEOUT_S:.0f} s)")
+
+
+def _client() -> Any:
+    """JAX's coordination-service client (as ``jax.experimental.multihost_utils`` reaches it)."""
+    from jax._src import distributed as jax_distributed
+
+    return jax_distributed.global_state.client
+
+
+class _Presence:
+    """This process's sign of life for the others' meetings: a thread that renews the key ``alive/<process>`` every
+    second, for the life of the process. A process that is busy (reading its corpus, compiling) stays present; one
+    that died stops renewing it."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._renew, args=(_client(), jax.process_index()), daemon=True,
+                                            name="presence")
+            self._thread.start()
+
+    @staticmethod
+    def _renew(client: Any, me: int) -> None:
+        for beat in range(1 << 62):
+            try:
+                client.key_value_set(f"{_KEYS}/alive/{me}", str(beat), allow_overwrite=True)
+            except RuntimeError:  # the coordination service (in the chief) is gone: JAX ends this process
+                return
+            time.sleep(_PRESENCE_INTERVAL_S)
+
+
+_presence = _Presence()
+_meetings = iter(range(1 << 62))  # every process holds the same meetings in the same order
+
+
+def _meet(name: str, mine: int) -> list[int]:
+    """Every process's value ``mine`` for the next meeting (``name`` says which, for whoever reads the store), in
+    process order, through the coordination service's key-value store. Waits as long as the others are present,
+    however long their work takes (unlike a collective); raises :class:`_Silent` naming the processes that did not
+    come and whose presence stopped for ``SILENCE_TIMEOUT_S``. A stop signal is not held up: the store is polled."""
+    client = _client()
+    me, n = jax.process_index(), jax.process_count()
+    topic = f"{_KEYS}/meeting/{next(_meetings)}-{name}/"
+    client.key_value_set(f"{topic}{me}", str(mine))
+    seen: dict[int, tuple[str | None, float]] = {}  # a missing process's last presence, and when it changed
+    while True:
+        came = {int(key.rsplit("/", 1)[1]): int(value) for key, value in client.key_value_dir_get(topic)}
+        if len(came) == n:
+            return [came[i] for i in range(n)]
+        now = time.monotonic()
+        alive = dict(client.key_value_dir_get(f"{_KEYS}/alive/"))
+        silent = []
+        for i in sorted(set(range(n)) - set(came)):
+            beat = alive.get(f"{_KEYS}/alive/{i}")
+            if i not in seen or seen[i][0] != beat:
+                seen[i] = (beat, now)
+            elif now - seen[i][1] > SILENCE_TIMEOUT_S:
+                silent.append(i)
+        if silent:
+            raise _Silent(silent)
+        time.sleep(0.05)
+
+
+def _part(status: int) -> int:
+    """The meeting after the loop (:func:`leave`), twice: every process comes to the first when it is done (the chief
+    once its outputs are written), and to the second once everyone has come to the first, so that one that died while
+    the others worked is missed at the second. ``status``, or 2 in a process that finds the chief gone."""
+    try:
+        _meet("done", status)
+        _meet("leaving", status)
+    except _Silent as e:
+        _left.set()
+        print(f"warning: {e} after the training loop; leaving without waiting for it", file=sys.stderr)
+    except RuntimeError as e:  # jax.errors.JaxRuntimeError: the coordination service (in the chief) is gone
+        _left.set()
+        print(f"error: process 0 stopped responding after the training loop ({first_line(e)})", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C while waiting (SIGTERM's default action ends the process at once here)
+        _left.set()
+        print("interrupted by SIGINT after the training loop, waiting for the other processes", file=sys.stderr)
+        return 130
+    return status

@@ -212,6 +212,7 @@ def _run(args: argparse.Namespace, runtime: distributed.Runtime, ckpt: Checkpoin
             print(f"interrupted twice ({signal_name(e.signum)}) near step {loop.step}: exiting without a new "
                   "checkpoint (the last one, if any, is intact)", file=sys.stderr)
             return interrupt_status(e)
+        distributed.loop_ended_together()
         until_the_loop_ends.close()  # a signal during the final save or the export stops at once, as before setup
         return _conclude(loop, outcome, start, latest, args, runtime, corpus, config, out)
 

@@ -866,7 +866,8 @@ def _paused(marker: Path, function: str) -> tuple[str, ...]:
 
 def test_a_process_whose_setup_is_slow_is_waited_for(corpus, tmp_path):
     """Process 1 reads its corpus 35 s after process 0 has finished its setup (a larger corpus, a slower disk): process
-    0 waits for it at the end of its setup, and both train. (A collective there gave up after gloo's 30 s.)"""
+    0 waits for it at the end of its setup, saying so once, and both train. (A collective there gave up after gloo's
+    30 s.)"""
     out = tmp_path / "run"
     marker = tmp_path / "process-1-about-to-read"
     port = _free_port()
@@ -880,6 +881,7 @@ def test_a_process_whose_setup_is_slow_is_waited_for(corpus, tmp_path):
         statuses = [p.wait(timeout=60) for p in procs]
     assert statuses == [0, 0], (_log(out, 0, "err"), _log(out, 1, "err"))
     assert "done: 16 steps" in _log(out, 0, "out")
+    assert _log(out, 0, "err").strip() == "waiting for process 1 to end its setup (present, still working)"
 
 
 def test_a_process_that_dies_after_the_loop_leaves_the_chief_a_warning(corpus, tmp_path):

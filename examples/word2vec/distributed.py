@@ -139,10 +139,19 @@ def _awaited(num_processes: int | None, process_id: int | None) -> str:
     >>> _awaited(2, 0), _awaited(4, 2)
     ('process 1', 'processes 0, 1 and 3')
     """
-    others = [str(i) for i in range(num_processes or 0) if i != process_id]
-    if len(others) == 1:
-        return f"process {others[0]}"
-    return f"processes {', '.join(others[:-1])} and {others[-1]}" if others else "the other processes"
+    others = [i for i in range(num_processes or 0) if i != process_id]
+    return _names(others) if others else "the other processes"
+
+
+def _names(processes: list[int]) -> str:
+    """``"process 1"``, ``"processes 1 and 3"``.
+
+    >>> _names([2]), _names([1, 2, 3])
+    ('process 2', 'processes 1, 2 and 3')
+    """
+    if len(processes) == 1:
+        return f"process {processes[0]}"
+    return f"processes {', '.join(map(str, processes[:-1]))} and {processes[-1]}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,7 +321,7 @@ def _vote_on_setup(vote: int) -> list[int]:
     on a slower disk): a meeting (:func:`_meet`), not a collective, whose first call would give the others 30 s
     (gloo's deadline to connect)."""
     try:
-        return _meet("setup", vote)
+        return _meet("setup", vote, waiting_for="end its setup")
     except _Silent as e:
         _left.set()
         raise UsageError(f"{e} before training; this process stops too") from None
@@ -382,6 +391,8 @@ def leave(status: int) -> None:
 #: Seconds without a sign of life (its presence, renewed every second by a thread) after which a process that has not
 #: come to a meeting is taken for gone.
 SILENCE_TIMEOUT_S = 30.0
+#: Seconds a process waits at a meeting before it says whom it waits for (setups may differ by seconds).
+MEETING_NOTICE_S = 10.0
 _PRESENCE_INTERVAL_S = 1.0
 _KEYS = "examples.word2vec"  # the trainer's keys in the coordination service's key-value store
 
@@ -390,8 +401,7 @@ class _Silent(Exception):
     """Processes that did not come to a meeting and showed no sign of life for ``SILENCE_TIMEOUT_S``."""
 
     def __init__(self, processes: list[int]) -> None:
-        who = f"process {processes[0]}" if len(processes) == 1 else f"processes {', '.join(map(str, processes))}"
-        super().__init__(f"{who} stopped responding (no sign of life for {SILENCE_TIMEOUT_S:.0f} s)")
+        super().__init__(f"{_names(processes)} stopped responding (no sign of life for {SILENCE_TIMEOUT_S:.0f} s)")
 
 
 def _client() -> Any:
@@ -429,21 +439,27 @@ _presence = _Presence()
 _meetings = iter(range(1 << 62))  # every process holds the same meetings in the same order
 
 
-def _meet(name: str, mine: int) -> list[int]:
+def _meet(name: str, mine: int, waiting_for: str | None = None) -> list[int]:
     """Every process's value ``mine`` for the next meeting (``name`` says which, for whoever reads the store), in
     process order, through the coordination service's key-value store. Waits as long as the others are present,
-    however long their work takes (unlike a collective); raises :class:`_Silent` naming the processes that did not
-    come and whose presence stopped for ``SILENCE_TIMEOUT_S``. A stop signal is not held up: the store is polled."""
+    however long their work takes (unlike a collective), saying so on stderr after ``MEETING_NOTICE_S`` when
+    ``waiting_for`` says what they are doing; raises :class:`_Silent` naming the processes that did not come and
+    whose presence stopped for ``SILENCE_TIMEOUT_S``. A stop signal is not held up: the store is polled."""
     client = _client()
     me, n = jax.process_index(), jax.process_count()
     topic = f"{_KEYS}/meeting/{next(_meetings)}-{name}/"
     client.key_value_set(f"{topic}{me}", str(mine))
     seen: dict[int, tuple[str | None, float]] = {}  # a missing process's last presence, and when it changed
+    notice_at = time.monotonic() + MEETING_NOTICE_S if waiting_for else float("inf")
     while True:
         came = {int(key.rsplit("/", 1)[1]): int(value) for key, value in client.key_value_dir_get(topic)}
         if len(came) == n:
             return [came[i] for i in range(n)]
         now = time.monotonic()
+        if now > notice_at:
+            print(f"waiting for {_names(sorted(set(range(n)) - set(came)))} to {waiting_for} (present, still working)",
+                  file=sys.stderr, flush=True)
+            notice_at = float("inf")
         alive = dict(client.key_value_dir_get(f"{_KEYS}/alive/"))
         silent = []
         for i in sorted(set(range(n)) - set(came)):

@@ -398,10 +398,13 @@ _KEYS = "examples.word2vec"  # the trainer's keys in the coordination service's 
 
 
 class _Silent(Exception):
-    """Processes that did not come to a meeting and showed no sign of life for ``SILENCE_TIMEOUT_S``."""
+    """Processes that did not come to a meeting and showed no sign of life for ``SILENCE_TIMEOUT_S``, or process 0
+    when the coordination service it hosts is gone (``why``: the client's error)."""
 
-    def __init__(self, processes: list[int]) -> None:
-        super().__init__(f"{_names(processes)} stopped responding (no sign of life for {SILENCE_TIMEOUT_S:.0f} s)")
+    def __init__(self, processes: list[int], why: str | None = None) -> None:
+        self.processes = processes
+        why = why or f"no sign of life for {SILENCE_TIMEOUT_S:.0f} s"
+        super().__init__(f"{_names(processes)} stopped responding ({why})")
 
 
 def _client() -> Any:
@@ -444,8 +447,15 @@ def _meet(name: str, mine: int, waiting_for: str | None = None) -> list[int]:
     process order, through the coordination service's key-value store. Waits as long as the others are present,
     however long their work takes (unlike a collective), saying so on stderr after ``MEETING_NOTICE_S`` when
     ``waiting_for`` says what they are doing; raises :class:`_Silent` naming the processes that did not come and
-    whose presence stopped for ``SILENCE_TIMEOUT_S``. A stop signal is not held up: the store is polled."""
-    client = _client()
+    whose presence stopped for ``SILENCE_TIMEOUT_S`` (or process 0, when the store is gone). A stop signal is not
+    held up: the store is polled."""
+    try:
+        return _wait_at_meeting(_client(), name, mine, waiting_for)
+    except RuntimeError as e:  # jax.errors.JaxRuntimeError: the store, in process 0, is gone
+        raise _Silent([0], first_line(e)) from None
+
+
+def _wait_at_meeting(client: Any, name: str, mine: int, waiting_for: str | None) -> list[int]:
     me, n = jax.process_index(), jax.process_count()
     topic = f"{_KEYS}/meeting/{next(_meetings)}-{name}/"
     client.key_value_set(f"{topic}{me}", str(mine))
@@ -476,17 +486,17 @@ def _meet(name: str, mine: int, waiting_for: str | None = None) -> list[int]:
 def _part(status: int) -> int:
     """The meeting after the loop (:func:`leave`), twice: every process comes to the first when it is done (the chief
     once its outputs are written), and to the second once everyone has come to the first, so that one that died while
-    the others worked is missed at the second. ``status``, or 2 in a process that finds the chief gone."""
+    the others worked is missed at the second. ``status``, or 2 in a process that finds the chief gone (its outputs
+    may be missing)."""
     try:
         _meet("done", status)
         _meet("leaving", status)
     except _Silent as e:
         _left.set()
+        if 0 in e.processes and jax.process_index() != 0:  # the chief's outputs may be missing
+            print(f"error: {e} after the training loop", file=sys.stderr)
+            return 2
         print(f"warning: {e} after the training loop; leaving without waiting for it", file=sys.stderr)
-    except RuntimeError as e:  # jax.errors.JaxRuntimeError: the coordination service (in the chief) is gone
-        _left.set()
-        print(f"error: process 0 stopped responding after the training loop ({first_line(e)})", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:  # Ctrl-C while waiting (SIGTERM's default action ends the process at once here)
         _left.set()
         print("interrupted by SIGINT after the training loop, waiting for the other processes", file=sys.stderr)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import re
 import signal
@@ -330,7 +331,11 @@ def _vote_on_setup(vote: int) -> list[int]:
 def _gather_before_training(mine: np.ndarray) -> np.ndarray:
     """Every process's ``mine``, stacked (``process_allgather``), before the training loop. A process that is gone
     (killed, crashed) fails it at gloo's deadline (30 s): one error line naming it, and :func:`leave` then exits at
-    once, not through JAX's shutdown barrier, which would wait for the dead process and then abort."""
+    once, not through JAX's shutdown barrier, which would wait for the dead process and then abort.
+
+    :func:`processes_agree` uses it, right after the setup meeting, on purpose: the run's first gloo collective is
+    where gloo connects the processes, within 30 s of each other, which they are there; the first call's collective,
+    after compiles that may end further apart, would otherwise be the first."""
     from jax.experimental import multihost_utils
 
     try:
@@ -430,7 +435,7 @@ class _Presence:
 
     @staticmethod
     def _renew(client: Any, me: int) -> None:
-        for beat in range(1 << 62):
+        for beat in itertools.count():
             try:
                 client.key_value_set(f"{_KEYS}/alive/{me}", str(beat), allow_overwrite=True)
             except RuntimeError:  # the coordination service (in the chief) is gone: JAX ends this process
@@ -439,7 +444,7 @@ class _Presence:
 
 
 _presence = _Presence()
-_meetings = iter(range(1 << 62))  # every process holds the same meetings in the same order
+_meetings = itertools.count()  # every process holds the same meetings in the same order
 
 
 def _meet(name: str, mine: int, waiting_for: str | None = None) -> list[int]:
@@ -465,14 +470,15 @@ def _wait_at_meeting(client: Any, name: str, mine: int, waiting_for: str | None)
         came = {int(key.rsplit("/", 1)[1]): int(value) for key, value in client.key_value_dir_get(topic)}
         if len(came) == n:
             return [came[i] for i in range(n)]
+        missing = [i for i in range(n) if i not in came]
         now = time.monotonic()
         if now > notice_at:
-            print(f"waiting for {_names(sorted(set(range(n)) - set(came)))} to {waiting_for} (present, still working)",
-                  file=sys.stderr, flush=True)
+            print(f"waiting for {_names(missing)} to {waiting_for} (present, still working)", file=sys.stderr,
+                  flush=True)
             notice_at = float("inf")
         alive = dict(client.key_value_dir_get(f"{_KEYS}/alive/"))
         silent = []
-        for i in sorted(set(range(n)) - set(came)):
+        for i in missing:
             beat = alive.get(f"{_KEYS}/alive/{i}")
             if i not in seen or seen[i][0] != beat:
                 seen[i] = (beat, now)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import errno
 import json
 import os
 import re
@@ -792,54 +791,6 @@ def test_sigterm_to_one_process_stops_both_with_a_checkpoint(corpus, tmp_path, t
     assert "Traceback" not in _log(out, 1, "err")
 
 
-@contextlib.contextmanager
-def _process_1_in_its_setup(corpus: str, out: Path):
-    """Two processes of a short run, given once process 1 is in its setup: it reads its corpus from a pipe that
-    stays empty (a writer can open the pipe once process 1 has opened it to read)."""
-    fifo = out.parent / "corpus.fifo"
-    os.mkfifo(fifo)
-    port = _free_port()
-    def open_to_write() -> int | None:
-        try:
-            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as e:
-            if e.errno != errno.ENXIO:  # ENXIO: no reader yet
-                raise
-            return None
-
-    with _reaped(_processes(corpus, out, port, [0], "--steps", "8") +
-                 _processes(str(fifo), out, port, [1], "--steps", "8")) as procs:
-        writer = _await(procs, out, open_to_write, "process 1 did not open its corpus")
-        try:
-            yield procs
-        finally:
-            os.close(writer)
-
-
-def test_sigterm_to_one_process_in_its_setup_stops_the_other_at_once(corpus, tmp_path):
-    """Process 0 learns it at the end of its own setup, not 30 s later from a collective that times out."""
-    out = tmp_path / "run"
-    with _process_1_in_its_setup(corpus, out) as (chief, peer):
-        peer.send_signal(signal.SIGTERM)
-        statuses = [chief.wait(timeout=20), peer.wait(timeout=20)]
-    assert statuses == [2, 143], (_log(out, 0, "err"), _log(out, 1, "err"))
-    _one_error(_log(out, 0, "err"), "process 1 was interrupted by SIGTERM before training", "this process stops too")
-    assert _log(out, 1, "err").strip() == ("interrupted by SIGTERM outside the training loop: stopped without a new "
-                                           "checkpoint (those written so far are kept)")
-
-
-def test_a_process_that_dies_in_its_setup_stops_the_other_with_a_line(corpus, tmp_path):
-    """Process 0, at the end of its setup, waits for process 1 until it has shown no sign of life for 30 s; it says so
-    in one line and leaves at once, not through JAX's shutdown barrier (a C++ abort at JAX's heartbeat timeout)."""
-    out = tmp_path / "run"
-    with _process_1_in_its_setup(corpus, out) as (chief, peer):
-        peer.kill()
-        rc = chief.wait(timeout=60)
-    err = _log(out, 0, "err")
-    assert rc == 2, err
-    _one_error(err, "process 1 stopped responding (no sign of life for 30 s) before training; this process stops too")
-
-
 # The trainer as `python -c _PAUSED MARKER FUNCTION FLAGS...`: FUNCTION (`module.name` under examples.word2vec), when
 # first called, creates MARKER and waits until the test removes it.
 _PAUSED = """
@@ -864,20 +815,52 @@ def _paused(marker: Path, function: str) -> tuple[str, ...]:
     return "-c", _PAUSED, str(marker), function
 
 
-def test_a_process_whose_setup_is_slow_is_waited_for(corpus, tmp_path):
-    """Process 1 reads its corpus 35 s after process 0 has finished its setup (a larger corpus, a slower disk): process
-    0 waits for it at the end of its setup, saying so once, and both train. (A collective there gave up after gloo's
-    30 s.)"""
-    out = tmp_path / "run"
-    marker = tmp_path / "process-1-about-to-read"
+@contextlib.contextmanager
+def _process_1_in_its_setup(corpus: str, out: Path):
+    """Two processes of a short run, given with ``resume`` once process 1 is in its setup, paused just before it reads
+    its corpus until ``resume()``."""
+    marker = out.parent / "process-1-about-to-read"
     port = _free_port()
     with _reaped(_processes(corpus, out, port, [0], "--steps", "16") +
                  _processes(corpus, out, port, [1], "--steps", "16",
                             launcher=_paused(marker, "train._read_corpus"))) as procs:
         _await(procs, out, marker.exists, "process 1 did not start its setup")
+        yield procs, marker.unlink
+
+
+def test_sigterm_to_one_process_in_its_setup_stops_the_other_at_once(corpus, tmp_path):
+    """Process 0 learns it at the end of its own setup, not 30 s later from a collective that times out."""
+    out = tmp_path / "run"
+    with _process_1_in_its_setup(corpus, out) as ((chief, peer), _):
+        peer.send_signal(signal.SIGTERM)
+        statuses = [chief.wait(timeout=20), peer.wait(timeout=20)]
+    assert statuses == [2, 143], (_log(out, 0, "err"), _log(out, 1, "err"))
+    _one_error(_log(out, 0, "err"), "process 1 was interrupted by SIGTERM before training", "this process stops too")
+    assert _log(out, 1, "err").strip() == ("interrupted by SIGTERM outside the training loop: stopped without a new "
+                                           "checkpoint (those written so far are kept)")
+
+
+def test_a_process_that_dies_in_its_setup_stops_the_other_with_a_line(corpus, tmp_path):
+    """Process 0, at the end of its setup, waits for process 1 until it has shown no sign of life for 30 s; it says so
+    in one line and leaves at once, not through JAX's shutdown barrier (a C++ abort at JAX's heartbeat timeout)."""
+    out = tmp_path / "run"
+    with _process_1_in_its_setup(corpus, out) as ((chief, peer), _):
+        peer.kill()
+        rc = chief.wait(timeout=60)
+    err = _log(out, 0, "err")
+    assert rc == 2, err
+    _one_error(err, "process 1 stopped responding (no sign of life for 30 s) before training; this process stops too")
+
+
+def test_a_process_whose_setup_is_slow_is_waited_for(corpus, tmp_path):
+    """Process 1 reads its corpus 35 s after process 0 has finished its setup (a larger corpus, a slower disk): process
+    0 waits for it at the end of its setup, saying so once, and both train. (A collective there gave up after gloo's
+    30 s.)"""
+    out = tmp_path / "run"
+    with _process_1_in_its_setup(corpus, out) as (procs, resume):
         time.sleep(35)
         assert [p.poll() for p in procs] == [None, None], _log(out, 0, "err")
-        marker.unlink()
+        resume()
         statuses = [p.wait(timeout=60) for p in procs]
     assert statuses == [0, 0], (_log(out, 0, "err"), _log(out, 1, "err"))
     assert "done: 16 steps" in _log(out, 0, "out")
@@ -906,6 +889,27 @@ def test_a_process_that_dies_after_the_loop_leaves_the_chief_a_warning(corpus, t
                        "leaving without waiting for it")
     assert json.loads((out / "metrics.json").read_text())["steps"] == 16
     assert "done: 16 steps" in _log(out, 0, "out")
+
+
+def test_ctrl_c_to_a_process_waiting_after_the_loop_is_one_line(corpus, tmp_path):
+    """Process 1 waits after the loop for process 0 to write its outputs; a Ctrl-C there ends it with one line and
+    status 130, and process 0, which then misses it, finishes with the warning and status 0."""
+    out = tmp_path / "run"
+    marker = tmp_path / "process-0-after-its-loop"
+    port = _free_port()
+    with _reaped(_processes(corpus, out, port, [0], "--steps", "16", launcher=_paused(marker, "export.write_metrics")) +
+                 _processes(corpus, out, port, [1], "--steps", "16")) as (chief, peer):
+        _await([chief, peer], out, marker.exists, "process 0 did not end its loop")
+        time.sleep(1)  # process 1 has nothing left to do but wait for process 0
+        peer.send_signal(signal.SIGINT)
+        assert peer.wait(timeout=20) == 130, _log(out, 1, "err")
+        marker.unlink()
+        rc = chief.wait(timeout=60)
+    assert _log(out, 1, "err").strip() == ("interrupted by SIGINT after the training loop, waiting for the other "
+                                           "processes")
+    assert rc == 0, _log(out, 0, "err")
+    assert "warning: process 1 stopped responding" in _log(out, 0, "err")
+    assert (out / "metrics.json").exists()
 
 
 def test_a_setup_error_in_one_process_stops_the_others_at_once(corpus, tmp_path):

@@ -867,19 +867,27 @@ def test_a_process_whose_setup_is_slow_is_waited_for(corpus, tmp_path):
     assert _log(out, 0, "err").strip() == "waiting for process 1 to end its setup (present, still working)"
 
 
+@contextlib.contextmanager
+def _process_0_after_its_loop(corpus: str, out: Path):
+    """Two processes of a short run, given with ``resume`` once both have ended their loop and process 0 has written
+    its vectors, paused before ``metrics.json`` (its last output) until ``resume()``."""
+    marker = out.parent / "process-0-after-its-loop"
+    port = _free_port()
+    with _reaped(_processes(corpus, out, port, [0], "--steps", "16", launcher=_paused(marker, "export.write_metrics")) +
+                 _processes(corpus, out, port, [1], "--steps", "16")) as procs:
+        _await(procs, out, marker.exists, "process 0 did not end its loop")
+        yield procs, marker.unlink
+
+
 def test_a_process_that_dies_after_the_loop_leaves_the_chief_a_warning(corpus, tmp_path):
     """Process 1 is killed while process 0 writes its outputs: process 0 finishes them, misses process 1 when they meet
     to leave (SILENCE_TIMEOUT_S, 30 s), says so on one warning line and exits 0, not through JAX's shutdown barrier (a
     C++ abort, exit -6, after the 100 s heartbeat timeout)."""
     out = tmp_path / "run"
-    marker = tmp_path / "process-0-after-its-loop"
-    port = _free_port()
-    with _reaped(_processes(corpus, out, port, [0], "--steps", "16", launcher=_paused(marker, "export.write_metrics")) +
-                 _processes(corpus, out, port, [1], "--steps", "16")) as (chief, peer):
-        _await([chief, peer], out, marker.exists, "process 0 did not end its loop")
+    with _process_0_after_its_loop(corpus, out) as ((chief, peer), resume):
         peer.kill()
         peer.wait()
-        marker.unlink()
+        resume()
         rc = chief.wait(timeout=60)
     err = _log(out, 0, "err")
     assert rc == 0, err
@@ -895,15 +903,11 @@ def test_ctrl_c_to_a_process_waiting_after_the_loop_is_one_line(corpus, tmp_path
     """Process 1 waits after the loop for process 0 to write its outputs; a Ctrl-C there ends it with one line and
     status 130, and process 0, which then misses it, finishes with the warning and status 0."""
     out = tmp_path / "run"
-    marker = tmp_path / "process-0-after-its-loop"
-    port = _free_port()
-    with _reaped(_processes(corpus, out, port, [0], "--steps", "16", launcher=_paused(marker, "export.write_metrics")) +
-                 _processes(corpus, out, port, [1], "--steps", "16")) as (chief, peer):
-        _await([chief, peer], out, marker.exists, "process 0 did not end its loop")
+    with _process_0_after_its_loop(corpus, out) as ((chief, peer), resume):
         time.sleep(1)  # process 1 has nothing left to do but wait for process 0
         peer.send_signal(signal.SIGINT)
         assert peer.wait(timeout=20) == 130, _log(out, 1, "err")
-        marker.unlink()
+        resume()
         rc = chief.wait(timeout=60)
     assert _log(out, 1, "err").strip() == ("interrupted by SIGINT after the training loop, waiting for the other "
                                            "processes")

@@ -899,23 +899,6 @@ def test_a_process_that_dies_after_the_loop_leaves_the_chief_a_warning(corpus, t
     assert "done: 16 steps" in _log(out, 0, "out")
 
 
-def test_ctrl_c_to_a_process_waiting_after_the_loop_is_one_line(corpus, tmp_path):
-    """Process 1 waits after the loop for process 0 to write its outputs; a Ctrl-C there ends it with one line and
-    status 130, and process 0, which then misses it, finishes with the warning and status 0."""
-    out = tmp_path / "run"
-    with _process_0_after_its_loop(corpus, out) as ((chief, peer), resume):
-        time.sleep(1)  # process 1 has nothing left to do but wait for process 0
-        peer.send_signal(signal.SIGINT)
-        assert peer.wait(timeout=20) == 130, _log(out, 1, "err")
-        resume()
-        rc = chief.wait(timeout=60)
-    assert _log(out, 1, "err").strip() == ("interrupted by SIGINT after the training loop, waiting for the other "
-                                           "processes")
-    assert rc == 0, _log(out, 0, "err")
-    assert "warning: process 1 stopped responding" in _log(out, 0, "err")
-    assert (out / "metrics.json").exists()
-
-
 def test_a_setup_error_in_one_process_stops_the_others_at_once(corpus, tmp_path):
     """--output-dir is a file: process 0 says so, and process 1 learns it at the end of its setup (not 30 s later
     from a collective that times out)."""

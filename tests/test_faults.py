@@ -791,28 +791,39 @@ def test_sigterm_to_one_process_stops_both_with_a_checkpoint(corpus, tmp_path, t
     assert "Traceback" not in _log(out, 1, "err")
 
 
-# The trainer as `python -c _PAUSED MARKER FUNCTION FLAGS...`: FUNCTION (`module.name` under examples.word2vec), when
-# first called, creates MARKER and waits until the test removes it.
+# The trainer as `python -c _PAUSED SETUP FLAGS...`, SETUP a JSON object: "settings", {"module.NAME": value, ...} set
+# before it starts (modules under examples.word2vec); "pause", [MARKER, "module.function"]: the function, when first
+# called, creates MARKER and waits until the test removes it.
 _PAUSED = """
-import importlib, pathlib, sys, time
+import importlib, json, pathlib, sys, time
 from examples.word2vec import distributed, train
-marker, where = pathlib.Path(sys.argv.pop(1)), sys.argv.pop(1).rsplit(".", 1)
-module = importlib.import_module("examples.word2vec." + where[0])
-function = getattr(module, where[1])
-def paused(*args, **kwargs):
-    if not marker.exists():
-        marker.touch()
-        while marker.exists():
-            time.sleep(0.05)
-    return function(*args, **kwargs)
-setattr(module, where[1], paused)
+setup = json.loads(sys.argv.pop(1))
+def attribute(where):
+    module, name = where.rsplit(".", 1)
+    return importlib.import_module("examples.word2vec." + module), name
+for where, value in setup.get("settings", {}).items():
+    setattr(*attribute(where), value)
+if "pause" in setup:
+    marker, (module, name) = pathlib.Path(setup["pause"][0]), attribute(setup["pause"][1])
+    function = getattr(module, name)
+    def paused(*args, **kwargs):
+        if not marker.exists():
+            marker.touch()
+            while marker.exists():
+                time.sleep(0.05)
+        return function(*args, **kwargs)
+    setattr(module, name, paused)
 distributed.leave(train.main(sys.argv[1:]))
 """
 
 
-def _paused(marker: Path, function: str) -> tuple[str, ...]:
-    """The launcher of a trainer paused at the first call of ``function`` until ``marker`` is removed."""
-    return "-c", _PAUSED, str(marker), function
+def _paused(marker: Path | None, function: str = "", **settings: float) -> tuple[str, ...]:
+    """The launcher of a trainer paused at the first call of ``function`` until ``marker`` is removed (not paused
+    when ``marker`` is None), with ``settings`` (``module__NAME=value``) made first."""
+    setup: dict = {"settings": {where.replace("__", "."): value for where, value in settings.items()}}
+    if marker is not None:
+        setup["pause"] = [str(marker), function]
+    return "-c", _PAUSED, json.dumps(setup)
 
 
 @contextlib.contextmanager
@@ -868,14 +879,16 @@ def test_a_process_whose_setup_is_slow_is_waited_for(corpus, tmp_path):
 
 
 @contextlib.contextmanager
-def _process_0_after_its_loop(corpus: str, out: Path):
+def _process_0_after_its_loop(corpus: str, out: Path, peer: tuple[str, ...] = ("-m", "examples.word2vec.train"),
+                              peer_ready: Callable[[], object] = lambda: True):
     """Two processes of a short run, given with ``resume`` once both have ended their loop and process 0 has written
-    its vectors, paused before ``metrics.json`` (its last output) until ``resume()``."""
+    its vectors, paused before ``metrics.json`` (its last output) until ``resume()``; process 1 started with the
+    launcher ``peer``, once ``peer_ready()``."""
     marker = out.parent / "process-0-after-its-loop"
     port = _free_port()
     with _reaped(_processes(corpus, out, port, [0], "--steps", "16", launcher=_paused(marker, "export.write_metrics")) +
-                 _processes(corpus, out, port, [1], "--steps", "16")) as procs:
-        _await(procs, out, marker.exists, "process 0 did not end its loop")
+                 _processes(corpus, out, port, [1], "--steps", "16", launcher=peer)) as procs:
+        _await(procs, out, lambda: marker.exists() and peer_ready(), "process 0 did not end its loop")
         yield procs, marker.unlink
 
 
@@ -897,6 +910,52 @@ def test_a_process_that_dies_after_the_loop_leaves_the_chief_a_warning(corpus, t
                        "leaving without waiting for it")
     assert json.loads((out / "metrics.json").read_text())["steps"] == 16
     assert "done: 16 steps" in _log(out, 0, "out")
+
+
+@pytest.mark.parametrize(("where", "signum"), [("main", signal.SIGINT), ("meeting", signal.SIGTERM)])
+def test_a_stop_signal_to_a_process_after_the_loop_stops_it_at_once(corpus, tmp_path, where, signum):
+    """Process 1 has ended its loop while process 0 writes its outputs; a stop signal to process 1 there, either still
+    in the trainer (``main``: paused before its last step) or already waiting for process 0 (``meeting``: once it says
+    so), ends it at once with one line and the signal's status, and process 0 finishes, told so: one warning line,
+    status 0, no 30 s wait for a silent process."""
+    out = tmp_path / "run"
+    seen = out.parent / "process-1-after-its-loop"
+    launcher, ready = {"main": (_paused(seen, "train._conclude"), seen.exists),
+                       "meeting": (_paused(None, distributed__MEETING_NOTICE_S=0.2),
+                                   lambda: "waiting for process 0 to finish" in _log(out, 1, "err"))}[where]
+    with _process_0_after_its_loop(corpus, out, launcher, ready) as ((chief, peer), resume):
+        peer.send_signal(signum)
+        assert peer.wait(timeout=10) == 128 + signum, _log(out, 1, "err")
+        resume()
+        t0 = time.monotonic()
+        rc = chief.wait(timeout=60)
+    err = [line for line in _log(out, 1, "err").splitlines() if not line.endswith("(present, still working)")]
+    name = signal_name(signum)
+    assert err == [{"main": f"interrupted by {name} outside the training loop: stopped without a new checkpoint "
+                            "(those written so far are kept)",
+                    "meeting": f"interrupted by {name} after the training loop, waiting for the other "
+                               "processes"}[where]]
+    assert rc == 0, _log(out, 0, "err")
+    warning, = [line for line in _log(out, 0, "err").splitlines() if "process 1" in line]
+    assert warning == (f"warning: process 1 was interrupted by {name} after the training loop; leaving without "
+                       "waiting for it")
+    assert time.monotonic() - t0 < 20  # told, not found silent (SILENCE_TIMEOUT_S, 30 s)
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 16
+
+
+def test_a_stop_signal_to_process_0_after_the_loop_lets_the_others_end_normally(corpus, tmp_path):
+    """Ctrl-C to process 0 while it writes its outputs: it stops with its line and 130, and process 1, waiting for it
+    after the loop, ends with 0 and no word (process 0 comes to the meetings on its way out, not taking the
+    coordination service, which it hosts, away from under them)."""
+    out = tmp_path / "run"
+    with _process_0_after_its_loop(corpus, out) as ((chief, peer), _):
+        chief.send_signal(signal.SIGINT)
+        statuses = [chief.wait(timeout=20), peer.wait(timeout=20)]
+    assert statuses == [130, 0], (_log(out, 0, "err"), _log(out, 1, "err"))
+    assert _log(out, 0, "err").strip().endswith("interrupted by Ctrl-C (SIGINT) outside the training loop: stopped "
+                                                "without a new checkpoint (those written so far are kept)")
+    assert _log(out, 1, "err") == ""
+    assert not (out / "metrics.json").exists()
 
 
 def test_a_setup_error_in_one_process_stops_the_others_at_once(corpus, tmp_path):

@@ -54,12 +54,12 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from examples.word2vec.cli import UsageError, first_line, signal_name
+from examples.word2vec.cli import UsageError, first_line, interrupt_status, raise_on_signals, signal_name
 from jaxgraph.device import parse_device_spec
 from jaxgraph.sharding import make_mesh, put, shard_opt_state, shard_params
 
 __all__ = ["PeerLost", "Runtime", "host_values", "leave", "loop_ended_together", "lost_peer", "processes_agree",
-           "select_runtime", "setup_together", "start_processes", "stop_everywhere"]
+           "select_runtime", "setup_together", "start_processes", "stop_everywhere", "stopped_by_signal"]
 
 #: Seconds before the "waiting for ..." line, while the processes join.
 WAIT_NOTICE_S = 3.0
@@ -375,6 +375,16 @@ def loop_ended_together() -> None:
         _loop_ended_together.set()
 
 
+def stopped_by_signal(signum: int) -> None:
+    """Say that this process was stopped by signal ``signum`` outside the training loop. After a loop that ended
+    together, a process other than the chief then leaves at once: :func:`leave` skips the meetings (it does not wait
+    for the chief's outputs), and the others, told so, leave without waiting for it (a ``warning:`` line naming the
+    signal). The chief still comes to them: the others are there, waiting for it, and leaving first it would take
+    the coordination service, in its process, with it."""
+    if _loop_ended_together.is_set() and not _left.is_set() and jax.process_index() != 0:
+        _leave_meetings(signum)
+
+
 def leave(status: int) -> None:
     """End the program with ``status``. After a lost peer, at once (``os._exit`` once the output is flushed): a
     normal exit would run JAX's shutdown, which waits at a barrier for every process, the dead one included, and
@@ -383,7 +393,8 @@ def leave(status: int) -> None:
     With several processes that ended the loop together (:func:`loop_ended_together`), every process first meets the
     others (:func:`_meet`), the chief once its outputs are written: one that died after the loop (while the chief
     wrote its outputs) does not come, and the others say so on one ``warning:`` line and leave at once with their own
-    status, after ``SILENCE_TIMEOUT_S`` at most."""
+    status, after ``SILENCE_TIMEOUT_S`` at most. One stopped by a signal after the loop (:func:`stopped_by_signal`)
+    does not come either, but says so: the others warn without waiting for it."""
     if _loop_ended_together.is_set() and not _left.is_set():
         status = _part(status)
     if _left.is_set():
@@ -410,6 +421,16 @@ class _Silent(Exception):
         self.processes = processes
         why = why or f"no sign of life for {SILENCE_TIMEOUT_S:.0f} s"
         super().__init__(f"{_names(processes)} stopped responding ({why})")
+
+
+def _leave_meetings(signum: int) -> None:
+    """Leave without the meetings still to come: this process counts as come to each of them, with ``-signum``
+    (a status is never negative), and exits at once (``_left``)."""
+    _left.set()
+    try:
+        _client().key_value_set(f"{_KEYS}/gone/{jax.process_index()}", str(signum))
+    except RuntimeError:  # the store (in the chief) is gone: there is no one to tell
+        pass
 
 
 def _client() -> Any:
@@ -445,6 +466,7 @@ class _Presence:
 
 _presence = _Presence()
 _meetings = itertools.count()  # every process holds the same meetings in the same order
+_came_to: list[str | None] = [None]  # the last meeting this process came to (its value is in the store)
 
 
 def _meet(name: str, mine: int, waiting_for: str | None = None) -> list[int]:
@@ -452,8 +474,9 @@ def _meet(name: str, mine: int, waiting_for: str | None = None) -> list[int]:
     process order, through the coordination service's key-value store. Waits as long as the others are present,
     however long their work takes (unlike a collective), saying so on stderr after ``MEETING_NOTICE_S`` when
     ``waiting_for`` says what they are doing; raises :class:`_Silent` naming the processes that did not come and
-    whose presence stopped for ``SILENCE_TIMEOUT_S`` (or process 0, when the store is gone). A stop signal is not
-    held up: the store is polled."""
+    whose presence stopped for ``SILENCE_TIMEOUT_S`` (or process 0, when the store is gone). A process that left
+    after a stop signal (:func:`_leave_meetings`) gives ``-signum``. A stop signal is not held up: the store is
+    polled."""
     try:
         return _wait_at_meeting(_client(), name, mine, waiting_for)
     except RuntimeError as e:  # jax.errors.JaxRuntimeError: the store, in process 0, is gone
@@ -464,10 +487,13 @@ def _wait_at_meeting(client: Any, name: str, mine: int, waiting_for: str | None)
     me, n = jax.process_index(), jax.process_count()
     topic = f"{_KEYS}/meeting/{next(_meetings)}-{name}/"
     client.key_value_set(f"{topic}{me}", str(mine))
+    _came_to[0] = name
     seen: dict[int, tuple[str | None, float]] = {}  # a missing process's last presence, and when it changed
     notice_at = time.monotonic() + MEETING_NOTICE_S if waiting_for else float("inf")
     while True:
-        came = {int(key.rsplit("/", 1)[1]): int(value) for key, value in client.key_value_dir_get(topic)}
+        came = _values_by_process(client, topic)
+        if len(came) < n:
+            came = {i: -signum for i, signum in _values_by_process(client, f"{_KEYS}/gone/").items()} | came
         if len(came) == n:
             return [came[i] for i in range(n)]
         missing = [i for i in range(n) if i not in came]
@@ -489,22 +515,35 @@ def _wait_at_meeting(client: Any, name: str, mine: int, waiting_for: str | None)
         time.sleep(0.05)
 
 
+def _values_by_process(client: Any, directory: str) -> dict[int, int]:
+    """The store's keys ``<directory><process>``, as ``{process: int(value)}``."""
+    return {int(key.rsplit("/", 1)[1]): int(value) for key, value in client.key_value_dir_get(directory)}
+
+
 def _part(status: int) -> int:
     """The meeting after the loop (:func:`leave`), twice: every process comes to the first when it is done (the chief
     once its outputs are written), and to the second once everyone has come to the first, so that one that died while
     the others worked is missed at the second. ``status``, or 2 in a process that finds the chief gone (its outputs
     may be missing)."""
     try:
-        _meet("done", status)
-        _meet("leaving", status)
+        with raise_on_signals():
+            _meet("done", status, waiting_for="finish")
+            statuses = _meet("leaving", status)
     except _Silent as e:
         _left.set()
         if 0 in e.processes and jax.process_index() != 0:  # the chief's outputs may be missing
             print(f"error: {e} after the training loop", file=sys.stderr)
             return 2
         print(f"warning: {e} after the training loop; leaving without waiting for it", file=sys.stderr)
-    except KeyboardInterrupt:  # Ctrl-C while waiting (SIGTERM's default action ends the process at once here)
-        _left.set()
-        print("interrupted by SIGINT after the training loop, waiting for the other processes", file=sys.stderr)
-        return 130
+        return status
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM while waiting
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"interrupted by {signal_name(signum)} after the training loop, waiting for the other processes",
+              file=sys.stderr)
+        if _came_to[0] != "leaving":  # else the others, told it came, go on to JAX's shutdown, which then waits for it
+            _leave_meetings(signum)
+        return interrupt_status(signum)
+    if gone := [f"process {i} was interrupted by {signal_name(-s)}" for i, s in enumerate(statuses) if s < 0]:
+        _left.set()  # JAX's shutdown would wait for the process that left
+        print(f"warning: {'; '.join(gone)} after the training loop; leaving without waiting for it", file=sys.stderr)
     return status

@@ -112,8 +112,10 @@ def main(argv: Sequence[str] | None = None, *, _after_call: Callable[[int], None
             return exit_status(body, (w2v_data.CorpusError, CheckpointError, evaluation.EvaluationUnavailable),
                                memory_hint=resources.MEMORY_HINT)
         except KeyboardInterrupt as e:  # before or after the training loop, or a second stop signal in it
-            print(f"interrupted by {signal_name(getattr(e, 'signum', signal.SIGINT))} outside the training loop: "
-                  "stopped without a new checkpoint (those written so far are kept)", file=sys.stderr)
+            signum = getattr(e, "signum", signal.SIGINT)
+            distributed.stopped_by_signal(signum)
+            print(f"interrupted by {signal_name(signum)} outside the training loop: stopped without a new checkpoint "
+                  "(those written so far are kept)", file=sys.stderr)
             return interrupt_status(e)
 
 

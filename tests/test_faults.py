@@ -827,12 +827,12 @@ def _paused(marker: Path | None, function: str = "", **settings: float) -> tuple
 
 
 @contextlib.contextmanager
-def _process_1_in_its_setup(corpus: str, out: Path):
+def _process_1_in_its_setup(corpus: str, out: Path, **chief: float):
     """Two processes of a short run, given with ``resume`` once process 1 is in its setup, paused just before it reads
-    its corpus until ``resume()``."""
+    its corpus until ``resume()``; process 0 with the settings ``chief`` (as :func:`_paused`)."""
     marker = out.parent / "process-1-about-to-read"
     port = _free_port()
-    with _reaped(_processes(corpus, out, port, [0], "--steps", "16") +
+    with _reaped(_processes(corpus, out, port, [0], "--steps", "16", launcher=_paused(None, **chief)) +
                  _processes(corpus, out, port, [1], "--steps", "16",
                             launcher=_paused(marker, "train._read_corpus"))) as procs:
         _await(procs, out, marker.exists, "process 1 did not start its setup")
@@ -851,16 +851,21 @@ def test_sigterm_to_one_process_in_its_setup_stops_the_other_at_once(corpus, tmp
                                            "checkpoint (those written so far are kept)")
 
 
+# Process 0's SILENCE_TIMEOUT_S in the tests that wait for a dead process (30 s by default; the wait is the same).
+_SHORT_SILENCE = {"distributed__SILENCE_TIMEOUT_S": 3}
+
+
 def test_a_process_that_dies_in_its_setup_stops_the_other_with_a_line(corpus, tmp_path):
-    """Process 0, at the end of its setup, waits for process 1 until it has shown no sign of life for 30 s; it says so
-    in one line and leaves at once, not through JAX's shutdown barrier (a C++ abort at JAX's heartbeat timeout)."""
+    """Process 0, at the end of its setup, waits for process 1 until it has shown no sign of life for
+    ``SILENCE_TIMEOUT_S``; it says so in one line and leaves at once, not through JAX's shutdown barrier (a C++ abort
+    at JAX's heartbeat timeout)."""
     out = tmp_path / "run"
-    with _process_1_in_its_setup(corpus, out) as ((chief, peer), _):
+    with _process_1_in_its_setup(corpus, out, **_SHORT_SILENCE) as ((chief, peer), _):
         peer.kill()
         rc = chief.wait(timeout=60)
     err = _log(out, 0, "err")
     assert rc == 2, err
-    _one_error(err, "process 1 stopped responding (no sign of life for 30 s) before training; this process stops too")
+    _one_error(err, "process 1 stopped responding (no sign of life for 3 s) before training; this process stops too")
 
 
 def test_a_process_whose_setup_is_slow_is_waited_for(corpus, tmp_path):
@@ -880,13 +885,14 @@ def test_a_process_whose_setup_is_slow_is_waited_for(corpus, tmp_path):
 
 @contextlib.contextmanager
 def _process_0_after_its_loop(corpus: str, out: Path, peer: tuple[str, ...] = ("-m", "examples.word2vec.train"),
-                              peer_ready: Callable[[], object] = lambda: True):
+                              peer_ready: Callable[[], object] = lambda: True, **chief: float):
     """Two processes of a short run, given with ``resume`` once both have ended their loop and process 0 has written
-    its vectors, paused before ``metrics.json`` (its last output) until ``resume()``; process 1 started with the
-    launcher ``peer``, once ``peer_ready()``."""
+    its vectors, paused before ``metrics.json`` (its last output) until ``resume()``; process 0 with the settings
+    ``chief`` (as :func:`_paused`), process 1 started with the launcher ``peer``, once ``peer_ready()``."""
     marker = out.parent / "process-0-after-its-loop"
     port = _free_port()
-    with _reaped(_processes(corpus, out, port, [0], "--steps", "16", launcher=_paused(marker, "export.write_metrics")) +
+    with _reaped(_processes(corpus, out, port, [0], "--steps", "16",
+                            launcher=_paused(marker, "export.write_metrics", **chief)) +
                  _processes(corpus, out, port, [1], "--steps", "16", launcher=peer)) as procs:
         _await(procs, out, lambda: marker.exists() and peer_ready(), "process 0 did not end its loop")
         yield procs, marker.unlink
@@ -894,10 +900,10 @@ def _process_0_after_its_loop(corpus: str, out: Path, peer: tuple[str, ...] = ("
 
 def test_a_process_that_dies_after_the_loop_leaves_the_chief_a_warning(corpus, tmp_path):
     """Process 1 is killed while process 0 writes its outputs: process 0 finishes them, misses process 1 when they meet
-    to leave (SILENCE_TIMEOUT_S, 30 s), says so on one warning line and exits 0, not through JAX's shutdown barrier (a
-    C++ abort, exit -6, after the 100 s heartbeat timeout)."""
+    to leave (SILENCE_TIMEOUT_S, 3 s here), says so on one warning line and exits 0, not through JAX's shutdown
+    barrier (a C++ abort, exit -6, after the 100 s heartbeat timeout)."""
     out = tmp_path / "run"
-    with _process_0_after_its_loop(corpus, out) as ((chief, peer), resume):
+    with _process_0_after_its_loop(corpus, out, **_SHORT_SILENCE) as ((chief, peer), resume):
         peer.kill()
         peer.wait()
         resume()
@@ -906,7 +912,7 @@ def test_a_process_that_dies_after_the_loop_leaves_the_chief_a_warning(corpus, t
     assert rc == 0, err
     assert "Traceback" not in err and "error:" not in err, err
     warning, = [line for line in err.splitlines() if "process 1" in line]
-    assert warning == ("warning: process 1 stopped responding (no sign of life for 30 s) after the training loop; "
+    assert warning == ("warning: process 1 stopped responding (no sign of life for 3 s) after the training loop; "
                        "leaving without waiting for it")
     assert json.loads((out / "metrics.json").read_text())["steps"] == 16
     assert "done: 16 steps" in _log(out, 0, "out")

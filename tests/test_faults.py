@@ -921,9 +921,9 @@ def test_a_process_that_dies_after_the_loop_leaves_the_chief_a_warning(corpus, t
 @pytest.mark.parametrize(("where", "signum"), [("main", signal.SIGINT), ("meeting", signal.SIGTERM)])
 def test_a_stop_signal_to_a_process_after_the_loop_stops_it_at_once(corpus, tmp_path, where, signum):
     """Process 1 has ended its loop while process 0 writes its outputs; a stop signal to process 1 there, either still
-    in the trainer (``main``: paused before its last step) or already waiting for process 0 (``meeting``: once it says
-    so), ends it at once with one line and the signal's status, and process 0 finishes, told so: one warning line,
-    status 0, no 30 s wait for a silent process."""
+    in the trainer (``main``: paused where its run concludes) or already waiting for process 0 (``meeting``: once it
+    says so), ends it at once with one line and the signal's status, and process 0 finishes, told so: one warning
+    line, status 0, no 30 s wait for a silent process."""
     out = tmp_path / "run"
     seen = out.parent / "process-1-after-its-loop"
     launcher, ready = {"main": (_paused(seen, "train._conclude"), seen.exists),

@@ -827,16 +827,19 @@ def _paused(marker: Path | None, function: str = "", **settings: float) -> tuple
 
 
 @contextlib.contextmanager
-def _process_1_in_its_setup(corpus: str, out: Path, **chief: float):
+def _process_1_in_its_setup(corpus: str, out: Path, hold_chief: bool = False, **chief: float):
     """Two processes of a short run, given with ``resume`` once process 1 is in its setup, paused just before it reads
-    its corpus until ``resume()``; process 0 with the settings ``chief`` (as :func:`_paused`)."""
-    marker = out.parent / "process-1-about-to-read"
+    its corpus until ``resume()``; process 0 with the settings ``chief`` (as :func:`_paused`), and paused there too
+    with ``hold_chief``."""
+    markers = [out.parent / f"process-{i}-about-to-read" for i in (0, 1)]
     port = _free_port()
-    with _reaped(_processes(corpus, out, port, [0], "--steps", "16", launcher=_paused(None, **chief)) +
+    with _reaped(_processes(corpus, out, port, [0], "--steps", "16",
+                            launcher=_paused(markers[0] if hold_chief else None, "train._read_corpus", **chief)) +
                  _processes(corpus, out, port, [1], "--steps", "16",
-                            launcher=_paused(marker, "train._read_corpus"))) as procs:
-        _await(procs, out, marker.exists, "process 1 did not start its setup")
-        yield procs, marker.unlink
+                            launcher=_paused(markers[1], "train._read_corpus"))) as procs:
+        held = markers if hold_chief else markers[1:]
+        _await(procs, out, lambda: all(m.exists() for m in held), "process 1 did not start its setup")
+        yield procs, lambda: [m.unlink() for m in held]
 
 
 def test_sigterm_to_one_process_in_its_setup_stops_the_other_at_once(corpus, tmp_path):
@@ -857,15 +860,20 @@ _SHORT_SILENCE = {"distributed__SILENCE_TIMEOUT_S": 3}
 
 def test_a_process_that_dies_in_its_setup_stops_the_other_with_a_line(corpus, tmp_path):
     """Process 0, at the end of its setup, waits for process 1 until it has shown no sign of life for
-    ``SILENCE_TIMEOUT_S``; it says so in one line and leaves at once, not through JAX's shutdown barrier (a C++ abort
-    at JAX's heartbeat timeout)."""
+    ``SILENCE_TIMEOUT_S``; it says so in one line (and never that process 1 is still working) and leaves at once, not
+    through JAX's shutdown barrier (a C++ abort at JAX's heartbeat timeout)."""
     out = tmp_path / "run"
-    with _process_1_in_its_setup(corpus, out, **_SHORT_SILENCE) as ((chief, peer), _):
+    # The meeting's notice after 0.2 s, not 10: early enough to call process 1 still working, were it to.
+    with _process_1_in_its_setup(corpus, out, hold_chief=True, distributed__MEETING_NOTICE_S=0.2,
+                                 **_SHORT_SILENCE) as ((chief, peer), resume):
         peer.kill()
+        peer.wait()
+        resume()
         rc = chief.wait(timeout=60)
     err = _log(out, 0, "err")
     assert rc == 2, err
-    _one_error(err, "process 1 stopped responding (no sign of life for 3 s) before training; this process stops too")
+    assert err.strip() == ("error: process 1 stopped responding (no sign of life for 3 s) before training; this "
+                           "process stops too")
 
 
 def test_a_process_whose_setup_is_slow_is_waited_for(corpus, tmp_path):

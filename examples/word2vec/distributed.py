@@ -489,6 +489,7 @@ def _wait_at_meeting(client: Any, name: str, mine: int, waiting_for: str | None)
     client.key_value_set(f"{topic}{me}", str(mine))
     _came_to[0] = name
     seen: dict[int, tuple[str | None, float]] = {}  # a missing process's last presence, and when it changed
+    renewed: set[int] = set()  # missing processes seen renewing their presence during this wait
     notice_at = time.monotonic() + MEETING_NOTICE_S if waiting_for else float("inf")
     while True:
         came = _values_by_process(client, topic)
@@ -498,20 +499,26 @@ def _wait_at_meeting(client: Any, name: str, mine: int, waiting_for: str | None)
             return [came[i] for i in range(n)]
         missing = [i for i in range(n) if i not in came]
         now = time.monotonic()
-        if now > notice_at:
-            print(f"waiting for {_names(missing)} to {waiting_for} (present, still working)", file=sys.stderr,
-                  flush=True)
-            notice_at = float("inf")
         alive = dict(client.key_value_dir_get(f"{_KEYS}/alive/"))
         silent = []
         for i in missing:
             beat = alive.get(f"{_KEYS}/alive/{i}")
-            if i not in seen or seen[i][0] != beat:
+            if i not in seen:
                 seen[i] = (beat, now)
+            elif seen[i][0] != beat:
+                seen[i] = (beat, now)
+                renewed.add(i)
             elif now - seen[i][1] > SILENCE_TIMEOUT_S:
                 silent.append(i)
         if silent:
             raise _Silent(silent)
+        # Only a process seen renewing its presence lately is said to be working: one that died is named later, when
+        # it has been silent for SILENCE_TIMEOUT_S.
+        working = [i for i in missing if i in renewed and now - seen[i][1] < 3 * _PRESENCE_INTERVAL_S]
+        if now > notice_at and working:
+            print(f"waiting for {_names(working)} to {waiting_for} (present, still working)", file=sys.stderr,
+                  flush=True)
+            notice_at = float("inf")
         time.sleep(0.05)
 
 

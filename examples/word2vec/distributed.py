@@ -530,8 +530,9 @@ def _values_by_process(client: Any, directory: str) -> dict[int, int]:
 def _part(status: int) -> int:
     """The meeting after the loop (:func:`leave`), twice: every process comes to the first when it is done (the chief
     once its outputs are written), and to the second once everyone has come to the first, so that one that died while
-    the others worked is missed at the second. ``status``, or 2 in a process that finds the chief gone (its outputs
-    may be missing)."""
+    the others worked is missed at the second, and one that left after a stop signal is named on a warning line.
+    ``status``; 2 in a process that finds the chief gone (its outputs may be missing); 130 or 143 in one stopped by a
+    signal while it waits, which then leaves at once unless the others already know it came to the second."""
     try:
         with raise_on_signals():
             _meet("done", status, waiting_for="finish")

@@ -30,7 +30,7 @@ from types import FrameType
 
 __all__ = ["STOP_SIGNALS", "ArgumentParser", "Interrupted", "StopRequest", "UsageError", "exit_status", "first_line",
            "interrupt_status", "one_line", "out_of_memory", "prepare_output_dir", "raise_on_signals",
-           "report_warnings", "signal_name", "stop_requests"]
+           "report_warnings", "signal_name", "stop_requests", "stop_signal"]
 
 #: The signals that stop a run with a checkpoint: Ctrl-C, and what schedulers (Slurm, Kubernetes, systemd) send.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -60,6 +60,15 @@ def signal_name(signum: int) -> str:
     return f"Ctrl-C ({name})" if signum == signal.SIGINT else name
 
 
+def stop_signal(e: KeyboardInterrupt) -> int:
+    """The signal that raised ``e``: an :class:`Interrupted`'s ``signum``, SIGINT for a plain ``KeyboardInterrupt``.
+
+    >>> stop_signal(KeyboardInterrupt()) == signal.SIGINT, stop_signal(Interrupted(signal.SIGTERM)) == signal.SIGTERM
+    (True, True)
+    """
+    return getattr(e, "signum", signal.SIGINT)
+
+
 def interrupt_status(e: KeyboardInterrupt | int) -> int:
     """The exit status after a stop signal: ``128 + signal`` (130 for Ctrl-C, 143 for SIGTERM), as shells report
     a process killed by it.
@@ -67,8 +76,7 @@ def interrupt_status(e: KeyboardInterrupt | int) -> int:
     >>> interrupt_status(KeyboardInterrupt()), interrupt_status(Interrupted(signal.SIGTERM))
     (130, 143)
     """
-    signum = e if isinstance(e, int) else getattr(e, "signum", signal.SIGINT)
-    return 128 + int(signum)
+    return 128 + int(e if isinstance(e, int) else stop_signal(e))
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -42,7 +42,6 @@ import dataclasses
 import itertools
 import os
 import re
-import signal
 import sys
 import threading
 import time
@@ -54,7 +53,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from examples.word2vec.cli import UsageError, first_line, interrupt_status, raise_on_signals, signal_name
+from examples.word2vec.cli import UsageError, first_line, interrupt_status, raise_on_signals, signal_name, stop_signal
 from jaxgraph.device import parse_device_spec
 from jaxgraph.sharding import make_mesh, put, shard_opt_state, shard_params
 
@@ -308,7 +307,7 @@ def setup_together(errors: tuple[type[BaseException], ...]) -> Iterator[None]:
         _vote_on_setup(_SETUP_FAILED)
         raise
     except KeyboardInterrupt as e:
-        _vote_on_setup(getattr(e, "signum", signal.SIGINT))
+        _vote_on_setup(stop_signal(e))
         raise
     stopped = [(i, vote) for i, vote in enumerate(_vote_on_setup(0)) if vote]
     if stopped:
@@ -545,7 +544,7 @@ def _part(status: int) -> int:
         print(f"warning: {e} after the training loop; leaving without waiting for it", file=sys.stderr)
         return status
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM while waiting
-        signum = getattr(e, "signum", signal.SIGINT)
+        signum = stop_signal(e)
         print(f"interrupted by {signal_name(signum)} after the training loop, waiting for the other processes",
               file=sys.stderr)
         if _came_to[0] != "leaving":  # else the others, told it came, go on to JAX's shutdown, which then waits for it

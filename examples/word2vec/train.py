@@ -47,7 +47,6 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -75,6 +74,7 @@ from examples.word2vec.cli import (  # noqa: E402
     raise_on_signals,
     report_warnings,
     signal_name,
+    stop_signal,
 )
 from examples.word2vec.data import build_vocabulary  # noqa: E402
 from examples.word2vec.feed import CorpusFeed, StreamingFeed, corpus_device_bytes  # noqa: E402
@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None, *, _after_call: Callable[[int], None
             return exit_status(body, (w2v_data.CorpusError, CheckpointError, evaluation.EvaluationUnavailable),
                                memory_hint=resources.MEMORY_HINT)
         except KeyboardInterrupt as e:  # before or after the training loop, or a second stop signal in it
-            signum = getattr(e, "signum", signal.SIGINT)
+            signum = stop_signal(e)
             distributed.stopped_by_signal(signum)
             print(f"interrupted by {signal_name(signum)} outside the training loop: stopped without a new checkpoint "
                   "(those written so far are kept)", file=sys.stderr)

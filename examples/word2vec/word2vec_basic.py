@@ -86,7 +86,6 @@ import math
 import os
 import queue
 import re
-import signal
 import sys
 import tempfile
 import threading
@@ -1039,7 +1038,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             written = getattr(e, "written", None)
             what = (f"after writing {written} (no tsne.png, no metrics.json)" if written else
                     "without writing a checkpoint or the projector files")
-            print(f"interrupted by {cli.signal_name(getattr(e, 'signum', signal.SIGINT))}: stopped {what}",
+            print(f"interrupted by {cli.signal_name(cli.stop_signal(e))}: stopped {what}",
                   file=sys.stderr)
             return cli.interrupt_status(e)
 

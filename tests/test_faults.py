@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -32,9 +33,9 @@ import numpy as np
 import pytest
 
 from examples.word2vec import data as w2v_data
-from examples.word2vec import step, train
+from examples.word2vec import distributed, step, train
 from examples.word2vec import word2vec_basic as basic
-from examples.word2vec.cli import signal_name
+from examples.word2vec.cli import Interrupted, raise_on_signals, signal_name
 from examples.word2vec.model import init_params
 from jaxgraph.train import Saver
 
@@ -970,6 +971,30 @@ def test_a_stop_signal_to_process_0_after_the_loop_lets_the_others_end_normally(
                                                 "without a new checkpoint (those written so far are kept)")
     assert _log(out, 1, "err") == ""
     assert not (out / "metrics.json").exists()
+
+
+def test_a_stop_signal_during_a_meetings_write_waits_for_its_record(monkeypatch):
+    """A signal arriving while a process writes its value for a meeting (the store's round trip) is handled once the
+    process has recorded that it came (``_part`` then knows the others will wait for it at JAX's shutdown), not
+    between the two."""
+
+    class Store:  # the coordination service's key-value store, with the signal arriving during a write
+        def __init__(self) -> None:
+            self.values: dict[str, str] = {}
+
+        def key_value_set(self, key: str, value: str) -> None:
+            signal.raise_signal(signal.SIGTERM)
+            self.values[key] = value
+
+        def key_value_dir_get(self, directory: str) -> list[tuple[str, str]]:
+            return [(k, v) for k, v in self.values.items() if k.startswith(directory)]
+
+    monkeypatch.setattr(distributed, "_came_to", [None])
+    monkeypatch.setattr(distributed, "_meetings", itertools.count())
+    store = Store()
+    with raise_on_signals(), pytest.raises(Interrupted):
+        distributed._wait_at_meeting(store, "leaving", 0, None)
+    assert distributed._came_to == ["leaving"] and list(store.values) == ["examples.word2vec/meeting/0-leaving/0"]
 
 
 def test_a_setup_error_in_one_process_stops_the_others_at_once(corpus, tmp_path):

@@ -24,13 +24,14 @@ import pathlib
 import signal
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from types import FrameType
 
 __all__ = ["STOP_SIGNALS", "ArgumentParser", "Interrupted", "StopRequest", "UsageError", "exit_status", "first_line",
            "interrupt_status", "one_line", "out_of_memory", "prepare_output_dir", "raise_on_signals",
-           "report_warnings", "signal_name", "stop_requests", "stop_signal"]
+           "report_warnings", "signal_name", "stop_requests", "stop_signal", "stop_signals_deferred"]
 
 #: The signals that stop a run with a checkpoint: Ctrl-C, and what schedulers (Slurm, Kubernetes, systemd) send.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -193,6 +194,37 @@ def raise_on_signals() -> Iterator[None]:
         yield
     finally:
         _restore(previous)
+
+
+@contextlib.contextmanager
+def stop_signals_deferred() -> Iterator[None]:
+    """Within the block, a stop signal waits for the block's end and is then handled by the handler in place around
+    it, as if it had arrived there: for statements that must not be cut in two, such as a value written somewhere
+    others read it and the record that it was. Outside the main thread, or while a stop signal's handler is one not
+    installed from Python (which could not be put back), the block runs as it is.
+
+    >>> with raise_on_signals():
+    ...     try:
+    ...         with stop_signals_deferred():
+    ...             signal.raise_signal(signal.SIGTERM)
+    ...             print("the block ends first")
+    ...     except Interrupted as e:
+    ...         print("then", signal_name(e.signum))
+    the block ends first
+    then SIGTERM
+    """
+    if threading.current_thread() is not threading.main_thread() or any(
+            signal.getsignal(s) is None for s in STOP_SIGNALS):
+        yield
+        return
+    held: list[int] = []
+    previous = _install(lambda signum, _frame: held.append(signum))
+    try:
+        yield
+    finally:
+        _restore(previous)
+        for signum in held:  # each to the handler around the block: a stop request, or Interrupted
+            signal.raise_signal(signum)
 
 
 @dataclasses.dataclass

@@ -53,7 +53,15 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from examples.word2vec.cli import UsageError, first_line, interrupt_status, raise_on_signals, signal_name, stop_signal
+from examples.word2vec.cli import (
+    UsageError,
+    first_line,
+    interrupt_status,
+    raise_on_signals,
+    signal_name,
+    stop_signal,
+    stop_signals_deferred,
+)
 from jaxgraph.device import parse_device_spec
 from jaxgraph.sharding import make_mesh, put, shard_opt_state, shard_params
 
@@ -485,8 +493,11 @@ def _meet(name: str, mine: int, waiting_for: str | None = None) -> list[int]:
 def _wait_at_meeting(client: Any, name: str, mine: int, waiting_for: str | None) -> list[int]:
     me, n = jax.process_index(), jax.process_count()
     topic = f"{_KEYS}/meeting/{next(_meetings)}-{name}/"
-    client.key_value_set(f"{topic}{me}", str(mine))
-    _came_to[0] = name
+    # A stop signal between the write and its record (during the write's round trip) would make _part leave at once,
+    # although the others, told this process came, would then wait for it at JAX's shutdown.
+    with stop_signals_deferred():
+        client.key_value_set(f"{topic}{me}", str(mine))
+        _came_to[0] = name
     seen: dict[int, tuple[str | None, float]] = {}  # a missing process's last presence, and when it changed
     renewed: set[int] = set()  # missing processes seen renewing their presence during this wait
     notice_at = time.monotonic() + MEETING_NOTICE_S if waiting_for else float("inf")

@@ -24,8 +24,10 @@ Faults between processes, each one line on stderr:
   chief saves a checkpoint of the last completed call (with several processes the state is not donated, so it is
   still readable: one copy of the tables per call), every survivor prints one ``error:`` line, and they leave at
   once (:func:`leave`: exit status 2 without JAX's shutdown barrier, which would wait for the dead process).
-  When process 0 itself dies, JAX's runtime ends the others at once (it hosts the coordination service; jax 0.10
-  gives Python no way to intercept that): resume from the chief's last periodic checkpoint.
+  When process 0 itself dies, JAX's runtime ends the others from C++ as soon as it notices (process 0 hosts the
+  coordination service), racing with their own line from a failed collective. The client's callback for that
+  (``missed_heartbeat_callback`` of jaxlib's ``get_distributed_runtime_client``) cannot be a Python function in jax
+  0.10.2: calling it aborts with ``std::bad_cast``. Resume from the chief's last periodic checkpoint.
 * **Before and after the loop** the processes meet (:func:`_meet`) through JAX's coordination service, not a
   collective, so that a process waits for the others as long as their work takes: at the end of the setup
   (:func:`setup_together`; reading a corpus may take much longer on one host) and after the loop (:func:`leave`:

@@ -31,9 +31,12 @@ the one in use and the next).
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 from collections.abc import Callable
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from examples.word2vec.batches import BatchMaker
@@ -60,11 +63,17 @@ def _buffer_layout(batches: BatchMaker, steps_per_call: int, chunk_tokens: int) 
 
 class CorpusFeed:
     """The whole corpus on the device (``batches.pad(ids)``), with the other arrays of ``static`` (already placed
-    on the run's devices). Every call gets the same ``data``."""
+    on the run's devices). Every call gets the same ``data``.
 
-    def __init__(self, ids: np.ndarray, batches: BatchMaker, place: Callable[[Any], Any], static: dict) -> None:
+    On one ``device`` the padded corpus is built there in place, a chunk of ``chunk`` ids at a time (the host
+    holds no padded copy of the corpus: at 250M tokens that copy was 1 GB more peak memory); on a mesh
+    (``device`` None) ``place`` puts the padded copy on every device."""
+
+    def __init__(self, ids: np.ndarray, batches: BatchMaker, place: Callable[[Any], Any], static: dict,
+                 device: jax.Device | None = None, chunk: int = 1 << 24) -> None:
         self.n_tokens = len(ids)
-        self.data = {"corpus": place(batches.pad(ids)), **static}
+        corpus = place(batches.pad(ids)) if device is None else _padded_on_device(ids, batches, device, chunk)
+        self.data = {"corpus": corpus, **static}
 
     def at(self, position: int) -> dict:  # noqa: ARG002 (the streamed feed's signature)
         """The ``data`` of a call starting at ``position`` (``epoch * n_tokens + position in the epoch``)."""
@@ -75,6 +84,21 @@ class CorpusFeed:
 
     def close(self) -> None:
         pass
+
+
+def _padded_on_device(ids: np.ndarray, batches: BatchMaker, device: jax.Device, chunk: int) -> jax.Array:
+    """``batches.pad(ids)`` on ``device``: zeros, then the ids written in, ``chunk`` at a time, in place."""
+    corpus = jnp.zeros(batches.back + len(ids) + batches.forward + batches.ahead, jnp.int32, device=device)
+    for start in range(0, len(ids), chunk):
+        part = jax.device_put(np.asarray(ids[start: start + chunk], np.int32), device)
+        corpus = _write_at(corpus, part, jnp.int32(batches.back + start))
+        corpus.block_until_ready()  # else the loop runs ahead of the writes, and their parts pile up
+    return corpus
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _write_at(corpus: jax.Array, part: jax.Array, at: jax.Array) -> jax.Array:
+    return jax.lax.dynamic_update_slice(corpus, part, (at,))
 
 
 class StreamingFeed:

@@ -178,7 +178,7 @@ def epoch_steps(kept_positions: np.ndarray, n_tokens: int, centres: int, forward
     >>> epoch_steps(np.arange(10), n_tokens=10, centres=3, forward=6, stop_at=5)
     2
     """
-    kept = np.asarray(kept_positions, np.int64)
+    kept = np.asarray(kept_positions)  # int32 from BatchMaker: compared by differences, which cannot overflow
     end = n_tokens if stop_at is None else min(float(stop_at), n_tokens)
     steps, pos, rank = 0, 0, 0  # rank: the index in `kept` of the first kept token at or after pos
     while pos < end:
@@ -186,7 +186,7 @@ def epoch_steps(kept_positions: np.ndarray, n_tokens: int, centres: int, forward
         # rank r + centres lies less than `forward` past it, and the cursor moves there.
         if rank < len(kept) and kept[rank] == pos:
             ranks = np.arange(rank, len(kept) - centres, centres)
-            full = kept[ranks + centres] < kept[ranks] + forward
+            full = kept[ranks + centres] - kept[ranks] < forward
             stops = ~full | (kept[ranks] >= end)
             run = int(np.argmax(stops)) if stops.any() else len(ranks)
             steps += run
@@ -197,7 +197,7 @@ def epoch_steps(kept_positions: np.ndarray, n_tokens: int, centres: int, forward
         # One step from a position that is not a kept token (the epoch's start, after a jump), or a short one.
         steps += 1
         first = int(np.searchsorted(kept, pos))
-        if first + centres < len(kept) and kept[first + centres] < pos + forward:
+        if first + centres < len(kept) and int(kept[first + centres]) < pos + forward:
             rank = first + centres
             pos = int(kept[rank])
         else:

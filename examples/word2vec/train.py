@@ -309,7 +309,8 @@ def _feed(corpus: Corpus, batches: BatchMaker, plan: RunPlan, chunk_tokens: int 
           runtime: distributed.Runtime, static: dict) -> CorpusFeed | StreamingFeed:
     """The corpus on the run's devices: whole (``chunk_tokens`` None), or streamed from its id file."""
     if chunk_tokens is None:
-        return CorpusFeed(np.asarray(corpus.ids), batches, runtime.place_data, static)
+        return CorpusFeed(np.asarray(corpus.ids), batches, runtime.place_data, static,
+                          device=runtime.device if runtime.mesh is None else None)
     assert isinstance(corpus.ids, corpus_ids.IdFile)
     return StreamingFeed(corpus.ids, batches, plan.batches_per_call, chunk_tokens, runtime.place_data, static)
 
@@ -350,7 +351,7 @@ def _plan(args: argparse.Namespace, corpus: Corpus,
         chunk_tokens = args.corpus_chunk_tokens or max(1 << 16, args.max_corpus_memory * 2**20 // 16)
 
     def steps_for_epochs(epochs: float) -> int:
-        ids, keep = jax.device_put((np.asarray(corpus.ids), corpus.keep_prob), runtime.device)
+        ids, keep = np.asarray(corpus.ids), jax.device_put(corpus.keep_prob, runtime.device)
         whole, part = int(epochs), epochs - int(epochs)
         total = 0
         for epoch in range(whole + (part > 0)):

@@ -66,7 +66,7 @@ def fingerprint(vocab: Sequence[str], ids: np.ndarray | IdFile, config: Mapping[
     h.update("\n".join(vocab).encode("utf-8"))
     h.update(b"\0")
     for block in ids.blocks() if isinstance(ids, IdFile) else [ids]:
-        h.update(np.ascontiguousarray(block, dtype="<i4"))  # the array's own buffer: no copy of the corpus
+        h.update(np.ascontiguousarray(block, dtype="<i4").data)  # the array's own buffer: no copy of the corpus
     keys = {k: config[k] for k in TRAINING_KEYS}
     keys.update({k: config[k] for k in OPTIONAL_TRAINING_KEYS if config.get(k) is not None})
     h.update(json.dumps(keys, sort_keys=True).encode())

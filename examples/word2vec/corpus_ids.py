@@ -223,7 +223,7 @@ def release_freed_memory() -> None:
     """
     try:
         ctypes.CDLL(None).malloc_trim(0)
-    except (AttributeError, OSError):  # not glibc
+    except (AttributeError, OSError, TypeError):  # not glibc (TypeError: Windows has no CDLL(None))
         pass
 
 

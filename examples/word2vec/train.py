@@ -124,7 +124,9 @@ class Corpus(NamedTuple):
 
     vocab: list[str]
     counts: np.ndarray  # per word
-    ids: np.ndarray | corpus_ids.IdFile  # the corpus, out-of-vocabulary tokens dropped (in a file when streamed)
+    # The corpus, out-of-vocabulary tokens dropped: in a file when streamed; None once it is on the device whole.
+    ids: np.ndarray | corpus_ids.IdFile | None
+    n_tokens: int  # its length
     raw_tokens: int  # before dropping them
     description: str
     keep_prob: np.ndarray  # subsampling, per word
@@ -166,6 +168,7 @@ def _run(args: argparse.Namespace, runtime: distributed.Runtime, ckpt: Checkpoin
         batches, plan, chunk_tokens = _plan(args, corpus, runtime)
         config = {**vars(args), "total_steps": plan.total_steps, "replicas": plan.batches_per_step,
                   "steps_per_sync": plan.steps_per_call if plan.batches_per_step > 1 else None}
+        assert corpus.ids is not None  # until the corpus is on the device
         ckpt.set_fingerprint(fingerprint(corpus.vocab, corpus.ids, config))
         memory = _check_resources(args, corpus, batches, plan, chunk_tokens, runtime, ckpt)
         out.log(_describe_plan(args, corpus, batches, plan, chunk_tokens, runtime) + f"; memory: {memory}")
@@ -194,6 +197,8 @@ def _run(args: argparse.Namespace, runtime: distributed.Runtime, ckpt: Checkpoin
         stats = _stats(plan, corpus, params)
         feed = _feed(corpus, batches, plan, chunk_tokens, runtime, static)
         cleanup.callback(feed.close)
+        if isinstance(corpus.ids, np.ndarray):  # on the device whole now: the host copy goes (1.9 GB at 500M tokens)
+            corpus = corpus._replace(ids=None)
         # Several processes: no donation, so that the state of the last completed call survives a lost peer.
         step_fn = make_multi_step(opt, batches, args, len(corpus.vocab), runtime.mesh,
                                   donate=runtime.processes == 1, total_batches=plan.total_batches,
@@ -332,7 +337,7 @@ def _read_corpus(args: argparse.Namespace, log: Callable[[str], None], cleanup: 
     log(f"corpus: {description}; read with its vocabulary in {seconds:.1f}s "
         f"({corpus.raw_tokens / max(seconds, 1e-9):,.0f} words/s)")
     keep_prob = keep_prob.astype(np.float32)
-    return Corpus(corpus.words, corpus.counts, corpus.ids, corpus.raw_tokens, description, keep_prob,
+    return Corpus(corpus.words, corpus.counts, corpus.ids, len(corpus.ids), corpus.raw_tokens, description, keep_prob,
                   w2v_data.expected_keep_fraction(corpus.counts, keep_prob))
 
 
@@ -344,7 +349,7 @@ def _plan(args: argparse.Namespace, corpus: Corpus,
     per_step = len(runtime.devices) if args.replica_sync == "call" else 1
     # Each device's rows hold whole negatives groups: rows are padded (masked) to a multiple of devices x group.
     row_devices = len(runtime.devices) // per_step
-    batches = BatchMaker(len(corpus.ids), args.window, args.batch_size, corpus.keep_mean, args.seed,
+    batches = BatchMaker(corpus.n_tokens, args.window, args.batch_size, corpus.keep_mean, args.seed,
                          row_multiple=row_devices * centres_per_group(args))
     chunk_tokens = None
     if isinstance(corpus.ids, corpus_ids.IdFile):
@@ -355,15 +360,15 @@ def _plan(args: argparse.Namespace, corpus: Corpus,
         whole, part = int(epochs), epochs - int(epochs)
         total = 0
         for epoch in range(whole + (part > 0)):
-            stop = part * len(corpus.ids) if epoch == whole else None
-            total += epoch_steps(batches.kept_positions(ids, keep, epoch), len(corpus.ids), batches.centres,
+            stop = part * corpus.n_tokens if epoch == whole else None
+            total += epoch_steps(batches.kept_positions(ids, keep, epoch), corpus.n_tokens, batches.centres,
                                  batches.forward, stop_at=stop)
         return total
 
     # A streamed corpus is never whole in memory, so its epochs are converted with the expected figures (the plan
     # line says "~E epochs" then, and why).
     plan = RunPlan.from_flags(epochs=args.epochs, steps=args.steps, steps_per_call=args.steps_per_call or 1,
-                              kept_tokens_per_epoch=corpus.keep_mean * len(corpus.ids),
+                              kept_tokens_per_epoch=corpus.keep_mean * corpus.n_tokens,
                               centres_per_step=batches.centres,
                               steps_for_epochs=steps_for_epochs if chunk_tokens is None else None,
                               batches_per_step=per_step)
@@ -382,13 +387,12 @@ def _describe_plan(args: argparse.Namespace, corpus: Corpus, batches: BatchMaker
         epochs = f"~{plan.epochs:.2f} epochs (--epochs of a streamed corpus: counted from the expected kept tokens)"
     else:
         epochs = f"~{plan.epochs:.2f} epochs"
-    device_mib = corpus_device_bytes(len(corpus.ids), batches, plan.batches_per_call, chunk_tokens) / 2**20
-    held = (f"corpus on the device whole ({device_mib:,.1f} MiB, --max-corpus-memory {args.max_corpus_memory})"
-            if chunk_tokens is None else
-            f"corpus streamed in chunks of {chunk_tokens:,} tokens from an id file in "
-            f"{corpus.ids.directory} ({device_mib:,.1f} MiB on the device)")
+    device_mib = corpus_device_bytes(corpus.n_tokens, batches, plan.batches_per_call, chunk_tokens) / 2**20
+    held = (f"corpus streamed in chunks of {chunk_tokens:,} tokens from an id file in {corpus.ids.directory} "
+            f"({device_mib:,.1f} MiB on the device)" if isinstance(corpus.ids, corpus_ids.IdFile) else
+            f"corpus on the device whole ({device_mib:,.1f} MiB, --max-corpus-memory {args.max_corpus_memory})")
     return (f"{corpus.raw_tokens:,} tokens, vocabulary {len(corpus.vocab):,} (min-count {args.min_count}), "
-            f"{len(corpus.ids):,} in-vocabulary tokens, {corpus.keep_mean:.1%} kept by subsampling on average; "
+            f"{corpus.n_tokens:,} in-vocabulary tokens, {corpus.keep_mean:.1%} kept by subsampling on average; "
             f"{plan.total_steps:,} steps of {batches.centres} centres (~{batches.centres * (args.window + 1)} pairs)"
             f"{plan.describe_batches()}, "
             f"{epochs}, on {runtime.describe()}; {held}"
@@ -407,7 +411,7 @@ def _check_resources(args: argparse.Namespace, corpus: Corpus, batches: BatchMak
     # Two copies of the state: not donated (several processes), or --replica-sync call, which keeps the state
     # before a call to sum the devices' updates at its end.
     copies = 1 if runtime.processes == 1 and plan.batches_per_step == 1 else 2
-    corpus_slots = corpus_device_bytes(len(corpus.ids), batches, plan.batches_per_call, chunk_tokens) // 4
+    corpus_slots = corpus_device_bytes(corpus.n_tokens, batches, plan.batches_per_call, chunk_tokens) // 4
     needs = resources.memory_needed(args, len(corpus.vocab), corpus_slots, batches.rows, batches.span, copies,
                                     centres_per_group(args))
     # This process's virtual CPU devices (--devices N on a CPU) share the host's memory, each with its own copy of
@@ -426,8 +430,8 @@ def _check_resources(args: argparse.Namespace, corpus: Corpus, batches: BatchMak
 
 def _stats(plan: RunPlan, corpus: Corpus, params: Any) -> RunStats:
     epoch, position = distributed.host_values((params["epoch"].value, params["position"].value))
-    return RunStats(plan.steps_per_call, len(corpus.ids), corpus.raw_tokens / len(corpus.ids),
-                    int(epoch) * len(corpus.ids) + int(position))
+    return RunStats(plan.steps_per_call, corpus.n_tokens, corpus.raw_tokens / corpus.n_tokens,
+                    int(epoch) * corpus.n_tokens + int(position))
 
 
 def _figures(stats: RunStats, runtime: distributed.Runtime, corpus: Corpus) -> dict[str, Any]:
@@ -436,7 +440,7 @@ def _figures(stats: RunStats, runtime: distributed.Runtime, corpus: Corpus) -> d
             "words_per_sec": stats.words_per_sec, "examples_per_sec": stats.examples_per_sec,
             "train_seconds": stats.seconds, "device": str(runtime.device), "devices": len(runtime.devices),
             "processes": runtime.processes, "platform": runtime.device.platform, "corpus": corpus.description,
-            "corpus_tokens": corpus.raw_tokens, "in_vocabulary_tokens": int(len(corpus.ids)),
+            "corpus_tokens": corpus.raw_tokens, "in_vocabulary_tokens": corpus.n_tokens,
             "vocabulary_size": len(corpus.vocab)}
 
 

@@ -61,6 +61,11 @@ class BatchMaker:
         self.span = self.back + self.forward + self.ahead
         self.seed = seed
 
+    def padded_length(self, n_tokens: int) -> int:
+        """The length of :meth:`pad`'s result for a corpus of ``n_tokens``: ``back`` zeros, the ids, ``forward +
+        ahead`` zeros."""
+        return n_tokens + self.span
+
     def pad(self, ids: np.ndarray) -> np.ndarray:
         """The corpus as the device keeps it: zeros around it, so that every span slice is in bounds."""
         tail = np.zeros(self.forward + self.ahead, np.int32)

@@ -49,7 +49,7 @@ def corpus_device_bytes(n_tokens: int, batches: BatchMaker, steps_per_call: int,
     """Bytes of device memory the corpus takes: the padded corpus (``chunk_tokens`` None), or two chunk buffers
     of a :class:`StreamingFeed` with chunks of ``chunk_tokens`` positions."""
     if chunk_tokens is None:
-        return 4 * (batches.back + n_tokens + batches.forward + batches.ahead)
+        return 4 * batches.padded_length(n_tokens)
     return 2 * 4 * _buffer_layout(batches, steps_per_call, chunk_tokens)[2]
 
 
@@ -88,7 +88,7 @@ class CorpusFeed:
 
 def _padded_on_device(ids: np.ndarray, batches: BatchMaker, device: jax.Device, chunk: int) -> jax.Array:
     """``batches.pad(ids)`` on ``device``: zeros, then the ids written in, ``chunk`` at a time, in place."""
-    corpus = jnp.zeros(batches.back + len(ids) + batches.forward + batches.ahead, jnp.int32, device=device)
+    corpus = jnp.zeros(batches.padded_length(len(ids)), jnp.int32, device=device)
     for start in range(0, len(ids), chunk):
         part = jax.device_put(np.asarray(ids[start: start + chunk], np.int32), device)
         corpus = _write_at(corpus, part, jnp.int32(batches.back + start))
